@@ -1,0 +1,51 @@
+//! The one place where errors become HTTP status codes.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An error answered to an HTTP client. Client mistakes get a clear 4xx message and are not
+/// logged as errors.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// 404: no such page or camera.
+    #[error("{0}")]
+    NotFound(String),
+    /// 400: a malformed parameter; the message says which and what is accepted.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 503 + `Retry-After`: the viewer limit is reached.
+    #[error("too many viewers (limit {limit}); try again later")]
+    TooManyViewers {
+        /// The limit that was reached.
+        limit: usize,
+    },
+    /// 503: nothing to serve right now (no frame in time).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Seconds a client is told to wait when the server is full.
+const RETRY_AFTER_SECS: &str = "5";
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::TooManyViewers { .. } | HttpError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        let mut resp = (status, format!("{self}\n")).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        resp
+    }
+}

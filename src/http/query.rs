@@ -1,0 +1,72 @@
+//! Lenient query-string parsing: unknown parameters are ignored everywhere (OctoPrint appends a
+//! cache-buster such as `?1700000000`, OpenCV users add `&type=.mjpg`).
+
+use std::time::Duration;
+
+use super::HttpError;
+
+/// Most query parameters looked at; the request-head size limit bounds the rest.
+const MAX_PARAMS: usize = 64;
+
+/// Lowest and highest `?fps=` a viewer may ask for.
+pub(crate) const FPS_RANGE: (f64, f64) = (0.1, 120.0);
+
+/// Decoded `key=value` pairs of a query string.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parses a raw query string; never fails.
+    pub(crate) fn parse(raw: Option<&str>) -> Query {
+        Query(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .take(MAX_PARAMS)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `?fps=N` as the minimum interval between frames sent to this viewer.
+    pub(crate) fn min_interval(&self) -> Result<Option<Duration>, HttpError> {
+        let Some(raw) = self.get("fps") else {
+            return Ok(None);
+        };
+        let (lo, hi) = FPS_RANGE;
+        match raw.trim().parse::<f64>() {
+            Ok(fps) if (lo..=hi).contains(&fps) => Ok(Some(Duration::from_secs_f64(1.0 / fps))),
+            _ => Err(HttpError::BadRequest(format!(
+                "bad fps {raw:?}: fps must be a number from {lo} to {hi} (frames per second for this viewer)"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignores_cache_busters_and_unknown_keys() {
+        let q = Query::parse(Some("action=stream&1700000000&type=.mjpg"));
+        assert_eq!(q.get("action"), Some("stream"));
+        assert_eq!(q.min_interval().ok(), Some(None));
+    }
+
+    #[test]
+    fn fps_bounds() {
+        let ok = Query::parse(Some("fps=5")).min_interval();
+        assert_eq!(ok.ok().flatten(), Some(Duration::from_millis(200)));
+        for bad in ["fps=0", "fps=-1", "fps=abc", "fps=", "fps=121", "fps=NaN", "fps=inf"] {
+            assert!(Query::parse(Some(bad)).min_interval().is_err(), "{bad}");
+        }
+        assert!(Query::parse(Some("fps=120")).min_interval().is_ok());
+        assert!(Query::parse(Some("fps=0.1")).min_interval().is_ok());
+    }
+}

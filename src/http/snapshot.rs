@@ -1,0 +1,66 @@
+//! Snapshots: one `image/jpeg` of the newest frame.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{AppState, HttpError};
+use crate::hub::Camera;
+use crate::mjpeg::{JPEG_CONTENT_TYPE, write::timestamp_value};
+
+/// `/snapshot.jpg`, `/snapshot`, `/?action=snapshot`: the first camera's newest frame.
+pub(super) async fn first_camera(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(_raw): RawQuery,
+) -> Result<Response, HttpError> {
+    let camera = state
+        .hub()
+        .first()
+        .cloned()
+        .ok_or_else(|| HttpError::NotFound("no camera is configured".into()))?;
+    respond(&state, &camera, &method).await
+}
+
+/// Answers a snapshot of `camera`. When capture was idle this starts it and waits (bounded) for
+/// a fresh frame rather than returning a stale one; capture then runs for the idle timeout, so
+/// clients polling snapshots (OctoPrint, Home Assistant) get fresh frames without a restart each time.
+pub(super) async fn respond(
+    state: &AppState,
+    camera: &Arc<Camera>,
+    _method: &Method,
+) -> Result<Response, HttpError> {
+    let mut sub = camera.subscribe();
+    let wait = state.0.config.snapshot_wait;
+    let waited = tokio::time::timeout(wait, sub.frames().wait_for(Option::is_some)).await;
+    let frame = match waited {
+        Ok(Ok(frame)) => frame.clone(),
+        _ => None,
+    };
+    let Some(frame) = frame else {
+        return Err(HttpError::Unavailable(format!(
+            "camera {:?} produced no frame within {}s; its source may be failing — see the server log",
+            camera.name(),
+            wait.as_secs_f64()
+        )));
+    };
+    let mut resp = (StatusCode::OK, Body::from(frame.jpeg())).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JPEG_CONTENT_TYPE));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&timestamp_value(frame.captured())) {
+        h.insert("x-timestamp", v);
+    }
+    h.insert(
+        "x-mjpegd-online",
+        HeaderValue::from_static(if frame.online() { "true" } else { "false" }),
+    );
+    Ok(resp)
+}

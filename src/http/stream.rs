@@ -1,0 +1,184 @@
+//! The MJPEG stream body: one per viewer, paced by the viewer, fed by the camera's latest frame.
+//!
+//! The body sends the preamble boundary, then each frame's prebuilt part (headers, JPEG,
+//! trailing boundary) as one shared `Bytes`: no per-viewer copy. It only asks for the next frame
+//! when hyper polls it, which hyper does once the previous write has drained into the socket,
+//! so a slow viewer simply gets the newest frame when it is ready and skips the rest. A viewer
+//! whose socket stops draining altogether is cut by the server's write timeout.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::query::Query;
+use super::{AppState, HttpError};
+use crate::frame::Frame;
+use crate::hub::{Camera, Subscription};
+use crate::mjpeg::{STREAM_CONTENT_TYPE, write::STREAM_PREAMBLE};
+
+/// `/stream`, `/video_feed`, `/?action=stream`: the first camera's stream.
+pub(super) async fn first_camera(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HttpError> {
+    let camera = state
+        .hub()
+        .first()
+        .cloned()
+        .ok_or_else(|| HttpError::NotFound("no camera is configured".into()))?;
+    respond(&state, &camera, &method, raw.as_deref())
+}
+
+/// Answers a stream request for `camera`.
+pub(super) fn respond(
+    state: &AppState,
+    camera: &Arc<Camera>,
+    method: &Method,
+    raw_query: Option<&str>,
+) -> Result<Response, HttpError> {
+    let min_interval = Query::parse(raw_query).min_interval()?;
+    let headers = stream_headers();
+    if method == Method::HEAD {
+        // Headers only: a HEAD must not count as a viewer or start capture. The body has no
+        // known length, so no misleading `Content-Length: 0` is sent.
+        let endless = futures_util::stream::empty::<Result<Bytes, Infallible>>();
+        return Ok((StatusCode::OK, headers, Body::from_stream(endless)).into_response());
+    }
+    let permit = Arc::clone(&state.0.viewer_slots)
+        .try_acquire_owned()
+        .map_err(|_| HttpError::TooManyViewers {
+            limit: state.0.config.max_viewers,
+        })?;
+    let viewer = Viewer {
+        sub: camera.subscribe(),
+        _permit: permit,
+        min_interval,
+        keepalive: state.0.config.keepalive,
+        shutdown: state.0.shutdown.clone(),
+        last: None,
+        started: false,
+    };
+    tracing::debug!(camera = %camera.name(), "viewer connected");
+    let chunks = futures_util::stream::unfold(viewer, |mut v| async move {
+        let chunk = v.next_chunk().await?;
+        Some((Ok::<Bytes, Infallible>(chunk), v))
+    });
+    Ok((StatusCode::OK, headers, Body::from_stream(chunks)).into_response())
+}
+
+fn stream_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(STREAM_CONTENT_TYPE),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::EXPIRES,
+        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+    );
+    // nginx would otherwise buffer the endless body.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h
+}
+
+/// One viewer's position in the camera's frame sequence.
+struct Viewer {
+    sub: Subscription,
+    /// Released when the body is dropped, i.e. when the viewer is gone.
+    _permit: OwnedSemaphorePermit,
+    min_interval: Option<Duration>,
+    keepalive: Duration,
+    shutdown: CancellationToken,
+    /// Sequence number and send time of the last frame sent.
+    last: Option<(u64, Instant)>,
+    started: bool,
+}
+
+impl Viewer {
+    /// The next chunk of the body; `None` ends the stream (server shutting down).
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if !self.started {
+            self.started = true;
+            return Some(Bytes::from_static(STREAM_PREAMBLE));
+        }
+        if let (Some(min), Some((_, at))) = (self.min_interval, self.last) {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return None,
+                () = sleep_until(at + min) => {}
+            }
+        }
+        loop {
+            let newest = self.sub.frames().borrow_and_update().clone();
+            if let Some(frame) = newest {
+                if self.last.is_none_or(|(seq, _)| frame.seq() > seq) {
+                    return Some(self.send(frame));
+                }
+            }
+            // Far enough away to never fire before the first frame.
+            let keepalive_at = self
+                .last
+                .map_or_else(|| Instant::now() + Duration::from_secs(86_400), |(_, at)| {
+                    at + self.keepalive
+                });
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return None,
+                changed = self.sub.frames().changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                () = sleep_until(keepalive_at) => {
+                    // No new frame for a while: send the latest again.
+                    let latest = self.sub.frames().borrow_and_update().clone();
+                    if let Some(frame) = latest {
+                        return Some(self.send(frame));
+                    }
+                    if let Some((seq, _)) = self.last {
+                        self.last = Some((seq, Instant::now()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, frame: Frame) -> Bytes {
+        let stats = self.sub.camera().stats();
+        if let Some((seq, _)) = self.last {
+            let skipped = frame.seq().saturating_sub(seq).saturating_sub(1);
+            if skipped > 0 {
+                stats.frames_skipped.fetch_add(skipped, Ordering::Relaxed);
+            }
+        }
+        let part = frame.part();
+        stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_sent
+            .fetch_add(part.len() as u64, Ordering::Relaxed);
+        self.last = Some((frame.seq(), Instant::now()));
+        part
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        tracing::debug!(camera = %self.sub.camera().name(), "viewer disconnected");
+    }
+}

@@ -1,0 +1,30 @@
+//! mjpegd: a Motion JPEG (`multipart/x-mixed-replace`) live video streaming server.
+//!
+//! # Layout
+//!
+//! A frame flows `source` → `hub` (one capture task per camera, latest frame shared) → `http`
+//! (one paced stream per viewer) → the socket. Sources and HTTP never import each other; both
+//! meet at [`frame`] and the hub's API.
+//!
+//! - [`frame`]: an immutable published frame: JPEG bytes plus the ready-to-send multipart part.
+//! - [`jpeg`]: pure JPEG inspection (markers, dimensions); no I/O.
+//! - [`mjpeg`]: the wire format: writing parts ([`mjpeg::write`]) and reading streams ([`mjpeg::read`]).
+//! - [`render`]: a small RGB canvas with a bitmap font and a JPEG encoder (test pattern, no-signal).
+//! - [`source`]: the [`source::Source`] trait and its backends (test pattern, image files, ...).
+//! - [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle), latest-frame fan-out.
+//! - [`http`]: routes, pages, the stream body, snapshots, mjpg-streamer compatibility.
+//! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
+//! - [`cli`]: command-line flags (and `MJPEGD_*` environment variables) into checked settings.
+//! - [`loadtest`]: the `mjpegd-load` client that measures a running server over the wire.
+
+pub mod cli;
+pub mod frame;
+pub mod http;
+pub mod hub;
+pub mod jpeg;
+pub mod loadtest;
+pub mod mjpeg;
+pub mod render;
+pub mod server;
+pub mod shutdown;
+pub mod source;

@@ -1,0 +1,1 @@
+//! The `mjpegd-load` client (placeholder: being written).

@@ -1,0 +1,1 @@
+//! Incremental reader for incoming MJPEG streams (placeholder: being written).

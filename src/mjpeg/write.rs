@@ -1,0 +1,66 @@
+//! Encoding of outgoing multipart parts.
+//!
+//! A stream body is `--frame\r\n` followed by one [`part`] per frame. Each part ends with the
+//! *next* boundary line, sent at once after the JPEG: Firefox shows a part only when the next
+//! delimiter arrives, so a boundary sent only before the following frame would show every frame
+//! one frame late.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// What a stream body starts with: strict clients refuse a body that does not open with a boundary.
+pub const STREAM_PREAMBLE: &[u8] = b"--frame\r\n";
+
+/// What follows every JPEG: the end of the part and the next boundary line.
+pub const PART_TRAILER: &[u8] = b"\r\n--frame\r\n";
+
+/// Formats a wall-clock time as the `X-Timestamp` value: seconds since the Unix epoch with
+/// microseconds, the de-facto format clients use to measure latency.
+pub fn timestamp_value(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+/// Builds one complete part: headers, the JPEG, and the trailing boundary.
+///
+/// Returns the bytes and the offset at which the JPEG starts inside them, so the JPEG can be
+/// handed out later as a zero-copy slice. The part is built once per frame and shared by every
+/// viewer: this one copy of the JPEG is the only copy the server ever makes of it.
+pub fn part(jpeg: &[u8], captured: SystemTime) -> (Bytes, usize) {
+    let mut head = String::with_capacity(96);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        head,
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\n\r\n",
+        jpeg.len(),
+        timestamp_value(captured)
+    );
+    let mut buf = BytesMut::with_capacity(head.len() + jpeg.len() + PART_TRAILER.len());
+    buf.put_slice(head.as_bytes());
+    buf.put_slice(jpeg);
+    buf.put_slice(PART_TRAILER);
+    (buf.freeze(), head.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn part_layout_matches_the_wire_format() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_764_000_000_123_456);
+        let (bytes, start) = part(b"\xff\xd8abc\xff\xd9", t);
+        let expected: &[u8] = b"Content-Type: image/jpeg\r\nContent-Length: 7\r\nX-Timestamp: 1764000000.123456\r\n\r\n\xff\xd8abc\xff\xd9\r\n--frame\r\n";
+        assert_eq!(&bytes[..], expected);
+        assert_eq!(&bytes[start..start + 7], b"\xff\xd8abc\xff\xd9");
+    }
+
+    #[test]
+    fn timestamp_pads_microseconds() {
+        let t = UNIX_EPOCH + Duration::from_micros(5_000_042);
+        assert_eq!(timestamp_value(t), "5.000042");
+    }
+}

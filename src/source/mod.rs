@@ -1,0 +1,162 @@
+//! Where frames come from: the [`Source`] trait, its [`Opener`], and the backends.
+//!
+//! A source produces JPEG [`Image`]s and knows nothing of HTTP, viewers or the hub. The hub
+//! holds an [`Opener`] per camera and calls it each time capture starts (and after a failure),
+//! so tests can inject a scripted source without ffmpeg or a camera.
+
+pub mod images;
+pub mod pattern;
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::frame::Image;
+
+/// A boxed future, so [`Source`] and [`Opener`] can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a source could not open or deliver; the message is shown to operators and on the
+/// no-signal frame, so it says what failed and, where possible, what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceError(pub String);
+
+impl SourceError {
+    /// A source error with the given message.
+    pub fn new(msg: impl Into<String>) -> SourceError {
+        SourceError(msg.into())
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// An open source of frames.
+pub trait Source: Send {
+    /// Waits for and returns the next frame. Sources pace themselves (a camera's rate, a
+    /// timer); an error ends this opening and the hub retries through the [`Opener`].
+    fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>>;
+}
+
+/// Opens a [`Source`]; held by a camera for its whole life and called at every (re)start.
+pub trait Opener: Send + Sync + 'static {
+    /// Opens the source (starts a child process, connects, opens a device, ...).
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>>;
+
+    /// A short description for logs and the state page, without credentials.
+    fn describe(&self) -> String;
+}
+
+/// Capture parameters shared by the built-in sources.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// Output width in pixels (generated sources).
+    pub width: u32,
+    /// Output height in pixels (generated sources).
+    pub height: u32,
+    /// Frames per second.
+    pub fps: f64,
+    /// JPEG quality 1-100 for sources that encode.
+    pub quality: u8,
+}
+
+/// A parsed `--source` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// The built-in moving test pattern (`testpattern`).
+    TestPattern,
+    /// Three built-in frames "1", "2", "3" (`images`), as in the classic Flask demo.
+    BuiltinImages,
+    /// The JPEG files of a directory in name order (`images:DIR`).
+    ImageDir(PathBuf),
+}
+
+impl SourceSpec {
+    /// The frame rate a source runs at when `--fps` is not given.
+    pub fn default_fps(&self) -> f64 {
+        match self {
+            SourceSpec::TestPattern => 30.0,
+            SourceSpec::BuiltinImages | SourceSpec::ImageDir(_) => 1.0,
+        }
+    }
+
+    /// Builds the opener for this spec, checking what can be checked before serving (a
+    /// directory with no JPEG is a startup error, not a no-signal frame hours later).
+    pub fn opener(&self, params: Params) -> Result<Arc<dyn Opener>, SourceError> {
+        Ok(match self {
+            SourceSpec::TestPattern => Arc::new(pattern::PatternOpener::new(params)),
+            SourceSpec::BuiltinImages => Arc::new(images::ImagesOpener::builtin(params)),
+            SourceSpec::ImageDir(dir) => Arc::new(images::ImagesOpener::dir(dir.clone(), params)?),
+        })
+    }
+}
+
+impl FromStr for SourceSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SourceSpec, String> {
+        let (kind, arg) = match s.split_once(':') {
+            Some((k, a)) => (k, Some(a)),
+            None => (s, None),
+        };
+        match (kind, arg) {
+            ("testpattern", None) => Ok(SourceSpec::TestPattern),
+            ("images", None) => Ok(SourceSpec::BuiltinImages),
+            ("images", Some("")) => Err("images: needs a directory, e.g. images:/srv/frames".into()),
+            ("images", Some(dir)) => Ok(SourceSpec::ImageDir(PathBuf::from(dir))),
+            _ => Err(format!(
+                "unknown source {s:?}: expected testpattern, images or images:DIR"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceSpec::TestPattern => f.write_str("testpattern"),
+            SourceSpec::BuiltinImages => f.write_str("images"),
+            SourceSpec::ImageDir(d) => write!(f, "images:{}", d.display()),
+        }
+    }
+}
+
+/// Runs CPU-heavy work (rendering, encoding) off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SourceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SourceError::new(format!("{what} failed: {e}")))
+}
+
+/// A frame interval from a rate, guarding against zero and absurd values.
+pub(crate) fn interval_of(fps: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(1.0 / fps.clamp(0.001, 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        assert_eq!("testpattern".parse(), Ok(SourceSpec::TestPattern));
+        assert_eq!("images".parse(), Ok(SourceSpec::BuiltinImages));
+        assert_eq!(
+            "images:/a:b".parse(),
+            Ok(SourceSpec::ImageDir(PathBuf::from("/a:b")))
+        );
+        assert!("images:".parse::<SourceSpec>().is_err());
+        assert!("webcam".parse::<SourceSpec>().unwrap_err().contains("unknown source"));
+    }
+}
