@@ -1,0 +1,356 @@
+//! Shared test support: an in-process server on 127.0.0.1:0, a scripted source, and a strict
+//! client-side reader of the MJPEG wire format that decodes every JPEG with a real decoder.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use mjpegd::frame::Image;
+use mjpegd::http::{AppState, HttpConfig};
+use mjpegd::hub::{Camera, CameraConfig};
+use mjpegd::render::Canvas;
+use mjpegd::server::{Server, ServerConfig};
+use mjpegd::source::{BoxFuture, Opener, Source, SourceError};
+use tokio_util::sync::CancellationToken;
+
+/// Bound on every wait in tests: long enough for a loaded CI machine, short enough to fail.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start(cameras: Vec<CameraConfig>, http: HttpConfig, server: ServerConfig) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let srv = Server::new(cameras, http, server, shutdown.clone());
+        let state = srv.state().clone();
+        let task = tokio::spawn(srv.run(listener));
+        TestServer { addr, state, shutdown, task }
+    }
+
+    pub async fn with_source(opener: Arc<dyn Opener>) -> TestServer {
+        TestServer::start(vec![camera("cam", opener)], HttpConfig::default(), ServerConfig::default()).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn camera(&self) -> Arc<Camera> {
+        Arc::clone(self.state.hub().first().expect("a camera"))
+    }
+
+    /// Waits until the server's open viewer count satisfies `pred`.
+    pub async fn await_viewers(&self, pred: impl Fn(usize) -> bool) {
+        tokio::time::timeout(WAIT, async {
+            while !pred(self.state.viewers()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("viewer count stuck at {}", self.state.viewers()));
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn camera(name: &str, opener: Arc<dyn Opener>) -> CameraConfig {
+    CameraConfig {
+        name: name.into(),
+        opener,
+        width: 160,
+        height: 120,
+        quality: 70,
+        idle_timeout: Duration::from_secs(10),
+        source_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A JPEG whose comment segment carries `seq`, so a client can tell frames apart.
+pub fn numbered_jpeg(seq: u64, width: u32, height: u32, noise: bool) -> Bytes {
+    let jpeg = if noise {
+        noise_jpeg(width, height)
+    } else {
+        let mut c = Canvas::new(width, height, [(seq * 37 % 256) as u8, 90, 160]);
+        c.text(2, 2, 1, [255, 255, 255], &seq.to_string());
+        c.encode(60).expect("encode")
+    };
+    let comment = format!("seq={seq};");
+    let mut out = Vec::with_capacity(jpeg.len() + comment.len() + 4);
+    out.extend_from_slice(&jpeg[..2]);
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&((comment.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(comment.as_bytes());
+    out.extend_from_slice(&jpeg[2..]);
+    Bytes::from(out)
+}
+
+/// A large, incompressible JPEG (encoded once per size): big frames fill socket buffers quickly.
+fn noise_jpeg(width: u32, height: u32) -> Bytes {
+    static CACHE: std::sync::Mutex<Vec<((u32, u32), Bytes)>> = std::sync::Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().expect("cache");
+    if let Some((_, j)) = cache.iter().find(|(k, _)| *k == (width, height)) {
+        return j.clone();
+    }
+    let mut c = Canvas::new(width, height, [0, 0, 0]);
+    let mut x: u32 = 0x9E37_79B9;
+    for y in 0..height {
+        for b in c.row_mut(y) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+    }
+    let jpeg = c.encode(100).expect("encode");
+    cache.push(((width, height), jpeg.clone()));
+    jpeg
+}
+
+/// The `seq=N` a [`numbered_jpeg`] carries.
+pub fn seq_of(jpeg: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(jpeg, b"seq=")?;
+    let rest = &jpeg[at + 4..];
+    let end = rest.iter().position(|&b| b == b';')?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+/// What a scripted source does on each opening.
+#[derive(Clone, Debug)]
+pub struct Script {
+    pub fps: f64,
+    pub width: u32,
+    pub height: u32,
+    pub noise: bool,
+    /// After this many frames of one opening, fail (None: never).
+    pub fail_after: Option<u64>,
+    /// Openings numbered from 1 that fail at once.
+    pub failing_opens: Vec<usize>,
+    /// Delay before an opening succeeds.
+    pub open_delay: Duration,
+    /// After this many frames, stop producing (hang) without failing.
+    pub hang_after: Option<u64>,
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            fps: 30.0,
+            width: 160,
+            height: 120,
+            noise: false,
+            fail_after: None,
+            failing_opens: vec![],
+            open_delay: Duration::ZERO,
+            hang_after: None,
+        }
+    }
+}
+
+/// A source for tests: numbered frames at a rate, failing or hanging as scripted.
+pub struct Scripted {
+    pub script: Script,
+    pub opens: Arc<AtomicUsize>,
+    pub produced: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    pub fn new(script: Script) -> Arc<Scripted> {
+        Arc::new(Scripted { script, opens: Arc::default(), produced: Arc::default() })
+    }
+    pub fn opens(&self) -> usize {
+        self.opens.load(Ordering::SeqCst)
+    }
+}
+
+struct ScriptedSource {
+    script: Script,
+    produced: Arc<AtomicUsize>,
+    n: u64,
+    ticks: tokio::time::Interval,
+}
+
+impl Opener for Scripted {
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
+        Box::pin(async move {
+            let n = self.opens.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(self.script.open_delay).await;
+            if self.script.failing_opens.contains(&n) {
+                return Err(SourceError::new(format!("scripted open failure #{n}")));
+            }
+            let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / self.script.fps));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let s: Box<dyn Source> = Box::new(ScriptedSource {
+                script: self.script.clone(),
+                produced: Arc::clone(&self.produced),
+                n: 0,
+                ticks,
+            });
+            Ok(s)
+        })
+    }
+    fn describe(&self) -> String {
+        "scripted".into()
+    }
+}
+
+impl Source for ScriptedSource {
+    fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
+        Box::pin(async move {
+            if self.script.fail_after.is_some_and(|f| self.n >= f) {
+                return Err(SourceError::new("scripted failure"));
+            }
+            if self.script.hang_after.is_some_and(|h| self.n >= h) {
+                std::future::pending::<()>().await;
+            }
+            self.ticks.tick().await;
+            self.n += 1;
+            let id = self.produced.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+            let (w, h, noise) = (self.script.width, self.script.height, self.script.noise);
+            let jpeg = tokio::task::spawn_blocking(move || numbered_jpeg(id, w, h, noise))
+                .await
+                .map_err(|e| SourceError::new(e.to_string()))?;
+            Ok(Image { jpeg, width: w, height: h })
+        })
+    }
+}
+
+/// One received part.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub headers: Vec<(String, String)>,
+    pub jpeg: Bytes,
+    pub received: SystemTime,
+}
+
+impl Part {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn timestamp(&self) -> f64 {
+        self.header("X-Timestamp").expect("X-Timestamp").parse().expect("X-Timestamp is a number")
+    }
+    pub fn seq(&self) -> u64 {
+        seq_of(&self.jpeg).expect("a numbered frame")
+    }
+    /// Decodes the JPEG with a real decoder and returns its size.
+    pub fn decode(&self) -> (usize, usize) {
+        let mut d = zune_jpeg::JpegDecoder::new(&self.jpeg[..]);
+        let pixels = d.decode().unwrap_or_else(|e| panic!("undecodable JPEG: {e:?}"));
+        let (w, h) = d.dimensions().expect("dimensions");
+        assert_eq!(pixels.len(), w * h * 3, "decoded size");
+        (w, h)
+    }
+}
+
+/// A strict reader of our wire format over an HTTP response body.
+pub struct MjpegClient {
+    pub response_headers: reqwest::header::HeaderMap,
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    buf: BytesMut,
+    started: bool,
+}
+
+impl MjpegClient {
+    pub async fn connect(url: &str) -> MjpegClient {
+        let resp = reqwest::get(url).await.expect("request");
+        assert_eq!(resp.status(), 200, "status of {url}");
+        MjpegClient::from_response(resp)
+    }
+
+    pub fn from_response(resp: reqwest::Response) -> MjpegClient {
+        MjpegClient {
+            response_headers: resp.headers().clone(),
+            body: resp.bytes_stream().boxed(),
+            buf: BytesMut::new(),
+            started: false,
+        }
+    }
+
+    async fn fill(&mut self, need: usize) -> bool {
+        while self.buf.len() < need {
+            match tokio::time::timeout(WAIT, self.body.next()).await.expect("stream stalled") {
+                Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => panic!("stream error: {e}"),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// The next part, checked against the wire format; `None` when the stream ended cleanly.
+    pub async fn next_part(&mut self) -> Option<Part> {
+        if !self.started {
+            assert!(self.fill(9).await, "stream ended before its first boundary");
+            assert_eq!(&self.buf[..9], b"--frame\r\n", "the body must start with the boundary");
+            self.buf.advance(9);
+            self.started = true;
+        }
+        let head_end = loop {
+            if let Some(i) = memchr::memmem::find(&self.buf, b"\r\n\r\n") {
+                break i;
+            }
+            assert!(self.buf.len() < 4096, "part headers too long");
+            let need = self.buf.len() + 1;
+            if !self.fill(need).await {
+                assert!(self.buf.is_empty(), "stream ended inside part headers");
+                return None;
+            }
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end]).expect("ASCII headers").to_owned();
+        self.buf.advance(head_end + 4);
+        let headers: Vec<(String, String)> = head
+            .split("\r\n")
+            .map(|l| {
+                let (k, v) = l.split_once(": ").unwrap_or_else(|| panic!("bad header line {l:?}"));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["Content-Type", "Content-Length", "X-Timestamp"], "part headers");
+        assert_eq!(headers[0].1, "image/jpeg");
+        let len: usize = headers[1].1.parse().expect("Content-Length");
+        assert!(self.fill(len + 11).await, "stream ended inside a part");
+        let jpeg = self.buf.split_to(len).freeze();
+        assert_eq!(&self.buf[..11], b"\r\n--frame\r\n", "boundary must follow each frame at once");
+        self.buf.advance(11);
+        assert_eq!(&jpeg[..2], b"\xff\xd8", "JPEG SOI");
+        assert_eq!(&jpeg[len - 2..], b"\xff\xd9", "JPEG EOI");
+        Some(Part { headers, jpeg, received: SystemTime::now() })
+    }
+
+    pub async fn part(&mut self) -> Part {
+        self.next_part().await.expect("a part")
+    }
+}
+
+/// Fails loudly when a required external tool is missing and CI demands it.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg("-version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var_os("MJPEGD_REQUIRE_TOOLS").is_some() {
+            panic!("{tool} is required (MJPEGD_REQUIRE_TOOLS is set) but was not found");
+        }
+        eprintln!("\n*** SKIPPED: {tool} not found; install it (scripts/install-test-deps.sh) ***\n");
+    }
+    found
+}
