@@ -1,137 +1,166 @@
-//! Command-line flags (each also settable as an `MJPEGD_*` environment variable), checked into
-//! the settings the rest of the server uses.
+//! Command-line flags (each also settable as an `MJPEGD_*` environment variable), merged with
+//! the optional config file into the checked [`Settings`] the rest of the server uses.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::config::{self, CameraDraft, ServerSection, parse_fps, parse_size};
 use crate::http::HttpConfig;
 use crate::hub::CameraConfig;
-use crate::render::MAX_DIMENSION;
 use crate::server::ServerConfig;
-use crate::source::{Params, SourceSpec};
-
-/// Lowest and highest capture rate accepted by `--fps`.
-pub const FPS_RANGE: (f64, f64) = (0.01, 240.0);
+use crate::source::SourceSpec;
 
 /// mjpegd: live camera video to any number of viewers as Motion JPEG over HTTP.
+///
+/// Without --config, the flags define one camera named "default".
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
-    /// Address and port to listen on.
-    #[arg(long, env = "MJPEGD_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// TOML config file declaring the server and any number of cameras (see docs/config.md).
+    #[arg(long, env = "MJPEGD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
-    /// What to stream: `testpattern`, `images` (built-in 1,2,3) or `images:DIR`.
-    #[arg(long, env = "MJPEGD_SOURCE", default_value = "testpattern")]
-    pub source: SourceSpec,
+    /// Check a config file, print what it declares, and exit (status 2 if invalid).
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
 
-    /// Frame size of generated video (test pattern, built-in images, no-signal frames), WxH.
-    #[arg(long, env = "MJPEGD_SIZE", default_value = "1280x720", value_parser = parse_size)]
-    pub size: (u32, u32),
+    /// Address and port to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "MJPEGD_LISTEN")]
+    pub listen: Option<SocketAddr>,
 
-    /// Capture rate in frames per second [default: 30 for testpattern, 1 for images].
+    /// What to stream: `testpattern` (default), `images` (built-in 1,2,3) or `images:DIR`.
+    #[arg(long, env = "MJPEGD_SOURCE")]
+    pub source: Option<SourceSpec>,
+
+    /// Output size WxH: generated video renders at it, larger frames are downscaled [default: 1280x720].
+    #[arg(long, env = "MJPEGD_SIZE", value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+
+    /// Capture rate in frames per second, 0.01-240 [default: 30 for testpattern, 1 for images].
     #[arg(long, env = "MJPEGD_FPS", value_parser = parse_fps)]
     pub fps: Option<f64>,
 
-    /// JPEG quality of frames mjpegd encodes, 1-100.
-    #[arg(long, env = "MJPEGD_QUALITY", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub quality: u8,
+    /// JPEG quality of frames mjpegd encodes, 1-100 [default: 80].
+    #[arg(long, env = "MJPEGD_QUALITY", value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub quality: Option<u64>,
 
-    /// Seconds capture keeps running after the last viewer leaves (0-86400).
-    #[arg(long, env = "MJPEGD_IDLE_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
-    pub idle_timeout: u64,
+    /// Clockwise rotation of the video: 0, 90, 180 or 270 [default: 0].
+    #[arg(long, env = "MJPEGD_ROTATE", value_parser = ["0", "90", "180", "270"])]
+    pub rotate: Option<String>,
 
-    /// Seconds a viewer's socket may accept no data before it is disconnected (1-3600).
-    #[arg(long, env = "MJPEGD_SEND_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub send_timeout: u64,
+    /// Mirror the video: horizontal or vertical.
+    #[arg(long, env = "MJPEGD_FLIP", value_parser = ["horizontal", "vertical"])]
+    pub flip: Option<String>,
 
-    /// Seconds without a frame before viewers see "no signal" and the source is reopened (1-3600).
-    #[arg(long, env = "MJPEGD_SOURCE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub source_timeout: u64,
+    /// Seconds capture keeps running after the last viewer leaves, 0-86400 [default: 10].
+    #[arg(long, env = "MJPEGD_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub idle_timeout: Option<u64>,
 
-    /// Most concurrent stream viewers; past it new viewers get 503 with Retry-After (1-1000000).
-    #[arg(long, env = "MJPEGD_MAX_VIEWERS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_viewers: u64,
+    /// Seconds a viewer's socket may accept no data before it is disconnected, 1-3600 [default: 10].
+    #[arg(long, env = "MJPEGD_SEND_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub send_timeout: Option<u64>,
+
+    /// Seconds without a frame before viewers see "no signal" and the source is reopened, 1-3600 [default: 5].
+    #[arg(long, env = "MJPEGD_SOURCE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub source_timeout: Option<u64>,
+
+    /// Most concurrent stream viewers; past it new viewers get 503 with Retry-After, 1-1000000 [default: 1000].
+    #[arg(long, env = "MJPEGD_MAX_VIEWERS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_viewers: Option<u64>,
 }
 
 /// Everything the server needs, checked.
 pub struct Settings {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The cameras (one, named `default`, from the flags).
+    /// The cameras, in order.
     pub cameras: Vec<CameraConfig>,
     /// HTTP settings.
     pub http: HttpConfig,
     /// Connection settings.
     pub server: ServerConfig,
-    /// A one-line description of the source for the startup log.
-    pub source_description: String,
 }
 
 impl Cli {
-    /// Checks the flags and builds the settings; errors name the flag and what is accepted.
+    fn camera_flags_given(&self) -> bool {
+        self.source.is_some()
+            || self.size.is_some()
+            || self.fps.is_some()
+            || self.quality.is_some()
+            || self.rotate.is_some()
+            || self.flip.is_some()
+            || self.idle_timeout.is_some()
+            || self.source_timeout.is_some()
+    }
+
+    /// Merges flags and the config file into checked settings; errors name the flag or the
+    /// file and key, and what is accepted.
     pub fn into_settings(self) -> Result<Settings, String> {
-        let fps = self.fps.unwrap_or_else(|| self.source.default_fps());
-        let params = Params {
-            width: self.size.0,
-            height: self.size.1,
-            fps,
-            quality: self.quality,
+        let (server_section, cameras) = match &self.config {
+            Some(path) => {
+                if self.camera_flags_given() {
+                    return Err(format!(
+                        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout) \
+                         cannot be combined with --config: set them in {}'s [[cameras]] tables",
+                        path.display()
+                    ));
+                }
+                let file = config::load(path)?;
+                let cameras = config::check_cameras(&file.cameras)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let server = config::check_server(&file.server, "server.")
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                (server, cameras)
+            }
+            None => {
+                let draft = CameraDraft {
+                    name: "default".into(),
+                    source: self
+                        .source
+                        .as_ref()
+                        .map_or_else(|| SourceSpec::TestPattern.to_string(), ToString::to_string),
+                    size: self.size.map(|(w, h)| format!("{w}x{h}")),
+                    fps: self.fps,
+                    quality: self.quality,
+                    idle_timeout: self.idle_timeout,
+                    source_timeout: self.source_timeout,
+                    rotate: self.rotate.as_deref().and_then(|r| r.parse().ok()),
+                    flip: self.flip.clone(),
+                };
+                let flag = |field: &str| format!("--{}", field.replace('_', "-"));
+                let camera = config::check_camera(&draft, &flag).map_err(|e| e.to_string())?;
+                let server = config::check_server(&ServerSection::default(), "--")
+                    .map_err(|e| e.to_string())?;
+                (server, vec![camera])
+            }
         };
-        let opener = self
-            .source
-            .opener(params)
-            .map_err(|e| format!("--source {}: {e}", self.source))?;
-        let source_description = opener.describe();
-        // A slow source (images at 0.1 fps) is not a stalled one.
-        let source_timeout =
-            Duration::from_secs(self.source_timeout).max(Duration::from_secs_f64(3.0 / fps));
-        let camera = CameraConfig {
-            name: "default".into(),
-            opener,
-            width: params.width,
-            height: params.height,
-            quality: params.quality,
-            idle_timeout: Duration::from_secs(self.idle_timeout),
-            source_timeout,
-        };
+        let snapshot_wait = cameras
+            .iter()
+            .map(|c| c.source_timeout)
+            .max()
+            .unwrap_or_default()
+            + std::time::Duration::from_secs(1);
+        let max_viewers = self
+            .max_viewers
+            .map_or(server_section.max_viewers, |v| v as usize);
+        let send_timeout = self
+            .send_timeout
+            .map_or(server_section.send_timeout, std::time::Duration::from_secs);
         Ok(Settings {
-            listen: self.listen,
-            cameras: vec![camera],
+            listen: self.listen.unwrap_or(server_section.listen),
+            cameras,
             http: HttpConfig {
-                max_viewers: usize::try_from(self.max_viewers).unwrap_or(usize::MAX),
-                snapshot_wait: source_timeout + Duration::from_secs(1),
+                max_viewers,
+                snapshot_wait,
                 ..HttpConfig::default()
             },
             server: ServerConfig {
-                send_timeout: Duration::from_secs(self.send_timeout),
+                send_timeout,
                 ..ServerConfig::default()
             },
-            source_description,
         })
-    }
-}
-
-fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let err = || {
-        format!("expected WIDTHxHEIGHT with each from 16 to {MAX_DIMENSION}, e.g. 1280x720 (got {s:?})")
-    };
-    let (w, h) = s.split_once(['x', 'X']).ok_or_else(err)?;
-    let w: u32 = w.trim().parse().map_err(|_| err())?;
-    let h: u32 = h.trim().parse().map_err(|_| err())?;
-    if !(16..=MAX_DIMENSION).contains(&w) || !(16..=MAX_DIMENSION).contains(&h) {
-        return Err(err());
-    }
-    Ok((w, h))
-}
-
-fn parse_fps(s: &str) -> Result<f64, String> {
-    let (lo, hi) = FPS_RANGE;
-    match s.trim().parse::<f64>() {
-        Ok(f) if (lo..=hi).contains(&f) => Ok(f),
-        _ => Err(format!("expected a number of frames per second from {lo} to {hi} (got {s:?})")),
     }
 }
 
@@ -153,6 +182,7 @@ mod tests {
             ["mjpegd", "--size", "10x10"],
             ["mjpegd", "--max-viewers", "0"],
             ["mjpegd", "--send-timeout", "0"],
+            ["mjpegd", "--rotate", "45"],
         ] {
             let err = Cli::try_parse_from(args).expect_err("must be rejected").to_string();
             assert!(err.contains(args[1]), "{err}");
@@ -160,10 +190,19 @@ mod tests {
     }
 
     #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_size("1280x720"), Ok((1280, 720)));
-        assert_eq!(parse_size("640X480"), Ok((640, 480)));
-        assert!(parse_size("1280").is_err());
-        assert!(parse_size("99999x10").is_err());
+    fn flags_define_one_default_camera() {
+        let cli = Cli::try_parse_from(["mjpegd", "--source", "images", "--rotate", "90"]).expect("parse");
+        let s = cli.into_settings().expect("settings");
+        assert_eq!(s.cameras.len(), 1);
+        assert_eq!(s.cameras[0].name, "default");
+        assert_eq!(s.cameras[0].fps, 1.0);
+        assert_eq!(u32::from(s.cameras[0].transform.rotate), 90);
+    }
+
+    #[test]
+    fn camera_flags_and_config_do_not_mix() {
+        let cli = Cli::try_parse_from(["mjpegd", "--config", "x.toml", "--fps", "3"]).expect("parse");
+        let e = cli.into_settings().err().expect("refused");
+        assert!(e.contains("cannot be combined with --config"), "{e}");
     }
 }

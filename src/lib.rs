@@ -14,10 +14,13 @@
 //! - [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle), latest-frame fan-out.
 //! - [`http`]: routes, pages, the stream body, snapshots, mjpg-streamer compatibility.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
+//! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
+//! - [`config`]: the TOML config file: data plus validation with key paths in errors.
 //! - [`cli`]: command-line flags (and `MJPEGD_*` environment variables) into checked settings.
 //! - [`loadtest`]: the `mjpegd-load` client that measures a running server over the wire.
 
 pub mod cli;
+pub mod config;
 pub mod frame;
 pub mod http;
 pub mod hub;
@@ -28,3 +31,4 @@ pub mod render;
 pub mod server;
 pub mod shutdown;
 pub mod source;
+pub mod transform;

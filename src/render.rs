@@ -34,6 +34,14 @@ impl Canvas {
         Canvas { width, height, rgb }
     }
 
+    /// A canvas over existing RGB8 pixels; `None` if the buffer does not match the size.
+    pub fn from_rgb(width: u32, height: u32, rgb: Vec<u8>) -> Option<Canvas> {
+        let ok = (1..=MAX_DIMENSION).contains(&width)
+            && (1..=MAX_DIMENSION).contains(&height)
+            && rgb.len() == width as usize * height as usize * 3;
+        ok.then_some(Canvas { width, height, rgb })
+    }
+
     /// Width in pixels.
     pub fn width(&self) -> u32 {
         self.width

@@ -31,6 +31,9 @@ fn main() -> ExitCode {
 }
 
 async fn async_main(cli: Cli) -> ExitCode {
+    if let Some(path) = &cli.check_config {
+        return check_config(path);
+    }
     let settings = match cli.into_settings() {
         Ok(s) => s,
         Err(e) => {
@@ -51,12 +54,19 @@ async fn async_main(cli: Cli) -> ExitCode {
     let addr = listener.local_addr().unwrap_or(settings.listen);
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
-    let server = Server::new(settings.cameras, settings.http, settings.server, shutdown);
+    for cam in &settings.cameras {
+        tracing::info!(
+            camera = %cam.name,
+            source = %cam.opener.describe(),
+            url = %format!("http://{addr}/cameras/{}/stream", cam.name),
+            "camera ready"
+        );
+    }
     tracing::info!(
-        source = %settings.source_description,
         "mjpegd {} streaming at http://{addr}/ (stream: http://{addr}/stream, snapshot: http://{addr}/snapshot.jpg)",
         env!("CARGO_PKG_VERSION")
     );
+    let server = Server::new(settings.cameras, settings.http, settings.server, shutdown);
     match server.run(listener).await {
         Ok(()) => {
             tracing::info!("stopped");
@@ -65,6 +75,31 @@ async fn async_main(cli: Cli) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-config FILE`: validates and prints what the file declares.
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let cli = Cli {
+        config: Some(path.to_owned()),
+        ..Cli::parse_from(["mjpegd"])
+    };
+    match cli.into_settings() {
+        Ok(s) => {
+            let names: Vec<&str> = s.cameras.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(
+                "{}: OK — listen {}, {} camera(s): {}",
+                path.display(),
+                s.listen,
+                names.len(),
+                names.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(2)
         }
     }
 }

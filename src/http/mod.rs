@@ -1,4 +1,4 @@
-//! HTTP: every route in one place, the pages, the stream body and snapshots.
+//! HTTP: every route in one place, the pages, the stream body, snapshots, state and metrics.
 //!
 //! This module maps URLs to cameras and viewer streams. It knows the hub's API but no concrete
 //! source. Endless stream bodies watch the shutdown token themselves and hold their viewer
@@ -9,14 +9,18 @@ mod pages;
 mod query;
 mod snapshot;
 mod state;
+mod status;
 mod stream;
 
 pub use error::HttpError;
 pub use state::{AppState, HttpConfig};
 
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
 use axum::http::Method;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -28,31 +32,101 @@ pub fn router(state: AppState) -> Router {
         .route("/stream", get(stream::first_camera))
         .route("/snapshot.jpg", get(snapshot::first_camera))
         .route("/snapshot", get(snapshot::first_camera))
+        .route("/cameras/{name}", get(camera_page))
+        .route("/cameras/{name}/stream", get(camera_stream))
+        .route("/cameras/{name}/video_feed", get(camera_stream))
+        .route("/cameras/{name}/snapshot.jpg", get(camera_snapshot))
+        .route("/cameras/{name}/snapshot", get(camera_snapshot))
+        .route("/api/state", get(status::state))
+        .route("/metrics", get(status::metrics))
         .fallback(not_found)
         .with_state(state)
 }
 
-/// `/`: the index page, or mjpg-streamer's `/?action=stream|snapshot` so OctoPrint and Home
-/// Assistant configurations written for mjpg-streamer work unchanged.
-async fn root(
-    State(state): State<AppState>,
-    method: Method,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, HttpError> {
-    let q = query::Query::parse(raw.as_deref());
-    match q.get("action") {
-        None => Ok(pages::index(&state).into_response()),
-        Some("stream") => stream::first_camera(State(state), method, RawQuery(raw)).await,
-        Some("snapshot") => snapshot::first_camera(State(state), method, RawQuery(raw)).await,
-        Some(other) => Err(HttpError::NotFound(format!(
-            "unknown action {other:?}: use ?action=stream or ?action=snapshot"
-        ))),
+/// The peer's address, when the connection has one (TCP).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<PeerAddr, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
     }
 }
 
-async fn not_found(uri: axum::http::Uri) -> HttpError {
+/// `/`: the camera grid, or mjpg-streamer's `/?action=stream|snapshot[_N]` so OctoPrint and
+/// Home Assistant configurations written for mjpg-streamer work unchanged.
+async fn root(
+    State(state): State<AppState>,
+    method: Method,
+    peer: PeerAddr,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HttpError> {
+    let q = query::Query::parse(raw.as_deref());
+    let Some(action) = q.get("action") else {
+        return Ok(pages::index(&state));
+    };
+    // mjpg-streamer numbers its inputs from 0: `stream_1` is the second camera.
+    let (verb, index) = match action.split_once('_') {
+        Some((verb, n)) => match n.parse::<usize>() {
+            Ok(i) => (verb, i),
+            Err(_) => return Err(unknown_action(action)),
+        },
+        None => (action, 0),
+    };
+    let camera = state.camera_at(index)?;
+    match verb {
+        "stream" => stream::respond(&state, &camera, &method, peer, raw.as_deref()),
+        "snapshot" => snapshot::respond(&state, &camera, &method, raw.as_deref()).await,
+        _ => Err(unknown_action(action)),
+    }
+}
+
+fn unknown_action(action: &str) -> HttpError {
     HttpError::NotFound(format!(
-        "no such page: {} — the stream is at /stream, the snapshot at /snapshot.jpg",
+        "unknown action {action:?}: use ?action=stream or ?action=snapshot (or stream_N / snapshot_N for camera N)"
+    ))
+}
+
+async fn camera_page(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, HttpError> {
+    let camera = state.camera_named(&name)?;
+    Ok(pages::camera(&camera))
+}
+
+async fn camera_stream(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    peer: PeerAddr,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HttpError> {
+    let camera = state.camera_named(&name)?;
+    stream::respond(&state, &camera, &method, peer, raw.as_deref())
+}
+
+async fn camera_snapshot(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HttpError> {
+    let camera = state.camera_named(&name)?;
+    snapshot::respond(&state, &camera, &method, raw.as_deref()).await
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    HttpError::NotFound(format!(
+        "no such page: {} — streams are at /stream and /cameras/NAME/stream, snapshots at /snapshot.jpg",
         uri.path()
     ))
+    .into_response()
 }

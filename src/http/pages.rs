@@ -1,23 +1,100 @@
-//! The HTML pages, embedded in the binary (no external assets).
+//! The HTML pages, rendered here and embedded in the binary (no external assets, no CDN).
+//!
+//! `/` is a grid of every camera; with more cameras than a browser's ~6 connections per host
+//! allow, tiles show refreshed snapshots instead of one stream each. `/cameras/{name}` is one
+//! camera, larger, with snapshot and fullscreen buttons. Both update name, fps, viewers and
+//! online state from `/api/state`.
+
+use std::fmt::Write as _;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
+use crate::hub::Camera;
 
-const INDEX: &str = include_str!("../../assets/index.html");
+const STYLE: &str = include_str!("../../assets/style.css");
+const SCRIPT: &str = include_str!("../../assets/app.js");
 
-/// The classic page: an `<img>` whose source is the never-ending stream.
-pub(super) fn index(state: &AppState) -> Response {
-    let name = state.hub().first().map(|c| c.name().to_owned()).unwrap_or_default();
-    let page = INDEX.replace("{{camera}}", &html_escape(&name));
-    let mut resp = Html(page).into_response();
+/// Mirrors `MAX_STREAM_TILES` in app.js.
+const MAX_STREAM_TILES: usize = 4;
+
+fn page(title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n{body}\n<script>\n{SCRIPT}</script>\n</body>\n</html>\n",
+        escape(title)
+    );
+    let mut resp = Html(html).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
 
-fn html_escape(s: &str) -> String {
+fn meta(camera: &Camera) -> String {
+    let name = escape(camera.name());
+    format!(
+        "<div class=\"meta\"><span class=\"name\">{name}</span><span class=\"state\">…</span>\
+         <span class=\"fps\"></span><span class=\"viewers\"></span></div><div class=\"error\"></div>"
+    )
+}
+
+/// `/`: the grid of all cameras. The first camera's tile uses the classic `/video_feed` URL.
+pub(super) fn index(state: &AppState) -> Response {
+    let cams = state.hub().cameras();
+    let snapshots = cams.len() > MAX_STREAM_TILES;
+    let mut body = String::from("<header><h1>mjpegd</h1>");
+    if let Some(first) = cams.first() {
+        let _ = write!(
+            body,
+            "<a href=\"/snapshot.jpg\" download=\"{}.jpg\">snapshot</a>",
+            escape(first.name())
+        );
+    }
+    body.push_str("<a href=\"/api/state\">state</a><a href=\"/metrics\">metrics</a></header>\n<main class=\"grid\">\n");
+    for (i, c) in cams.iter().enumerate() {
+        let name = escape(c.name());
+        let (src, mode) = match (snapshots, i) {
+            (true, _) => (format!("/cameras/{name}/snapshot.jpg?width=480"), "snapshot"),
+            (false, 0) => ("/video_feed".to_owned(), "stream"),
+            (false, _) => (format!("/cameras/{name}/stream"), "stream"),
+        };
+        // The classic page's `<img src="/video_feed">` is kept literally for the first camera so
+        // it works even without JavaScript.
+        let src_attr = if mode == "stream" && i == 0 {
+            format!(" src=\"{src}\"")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            body,
+            "<div class=\"tile\" data-camera=\"{name}\"><a href=\"/cameras/{name}\">\
+             <img id=\"{}\"{src_attr} data-src=\"{src}\" data-mode=\"{mode}\" alt=\"live video from {name}\"></a>{}</div>",
+            if i == 0 { "video" } else { "" },
+            meta(c)
+        );
+    }
+    body.push_str("</main>");
+    page("mjpegd", &body)
+}
+
+/// `/cameras/{name}`: one camera, larger, with snapshot and fullscreen buttons.
+pub(super) fn camera(camera: &Camera) -> Response {
+    let name = escape(camera.name());
+    let body = format!(
+        "<header><h1><a href=\"/\">mjpegd</a> / {name}</h1>\
+         <a href=\"/cameras/{name}/snapshot.jpg\" download=\"{name}.jpg\"><button type=\"button\">Snapshot</button></a>\
+         <button type=\"button\" id=\"fullscreen\">Fullscreen</button>\
+         <a href=\"/cameras/{name}/stream\">raw stream</a></header>\n\
+         <main><div class=\"tile single\" data-camera=\"{name}\">\
+         <img data-src=\"/cameras/{name}/stream\" data-mode=\"stream\" alt=\"live video from {name}\">{}</div></main>",
+        meta(camera)
+    );
+    page(&format!("mjpegd — {}", camera.name()), &body)
+}
+
+fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

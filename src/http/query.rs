@@ -48,6 +48,22 @@ impl Query {
     }
 }
 
+impl Query {
+    /// `?width=N` for snapshot thumbnails, 16 to 8192 pixels.
+    pub(crate) fn thumbnail_width(&self) -> Result<Option<u32>, HttpError> {
+        let Some(raw) = self.get("width") else {
+            return Ok(None);
+        };
+        match raw.trim().parse::<u32>() {
+            Ok(w) if (16..=crate::render::MAX_DIMENSION).contains(&w) => Ok(Some(w)),
+            _ => Err(HttpError::BadRequest(format!(
+                "bad width {raw:?}: width must be a whole number of pixels from 16 to {}",
+                crate::render::MAX_DIMENSION
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

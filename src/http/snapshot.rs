@@ -7,7 +7,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::query::Query;
 use super::{AppState, HttpError};
+use crate::frame::Image;
+use crate::transform::thumbnail;
 use crate::hub::Camera;
 use crate::mjpeg::{JPEG_CONTENT_TYPE, write::timestamp_value};
 
@@ -15,14 +18,10 @@ use crate::mjpeg::{JPEG_CONTENT_TYPE, write::timestamp_value};
 pub(super) async fn first_camera(
     State(state): State<AppState>,
     method: Method,
-    RawQuery(_raw): RawQuery,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
-    let camera = state
-        .hub()
-        .first()
-        .cloned()
-        .ok_or_else(|| HttpError::NotFound("no camera is configured".into()))?;
-    respond(&state, &camera, &method).await
+    let camera = state.camera_at(0)?;
+    respond(&state, &camera, &method, raw.as_deref()).await
 }
 
 /// Answers a snapshot of `camera`. When capture was idle this starts it and waits (bounded) for
@@ -32,11 +31,13 @@ pub(super) async fn respond(
     state: &AppState,
     camera: &Arc<Camera>,
     _method: &Method,
+    raw_query: Option<&str>,
 ) -> Result<Response, HttpError> {
+    let width = Query::parse(raw_query).thumbnail_width()?;
     let mut sub = camera.subscribe();
     let wait = state.0.config.snapshot_wait;
-    let waited = tokio::time::timeout(wait, sub.frames().wait_for(Option::is_some)).await;
-    let frame = match waited {
+    let frame = match tokio::time::timeout(wait, sub.frames().wait_for(Option::is_some)).await {
+        // Clone out of the channel's read guard at once: it must not be held across an await.
         Ok(Ok(frame)) => frame.clone(),
         _ => None,
     };
@@ -47,7 +48,29 @@ pub(super) async fn respond(
             wait.as_secs_f64()
         )));
     };
-    let mut resp = (StatusCode::OK, Body::from(frame.jpeg())).into_response();
+    let jpeg = match width {
+        Some(w) if w < frame.width() => {
+            let image = Image {
+                jpeg: frame.jpeg(),
+                width: frame.width(),
+                height: frame.height(),
+            };
+            let quality = camera.config().quality;
+            let small = tokio::task::spawn_blocking(move || thumbnail(&image, w, quality)).await;
+            match small {
+                Ok(Ok(img)) => img.jpeg,
+                Ok(Err(e)) => {
+                    return Err(HttpError::Unavailable(format!(
+                        "cannot make a thumbnail of camera {:?}: {e}",
+                        camera.name()
+                    )));
+                }
+                Err(e) => return Err(HttpError::Unavailable(format!("thumbnail task failed: {e}"))),
+            }
+        }
+        _ => frame.jpeg(),
+    };
+    let mut resp = (StatusCode::OK, Body::from(jpeg)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JPEG_CONTENT_TYPE));
     h.insert(

@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Hub;
+use super::HttpError;
+use crate::hub::{Camera, Hub};
 
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
@@ -40,6 +41,7 @@ pub(super) struct Inner {
     /// One permit per open stream, held by the stream body itself.
     pub(super) viewer_slots: Arc<Semaphore>,
     pub(super) shutdown: CancellationToken,
+    pub(super) started: std::time::Instant,
 }
 
 impl AppState {
@@ -51,12 +53,39 @@ impl AppState {
             config,
             viewer_slots: slots,
             shutdown,
+            started: std::time::Instant::now(),
         }))
     }
 
     /// The hub.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.0.hub
+    }
+
+    /// The camera at `index` in configuration order.
+    pub(crate) fn camera_at(&self, index: usize) -> Result<Arc<Camera>, HttpError> {
+        self.0.hub.cameras().get(index).cloned().ok_or_else(|| {
+            HttpError::NotFound(format!(
+                "no camera number {index}: this server has {} camera(s), numbered from 0",
+                self.0.hub.cameras().len()
+            ))
+        })
+    }
+
+    /// The camera called `name`.
+    pub(crate) fn camera_named(&self, name: &str) -> Result<Arc<Camera>, HttpError> {
+        self.0.hub.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.0.hub.cameras().iter().map(|c| c.name()).collect();
+            HttpError::NotFound(format!(
+                "no camera named {name:?}; cameras here: {}",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// When the server state was created, for uptime.
+    pub fn started(&self) -> std::time::Instant {
+        self.0.started
     }
 
     /// Open stream viewers across all cameras.

@@ -21,23 +21,20 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::query::Query;
-use super::{AppState, HttpError};
+use super::{AppState, HttpError, PeerAddr};
 use crate::frame::Frame;
-use crate::hub::{Camera, Subscription};
+use crate::hub::{Camera, Subscription, ViewerHandle};
 use crate::mjpeg::{STREAM_CONTENT_TYPE, write::STREAM_PREAMBLE};
 
 /// `/stream`, `/video_feed`, `/?action=stream`: the first camera's stream.
 pub(super) async fn first_camera(
     State(state): State<AppState>,
     method: Method,
+    peer: PeerAddr,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
-    let camera = state
-        .hub()
-        .first()
-        .cloned()
-        .ok_or_else(|| HttpError::NotFound("no camera is configured".into()))?;
-    respond(&state, &camera, &method, raw.as_deref())
+    let camera = state.camera_at(0)?;
+    respond(&state, &camera, &method, peer, raw.as_deref())
 }
 
 /// Answers a stream request for `camera`.
@@ -45,6 +42,7 @@ pub(super) fn respond(
     state: &AppState,
     camera: &Arc<Camera>,
     method: &Method,
+    peer: PeerAddr,
     raw_query: Option<&str>,
 ) -> Result<Response, HttpError> {
     let min_interval = Query::parse(raw_query).min_interval()?;
@@ -61,6 +59,7 @@ pub(super) fn respond(
             limit: state.0.config.max_viewers,
         })?;
     let viewer = Viewer {
+        handle: camera.register_viewer(peer.0),
         sub: camera.subscribe(),
         _permit: permit,
         min_interval,
@@ -69,7 +68,7 @@ pub(super) fn respond(
         last: None,
         started: false,
     };
-    tracing::debug!(camera = %camera.name(), "viewer connected");
+    tracing::debug!(camera = %camera.name(), peer = ?peer.0, "viewer connected");
     let chunks = futures_util::stream::unfold(viewer, |mut v| async move {
         let chunk = v.next_chunk().await?;
         Some((Ok::<Bytes, Infallible>(chunk), v))
@@ -100,6 +99,7 @@ fn stream_headers() -> HeaderMap {
 /// One viewer's position in the camera's frame sequence.
 struct Viewer {
     sub: Subscription,
+    handle: ViewerHandle,
     /// Released when the body is dropped, i.e. when the viewer is gone.
     _permit: OwnedSemaphorePermit,
     min_interval: Option<Duration>,
@@ -165,10 +165,14 @@ impl Viewer {
             let skipped = frame.seq().saturating_sub(seq).saturating_sub(1);
             if skipped > 0 {
                 stats.frames_skipped.fetch_add(skipped, Ordering::Relaxed);
+                self.handle.info().skipped.fetch_add(skipped, Ordering::Relaxed);
             }
         }
         let part = frame.part();
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        let me = self.handle.info();
+        me.frames.fetch_add(1, Ordering::Relaxed);
+        me.rate.tick();
         stats
             .bytes_sent
             .fetch_add(part.len() as u64, Ordering::Relaxed);

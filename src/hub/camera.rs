@@ -1,5 +1,7 @@
 //! One camera: its latest frame, who is watching, and whether its capture task runs.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -7,8 +9,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::meter::{Histogram, RateMeter};
 use crate::frame::{Frame, Image};
 use crate::source::Opener;
+use crate::transform::Transform;
 
 /// How a camera is set up.
 #[derive(Clone)]
@@ -27,6 +31,22 @@ pub struct CameraConfig {
     pub idle_timeout: Duration,
     /// How long without a frame before viewers get the no-signal frame and the source is reopened.
     pub source_timeout: Duration,
+    /// Rotate/flip/downscale applied once per frame before publishing.
+    pub transform: Transform,
+    /// Configured capture rate (informational: sources pace themselves).
+    pub fps: f64,
+}
+
+impl std::fmt::Debug for CameraConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraConfig")
+            .field("name", &self.name)
+            .field("source", &self.opener.describe())
+            .field("size", &(self.width, self.height))
+            .field("fps", &self.fps)
+            .field("transform", &self.transform)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Demand on a camera and whether its capture task runs; both change under one lock (the
@@ -54,6 +74,47 @@ pub struct CameraStats {
     pub source_errors: AtomicU64,
     /// Times the capture task opened the source.
     pub source_opens: AtomicU64,
+    /// Recent capture rate of live frames.
+    pub capture_rate: RateMeter,
+    /// Time from a source delivering a frame to its publication (transform included).
+    pub capture_latency: Histogram,
+}
+
+/// One connected stream viewer, as shown on the state page.
+#[derive(Debug)]
+pub struct ViewerInfo {
+    /// Peer address, when known.
+    pub addr: Option<SocketAddr>,
+    /// When the viewer connected.
+    pub since: SystemTime,
+    /// Parts sent to this viewer.
+    pub frames: AtomicU64,
+    /// Frames this viewer skipped (it was slower than the camera, or rate-capped).
+    pub skipped: AtomicU64,
+    /// Recent delivery rate.
+    pub rate: RateMeter,
+}
+
+/// Keeps a viewer listed on its camera until dropped.
+pub struct ViewerHandle {
+    id: u64,
+    info: Arc<ViewerInfo>,
+    camera: Arc<Camera>,
+}
+
+impl ViewerHandle {
+    /// The viewer's counters.
+    pub fn info(&self) -> &ViewerInfo {
+        &self.info
+    }
+}
+
+impl Drop for ViewerHandle {
+    fn drop(&mut self) {
+        if let Ok(mut v) = self.camera.viewers.lock() {
+            v.remove(&self.id);
+        }
+    }
 }
 
 /// A camera shared by every viewer.
@@ -65,6 +126,8 @@ pub struct Camera {
     pub(super) seq: AtomicU64,
     pub(super) shutdown: CancellationToken,
     stats: CameraStats,
+    viewers: std::sync::Mutex<BTreeMap<u64, Arc<ViewerInfo>>>,
+    next_viewer: AtomicU64,
 }
 
 impl Camera {
@@ -77,6 +140,8 @@ impl Camera {
             seq: AtomicU64::new(0),
             shutdown,
             stats: CameraStats::default(),
+            viewers: std::sync::Mutex::new(BTreeMap::new()),
+            next_viewer: AtomicU64::new(0),
         }
     }
 
@@ -136,6 +201,34 @@ impl Camera {
             frames,
             camera: Arc::clone(self),
         }
+    }
+
+    /// Lists a stream viewer on this camera until the handle is dropped.
+    pub fn register_viewer(self: &Arc<Self>, addr: Option<SocketAddr>) -> ViewerHandle {
+        let id = self.next_viewer.fetch_add(1, Ordering::Relaxed);
+        let info = Arc::new(ViewerInfo {
+            addr,
+            since: SystemTime::now(),
+            frames: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            rate: RateMeter::default(),
+        });
+        if let Ok(mut v) = self.viewers.lock() {
+            v.insert(id, Arc::clone(&info));
+        }
+        ViewerHandle {
+            id,
+            info,
+            camera: Arc::clone(self),
+        }
+    }
+
+    /// The stream viewers connected now, oldest first.
+    pub fn viewer_list(&self) -> Vec<Arc<ViewerInfo>> {
+        self.viewers
+            .lock()
+            .map(|v| v.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Publishes an image as the newest frame and returns it.

@@ -112,8 +112,16 @@ async fn run_once(camera: &Camera) -> SourceError {
     loop {
         match timeout(cfg.source_timeout, source.next_frame()).await {
             Ok(Ok(image)) => {
+                let delivered = Instant::now();
+                let image = match transform(camera, image).await {
+                    Ok(i) => i,
+                    Err(e) => return e,
+                };
                 camera.publish(&image, true);
-                camera.stats().frames_captured.fetch_add(1, Ordering::Relaxed);
+                let stats = camera.stats();
+                stats.capture_latency.observe(delivered.elapsed());
+                stats.capture_rate.tick();
+                stats.frames_captured.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut last) = camera.last_error.lock() {
                     last.take();
                 }
@@ -126,6 +134,19 @@ async fn run_once(camera: &Camera) -> SourceError {
                 ));
             }
         }
+    }
+}
+
+/// Applies the camera's transform on a blocking thread; a no-op (no decoding) when not configured.
+async fn transform(camera: &Camera, image: Image) -> Result<Image, SourceError> {
+    let t = camera.config.transform;
+    if t.is_identity_for(image.width, image.height) {
+        return Ok(image);
+    }
+    match tokio::task::spawn_blocking(move || t.apply(&image)).await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(SourceError::new(format!("transform ({t}): {e}"))),
+        Err(e) => Err(SourceError::new(format!("transform task failed: {e}"))),
     }
 }
 

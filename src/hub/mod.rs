@@ -7,8 +7,9 @@
 
 mod camera;
 mod capture;
+pub mod meter;
 
-pub use camera::{Camera, CameraConfig, CameraStats, Demand, Subscription};
+pub use camera::{Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo};
 
 use std::sync::Arc;
 

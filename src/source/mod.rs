@@ -88,6 +88,11 @@ impl SourceSpec {
         }
     }
 
+    /// True for sources mjpegd renders itself (they render at the configured size).
+    pub fn is_generated(&self) -> bool {
+        matches!(self, SourceSpec::TestPattern | SourceSpec::BuiltinImages)
+    }
+
     /// Builds the opener for this spec, checking what can be checked before serving (a
     /// directory with no JPEG is a startup error, not a no-signal frame hours later).
     pub fn opener(&self, params: Params) -> Result<Arc<dyn Opener>, SourceError> {

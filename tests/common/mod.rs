@@ -77,6 +77,8 @@ pub fn camera(name: &str, opener: Arc<dyn Opener>) -> CameraConfig {
         quality: 70,
         idle_timeout: Duration::from_secs(10),
         source_timeout: Duration::from_secs(5),
+        transform: mjpegd::transform::Transform { quality: 70, ..Default::default() },
+        fps: 30.0,
     }
 }
 

@@ -1,0 +1,195 @@
+//! `/api/state` (JSON for people and the web page) and `/metrics` (Prometheus text format).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::AppState;
+use crate::hub::Camera;
+
+/// The whole server's state.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServerState {
+    version: &'static str,
+    uptime_seconds: f64,
+    viewers: usize,
+    max_viewers: usize,
+    cameras: Vec<CameraState>,
+}
+
+/// One camera's state.
+#[derive(Debug, Serialize)]
+pub(crate) struct CameraState {
+    name: String,
+    source: String,
+    /// `idle` (no capture), `online` (live frames) or `offline` (no signal).
+    state: &'static str,
+    online: bool,
+    last_error: Option<String>,
+    capture_running: bool,
+    configured_fps: f64,
+    measured_fps: f64,
+    width: Option<u32>,
+    height: Option<u32>,
+    frame_bytes: Option<usize>,
+    transform: String,
+    viewers: usize,
+    frames_captured: u64,
+    frames_sent: u64,
+    bytes_sent: u64,
+    frames_skipped: u64,
+    source_errors: u64,
+    source_opens: u64,
+    viewer_list: Vec<ViewerState>,
+}
+
+/// One stream viewer.
+#[derive(Debug, Serialize)]
+pub(crate) struct ViewerState {
+    address: Option<String>,
+    connected_since: f64,
+    connected_seconds: f64,
+    fps: f64,
+    frames: u64,
+    skipped: u64,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn camera_state(c: &Camera) -> CameraState {
+    let s = c.stats();
+    let demand = c.demand();
+    let latest = c.latest();
+    let now = SystemTime::now();
+    let online = demand.running && latest.as_ref().is_some_and(|f| f.online());
+    let viewer_list: Vec<ViewerState> = c
+        .viewer_list()
+        .iter()
+        .map(|v| ViewerState {
+            address: v.addr.map(|a| a.to_string()),
+            connected_since: unix(v.since),
+            connected_seconds: round2(now.duration_since(v.since).map_or(0.0, |d| d.as_secs_f64())),
+            fps: round2(v.rate.rate()),
+            frames: v.frames.load(Ordering::Relaxed),
+            skipped: v.skipped.load(Ordering::Relaxed),
+        })
+        .collect();
+    CameraState {
+        name: c.name().to_owned(),
+        source: c.config().opener.describe(),
+        state: match (demand.running, online) {
+            (false, _) => "idle",
+            (true, true) => "online",
+            (true, false) => "offline",
+        },
+        online,
+        last_error: c.last_error(),
+        capture_running: demand.running,
+        configured_fps: c.config().fps,
+        measured_fps: round2(s.capture_rate.rate()),
+        width: latest.as_ref().map(|f| f.width()),
+        height: latest.as_ref().map(|f| f.height()),
+        frame_bytes: latest.as_ref().map(|f| f.jpeg_len()),
+        transform: c.config().transform.to_string(),
+        viewers: viewer_list.len(),
+        frames_captured: s.frames_captured.load(Ordering::Relaxed),
+        frames_sent: s.frames_sent.load(Ordering::Relaxed),
+        bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
+        frames_skipped: s.frames_skipped.load(Ordering::Relaxed),
+        source_errors: s.source_errors.load(Ordering::Relaxed),
+        source_opens: s.source_opens.load(Ordering::Relaxed),
+        viewer_list,
+    }
+}
+
+/// `GET /api/state`.
+pub(super) async fn state(State(state): State<AppState>) -> Response {
+    let body = ServerState {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: round2(state.started().elapsed().as_secs_f64()),
+        viewers: state.viewers(),
+        max_viewers: state.0.config.max_viewers,
+        cameras: state.hub().cameras().iter().map(|c| camera_state(c)).collect(),
+    };
+    let mut resp = Json(body).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `GET /metrics`: Prometheus text exposition, labelled by camera name only.
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    let cams = state.hub().cameras();
+    let mut out = String::with_capacity(4096);
+    let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&Camera) -> f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for c in cams {
+            let _ = writeln!(out, "{name}{{camera=\"{}\"}} {}", c.name(), value(c));
+        }
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    family("mjpegd_viewers", "gauge", "Stream viewers connected.", &|c| {
+        c.viewer_list().len() as f64
+    });
+    family("mjpegd_capture_running", "gauge", "1 while the capture task runs.", &|c| {
+        f64::from(u8::from(c.demand().running))
+    });
+    family("mjpegd_online", "gauge", "1 while the camera delivers live frames.", &|c| {
+        f64::from(u8::from(
+            c.demand().running && c.latest().is_some_and(|f| f.online()),
+        ))
+    });
+    family("mjpegd_capture_fps", "gauge", "Measured capture rate.", &|c| {
+        c.stats().capture_rate.rate()
+    });
+    family("mjpegd_frames_captured_total", "counter", "Live frames captured.", &|c| {
+        load(&c.stats().frames_captured)
+    });
+    family("mjpegd_frames_sent_total", "counter", "Frame parts sent to viewers.", &|c| {
+        load(&c.stats().frames_sent)
+    });
+    family("mjpegd_bytes_sent_total", "counter", "Bytes of frame parts sent to viewers.", &|c| {
+        load(&c.stats().bytes_sent)
+    });
+    family("mjpegd_frames_skipped_total", "counter", "Frames viewers skipped for being slower than the camera.", &|c| {
+        load(&c.stats().frames_skipped)
+    });
+    family("mjpegd_source_errors_total", "counter", "Source failures (open errors, read errors, stalls).", &|c| {
+        load(&c.stats().source_errors)
+    });
+    family("mjpegd_source_restarts_total", "counter", "Times the source was opened.", &|c| {
+        load(&c.stats().source_opens)
+    });
+    let name = "mjpegd_capture_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from a source delivering a frame to its publication.\n# TYPE {name} histogram"
+    );
+    for c in cams {
+        let (buckets, count, sum) = c.stats().capture_latency.snapshot();
+        for (le, n) in buckets {
+            let _ = writeln!(out, "{name}_bucket{{camera=\"{}\",le=\"{le}\"}} {n}", c.name());
+        }
+        let _ = writeln!(out, "{name}_bucket{{camera=\"{}\",le=\"+Inf\"}} {count}", c.name());
+        let _ = writeln!(out, "{name}_sum{{camera=\"{}\"}} {sum}", c.name());
+        let _ = writeln!(out, "{name}_count{{camera=\"{}\"}} {count}", c.name());
+    }
+    let mut resp = out.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
