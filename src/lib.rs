@@ -31,4 +31,5 @@ pub mod render;
 pub mod server;
 pub mod shutdown;
 pub mod source;
+pub mod tls;
 pub mod transform;

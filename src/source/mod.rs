@@ -4,8 +4,10 @@
 //! holds an [`Opener`] per camera and calls it each time capture starts (and after a failure),
 //! so tests can inject a scripted source without ffmpeg or a camera.
 
+pub mod exec;
 pub mod images;
 pub mod pattern;
+pub mod relay;
 
 use std::fmt;
 use std::future::Future;
@@ -77,6 +79,10 @@ pub enum SourceSpec {
     BuiltinImages,
     /// The JPEG files of a directory in name order (`images:DIR`).
     ImageDir(PathBuf),
+    /// A command writing MJPEG to stdout (`exec:COMMAND`).
+    Exec(String),
+    /// Another MJPEG HTTP camera (`http://…`, `https://…`).
+    Http(String),
 }
 
 impl SourceSpec {
@@ -85,6 +91,8 @@ impl SourceSpec {
         match self {
             SourceSpec::TestPattern => 30.0,
             SourceSpec::BuiltinImages | SourceSpec::ImageDir(_) => 1.0,
+            // Sources that pace themselves; the rate only matters for snapshot polling.
+            SourceSpec::Exec(_) | SourceSpec::Http(_) => 5.0,
         }
     }
 
@@ -100,6 +108,8 @@ impl SourceSpec {
             SourceSpec::TestPattern => Arc::new(pattern::PatternOpener::new(params)),
             SourceSpec::BuiltinImages => Arc::new(images::ImagesOpener::builtin(params)),
             SourceSpec::ImageDir(dir) => Arc::new(images::ImagesOpener::dir(dir.clone(), params)?),
+            SourceSpec::Exec(cmd) => Arc::new(exec::ExecOpener::new(cmd.clone())),
+            SourceSpec::Http(url) => Arc::new(relay::RelayOpener::new(url, params)?),
         })
     }
 }
@@ -117,8 +127,12 @@ impl FromStr for SourceSpec {
             ("images", None) => Ok(SourceSpec::BuiltinImages),
             ("images", Some("")) => Err("images: needs a directory, e.g. images:/srv/frames".into()),
             ("images", Some(dir)) => Ok(SourceSpec::ImageDir(PathBuf::from(dir))),
+            ("exec", Some(cmd)) if !cmd.trim().is_empty() => Ok(SourceSpec::Exec(cmd.trim().to_owned())),
+            ("exec", _) => Err("exec: needs a command, e.g. exec:ffmpeg -i rtsp://cam/stream -f mjpeg -".into()),
+            ("http" | "https", Some(_)) => Ok(SourceSpec::Http(s.to_owned())),
             _ => Err(format!(
-                "unknown source {s:?}: expected testpattern, images or images:DIR"
+                "unknown source {:?}: expected testpattern, images, images:DIR, exec:COMMAND, http://URL or https://URL",
+                relay::redact(s)
             )),
         }
     }
@@ -130,6 +144,8 @@ impl fmt::Display for SourceSpec {
             SourceSpec::TestPattern => f.write_str("testpattern"),
             SourceSpec::BuiltinImages => f.write_str("images"),
             SourceSpec::ImageDir(d) => write!(f, "images:{}", d.display()),
+            SourceSpec::Exec(cmd) => write!(f, "exec:{cmd}"),
+            SourceSpec::Http(url) => f.write_str(&relay::redact(url)),
         }
     }
 }

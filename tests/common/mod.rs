@@ -24,22 +24,32 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub state: AppState,
     pub shutdown: CancellationToken,
-    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestServer {
     pub async fn start(cameras: Vec<CameraConfig>, http: HttpConfig, server: ServerConfig) -> TestServer {
+        // reqwest (the tests' HTTP client, and the relay's) runs on rustls with ring.
+        mjpegd::tls::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let srv = Server::new(cameras, http, server, shutdown.clone());
         let state = srv.state().clone();
-        let task = tokio::spawn(srv.run(listener));
+        let task = Some(tokio::spawn(srv.run(listener)));
         TestServer { addr, state, shutdown, task }
     }
 
     pub async fn with_source(opener: Arc<dyn Opener>) -> TestServer {
         TestServer::start(vec![camera("cam", opener)], HttpConfig::default(), ServerConfig::default()).await
+    }
+
+    /// Shuts the server down and waits until it has stopped serving.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -269,6 +279,7 @@ pub struct MjpegClient {
 
 impl MjpegClient {
     pub async fn connect(url: &str) -> MjpegClient {
+        mjpegd::tls::install_crypto_provider();
         let resp = reqwest::get(url).await.expect("request");
         assert_eq!(resp.status(), 200, "status of {url}");
         MjpegClient::from_response(resp)
