@@ -1,12 +1,11 @@
 //! Command-line flags (each also settable as an `MJPEGD_*` environment variable), merged with
 //! the optional config file into the checked [`Settings`] the rest of the server uses.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{self, CameraDraft, ServerSection, parse_fps, parse_size};
+use crate::config::{self, CameraDraft, ListenSpec, ServerSection, parse_fps, parse_size};
 use crate::http::HttpConfig;
 use crate::hub::CameraConfig;
 use crate::server::ServerConfig;
@@ -26,9 +25,50 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub check_config: Option<PathBuf>,
 
-    /// Address and port to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "MJPEGD_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    /// Address to listen on: ADDR:PORT or unix:PATH; repeat for several [default: 127.0.0.1:8080].
+    #[arg(long, env = "MJPEGD_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<ListenSpec>,
+
+    /// File mode of unix sockets, octal [default: 0660].
+    #[arg(long, env = "MJPEGD_UNIX_MODE")]
+    pub unix_mode: Option<String>,
+
+    /// PEM certificate chain: serve HTTPS on every TCP address (reloaded on SIGHUP).
+    #[arg(long, env = "MJPEGD_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MJPEGD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A user allowed to watch, as NAME:HASH (hash from `mjpegd hash-password`); repeat for
+    /// several. With any user set, every URL needs a login or a token.
+    #[arg(long = "user", env = "MJPEGD_USERS", value_name = "NAME:HASH", value_delimiter = ';')]
+    pub users: Vec<String>,
+
+    /// Secret signing URL tokens (keeps tokens valid across restarts) [default: random].
+    #[arg(long, env = "MJPEGD_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Serve /metrics without authentication.
+    #[arg(long, env = "MJPEGD_PUBLIC_METRICS")]
+    pub public_metrics: bool,
+
+    /// Serve /api/state without authentication.
+    #[arg(long, env = "MJPEGD_PUBLIC_STATE")]
+    pub public_state: bool,
+
+    /// Let pages from ORIGIN read streams and state (CORS) [default: off].
+    #[arg(long, env = "MJPEGD_ALLOW_ORIGIN", value_name = "ORIGIN")]
+    pub allow_origin: Option<String>,
+
+    /// Open connections in total, 1-1000000 [default: 10000].
+    #[arg(long, env = "MJPEGD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
+
+    /// Open connections from one IP address, 1-1000000 [default: 256].
+    #[arg(long, env = "MJPEGD_MAX_CONNECTIONS_PER_IP", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections_per_ip: Option<u64>,
 
     /// What to stream: `testpattern` (default), `images` (built-in 1,2,3) or `images:DIR`.
     #[arg(long, env = "MJPEGD_SOURCE")]
@@ -69,12 +109,27 @@ pub struct Cli {
     /// Most concurrent stream viewers; past it new viewers get 503 with Retry-After, 1-1000000 [default: 1000].
     #[arg(long, env = "MJPEGD_MAX_VIEWERS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_viewers: Option<u64>,
+
+    /// A subcommand instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Read a password from standard input and print its argon2 hash for --user or [[auth.users]].
+    HashPassword,
 }
 
 /// Everything the server needs, checked.
 pub struct Settings {
     /// Where to listen.
-    pub listen: SocketAddr,
+    pub listen: Vec<ListenSpec>,
+    /// Unix socket file mode.
+    pub unix_mode: u32,
+    /// Certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// The cameras, in order.
     pub cameras: Vec<CameraConfig>,
     /// HTTP settings.
@@ -98,7 +153,7 @@ impl Cli {
     /// Merges flags and the config file into checked settings; errors name the flag or the
     /// file and key, and what is accepted.
     pub fn into_settings(self) -> Result<Settings, String> {
-        let (server_section, cameras) = match &self.config {
+        let (server_section, cameras, auth_section) = match &self.config {
             Some(path) => {
                 if self.camera_flags_given() {
                     return Err(format!(
@@ -112,7 +167,7 @@ impl Cli {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let server = config::check_server(&file.server, "server.")
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                (server, cameras)
+                (server, cameras, Some((file.auth, path.clone())))
             }
             None => {
                 let draft = CameraDraft {
@@ -133,7 +188,7 @@ impl Cli {
                 let camera = config::check_camera(&draft, &flag).map_err(|e| e.to_string())?;
                 let server = config::check_server(&ServerSection::default(), "--")
                     .map_err(|e| e.to_string())?;
-                (server, vec![camera])
+                (server, vec![camera], None)
             }
         };
         let snapshot_wait = cameras
@@ -148,16 +203,66 @@ impl Cli {
         let send_timeout = self
             .send_timeout
             .map_or(server_section.send_timeout, std::time::Duration::from_secs);
+        let names: Vec<String> = cameras.iter().map(|c| c.name.clone()).collect();
+        let (mut users, secret) = match auth_section {
+            Some((a, path)) => (
+                config::check_auth(&a, &names).map_err(|e| format!("{}: {e}", path.display()))?,
+                a.secret.clone(),
+            ),
+            None => (Vec::new(), None),
+        };
+        for (i, u) in self.users.iter().enumerate() {
+            let (name, hash) = u
+                .split_once(':')
+                .ok_or_else(|| format!("--user {i}: expected NAME:HASH, e.g. alice:$argon2id$..."))?;
+            crate::auth::check_hash(hash).map_err(|e| format!("--user {name}: {e}"))?;
+            users.push(crate::auth::User {
+                name: name.to_owned(),
+                password_hash: hash.to_owned(),
+                cameras: None,
+            });
+        }
+        let secret = self.auth_secret.clone().or(secret);
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => server_section.tls.clone(),
+        };
+        let unix_mode = match &self.unix_mode {
+            Some(m) => u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| format!("--unix-mode: expected an octal mode such as 0660 (got {m:?})"))?,
+            None => server_section.unix_mode,
+        };
         Ok(Settings {
-            listen: self.listen.unwrap_or(server_section.listen),
+            listen: if self.listen.is_empty() {
+                server_section.listen.clone()
+            } else {
+                self.listen.clone()
+            },
+            unix_mode,
+            tls,
             cameras,
             http: HttpConfig {
                 max_viewers,
                 snapshot_wait,
+                max_viewers_per_camera: server_section.max_viewers_per_camera,
+                snapshot_rate: server_section.snapshot_rate,
+                auth: std::sync::Arc::new(crate::auth::Auth::new(users, secret.as_deref())),
+                public_metrics: self.public_metrics || server_section.public_metrics,
+                public_state: self.public_state || server_section.public_state,
+                allow_origin: self.allow_origin.clone().or(server_section.allow_origin.clone()),
                 ..HttpConfig::default()
             },
             server: ServerConfig {
                 send_timeout,
+                header_read_timeout: server_section.header_timeout,
+                max_connections: self
+                    .max_connections
+                    .map_or(server_section.max_connections, |v| v as usize),
+                max_connections_per_ip: self
+                    .max_connections_per_ip
+                    .map_or(server_section.max_connections_per_ip, |v| v as usize),
                 ..ServerConfig::default()
             },
         })

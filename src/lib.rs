@@ -16,9 +16,11 @@
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
 //! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
 //! - [`config`]: the TOML config file: data plus validation with key paths in errors.
+//! - [`auth`]: Basic users with argon2 hashes, per-camera access, signed URL tokens.
 //! - [`cli`]: command-line flags (and `MJPEGD_*` environment variables) into checked settings.
 //! - [`loadtest`]: the `mjpegd-load` client that measures a running server over the wire.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod frame;

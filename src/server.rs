@@ -1,13 +1,15 @@
-//! The composition root: builds the hub and router, runs the accept loop, and drains on shutdown.
+//! The composition root: builds the hub and router, runs the accept loops, and drains on shutdown.
 //!
-//! Connections are served by hyper directly (not `axum::serve`) so each socket gets a write
-//! timeout: hyper has none, and a viewer whose socket stops draining must be cut rather than
-//! kept forever.
+//! Connections are served by hyper directly (not `axum::serve`) so that each socket gets a
+//! write timeout (hyper has none, and a viewer whose socket stops draining must be cut rather
+//! than kept forever), connection limits in total and per address are enforced before any
+//! byte is parsed, and TLS, unix sockets and systemd socket activation share one code path.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,8 +17,9 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,16 +27,22 @@ use tower::ServiceExt;
 
 use crate::http::{self, AppState, HttpConfig};
 use crate::hub::{CameraConfig, Hub};
+use crate::tls::TlsConfig;
 
 /// Connection-level settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// A connection whose socket accepts no bytes for this long while we have data to send is closed.
     pub send_timeout: Duration,
-    /// Longest time a client may take to send a request head (slowloris guard).
+    /// Longest time a client may take to send a request head (slowloris guard); also the
+    /// longest an idle keep-alive connection is kept, and the TLS handshake limit.
     pub header_read_timeout: Duration,
     /// How long open connections get to finish after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Most open connections in total; past it new ones get a 503 and are closed.
+    pub max_connections: usize,
+    /// Most open connections from one IP address.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -42,25 +51,37 @@ impl Default for ServerConfig {
             send_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_millis(1500),
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
         }
     }
 }
 
-/// Largest request head and per-connection write queue. Also caps hyper's user-space write
-/// buffer, so a slow viewer holds at most about one frame beyond the socket buffer.
-const MAX_BUF_SIZE: usize = 64 * 1024;
+/// Largest request head (and the per-connection write queue: hyper stops asking the body for
+/// more once this much is queued, so a slow viewer holds about one frame beyond its socket buffer).
+pub const MAX_BUF_SIZE: usize = 64 * 1024;
 /// Most request headers accepted.
-const MAX_HEADERS: usize = 64;
+pub const MAX_HEADERS: usize = 64;
+
+/// A bound socket to serve.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP (plain, or TLS when the server has a certificate).
+    Tcp(TcpListener),
+    /// A unix domain socket (always plain: the file mode is the access control).
+    Unix(UnixListener),
+}
 
 /// A server ready to run: the hub and the HTTP state over it.
 pub struct Server {
     state: AppState,
     config: ServerConfig,
     shutdown: CancellationToken,
+    tls: Option<TlsConfig>,
 }
 
 impl Server {
-    /// Builds cameras and the HTTP state. `shutdown` stops capture, streams and the accept loop.
+    /// Builds cameras and the HTTP state. `shutdown` stops capture, streams and the accept loops.
     pub fn new(
         cameras: Vec<CameraConfig>,
         http_config: HttpConfig,
@@ -72,7 +93,14 @@ impl Server {
             state: AppState::new(hub, http_config, shutdown.clone()),
             config,
             shutdown,
+            tls: None,
         }
+    }
+
+    /// Serves TCP listeners over TLS with this configuration.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Server {
+        self.tls = Some(tls);
+        self
     }
 
     /// The HTTP state (and through it the hub), for tests and status.
@@ -80,43 +108,36 @@ impl Server {
         &self.state
     }
 
-    /// Serves connections from `listener` until shutdown, then drains them within the grace period.
+    /// Serves one TCP listener until shutdown.
     pub async fn run(self, listener: TcpListener) -> io::Result<()> {
-        let router = http::router(self.state.clone());
-        let tracker = TaskTracker::new();
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let conn = serve_connection(
-                stream,
-                peer,
-                router.clone(),
-                self.config.clone(),
-                self.shutdown.clone(),
-            );
-            tracker.spawn(conn);
+        self.run_all(vec![Listener::Tcp(listener)]).await
+    }
+
+    /// Serves every listener until shutdown, then drains connections within the grace period.
+    pub async fn run_all(self, listeners: Vec<Listener>) -> io::Result<()> {
+        let shared = Arc::new(Shared {
+            router: http::router(self.state.clone()),
+            config: self.config.clone(),
+            shutdown: self.shutdown.clone(),
+            tls: self.tls.clone(),
+            total: Arc::new(Semaphore::new(self.config.max_connections)),
+            per_ip: Mutex::new(HashMap::new()),
+            tracker: TaskTracker::new(),
+        });
+        let mut loops = Vec::new();
+        for l in listeners {
+            loops.push(tokio::spawn(accept_loop(Arc::clone(&shared), l)));
         }
-        drop(listener);
-        tracker.close();
-        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait())
+        for l in loops {
+            let _ = l.await;
+        }
+        shared.tracker.close();
+        if tokio::time::timeout(self.config.shutdown_grace, shared.tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                open = tracker.len(),
+                open = shared.tracker.len(),
                 "connections still open after the shutdown grace period; closing them"
             );
         }
@@ -124,16 +145,149 @@ impl Server {
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
+struct Shared {
     router: Router,
     config: ServerConfig,
     shutdown: CancellationToken,
-) {
+    tls: Option<TlsConfig>,
+    total: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    tracker: TaskTracker,
+}
+
+/// Holds a connection's places in the total and per-address counts.
+struct ConnSlot {
+    _total: OwnedSemaphorePermit,
+    ip: Option<IpAddr>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
+        if let Ok(mut m) = self.shared.per_ip.lock() {
+            if let Some(n) = m.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Takes a connection slot, or says which limit is reached.
+fn admit(shared: &Arc<Shared>, ip: Option<IpAddr>) -> Result<ConnSlot, &'static str> {
+    let total = Arc::clone(&shared.total)
+        .try_acquire_owned()
+        .map_err(|_| "the server's connection limit")?;
+    if let Some(ip) = ip {
+        let mut m = shared.per_ip.lock().map_err(|_| "internal error")?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= shared.config.max_connections_per_ip {
+            return Err("the per-address connection limit");
+        }
+        *n += 1;
+    }
+    Ok(ConnSlot {
+        _total: total,
+        ip,
+        shared: Arc::clone(shared),
+    })
+}
+
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 36\r\n\r\ntoo many connections; try again later\n";
+
+async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shared.shutdown.cancelled() => return,
+            a = accept(&listener) => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let slot = match admit(&shared, peer.map(|p| p.ip())) {
+            Ok(s) => s,
+            Err(which) => {
+                tracing::debug!(?peer, "connection refused: {which}");
+                let mut stream = stream;
+                // Answer briefly and close; never wait long on a client we are refusing.
+                shared.tracker.spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSED)).await;
+                });
+                continue;
+            }
+        };
+        let shared2 = Arc::clone(&shared);
+        shared.tracker.spawn(async move {
+            let _slot = slot;
+            match (&shared2.tls, stream) {
+                (Some(tls), Stream::Tcp(tcp)) => {
+                    let handshake = tokio::time::timeout(
+                        shared2.config.header_read_timeout,
+                        tls.acceptor().accept(tcp),
+                    )
+                    .await;
+                    match handshake {
+                        Ok(Ok(s)) => serve_connection(s, peer, &shared2).await,
+                        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+                    }
+                }
+                (_, Stream::Tcp(tcp)) => serve_connection(tcp, peer, &shared2).await,
+                (_, Stream::Unix(u)) => serve_connection(u, peer, &shared2).await,
+            }
+        });
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Stream {
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(data).await,
+            Stream::Unix(s) => s.write_all(data).await,
+        }
+    }
+}
+
+async fn accept(l: &Listener) -> io::Result<(Stream, Option<SocketAddr>)> {
+    match l {
+        Listener::Tcp(t) => {
+            let (s, peer) = t.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok((Stream::Tcp(s), Some(peer)))
+        }
+        Listener::Unix(u) => {
+            let (s, _) = u.accept().await?;
+            Ok((Stream::Unix(s), None))
+        }
+    }
+}
+
+async fn serve_connection<S>(stream: S, peer: Option<SocketAddr>, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &shared.config;
     let io = TokioIo::new(WriteTimeout::new(stream, config.send_timeout));
+    let router = shared.router.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(p) = peer {
+            req.extensions_mut().insert(ConnectInfo(p));
+        }
         router.clone().oneshot(req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -146,13 +300,13 @@ async fn serve_connection(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        () = shutdown.cancelled() => {
+        () = shared.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
     };
     if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        tracing::debug!(?peer, error = %e, "connection ended with an error");
     }
 }
 
@@ -160,15 +314,15 @@ async fn serve_connection(
 ///
 /// hyper polls a response body only once its previous writes have drained, so a stalled viewer
 /// never gets more frames queued; this makes sure it also does not keep its connection forever.
-struct WriteTimeout {
-    inner: TcpStream,
+struct WriteTimeout<S> {
+    inner: S,
     timeout: Duration,
     stall: Pin<Box<Sleep>>,
     armed: bool,
 }
 
-impl WriteTimeout {
-    fn new(inner: TcpStream, timeout: Duration) -> WriteTimeout {
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, timeout: Duration) -> WriteTimeout<S> {
         WriteTimeout {
             inner,
             timeout,
@@ -201,7 +355,7 @@ impl WriteTimeout {
     }
 }
 
-impl AsyncRead for WriteTimeout {
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -211,7 +365,7 @@ impl AsyncRead for WriteTimeout {
     }
 }
 
-impl AsyncWrite for WriteTimeout {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -242,5 +396,102 @@ impl AsyncWrite for WriteTimeout {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.check(cx, polled)
+    }
+}
+
+/// Binds every address; errors say which address and what to do.
+pub async fn bind(specs: &[crate::config::ListenSpec], unix_mode: u32) -> Result<Vec<Listener>, String> {
+    use crate::config::ListenSpec;
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match spec {
+            ListenSpec::Tcp(addr) => {
+                let l = TcpListener::bind(addr).await.map_err(|e| {
+                    format!("cannot listen on {addr}: {e} — is another server using that port? choose another with --listen")
+                })?;
+                out.push(Listener::Tcp(l));
+            }
+            ListenSpec::Unix(path) => {
+                // A socket file left by a previous run would make bind fail; remove only sockets.
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if meta.file_type().is_socket() {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                let l = UnixListener::bind(path)
+                    .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(unix_mode))
+                    .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+                out.push(Listener::Unix(l));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sockets passed by systemd socket activation (`LISTEN_PID`/`LISTEN_FDS`), if any are for us.
+pub fn systemd_listeners() -> Result<Vec<Listener>, String> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    if !for_us {
+        return Ok(Vec::new());
+    }
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (0..=64).contains(n))
+        .ok_or("LISTEN_FDS is not a number from 0 to 64")?;
+    let mut out = Vec::new();
+    for fd in 3..3 + n {
+        out.push(systemd::listener_from_fd(fd)?);
+    }
+    Ok(out)
+}
+
+#[allow(unsafe_code)]
+mod systemd {
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+    use super::Listener;
+
+    /// Wraps an inherited, listening socket descriptor.
+    pub(super) fn listener_from_fd(fd: RawFd) -> Result<Listener, String> {
+        // Refuse anything that is not an open socket before claiming ownership of it.
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat only writes into the buffer we own; an invalid fd yields an error.
+        let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(format!("LISTEN_FDS: descriptor {fd} is not open"));
+        }
+        // SAFETY: fstat succeeded, so the buffer is initialised.
+        let mode = unsafe { stat.assume_init() }.st_mode;
+        if mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(format!("LISTEN_FDS: descriptor {fd} is not a socket"));
+        }
+        // SAFETY: systemd passes these descriptors to us to own (sd_listen_fds(3)); we take
+        // each exactly once.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut domain: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: getsockname writes at most `len` bytes into `domain`, which we own.
+        let rc = unsafe {
+            libc::getsockname(fd, (&raw mut domain).cast::<libc::sockaddr>(), &mut len)
+        };
+        if rc != 0 {
+            return Err(format!("LISTEN_FDS: descriptor {fd}: getsockname failed"));
+        }
+        if i32::from(domain.ss_family) == libc::AF_UNIX {
+            let l = std::os::unix::net::UnixListener::from(owned);
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Ok(Listener::Unix(tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?))
+        } else {
+            let l = std::net::TcpListener::from(owned);
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Ok(Listener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?))
+        }
     }
 }

@@ -1,6 +1,16 @@
-//! TLS plumbing shared by the relay client: rustls with the ring provider, installed once.
+//! TLS: rustls with the ring provider (no C TLS library). Serves a certificate that can be
+//! reloaded from disk (on SIGHUP) without dropping connections, and installs the provider the
+//! relay's HTTP client uses.
 
-use std::sync::Once;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once, RwLock};
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 
 /// Installs ring as the process-wide rustls crypto provider (no C TLS library, no aws-lc build).
 pub fn install_crypto_provider() {
@@ -9,4 +19,96 @@ pub fn install_crypto_provider() {
         // Err means another provider is already installed; that one is used instead.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// A server certificate that can be swapped while serving.
+struct Reloadable(RwLock<Arc<CertifiedKey>>);
+
+impl fmt::Debug for Reloadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reloadable")
+    }
+}
+
+impl ResolvesServerCert for Reloadable {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok().map(|k| Arc::clone(&k))
+    }
+}
+
+/// TLS settings of a server: the acceptor and what is needed to reload its certificate.
+#[derive(Clone)]
+pub struct TlsConfig {
+    acceptor: TlsAcceptor,
+    cert: Arc<Reloadable>,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("cert", &self.cert_path)
+            .field("key", &self.key_path)
+            .finish()
+    }
+}
+
+fn load_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, String> {
+    install_crypto_provider();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .map_err(|e| format!("--tls-cert {}: cannot read: {e}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--tls-cert {}: bad PEM: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no CERTIFICATE block found (expected a PEM certificate chain)",
+            cert_path.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        format!(
+            "--tls-key {}: no usable private key ({e}); expected a PEM PKCS#8, RSA or EC key",
+            key_path.display()
+        )
+    })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("--tls-key {}: unsupported key: {e}", key_path.display()))?;
+    Ok(CertifiedKey::new(certs, signing))
+}
+
+impl TlsConfig {
+    /// Loads a PEM certificate chain and private key; errors name the file and what is wrong.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsConfig, String> {
+        let key = load_key(cert_path, key_path)?;
+        let cert = Arc::new(Reloadable(RwLock::new(Arc::new(key))));
+        let resolver: Arc<dyn ResolvesServerCert> = cert.clone();
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsConfig {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            cert,
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+        })
+    }
+
+    /// Re-reads the certificate and key; on error the old ones stay in use.
+    pub fn reload(&self) -> Result<(), String> {
+        let key = load_key(&self.cert_path, &self.key_path)?;
+        let mut slot = self
+            .cert
+            .0
+            .write()
+            .map_err(|_| "certificate lock poisoned".to_owned())?;
+        *slot = Arc::new(key);
+        Ok(())
+    }
+
+    /// The acceptor for new connections.
+    pub fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
 }

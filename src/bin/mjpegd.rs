@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mjpegd::cli::Cli;
-use mjpegd::server::Server;
+use mjpegd::server::{Listener, Server};
+use mjpegd::tls::TlsConfig;
 use mjpegd::shutdown::{CancellationToken, cancel_on_signals};
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +31,44 @@ fn main() -> ExitCode {
     code
 }
 
+/// Reloads the TLS certificate on SIGHUP; open connections keep theirs.
+fn reload_on_sighup(tls: TlsConfig) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => tracing::error!("TLS certificate not reloaded, keeping the old one: {e}"),
+            }
+        }
+    });
+}
+
+/// `mjpegd hash-password`: reads one line from stdin, prints its hash.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+        tracing::error!("hash-password: type the password on standard input (one line)");
+        return ExitCode::from(2);
+    }
+    match mjpegd::auth::hash_password(line.trim_end_matches(['\r', '\n'])) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn async_main(cli: Cli) -> ExitCode {
+    if matches!(cli.command, Some(mjpegd::cli::Command::HashPassword)) {
+        return hash_password();
+    }
     if let Some(path) = &cli.check_config {
         return check_config(path);
     }
@@ -41,33 +79,76 @@ async fn async_main(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+    let mut listeners = match mjpegd::server::systemd_listeners() {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(
-                "cannot listen on {}: {e} — is another server using that port? choose another with --listen",
-                settings.listen
-            );
+            tracing::error!("socket activation: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr().unwrap_or(settings.listen);
+    if listeners.is_empty() {
+        listeners = match mjpegd::server::bind(&settings.listen, settings.unix_mode).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    }
+    let tls = match &settings.tls {
+        Some((cert, key)) => match TlsConfig::load(cert, key) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| match l {
+            Listener::Tcp(t) => t
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| format!("{scheme}://{a}")),
+            Listener::Unix(u) => u
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                .unwrap_or_else(|| "unix:?".into()),
+        })
+        .collect();
+    let addr = addrs.first().cloned().unwrap_or_default();
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
+    if let Some(t) = &tls {
+        reload_on_sighup(t.clone());
+    }
+    if settings.http.auth.enabled() {
+        tracing::info!("authentication is on: every URL needs a login or a token");
+    } else if settings.listen.iter().any(|l| matches!(l, mjpegd::config::ListenSpec::Tcp(a) if !a.ip().is_loopback())) {
+        tracing::warn!("serving the network without authentication: anyone who can reach it can watch (see --user)");
+    }
     for cam in &settings.cameras {
         tracing::info!(
             camera = %cam.name,
             source = %cam.opener.describe(),
-            url = %format!("http://{addr}/cameras/{}/stream", cam.name),
+            url = %format!("{addr}/cameras/{}/stream", cam.name),
             "camera ready"
         );
     }
     tracing::info!(
-        "mjpegd {} streaming at http://{addr}/ (stream: http://{addr}/stream, snapshot: http://{addr}/snapshot.jpg)",
-        env!("CARGO_PKG_VERSION")
+        "mjpegd {} streaming at {addr}/ (stream: {addr}/stream, snapshot: {addr}/snapshot.jpg; also {})",
+        env!("CARGO_PKG_VERSION"),
+        if addrs.len() > 1 { addrs[1..].join(", ") } else { "nothing else".into() }
     );
     let server = Server::new(settings.cameras, settings.http, settings.server, shutdown);
-    match server.run(listener).await {
+    let server = match tls {
+        Some(t) => server.with_tls(t),
+        None => server,
+    };
+    match server.run_all(listeners).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -91,7 +172,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             tracing::info!(
                 "{}: OK — listen {}, {} camera(s): {}",
                 path.display(),
-                s.listen,
+                s.listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
                 names.len(),
                 names.join(", ")
             );

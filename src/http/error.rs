@@ -22,6 +22,18 @@ pub enum HttpError {
     /// 503: nothing to serve right now (no frame in time).
     #[error("{0}")]
     Unavailable(String),
+    /// 401 + `WWW-Authenticate`: credentials missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 429 + `Retry-After`: too many failed logins or snapshot requests.
+    #[error("too many requests; try again in {}s", retry_after.as_secs().max(1))]
+    TooManyRequests {
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
 }
 
 /// Seconds a client is told to wait when the server is full.
@@ -35,6 +47,9 @@ impl IntoResponse for HttpError {
             HttpError::TooManyViewers { .. } | HttpError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
         let mut resp = (status, format!("{self}\n")).into_response();
         let headers = resp.headers_mut();
@@ -45,6 +60,17 @@ impl IntoResponse for HttpError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        if let HttpError::TooManyRequests { retry_after } = &self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"mjpegd\", charset=\"UTF-8\""),
+            );
         }
         resp
     }

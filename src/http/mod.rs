@@ -4,6 +4,7 @@
 //! source. Endless stream bodies watch the shutdown token themselves and hold their viewer
 //! permit, because neither hyper's graceful shutdown nor a tower concurrency limit can.
 
+mod access;
 mod error;
 mod pages;
 mod query;
@@ -24,6 +25,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::auth::Principal;
+
 /// Builds the router for the given state.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -39,8 +42,27 @@ pub fn router(state: AppState) -> Router {
         .route("/cameras/{name}/snapshot", get(camera_snapshot))
         .route("/api/state", get(status::state))
         .route("/metrics", get(status::metrics))
+        .route("/api/token", get(status::token))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .with_state(state)
+}
+
+/// Adds `Access-Control-Allow-Origin` when `--allow-origin` is set (off by default: a page on
+/// another site must not read streams or state through the user's browser).
+async fn cors(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    if let Some(origin) = &state.config().allow_origin {
+        if let Ok(v) = axum::http::HeaderValue::from_str(origin) {
+            resp.headers_mut()
+                .insert(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+    }
+    resp
 }
 
 /// The peer's address, when the connection has one (TCP).
@@ -66,11 +88,13 @@ async fn root(
     State(state): State<AppState>,
     method: Method,
     peer: PeerAddr,
+    principal: Principal,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     let q = query::Query::parse(raw.as_deref());
     let Some(action) = q.get("action") else {
-        return Ok(pages::index(&state));
+        access::require_user(&principal)?;
+        return Ok(pages::index(&state, &principal));
     };
     // mjpg-streamer numbers its inputs from 0: `stream_1` is the second camera.
     let (verb, index) = match action.split_once('_') {
@@ -80,7 +104,10 @@ async fn root(
         },
         None => (action, 0),
     };
-    let camera = state.camera_at(index)?;
+    if !matches!(verb, "stream" | "snapshot") {
+        return Err(unknown_action(action));
+    }
+    let camera = access::camera_at(&state, &principal, index)?;
     match verb {
         "stream" => stream::respond(&state, &camera, &method, peer, raw.as_deref()),
         "snapshot" => snapshot::respond(&state, &camera, &method, raw.as_deref()).await,
@@ -96,9 +123,11 @@ fn unknown_action(action: &str) -> HttpError {
 
 async fn camera_page(
     State(state): State<AppState>,
+    principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Response, HttpError> {
-    let camera = state.camera_named(&name)?;
+    access::require_user(&principal)?;
+    let camera = access::camera_named(&state, &principal, &name)?;
     Ok(pages::camera(&camera))
 }
 
@@ -107,9 +136,10 @@ async fn camera_stream(
     Path(name): Path<String>,
     method: Method,
     peer: PeerAddr,
+    principal: Principal,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
-    let camera = state.camera_named(&name)?;
+    let camera = access::camera_named(&state, &principal, &name)?;
     stream::respond(&state, &camera, &method, peer, raw.as_deref())
 }
 
@@ -117,9 +147,10 @@ async fn camera_snapshot(
     State(state): State<AppState>,
     Path(name): Path<String>,
     method: Method,
+    principal: Principal,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
-    let camera = state.camera_named(&name)?;
+    let camera = access::camera_named(&state, &principal, &name)?;
     snapshot::respond(&state, &camera, &method, raw.as_deref()).await
 }
 

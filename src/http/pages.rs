@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
+use crate::auth::Principal;
 use crate::hub::Camera;
 
 const STYLE: &str = include_str!("../../assets/style.css");
@@ -41,11 +42,14 @@ fn meta(camera: &Camera) -> String {
 }
 
 /// `/`: the grid of all cameras. The first camera's tile uses the classic `/video_feed` URL.
-pub(super) fn index(state: &AppState) -> Response {
-    let cams = state.hub().cameras();
+pub(super) fn index(state: &AppState, principal: &Principal) -> Response {
+    let all = state.hub().cameras();
+    let first_name = all.first().map(|c| c.name().to_owned());
+    let cams: Vec<&std::sync::Arc<Camera>> =
+        all.iter().filter(|c| principal.may_watch(c.name())).collect();
     let snapshots = cams.len() > MAX_STREAM_TILES;
     let mut body = String::from("<header><h1>mjpegd</h1>");
-    if let Some(first) = cams.first() {
+    if let Some(first) = cams.first().filter(|c| Some(c.name()) == first_name.as_deref()) {
         let _ = write!(
             body,
             "<a href=\"/snapshot.jpg\" download=\"{}.jpg\">snapshot</a>",
@@ -55,14 +59,15 @@ pub(super) fn index(state: &AppState) -> Response {
     body.push_str("<a href=\"/api/state\">state</a><a href=\"/metrics\">metrics</a></header>\n<main class=\"grid\">\n");
     for (i, c) in cams.iter().enumerate() {
         let name = escape(c.name());
-        let (src, mode) = match (snapshots, i) {
+        let classic = i == 0 && Some(c.name()) == first_name.as_deref();
+        let (src, mode) = match (snapshots, classic) {
             (true, _) => (format!("/cameras/{name}/snapshot.jpg?width=480"), "snapshot"),
-            (false, 0) => ("/video_feed".to_owned(), "stream"),
-            (false, _) => (format!("/cameras/{name}/stream"), "stream"),
+            (false, true) => ("/video_feed".to_owned(), "stream"),
+            (false, false) => (format!("/cameras/{name}/stream"), "stream"),
         };
         // The classic page's `<img src="/video_feed">` is kept literally for the first camera so
         // it works even without JavaScript.
-        let src_attr = if mode == "stream" && i == 0 {
+        let src_attr = if mode == "stream" && classic {
             format!(" src=\"{src}\"")
         } else {
             String::new()

@@ -17,10 +17,11 @@ use crate::mjpeg::{JPEG_CONTENT_TYPE, write::timestamp_value};
 /// `/snapshot.jpg`, `/snapshot`, `/?action=snapshot`: the first camera's newest frame.
 pub(super) async fn first_camera(
     State(state): State<AppState>,
+    principal: crate::auth::Principal,
     method: Method,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
-    let camera = state.camera_at(0)?;
+    let camera = super::access::camera_at(&state, &principal, 0)?;
     respond(&state, &camera, &method, raw.as_deref()).await
 }
 
@@ -34,6 +35,14 @@ pub(super) async fn respond(
     raw_query: Option<&str>,
 ) -> Result<Response, HttpError> {
     let width = Query::parse(raw_query).thumbnail_width()?;
+    let allowed = state
+        .0
+        .snapshot_bucket
+        .lock()
+        .map_or(Ok(()), |mut b| b.take());
+    if let Err(wait) = allowed {
+        return Err(HttpError::TooManyRequests { retry_after: wait });
+    }
     let mut sub = camera.subscribe();
     let wait = state.0.config.snapshot_wait;
     let frame = match tokio::time::timeout(wait, sub.frames().wait_for(Option::is_some)).await {

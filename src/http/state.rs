@@ -7,6 +7,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::HttpError;
+use crate::auth::{Auth, Principal};
 use crate::hub::{Camera, Hub};
 
 /// HTTP-level settings.
@@ -19,6 +20,18 @@ pub struct HttpConfig {
     pub keepalive: Duration,
     /// Longest a snapshot waits for a fresh frame when capture was idle.
     pub snapshot_wait: Duration,
+    /// Most stream viewers of one camera.
+    pub max_viewers_per_camera: usize,
+    /// Snapshot requests per second across the server (each may decode and encode a thumbnail).
+    pub snapshot_rate: u32,
+    /// Users and tokens; no users means authentication is off.
+    pub auth: Arc<Auth>,
+    /// Serve `/metrics` without authentication.
+    pub public_metrics: bool,
+    /// Serve `/api/state` without authentication.
+    pub public_state: bool,
+    /// `Access-Control-Allow-Origin` for cross-origin pages (off when `None`).
+    pub allow_origin: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -27,6 +40,12 @@ impl Default for HttpConfig {
             max_viewers: 1000,
             keepalive: Duration::from_secs(1),
             snapshot_wait: Duration::from_secs(6),
+            max_viewers_per_camera: 1000,
+            snapshot_rate: 100,
+            auth: Arc::new(Auth::new(Vec::new(), None)),
+            public_metrics: false,
+            public_state: false,
+            allow_origin: None,
         }
     }
 }
@@ -42,13 +61,55 @@ pub(super) struct Inner {
     pub(super) viewer_slots: Arc<Semaphore>,
     pub(super) shutdown: CancellationToken,
     pub(super) started: std::time::Instant,
+    /// One semaphore per camera (same order as the hub) for the per-camera viewer limit.
+    pub(super) camera_slots: Vec<Arc<Semaphore>>,
+    pub(super) snapshot_bucket: std::sync::Mutex<TokenBucket>,
+}
+
+/// A token bucket refilled continuously: `rate` per second, bursts up to `rate`.
+#[derive(Debug)]
+pub(super) struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> TokenBucket {
+        TokenBucket {
+            rate: f64::from(rate.max(1)),
+            tokens: f64::from(rate.max(1)),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token, or says how long until one is available.
+    pub(super) fn take(&mut self) -> Result<(), Duration> {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
 }
 
 impl AppState {
     /// State over `hub`; stream bodies end when `shutdown` is cancelled.
     pub fn new(hub: Arc<Hub>, config: HttpConfig, shutdown: CancellationToken) -> AppState {
         let slots = Arc::new(Semaphore::new(config.max_viewers));
+        let camera_slots = hub
+            .cameras()
+            .iter()
+            .map(|_| Arc::new(Semaphore::new(config.max_viewers_per_camera)))
+            .collect();
+        let snapshot_bucket = std::sync::Mutex::new(TokenBucket::new(config.snapshot_rate));
         AppState(Arc::new(Inner {
+            camera_slots,
+            snapshot_bucket,
             hub,
             config,
             viewer_slots: slots,
@@ -72,15 +133,33 @@ impl AppState {
         })
     }
 
-    /// The camera called `name`.
-    pub(crate) fn camera_named(&self, name: &str) -> Result<Arc<Camera>, HttpError> {
+    /// The camera called `name`; the error lists the cameras `p` may watch.
+    pub(crate) fn camera_named(&self, name: &str, p: &Principal) -> Result<Arc<Camera>, HttpError> {
         self.0.hub.get(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = self.0.hub.cameras().iter().map(|c| c.name()).collect();
+            let known: Vec<&str> = self
+                .0
+                .hub
+                .cameras()
+                .iter()
+                .map(|c| c.name())
+                .filter(|n| p.is_user() && p.may_watch(n))
+                .collect();
             HttpError::NotFound(format!(
                 "no camera named {name:?}; cameras here: {}",
-                known.join(", ")
+                if known.is_empty() { "(none you may watch)".to_owned() } else { known.join(", ") }
             ))
         })
+    }
+
+    /// The per-camera viewer semaphore of `camera`.
+    pub(super) fn camera_slots(&self, camera: &Camera) -> Option<Arc<Semaphore>> {
+        let i = self.0.hub.cameras().iter().position(|c| c.name() == camera.name())?;
+        self.0.camera_slots.get(i).cloned()
+    }
+
+    /// The HTTP settings.
+    pub fn config(&self) -> &HttpConfig {
+        &self.0.config
     }
 
     /// When the server state was created, for uptime.

@@ -10,7 +10,13 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::AppState;
+use std::time::Duration;
+
+use axum::extract::RawQuery;
+
+use super::query::Query;
+use super::{AppState, HttpError};
+use crate::auth::{MAX_TOKEN_TTL, Principal};
 use crate::hub::Camera;
 
 /// The whole server's state.
@@ -115,22 +121,87 @@ fn camera_state(c: &Camera) -> CameraState {
 }
 
 /// `GET /api/state`.
-pub(super) async fn state(State(state): State<AppState>) -> Response {
+pub(super) async fn state(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, HttpError> {
+    if !state.config().public_state {
+        super::access::require_user(&principal)?;
+    }
     let body = ServerState {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: round2(state.started().elapsed().as_secs_f64()),
         viewers: state.viewers(),
         max_viewers: state.0.config.max_viewers,
-        cameras: state.hub().cameras().iter().map(|c| camera_state(c)).collect(),
+        cameras: state
+            .hub()
+            .cameras()
+            .iter()
+            .filter(|c| state.config().public_state || principal.may_watch(c.name()))
+            .map(|c| camera_state(c))
+            .collect(),
     };
     let mut resp = Json(body).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    Ok(resp)
+}
+
+/// Longest lifetime `/api/token` gives when not asked otherwise.
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// `GET /api/token?camera=NAME&ttl=SECONDS`: a signed token for URLs that cannot carry a
+/// password (`<img src>`, VLC, Home Assistant): `/cameras/NAME/stream?token=…`.
+pub(super) async fn token(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HttpError> {
+    super::access::require_user(&principal)?;
+    let q = Query::parse(raw.as_deref());
+    let name = q
+        .get("camera")
+        .ok_or_else(|| HttpError::BadRequest("name the camera: /api/token?camera=NAME".into()))?;
+    let camera = super::access::camera_named(&state, &principal, name)?;
+    let ttl = match q.get("ttl") {
+        None => DEFAULT_TOKEN_TTL,
+        Some(t) => match t.parse::<u64>() {
+            Ok(secs) if (1..=MAX_TOKEN_TTL.as_secs()).contains(&secs) => Duration::from_secs(secs),
+            _ => {
+                return Err(HttpError::BadRequest(format!(
+                    "bad ttl {t:?}: seconds from 1 to {}",
+                    MAX_TOKEN_TTL.as_secs()
+                )));
+            }
+        },
+    };
+    let (token, expires) = state
+        .config()
+        .auth
+        .issue_token(camera.name(), ttl)
+        .ok_or_else(|| HttpError::Unavailable("cannot sign tokens".into()))?;
+    let name = camera.name();
+    let body = serde_json::json!({
+        "camera": name,
+        "token": token,
+        "expires": expires,
+        "stream": format!("/cameras/{name}/stream?token={token}"),
+        "snapshot": format!("/cameras/{name}/snapshot.jpg?token={token}"),
+    });
+    let mut resp = Json(body).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }
 
 /// `GET /metrics`: Prometheus text exposition, labelled by camera name only.
-pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, HttpError> {
+    if !state.config().public_metrics {
+        super::access::require_user(&principal)?;
+    }
     let cams = state.hub().cameras();
     let mut out = String::with_capacity(4096);
     let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&Camera) -> f64| {
@@ -191,5 +262,5 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    resp
+    Ok(resp)
 }

@@ -29,11 +29,12 @@ use crate::mjpeg::{STREAM_CONTENT_TYPE, write::STREAM_PREAMBLE};
 /// `/stream`, `/video_feed`, `/?action=stream`: the first camera's stream.
 pub(super) async fn first_camera(
     State(state): State<AppState>,
+    principal: crate::auth::Principal,
     method: Method,
     peer: PeerAddr,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
-    let camera = state.camera_at(0)?;
+    let camera = super::access::camera_at(&state, &principal, 0)?;
     respond(&state, &camera, &method, peer, raw.as_deref())
 }
 
@@ -58,10 +59,17 @@ pub(super) fn respond(
         .map_err(|_| HttpError::TooManyViewers {
             limit: state.0.config.max_viewers,
         })?;
+    let camera_permit = match state.camera_slots(camera) {
+        Some(slots) => Some(slots.try_acquire_owned().map_err(|_| HttpError::TooManyViewers {
+            limit: state.0.config.max_viewers_per_camera,
+        })?),
+        None => None,
+    };
     let viewer = Viewer {
         handle: camera.register_viewer(peer.0),
         sub: camera.subscribe(),
         _permit: permit,
+        _camera_permit: camera_permit,
         min_interval,
         keepalive: state.0.config.keepalive,
         shutdown: state.0.shutdown.clone(),
@@ -102,6 +110,7 @@ struct Viewer {
     handle: ViewerHandle,
     /// Released when the body is dropped, i.e. when the viewer is gone.
     _permit: OwnedSemaphorePermit,
+    _camera_permit: Option<OwnedSemaphorePermit>,
     min_interval: Option<Duration>,
     keepalive: Duration,
     shutdown: CancellationToken,

@@ -1,0 +1,404 @@
+//! Authentication: HTTP Basic users with argon2 password hashes, per-camera access, signed URL
+//! tokens for `<img>` tags and tools that cannot send headers, and a bounded brake on repeated
+//! failures. Pure logic: no HTTP types; `http::access` applies it to requests.
+//!
+//! There is no bypass for any source address: a reverse proxy on localhost would otherwise
+//! turn every outside request into a trusted one.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Failed logins from one address before it is refused for [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u32 = 5;
+/// How long failures are remembered, and how long an address over the limit waits.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses tracked for failures at most; past it the oldest entries are dropped, so an
+/// attacker with many addresses cannot grow the server's memory.
+pub const MAX_TRACKED_ADDRESSES: usize = 4096;
+/// Verified credentials remembered, so argon2 (tens of milliseconds by design) runs once per
+/// user rather than once per request (the page polls state and snapshots every second).
+pub const VERIFIED_CACHE: usize = 256;
+/// How long a verified credential is remembered.
+pub const VERIFIED_TTL: Duration = Duration::from_secs(600);
+/// Longest lifetime of a URL token.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest token accepted for parsing; real ones are well under 200 bytes.
+pub const MAX_TOKEN_LEN: usize = 512;
+
+/// One user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// The argon2 PHC string (`$argon2id$v=19$...`).
+    pub password_hash: String,
+    /// Cameras this user may watch; `None` means all.
+    pub cameras: Option<HashSet<String>>,
+}
+
+/// Who is making a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Authentication is off: everything is allowed.
+    Open,
+    /// No (valid) credentials.
+    Anonymous,
+    /// A logged-in user.
+    User {
+        /// Name.
+        name: String,
+        /// Cameras allowed; `None` for all.
+        cameras: Option<HashSet<String>>,
+    },
+    /// A URL token for one camera's stream and snapshot.
+    Token {
+        /// The camera it was issued for.
+        camera: String,
+    },
+}
+
+impl Principal {
+    /// May this principal watch `camera`?
+    pub fn may_watch(&self, camera: &str) -> bool {
+        match self {
+            Principal::Open => true,
+            Principal::Anonymous => false,
+            Principal::User { cameras, .. } => cameras.as_ref().is_none_or(|c| c.contains(camera)),
+            Principal::Token { camera: c } => c == camera,
+        }
+    }
+
+    /// May this principal see pages, state and other cameras' names (tokens may not)?
+    pub fn is_user(&self) -> bool {
+        matches!(self, Principal::Open | Principal::User { .. })
+    }
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong user or password, or a bad token.
+    BadCredentials,
+    /// Too many failures from this address: wait this long.
+    TooManyFailures(Duration),
+}
+
+/// The authentication state of a server.
+pub struct Auth {
+    users: Vec<User>,
+    secret: [u8; 32],
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    verified: Mutex<HashMap<[u8; 32], (usize, Instant)>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.users.iter().map(|u| u.name.as_str()).collect();
+        f.debug_struct("Auth").field("users", &names).finish_non_exhaustive()
+    }
+}
+
+/// Hashes a password for the config file (`mjpegd hash-password`).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks that a stored hash is a usable argon2 PHC string.
+pub fn check_hash(hash: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(hash).map_err(|e| {
+        format!("not a password hash ({e}); make one with `mjpegd hash-password`")
+    })?;
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err(format!(
+            "unsupported hash algorithm {:?}; make one with `mjpegd hash-password`",
+            parsed.algorithm.as_str()
+        ));
+    }
+    Ok(())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Auth {
+    /// Authentication with these users. `secret` signs URL tokens; `None` draws a random one
+    /// (tokens then die with the process).
+    pub fn new(users: Vec<User>, secret: Option<&str>) -> Auth {
+        let secret = match secret {
+            Some(s) => Sha256::digest(s.as_bytes()).into(),
+            None => {
+                let mut b = [0u8; 32];
+                if getrandom::getrandom(&mut b).is_err() {
+                    // Without randomness, derive from the hashes and time: still unguessable
+                    // enough to not be a fixed key, and tokens only live for this process.
+                    let mut h = Sha256::new();
+                    for u in &users {
+                        h.update(u.password_hash.as_bytes());
+                    }
+                    h.update(format!("{:?}", SystemTime::now()).as_bytes());
+                    b = h.finalize().into();
+                }
+                b
+            }
+        };
+        Auth {
+            users,
+            secret,
+            failures: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether any user is configured (authentication on).
+    pub fn enabled(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Refuses an address that failed too often lately.
+    pub fn check_blocked(&self, addr: Option<IpAddr>) -> Result<(), Refusal> {
+        let Some(ip) = addr else { return Ok(()) };
+        let Ok(f) = self.failures.lock() else { return Ok(()) };
+        match f.get(&ip) {
+            Some((n, since)) if *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW => Err(
+                Refusal::TooManyFailures(FAILURE_WINDOW.saturating_sub(since.elapsed())),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failed attempt from `addr`.
+    pub fn record_failure(&self, addr: Option<IpAddr>) {
+        let Some(ip) = addr else { return };
+        let Ok(mut f) = self.failures.lock() else { return };
+        if f.len() >= MAX_TRACKED_ADDRESSES && !f.contains_key(&ip) {
+            f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+            if f.len() >= MAX_TRACKED_ADDRESSES {
+                if let Some(oldest) = f.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
+                    f.remove(&oldest);
+                }
+            }
+        }
+        let entry = f.entry(ip).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    /// Addresses currently tracked for failures (for tests and state).
+    pub fn tracked_addresses(&self) -> usize {
+        self.failures.lock().map(|f| f.len()).unwrap_or(0)
+    }
+
+    /// Verifies a user and password. Runs argon2 (slow by design) unless recently verified:
+    /// call it from a blocking thread.
+    pub fn verify_password(&self, user: &str, password: &str) -> Option<Principal> {
+        let key: [u8; 32] = {
+            let mut h = HmacSha256::new_from_slice(&self.secret).ok()?;
+            h.update(user.as_bytes());
+            h.update(b"\0");
+            h.update(password.as_bytes());
+            h.finalize().into_bytes().into()
+        };
+        let cached = self.verified.lock().ok().and_then(|v| {
+            v.get(&key)
+                .filter(|(_, at)| at.elapsed() < VERIFIED_TTL)
+                .map(|(i, _)| *i)
+        });
+        let index = match cached {
+            Some(i) => i,
+            None => {
+                // Verify against every user with that name (normally one) so timing does not
+                // reveal whether the name exists: unknown names still cost one argon2 run.
+                let found = self.users.iter().position(|u| u.name == user);
+                let hash = found.map_or(DUMMY_HASH, |i| self.users[i].password_hash.as_str());
+                let ok = PasswordHash::new(hash)
+                    .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                    .unwrap_or(false);
+                let i = found.filter(|_| ok)?;
+                if let Ok(mut v) = self.verified.lock() {
+                    if v.len() >= VERIFIED_CACHE {
+                        v.retain(|_, (_, at)| at.elapsed() < VERIFIED_TTL);
+                        if v.len() >= VERIFIED_CACHE {
+                            v.clear();
+                        }
+                    }
+                    v.insert(key, (i, Instant::now()));
+                }
+                i
+            }
+        };
+        let u = self.users.get(index)?;
+        Some(Principal::User {
+            name: u.name.clone(),
+            cameras: u.cameras.clone(),
+        })
+    }
+
+    fn sign(&self, camera: &str, expires: u64) -> Option<HmacSha256> {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).ok()?;
+        mac.update(camera.as_bytes());
+        mac.update(b"|");
+        mac.update(expires.to_string().as_bytes());
+        Some(mac)
+    }
+
+    /// Issues a token for `camera` valid for `ttl` (capped at [`MAX_TOKEN_TTL`]); returns it
+    /// and its expiry (Unix seconds).
+    pub fn issue_token(&self, camera: &str, ttl: Duration) -> Option<(String, u64)> {
+        let expires = now_unix() + ttl.min(MAX_TOKEN_TTL).as_secs().max(1);
+        let sig = self.sign(camera, expires)?.finalize().into_bytes();
+        let token = format!("{camera}.{expires}.{}", URL_SAFE_NO_PAD.encode(sig));
+        Some((token, expires))
+    }
+
+    /// Checks a token: well-formed, signed by us, not expired. Returns the camera it grants.
+    pub fn verify_token(&self, token: &str) -> Result<String, &'static str> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err("token too long");
+        }
+        let mut parts = token.rsplitn(3, '.');
+        let (Some(sig), Some(expires), Some(camera)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err("malformed token");
+        };
+        let expires: u64 = expires.parse().map_err(|_| "malformed token expiry")?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| "malformed token signature")?;
+        let mac = self.sign(camera, expires).ok_or("cannot check tokens")?;
+        // verify_slice compares in constant time.
+        mac.verify_slice(&sig).map_err(|_| "bad token signature")?;
+        if expires <= now_unix() {
+            return Err("token expired");
+        }
+        Ok(camera.to_owned())
+    }
+}
+
+/// A valid argon2 hash of a random password, verified against when the user name is unknown
+/// so that a wrong name costs as much time as a wrong password.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0O3Ajd6QFmkK2MBpHTPbvdXkNYnv5VjUSdOg4j0BWdc";
+
+/// Splits an `Authorization: Basic …` value into user and password.
+pub fn parse_basic(header: &str) -> Option<(String, String)> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") || rest.len() > 1024 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_owned(), p.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        let hash = hash_password("hunter2").expect("hash");
+        Auth::new(
+            vec![
+                User {
+                    name: "alice".into(),
+                    password_hash: hash.clone(),
+                    cameras: None,
+                },
+                User {
+                    name: "bob".into(),
+                    password_hash: hash,
+                    cameras: Some(["porch".to_string()].into_iter().collect()),
+                },
+            ],
+            Some("test secret"),
+        )
+    }
+
+    #[test]
+    fn passwords_and_access() {
+        let a = auth();
+        let alice = a.verify_password("alice", "hunter2").expect("alice");
+        assert!(alice.may_watch("garage") && alice.is_user());
+        // Cached path gives the same answer.
+        assert_eq!(a.verify_password("alice", "hunter2"), Some(alice));
+        assert!(a.verify_password("alice", "hunter3").is_none());
+        assert!(a.verify_password("mallory", "hunter2").is_none());
+        let bob = a.verify_password("bob", "hunter2").expect("bob");
+        assert!(bob.may_watch("porch") && !bob.may_watch("garage"));
+        assert!(!Principal::Anonymous.may_watch("porch"));
+    }
+
+    #[test]
+    fn the_dummy_hash_is_valid() {
+        assert!(check_hash(DUMMY_HASH).is_ok());
+        assert!(check_hash("plaintext").is_err());
+    }
+
+    #[test]
+    fn tokens_are_signed_scoped_and_expire() {
+        let a = auth();
+        let (t, _) = a.issue_token("porch", Duration::from_secs(60)).expect("token");
+        assert_eq!(a.verify_token(&t), Ok("porch".into()));
+        let other = Auth::new(vec![], Some("another secret"));
+        assert!(other.verify_token(&t).is_err(), "another server's secret");
+        let forged = t.replacen("porch", "garage", 1);
+        assert_eq!(a.verify_token(&forged), Err("bad token signature"));
+        for bad in ["", "x", "a.b.c", "porch.99999999999.AAAA", &"x".repeat(600)] {
+            assert!(a.verify_token(bad).is_err(), "{bad}");
+        }
+        let sig = a.sign("porch", 1).expect("mac").finalize().into_bytes();
+        let expired = format!("porch.1.{}", URL_SAFE_NO_PAD.encode(sig));
+        assert_eq!(a.verify_token(&expired), Err("token expired"));
+    }
+
+    #[test]
+    fn failures_block_an_address_and_tracking_is_bounded() {
+        let a = Auth::new(vec![], None);
+        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
+        for _ in 0..MAX_FAILURES - 1 {
+            a.record_failure(Some(ip));
+        }
+        assert!(a.check_blocked(Some(ip)).is_ok(), "just under the limit");
+        a.record_failure(Some(ip));
+        assert!(matches!(a.check_blocked(Some(ip)), Err(Refusal::TooManyFailures(_))));
+        for i in 0..(MAX_TRACKED_ADDRESSES as u32 + 100) {
+            a.record_failure(Some(IpAddr::from(i.to_be_bytes())));
+        }
+        assert!(a.tracked_addresses() <= MAX_TRACKED_ADDRESSES);
+    }
+
+    #[test]
+    fn basic_header_parsing() {
+        assert_eq!(
+            parse_basic("Basic YWxpY2U6aHVudGVyMg=="),
+            Some(("alice".into(), "hunter2".into()))
+        );
+        assert_eq!(parse_basic("Bearer xyz"), None);
+        assert_eq!(parse_basic("Basic !!!"), None);
+        assert_eq!(parse_basic("Basic bm9jb2xvbg=="), None);
+    }
+}

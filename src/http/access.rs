@@ -1,0 +1,106 @@
+//! Who may do what: turns a request's credentials into a [`Principal`], and the checks every
+//! handler makes before it touches a camera. Failed attempts are logged with the address and,
+//! past a few, refused outright for a while.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::query::Query;
+use super::{AppState, HttpError, PeerAddr};
+use crate::auth::{Principal, Refusal, parse_basic};
+use crate::hub::Camera;
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Principal, HttpError> {
+        let auth = Arc::clone(&state.0.config.auth);
+        if !auth.enabled() {
+            return Ok(Principal::Open);
+        }
+        let peer = PeerAddr::from_request_parts(parts, state).await.unwrap_or(PeerAddr(None));
+        let ip = peer.0.map(|a| a.ip());
+        let refuse = |r: Refusal, what: &str| -> HttpError {
+            match r {
+                Refusal::TooManyFailures(wait) => HttpError::TooManyRequests {
+                    retry_after: wait.max(Duration::from_secs(1)),
+                },
+                Refusal::BadCredentials => {
+                    auth.record_failure(ip);
+                    tracing::warn!(peer = ?peer.0, "authentication failed: {what}");
+                    HttpError::Unauthorized(format!("{what}: log in with a valid user and password"))
+                }
+            }
+        };
+        auth.check_blocked(ip).map_err(|r| refuse(r, ""))?;
+        if let Some(token) = Query::parse(parts.uri.query()).get("token") {
+            return match auth.verify_token(token) {
+                Ok(camera) => Ok(Principal::Token { camera }),
+                Err(why) => Err(refuse(Refusal::BadCredentials, why)),
+            };
+        }
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Ok(Principal::Anonymous);
+        };
+        let Some((user, password)) = value.to_str().ok().and_then(parse_basic) else {
+            return Err(refuse(Refusal::BadCredentials, "malformed Authorization header"));
+        };
+        let checker = Arc::clone(&auth);
+        let verified = tokio::task::spawn_blocking(move || checker.verify_password(&user, &password))
+            .await
+            .ok()
+            .flatten();
+        verified.ok_or_else(|| refuse(Refusal::BadCredentials, "wrong user or password"))
+    }
+}
+
+/// Requires a logged-in user (pages, state, token issuing); URL tokens do not qualify.
+pub(super) fn require_user(p: &Principal) -> Result<(), HttpError> {
+    match p {
+        Principal::Open | Principal::User { .. } => Ok(()),
+        Principal::Anonymous => Err(HttpError::Unauthorized("log in to see this page".into())),
+        Principal::Token { .. } => Err(HttpError::Forbidden(
+            "a camera token only opens that camera's stream and snapshot".into(),
+        )),
+    }
+}
+
+/// Requires that `p` may watch `camera`.
+pub(super) fn require_camera(p: &Principal, camera: &Camera) -> Result<(), HttpError> {
+    if p.may_watch(camera.name()) {
+        return Ok(());
+    }
+    match p {
+        Principal::Anonymous => Err(HttpError::Unauthorized(
+            "log in, or use a URL with a ?token= from /api/token".into(),
+        )),
+        _ => Err(HttpError::Forbidden(format!(
+            "you may not watch camera {:?}",
+            camera.name()
+        ))),
+    }
+}
+
+/// Looks a camera up by name for `p`: anonymous callers learn nothing about which exist.
+pub(super) fn camera_named(state: &AppState, p: &Principal, name: &str) -> Result<Arc<Camera>, HttpError> {
+    if matches!(p, Principal::Anonymous) {
+        return Err(HttpError::Unauthorized("log in to watch cameras".into()));
+    }
+    let camera = state.camera_named(name, p)?;
+    require_camera(p, &camera)?;
+    Ok(camera)
+}
+
+/// Looks a camera up by position for `p`.
+pub(super) fn camera_at(state: &AppState, p: &Principal, index: usize) -> Result<Arc<Camera>, HttpError> {
+    if matches!(p, Principal::Anonymous) {
+        return Err(HttpError::Unauthorized("log in to watch cameras".into()));
+    }
+    let camera = state.camera_at(index)?;
+    require_camera(p, &camera)?;
+    Ok(camera)
+}
