@@ -119,8 +119,9 @@ pub enum Scan {
 ///
 /// Length-prefixed segments are skipped whole by their length, so marker-like bytes inside them
 /// (an EXIF thumbnail in APP1 carries its own SOI and EOI) never end the frame; in entropy-coded
-/// data, `FF 00` stuffing and `RSTn` markers are stepped over. Each byte is examined at most
-/// once across calls, whatever the chunking, and segment payloads not at all.
+/// data, `FF 00` stuffing and `RSTn` markers are stepped over. A call resumes where the last
+/// one stopped, so feeding a frame in any chunking scans it about once; segment payloads are
+/// not looked at at all. The result does not depend on the chunking.
 #[derive(Debug, Clone, Default)]
 pub struct EndScanner {
     /// Offset of the next byte to parse; may lie past the buffer while a segment is skipped.
@@ -197,8 +198,7 @@ impl EndScanner {
                 0x00 => return self.invalid("stuffed zero (FF 00) outside entropy-coded data"),
                 0x01 | 0xD0..=0xD7 => self.pos += 2,
                 _ => {
-                    let (Some(&hi), Some(&lo)) =
-                        (data.get(self.pos + 2), data.get(self.pos + 3))
+                    let (Some(&hi), Some(&lo)) = (data.get(self.pos + 2), data.get(self.pos + 3))
                     else {
                         return Scan::Incomplete;
                     };
@@ -222,6 +222,48 @@ impl EndScanner {
     }
 }
 
+/// Structurally valid JPEGs for other modules' tests (not decodable images).
+#[cfg(test)]
+pub(crate) mod testdata {
+    /// A JPEG with `entropy_len` bytes of pseudo-random entropy-coded data (with `FF 00`
+    /// stuffing and `RSTn` markers) and marker-like bytes inside its segments; with `thumbnail`,
+    /// an APP1 segment holding a whole small JPEG, as EXIF thumbnails do.
+    pub(crate) fn synthetic(entropy_len: usize, seed: u64, thumbnail: bool) -> Vec<u8> {
+        let mut v = vec![0xFF, 0xD8];
+        v.extend_from_slice(b"\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00");
+        if thumbnail {
+            let thumb = b"\xFF\xD8\xFF\xDB\x00\x04\xFF\xD9\xFF\xDA\x00\x02\x12\xFF\x00\xFF\xD9";
+            let len = 2 + 6 + thumb.len();
+            v.extend_from_slice(&[0xFF, 0xE1, (len >> 8) as u8, len as u8]);
+            v.extend_from_slice(b"Exif\x00\x00");
+            v.extend_from_slice(thumb);
+        }
+        // A comment whose payload looks like EOI, SOI and the start of a delimiter.
+        v.extend_from_slice(b"\xFF\xFE\x00\x10\xFF\xD9\xFF\xD8\r\n--frameX");
+        // SOF0: 8-bit, 16x16, one component.
+        v.extend_from_slice(b"\xFF\xC0\x00\x0B\x08\x00\x10\x00\x10\x01\x01\x11\x00");
+        v.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x00\x3F\x00");
+        let mut x = seed | 1;
+        let mut rst = 0u8;
+        for i in 0..entropy_len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = (x >> 24) as u8;
+            v.push(b);
+            if b == 0xFF {
+                v.push(0x00);
+            }
+            if i % 97 == 96 {
+                v.extend_from_slice(&[0xFF, 0xD0 + rst]);
+                rst = (rst + 1) % 8;
+            }
+        }
+        v.extend_from_slice(&[0xFF, 0xD9]);
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +273,9 @@ mod tests {
         // APP0 of length 4 with two payload bytes.
         v.extend_from_slice(&[0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00]);
         // SOF0: len 11, precision 8, height 0x0102, width 0x0304, 1 component.
-        v.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x0B, 8, 0x01, 0x02, 0x03, 0x04, 1, 1, 0x11, 0]);
+        v.extend_from_slice(&[
+            0xFF, 0xC0, 0x00, 0x0B, 8, 0x01, 0x02, 0x03, 0x04, 1, 1, 0x11, 0,
+        ]);
         v.extend_from_slice(&[0xFF, 0xD9]);
         v
     }
@@ -251,5 +295,90 @@ mod tests {
             assert!(dimensions(&t[..cut]).is_err(), "cut at {cut}");
         }
         assert!(!looks_complete(&t[..t.len() - 1]));
+    }
+
+    fn scan_in_chunks(data: &[u8], chunk: usize) -> Scan {
+        let mut scanner = EndScanner::new();
+        let mut end = 0;
+        loop {
+            end = (end + chunk).min(data.len());
+            let r = scanner.scan(&data[..end]);
+            if r != Scan::Incomplete || end == data.len() {
+                return r;
+            }
+        }
+    }
+
+    #[test]
+    fn scanner_finds_the_end_whatever_the_chunking() {
+        for thumbnail in [false, true] {
+            let j = testdata::synthetic(3000, 7, thumbnail);
+            let mut stream = j.clone();
+            stream.extend_from_slice(&testdata::synthetic(10, 8, false));
+            for chunk in [1, 2, 3, 7, 64, 1000, stream.len()] {
+                assert_eq!(
+                    scan_in_chunks(&stream, chunk),
+                    Scan::Complete(j.len()),
+                    "chunk {chunk}"
+                );
+            }
+            assert_eq!(complete_len(&j), Some(j.len()));
+        }
+    }
+
+    #[test]
+    fn scanner_skips_marker_like_bytes_inside_segments() {
+        // The thumbnail's EOI comes first in the bytes but belongs to the APP1 segment.
+        let j = testdata::synthetic(0, 1, true);
+        let inner_eoi = j.windows(2).position(|w| w == [0xFF, 0xD9]).unwrap();
+        assert!(inner_eoi + 2 < j.len());
+        assert_eq!(scan_in_chunks(&j, j.len()), Scan::Complete(j.len()));
+    }
+
+    #[test]
+    fn scanner_reports_where_a_frame_breaks() {
+        let j = testdata::synthetic(500, 3, false);
+        // Truncated in entropy data, then a new frame: the new SOI is the problem.
+        let cut = j.len() - 100;
+        let mut stream = j[..cut].to_vec();
+        stream.extend_from_slice(&j);
+        for chunk in [1, 5, stream.len()] {
+            assert!(matches!(
+                scan_in_chunks(&stream, chunk),
+                Scan::Invalid { pos, .. } if pos == cut
+            ));
+        }
+        assert!(matches!(
+            scan_in_chunks(b"GIF89a", 1),
+            Scan::Invalid { pos: 0, .. }
+        ));
+        assert!(matches!(
+            scan_in_chunks(b"\xFF\xD8\xFF\xE0\x00\x01", 1),
+            Scan::Invalid { pos: 2, .. }
+        ));
+        assert!(matches!(
+            scan_in_chunks(b"\xFF\xD8\x00", 1),
+            Scan::Invalid { pos: 2, .. }
+        ));
+        assert_eq!(scan_in_chunks(&j[..j.len() - 1], 3), Scan::Incomplete);
+    }
+
+    #[test]
+    fn scanner_accepts_fill_bytes_and_standalone_markers() {
+        let j = b"\xFF\xD8\xFF\xFF\xFF\x01\xFF\xD0\xFF\xFF\xD9";
+        assert_eq!(scan_in_chunks(j, 1), Scan::Complete(j.len()));
+    }
+
+    #[test]
+    fn complete_len_ignores_bounded_padding() {
+        assert_eq!(complete_len(b"\xFF\xD8\xFF\xD9\r\n\0\0"), Some(4));
+        assert_eq!(complete_len(b"\xFF\xD8\xFF\xD9x"), None);
+        assert_eq!(complete_len(b"\xFF\xD8"), None);
+        assert_eq!(complete_len(b"\xFF\xD9\xFF\xD9"), None);
+        let mut padded = b"\xFF\xD8\xFF\xD9".to_vec();
+        padded.resize(4 + MAX_TRAILING_PADDING, 0);
+        assert_eq!(complete_len(&padded), Some(4));
+        padded.push(0);
+        assert_eq!(complete_len(&padded), None);
     }
 }

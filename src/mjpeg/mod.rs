@@ -1,6 +1,6 @@
 //! The Motion JPEG wire format: `multipart/x-mixed-replace` parts carrying `image/jpeg`.
 //!
-//! [`write`] builds the bytes we send; [`read`] parses streams we receive (relay and exec
+//! [`write`](mod@write) builds the bytes we send; [`read`] parses streams we receive (relay and exec
 //! sources, the load client). Both are pure and synchronous over byte buffers so they can be
 //! unit-tested and fuzzed without a runtime. Nothing here does I/O.
 
