@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub check_config: Option<PathBuf>,
 
+    /// List the cameras (V4L2 devices) with their formats, sizes and frame rates, and exit.
+    #[arg(long)]
+    pub list_devices: bool,
+
     /// Address to listen on: ADDR:PORT or unix:PATH; repeat for several [default: 127.0.0.1:8080].
     #[arg(long, env = "MJPEGD_LISTEN", value_delimiter = ',')]
     pub listen: Vec<ListenSpec>,
@@ -70,7 +74,7 @@ pub struct Cli {
     #[arg(long, env = "MJPEGD_MAX_CONNECTIONS_PER_IP", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections_per_ip: Option<u64>,
 
-    /// What to stream: `testpattern` (default), `images` (built-in 1,2,3) or `images:DIR`.
+    /// What to stream: `testpattern` (default), `images` (built-in 1,2,3), `images:DIR`, `exec:COMMAND`, `http(s)://URL` or `v4l2:/dev/video0[?format=YUYV]`.
     #[arg(long, env = "MJPEGD_SOURCE")]
     pub source: Option<SourceSpec>,
 

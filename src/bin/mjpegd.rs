@@ -65,7 +65,24 @@ fn hash_password() -> ExitCode {
     }
 }
 
+/// `--list-devices`: prints the V4L2 cameras and what they offer.
+fn list_devices() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    {
+        print!("{}", mjpegd::source::v4l2::list_devices());
+        ExitCode::SUCCESS
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        eprintln!("--list-devices: V4L2 cameras exist only on Linux");
+        ExitCode::FAILURE
+    }
+}
+
 async fn async_main(cli: Cli) -> ExitCode {
+    if cli.list_devices {
+        return list_devices();
+    }
     if matches!(cli.command, Some(mjpegd::cli::Command::HashPassword)) {
         return hash_password();
     }
@@ -139,9 +156,9 @@ async fn async_main(cli: Cli) -> ExitCode {
         );
     }
     tracing::info!(
-        "mjpegd {} streaming at {addr}/ (stream: {addr}/stream, snapshot: {addr}/snapshot.jpg; also {})",
+        "mjpegd {} streaming at {addr}/ (stream: {addr}/stream, snapshot: {addr}/snapshot.jpg){}",
         env!("CARGO_PKG_VERSION"),
-        if addrs.len() > 1 { addrs[1..].join(", ") } else { "nothing else".into() }
+        if addrs.len() > 1 { format!("; also on {}", addrs[1..].join(", ")) } else { String::new() }
     );
     let server = Server::new(settings.cameras, settings.http, settings.server, shutdown);
     let server = match tls {

@@ -8,6 +8,8 @@ pub mod exec;
 pub mod images;
 pub mod pattern;
 pub mod relay;
+#[cfg(target_os = "linux")]
+pub mod v4l2;
 
 use std::fmt;
 use std::future::Future;
@@ -83,13 +85,20 @@ pub enum SourceSpec {
     Exec(String),
     /// Another MJPEG HTTP camera (`http://…`, `https://…`).
     Http(String),
+    /// A V4L2 camera (`v4l2:/dev/video0`, or `v4l2:/dev/video0?format=YUYV`); Linux only.
+    V4l2 {
+        /// The device node.
+        device: PathBuf,
+        /// The pixel format to insist on (a fourcc such as `YUYV`); else the best offered.
+        format: Option<String>,
+    },
 }
 
 impl SourceSpec {
     /// The frame rate a source runs at when `--fps` is not given.
     pub fn default_fps(&self) -> f64 {
         match self {
-            SourceSpec::TestPattern => 30.0,
+            SourceSpec::TestPattern | SourceSpec::V4l2 { .. } => 30.0,
             SourceSpec::BuiltinImages | SourceSpec::ImageDir(_) => 1.0,
             // Sources that pace themselves; the rate only matters for snapshot polling.
             SourceSpec::Exec(_) | SourceSpec::Http(_) => 5.0,
@@ -110,6 +119,16 @@ impl SourceSpec {
             SourceSpec::ImageDir(dir) => Arc::new(images::ImagesOpener::dir(dir.clone(), params)?),
             SourceSpec::Exec(cmd) => Arc::new(exec::ExecOpener::new(cmd.clone())),
             SourceSpec::Http(url) => Arc::new(relay::RelayOpener::new(url, params)?),
+            #[cfg(target_os = "linux")]
+            SourceSpec::V4l2 { device, format } => Arc::new(v4l2::V4l2Opener::new(
+                device.clone(),
+                format.as_deref(),
+                params,
+            )?),
+            #[cfg(not(target_os = "linux"))]
+            SourceSpec::V4l2 { .. } => {
+                return Err(SourceError::new("v4l2 sources need Linux (Video4Linux2)"));
+            }
         })
     }
 }
@@ -130,8 +149,26 @@ impl FromStr for SourceSpec {
             ("exec", Some(cmd)) if !cmd.trim().is_empty() => Ok(SourceSpec::Exec(cmd.trim().to_owned())),
             ("exec", _) => Err("exec: needs a command, e.g. exec:ffmpeg -i rtsp://cam/stream -f mjpeg -".into()),
             ("http" | "https", Some(_)) => Ok(SourceSpec::Http(s.to_owned())),
+            ("v4l2", Some(arg)) => {
+                let (device, format) = match arg.rsplit_once("?format=") {
+                    Some((d, f)) => (d, Some(f.to_owned())),
+                    None => (arg, None),
+                };
+                if device.is_empty() || format.as_deref() == Some("") {
+                    return Err("v4l2: needs a device, e.g. v4l2:/dev/video0 or \
+                                v4l2:/dev/video0?format=YUYV (see mjpegd --list-devices)"
+                        .into());
+                }
+                Ok(SourceSpec::V4l2 {
+                    device: PathBuf::from(device),
+                    format,
+                })
+            }
+            ("v4l2", None) => Err(
+                "v4l2: needs a device, e.g. v4l2:/dev/video0 (see mjpegd --list-devices)".into(),
+            ),
             _ => Err(format!(
-                "unknown source {:?}: expected testpattern, images, images:DIR, exec:COMMAND, http://URL or https://URL",
+                "unknown source {:?}: expected testpattern, images, images:DIR, exec:COMMAND, http://URL, https://URL or v4l2:DEVICE",
                 relay::redact(s)
             )),
         }
@@ -146,6 +183,13 @@ impl fmt::Display for SourceSpec {
             SourceSpec::ImageDir(d) => write!(f, "images:{}", d.display()),
             SourceSpec::Exec(cmd) => write!(f, "exec:{cmd}"),
             SourceSpec::Http(url) => f.write_str(&relay::redact(url)),
+            SourceSpec::V4l2 { device, format } => {
+                write!(f, "v4l2:{}", device.display())?;
+                match format {
+                    Some(fmt) => write!(f, "?format={fmt}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -179,5 +223,46 @@ mod tests {
         );
         assert!("images:".parse::<SourceSpec>().is_err());
         assert!("webcam".parse::<SourceSpec>().unwrap_err().contains("unknown source"));
+    }
+
+    #[test]
+    fn parses_v4l2_specs() {
+        let by_path = "v4l2:/dev/v4l/by-path/pci-0000:00:14.0-usb-0:1:1.0-video-index0";
+        for (text, device, format) in [
+            ("v4l2:/dev/video0", "/dev/video0", None),
+            ("v4l2:/dev/video2?format=YUYV", "/dev/video2", Some("YUYV")),
+            (by_path, &by_path[5..], None),
+        ] {
+            let spec: SourceSpec = text.parse().expect(text);
+            assert_eq!(
+                spec,
+                SourceSpec::V4l2 {
+                    device: PathBuf::from(device),
+                    format: format.map(String::from)
+                }
+            );
+            assert_eq!(spec.to_string(), text, "round trip");
+            assert_eq!(spec.default_fps(), 30.0);
+            assert!(!spec.is_generated());
+        }
+        for bad in ["v4l2", "v4l2:", "v4l2:?format=YUYV", "v4l2:/dev/video0?format="] {
+            let e = bad.parse::<SourceSpec>().unwrap_err();
+            assert!(e.contains("v4l2: needs a device"), "{bad}: {e}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn v4l2_formats_are_checked_at_startup() {
+        let params = Params {
+            width: 640,
+            height: 480,
+            fps: 30.0,
+            quality: 80,
+        };
+        let ok: SourceSpec = "v4l2:/dev/video0?format=yuyv".parse().expect("parse");
+        assert!(ok.opener(params).is_ok(), "a missing device is a runtime error, not a startup one");
+        let bad: SourceSpec = "v4l2:/dev/video0?format=H264".parse().expect("parse");
+        assert!(bad.opener(params).is_err());
     }
 }

@@ -1,0 +1,298 @@
+//! Captures from a real V4L2 driver through mjpegd's own `v4l2` source and checks the frames.
+//!
+//! Run by `scripts/test-v4l2-vivid.sh` inside a qemu VM with the `vivid` virtual camera driver
+//! (no camera needed), or by hand against a real camera:
+//!
+//! ```sh
+//! cargo run --example v4l2_capture -- /dev/video0
+//! ```
+//!
+//! It lists the devices, captures frames in the best format and in every raw format the device
+//! offers (comparing their colours), checks that a second opening gets the "device busy" error
+//! and a missing device the "cannot open" one, and ends with one line:
+//! `V4L2_CAPTURE_RESULT: PASS ...` or `V4L2_CAPTURE_RESULT: FAIL ...` (exit status 0 or 1).
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("v4l2_capture: V4L2 exists only on Linux");
+}
+
+#[cfg(target_os = "linux")]
+fn main() -> std::process::ExitCode {
+    linux::main()
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::process::ExitCode;
+    use std::time::{Duration, Instant};
+
+    use mjpegd::frame::Image;
+    use mjpegd::source::v4l2::{V4l2Opener, list_devices};
+    use mjpegd::source::{Opener, Params, Source};
+
+    /// Frames captured in the automatically chosen format.
+    const FRAMES: usize = 10;
+    /// Frames captured in each raw format.
+    const FRAMES_PER_FORMAT: usize = 3;
+    /// Longest wait for one frame (an emulated machine is slow).
+    const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Raw formats to compare, with the reference first.
+    const FORMATS: [&str; 6] = ["RGB3", "YUYV", "UYVY", "NV12", "BGR3", "GREY"];
+    /// Largest difference per channel from the reference format's colours.
+    const TOLERANCE: u8 = 24;
+
+    pub(crate) fn main() -> ExitCode {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .init();
+        let device = std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "/dev/video0".into());
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                println!("V4L2_CAPTURE_RESULT: FAIL cannot start a runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let started = Instant::now();
+        match rt.block_on(run(&device)) {
+            Ok(summary) => {
+                println!(
+                    "V4L2_CAPTURE_RESULT: PASS {summary} ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("V4L2_CAPTURE_RESULT: FAIL {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn params(width: u32, height: u32) -> Params {
+        Params {
+            width,
+            height,
+            fps: 30.0,
+            quality: 85,
+        }
+    }
+
+    async fn next(source: &mut Box<dyn Source>) -> Result<Image, String> {
+        match tokio::time::timeout(FRAME_TIMEOUT, source.next_frame()).await {
+            Ok(Ok(image)) => Ok(image),
+            Ok(Err(e)) => Err(format!("capture failed: {e}")),
+            Err(_) => Err(format!("no frame within {FRAME_TIMEOUT:?}")),
+        }
+    }
+
+    /// Checks one frame: a complete JPEG of the announced size that decodes; returns the
+    /// decoded pixels and the number of channels.
+    fn check(image: &Image, want: (u32, u32)) -> Result<(Vec<u8>, usize), String> {
+        let dims = mjpegd::jpeg::dimensions(&image.jpeg).map_err(|e| format!("bad JPEG: {e}"))?;
+        if dims != (image.width, image.height) || dims != want {
+            return Err(format!(
+                "JPEG is {dims:?}, image says {}x{}, wanted {want:?}",
+                image.width, image.height
+            ));
+        }
+        if !mjpegd::jpeg::looks_complete(&image.jpeg) {
+            return Err("JPEG does not end with EOI".into());
+        }
+        let mut decoder = zune_jpeg::JpegDecoder::new(&image.jpeg[..]);
+        let pixels = decoder
+            .decode()
+            .map_err(|e| format!("JPEG does not decode: {e:?}"))?;
+        let channels = pixels.len() / (dims.0 as usize * dims.1 as usize);
+        if channels == 0 {
+            return Err("decoded to nothing".into());
+        }
+        Ok((pixels, channels))
+    }
+
+    /// The colour at the middle of each of eight vertical bars (vivid's colour bars), as RGB
+    /// (grey repeated for one-channel images).
+    fn bars(pixels: &[u8], channels: usize, (w, h): (u32, u32)) -> Vec<[u8; 3]> {
+        let (w, h) = (w as usize, h as usize);
+        (0..8)
+            .map(|i| {
+                let x = (2 * i + 1) * w / 16;
+                let at = (h / 2 * w + x) * channels;
+                if channels >= 3 {
+                    [pixels[at], pixels[at + 1], pixels[at + 2]]
+                } else {
+                    [pixels[at]; 3]
+                }
+            })
+            .collect()
+    }
+
+    /// The luma of a colour by BT.601 and by BT.709 weights (drivers use either for grey).
+    fn lumas([r, g, b]: [u8; 3]) -> [u8; 2] {
+        let [r, g, b] = [r, g, b].map(f64::from);
+        [
+            (0.299 * r + 0.587 * g + 0.114 * b).round() as u8,
+            (0.2126 * r + 0.7152 * g + 0.0722 * b).round() as u8,
+        ]
+    }
+
+    async fn run(device: &str) -> Result<String, String> {
+        let listing = list_devices();
+        println!("--- mjpegd --list-devices ---\n{listing}--- end of list ---");
+        if !listing.contains(device) || !listing.contains("video capture") {
+            return Err(format!(
+                "the device list does not show {device} as video capture"
+            ));
+        }
+
+        // The best format the device offers, at 640x480.
+        let want = (640, 480);
+        let opener =
+            V4l2Opener::new(device, None, params(want.0, want.1)).map_err(|e| e.to_string())?;
+        println!("opening {}", opener.describe());
+        let t = Instant::now();
+        let mut source = opener
+            .open()
+            .await
+            .map_err(|e| format!("open {device}: {e}"))?;
+        println!("opened in {:.2} s", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let mut distinct = 0;
+        let mut last: Option<Image> = None;
+        for i in 0..FRAMES {
+            let image = next(&mut source).await?;
+            check(&image, want).map_err(|e| format!("frame {i}: {e}"))?;
+            if last.as_ref().is_none_or(|l| l.jpeg != image.jpeg) {
+                distinct += 1;
+            }
+            println!(
+                "frame {i}: {} bytes, {}x{}",
+                image.jpeg.len(),
+                image.width,
+                image.height
+            );
+            last = Some(image);
+        }
+        let fps = FRAMES as f64 / t.elapsed().as_secs_f64();
+        println!("{FRAMES} frames at {fps:.1} fps, {distinct} distinct");
+        if distinct < 2 {
+            return Err("every frame was identical: is the camera live?".into());
+        }
+
+        // A second opening while the first streams must be refused clearly.
+        match V4l2Opener::new(device, None, params(want.0, want.1))
+            .map_err(|e| e.to_string())?
+            .open()
+            .await
+        {
+            Ok(_) => return Err("a second opening of a streaming device succeeded".into()),
+            Err(e) if e.to_string().contains("device busy: another program") => {
+                println!("busy as expected: {e}");
+            }
+            Err(e) => return Err(format!("a second opening failed without saying busy: {e}")),
+        }
+        drop(source);
+
+        // Every raw format the device offers, compared with the reference (RGB) colours.
+        let mut reference: Option<Vec<[u8; 3]>> = None;
+        let mut tested = Vec::new();
+        for format in FORMATS {
+            let opener = V4l2Opener::new(device, Some(format), params(want.0, want.1))
+                .map_err(|e| e.to_string())?;
+            let mut source = match opener.open().await {
+                Ok(s) => s,
+                Err(e) if e.to_string().contains("does not offer") => {
+                    println!("{format}: not offered, skipped");
+                    continue;
+                }
+                Err(e) => return Err(format!("{format}: open: {e}")),
+            };
+            let mut colours = Vec::new();
+            for i in 0..FRAMES_PER_FORMAT {
+                let image = next(&mut source)
+                    .await
+                    .map_err(|e| format!("{format}: {e}"))?;
+                let (pixels, channels) =
+                    check(&image, want).map_err(|e| format!("{format} frame {i}: {e}"))?;
+                colours = bars(&pixels, channels, want);
+            }
+            drop(source);
+            println!("{format}: bar colours {colours:?}");
+            match &reference {
+                None => reference = Some(colours),
+                Some(r) => {
+                    for (bar, (got, want)) in colours.iter().zip(r).enumerate() {
+                        let ok = if format == "GREY" {
+                            lumas(*want)
+                                .iter()
+                                .any(|l| got[0].abs_diff(*l) <= TOLERANCE)
+                        } else {
+                            got.iter()
+                                .zip(want)
+                                .all(|(g, w)| g.abs_diff(*w) <= TOLERANCE)
+                        };
+                        if !ok {
+                            return Err(format!(
+                                "{format}: bar {bar} is {got:?}, RGB3 showed {want:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+            tested.push(format);
+        }
+        if reference.is_none() {
+            return Err("the device offers no RGB3 to compare colours with".into());
+        }
+
+        // A missing device names the fix.
+        let missing = "/dev/video99";
+        match V4l2Opener::new(missing, None, params(want.0, want.1))
+            .map_err(|e| e.to_string())?
+            .open()
+            .await
+        {
+            Ok(_) => return Err(format!("{missing} opened")),
+            Err(e) => {
+                let expected = format!(
+                    "v4l2: cannot open {missing}: No such file or directory — list devices with \
+                     mjpegd --list-devices"
+                );
+                if e.to_string() != expected {
+                    return Err(format!("missing device: got {e:?}, expected {expected:?}"));
+                }
+                println!("missing device as expected: {e}");
+            }
+        }
+
+        // Nodes that are not capture devices (vivid also creates output nodes) say so.
+        for n in 0..8 {
+            let node = format!("/dev/video{n}");
+            if node == device || !std::path::Path::new(&node).exists() {
+                continue;
+            }
+            if let Err(e) = V4l2Opener::new(&node, None, params(want.0, want.1))
+                .map_err(|e| e.to_string())?
+                .open()
+                .await
+            {
+                println!("{node}: {e}");
+            }
+        }
+
+        Ok(format!(
+            "{FRAMES} frames at {fps:.1} fps; formats {}; busy and missing-device errors",
+            tested.join(" ")
+        ))
+    }
+}

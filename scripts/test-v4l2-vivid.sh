@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Tests mjpegd's v4l2 source against a real V4L2 driver: Linux's `vivid` virtual camera, in a
+# qemu VM (no camera, no KVM, no kernel modules on the host needed).
+#
+#   scripts/test-v4l2-vivid.sh
+#
+# 1. installs (apt-get, only what is missing) qemu-system-x86, busybox-static, xz-utils;
+# 2. downloads Debian's kernel package (the one linux-image-amd64 points to) into target/vivid/;
+# 3. builds examples/v4l2_capture.rs statically (separate target dir: target/vivid-build);
+# 4. packs an initramfs: busybox, vivid and the modules it needs, the test binary, and
+#    tests/v4l2_vivid/init, which loads the modules, runs the binary and powers off;
+# 5. boots it under qemu (TCG) with a timeout and looks for the binary's PASS line.
+#
+# Environment: VIVID_TIMEOUT (seconds for the VM, default 300), VIVID_SMP (vCPUs, default 2),
+# VIVID_KERNEL_PKG (a linux-image-*-amd64 package name, default: the current one).
+# Exit status 0 on PASS, 1 on FAIL.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+work=$root/target/vivid
+timeout_s=${VIVID_TIMEOUT:-300}
+smp=${VIVID_SMP:-2}
+start=$(date +%s)
+phase_start=$start
+
+log() { printf '[vivid %4ss] %s\n' "$(($(date +%s) - start))" "$*"; }
+phase() {
+    local now
+    now=$(date +%s)
+    log "$1 ($((now - phase_start)) s)"
+    phase_start=$now
+}
+fail() {
+    log "V4L2 VIVID TEST: FAIL: $*"
+    exit 1
+}
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# --- 1. tools -------------------------------------------------------------------------------
+missing=()
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+command -v xz >/dev/null || missing+=(xz-utils)
+command -v gzip >/dev/null || missing+=(gzip)
+apt_updated=
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    apt_updated=1
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+busybox=$(command -v busybox || echo /bin/busybox)
+file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
+    [ "$(ldd "$busybox" 2>&1 | grep -c 'not a dynamic')" -gt 0 ] ||
+    fail "$busybox is not statically linked (install busybox-static)"
+phase "tools ready"
+
+# --- 2. kernel ------------------------------------------------------------------------------
+mkdir -p "$work/download"
+kernel_pkg() {
+    apt-cache depends linux-image-amd64 2>/dev/null |
+        awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
+pkg=${VIVID_KERNEL_PKG:-$(kernel_pkg)}
+if [ -z "$pkg" ] && [ -z "$apt_updated" ]; then
+    as_root apt-get update -qq
+    pkg=$(kernel_pkg)
+fi
+[ -n "$pkg" ] || fail "no linux-image-*-amd64 package found (apt-cache depends linux-image-amd64)"
+kver=${pkg#linux-image-}
+kdir=$work/kernel-$kver
+if [ ! -e "$kdir/.extracted" ]; then
+    log "downloading $pkg"
+    rm -rf "$kdir" "$work/download"/*.deb
+    (cd "$work/download" && apt-get download -qq "$pkg" 2>&1 | grep -v 'unsandboxed' || true)
+    deb=$(ls "$work/download"/linux-image-*.deb 2>/dev/null | head -n1)
+    [ -n "$deb" ] || fail "apt-get download $pkg produced no package"
+    dpkg-deb -x "$deb" "$kdir"
+    rm -f "$deb"
+    touch "$kdir/.extracted"
+fi
+vmlinuz=$kdir/boot/vmlinuz-$kver
+moddir=$kdir/lib/modules/$kver
+[ -f "$vmlinuz" ] || fail "no kernel at $vmlinuz"
+[ -d "$moddir" ] || fail "no modules at $moddir"
+phase "kernel $kver ready"
+
+# --- 3. test binary -------------------------------------------------------------------------
+locked=()
+[ -n "${CI:-}" ] && locked=(--locked)
+log "building examples/v4l2_capture.rs (static, release)"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release "${locked[@]}" \
+    --example v4l2_capture --target x86_64-unknown-linux-gnu --target-dir target/vivid-build
+bin=$root/target/vivid-build/x86_64-unknown-linux-gnu/release/examples/v4l2_capture
+file "$bin" | grep -q 'static' || fail "$bin is not statically linked"
+phase "test binary built"
+
+# --- 4. initramfs ---------------------------------------------------------------------------
+# Module name (dashes and underscores are the same to the kernel) -> file.
+declare -A ko=()
+while IFS= read -r f; do
+    name=$(basename "$f")
+    name=${name%%.ko*}
+    ko[${name//-/_}]=$f
+done < <(find "$moddir/kernel" -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst')
+
+ko_cat() {
+    case "$1" in
+    *.xz) xz -dc "$1" ;;
+    *.zst) zstd -dc "$1" ;;
+    *) cat "$1" ;;
+    esac
+}
+
+# Load order: each module after the modules named in its `depends=` modinfo field.
+order=()
+declare -A seen=()
+resolve() {
+    local name=${1//-/_} deps dep
+    [ -n "${seen[$name]:-}" ] && return 0
+    seen[$name]=1
+    [ -n "${ko[$name]:-}" ] || fail "module $1 not found under $moddir"
+    deps=$(ko_cat "${ko[$name]}" | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n1)
+    for dep in ${deps//,/ }; do
+        resolve "$dep"
+    done
+    order+=("$name")
+}
+resolve vivid
+
+initramfs=$work/initramfs
+rm -rf "$initramfs"
+mkdir -p "$initramfs"/{bin,dev,proc,sys,tmp,lib/modules}
+cp "$busybox" "$initramfs/bin/busybox"
+cp "$bin" "$initramfs/bin/v4l2_capture"
+cp tests/v4l2_vivid/init "$initramfs/init"
+chmod +x "$initramfs/init"
+for name in "${order[@]}"; do
+    ko_cat "${ko[$name]}" >"$initramfs/lib/modules/$name.ko"
+    echo "$name" >>"$initramfs/lib/modules/order"
+done
+# The kernel opens /dev/console for init before /init mounts devtmpfs (root can mknod).
+as_root mknod -m 600 "$initramfs/dev/console" c 5 1 2>/dev/null || true
+(cd "$initramfs" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1 >"$work/initrd.gz")
+log "modules: ${order[*]}"
+phase "initramfs ready ($(du -h "$work/initrd.gz" | cut -f1))"
+
+# --- 5. boot --------------------------------------------------------------------------------
+vmlog=$work/qemu.log
+log "booting qemu (TCG, ${smp} vCPU, timeout ${timeout_s} s); console in $vmlog"
+set +e
+timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "$smp" -m 1024 \
+    -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+    -append "console=ttyS0 quiet panic=-1" \
+    -nographic -no-reboot </dev/null >"$vmlog" 2>&1
+status=$?
+set -e
+tr -d '\r' <"$vmlog" >"$vmlog.txt"
+phase "qemu exited with status $status"
+
+grep -E '^(frame|opening|opened|busy|missing|[A-Z0-9]{4}:|/dev/video|[0-9]+ frames)' "$vmlog.txt" | sed 's/^/    /' || true
+result=$(grep -a 'V4L2_CAPTURE_RESULT:' "$vmlog.txt" | tail -n1 || true)
+total=$(($(date +%s) - start))
+if [[ $result == *"V4L2_CAPTURE_RESULT: PASS"* ]]; then
+    log "V4L2 VIVID TEST: PASS in ${total} s — ${result#*PASS }"
+    exit 0
+fi
+if [ "$status" = 124 ]; then
+    log "the VM did not finish within ${timeout_s} s"
+fi
+tail -n 40 "$vmlog.txt" | sed 's/^/    /'
+fail "${result:-no result line from the test binary} (${total} s)"

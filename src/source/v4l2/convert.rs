@@ -1,0 +1,538 @@
+//! Pixel formats we capture, and raw frames to JPEG.
+//!
+//! Raw frames are handed to `jpeg-encoder` row by row through its [`ImageBuffer`] trait, as
+//! YCbCr where the camera delivers YCbCr: no intermediate RGB image, no colour conversion,
+//! only the studio-range (16-235) to full-range (0-255) expansion JPEG expects. Pure code over
+//! byte slices, unit-tested without a device.
+
+use bytes::Bytes;
+use jpeg_encoder::{ColorType, Encoder, ImageBuffer, JpegColorType, rgb_to_ycbcr};
+
+use super::sys;
+
+/// A V4L2 pixel format we can capture, by preference: camera JPEG first (no CPU spent, and
+/// USB cameras reach their full rate only in MJPEG), then the raw formats we encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PixelFormat {
+    /// `MJPG`: Motion-JPEG, passed through (after adding missing Huffman tables).
+    Mjpg,
+    /// `JPEG`: the same, as some drivers name it.
+    Jpeg,
+    /// `YUYV`: packed 4:2:2 (Y0 U Y1 V), the format every UVC camera offers.
+    Yuyv,
+    /// `UYVY`: packed 4:2:2 (U Y0 V Y1).
+    Uyvy,
+    /// `NV12`: 4:2:0, a Y plane then an interleaved UV plane.
+    Nv12,
+    /// `RGB3`: 24-bit RGB.
+    Rgb24,
+    /// `BGR3`: 24-bit BGR.
+    Bgr24,
+    /// `GREY`: 8-bit luma.
+    Grey,
+}
+
+impl PixelFormat {
+    /// Every supported format, most preferred first.
+    pub(super) const ALL: [PixelFormat; 8] = [
+        PixelFormat::Mjpg,
+        PixelFormat::Jpeg,
+        PixelFormat::Yuyv,
+        PixelFormat::Uyvy,
+        PixelFormat::Nv12,
+        PixelFormat::Rgb24,
+        PixelFormat::Bgr24,
+        PixelFormat::Grey,
+    ];
+
+    /// The four-character code as V4L2 spells it.
+    pub(super) fn code(self) -> [u8; 4] {
+        *match self {
+            PixelFormat::Mjpg => b"MJPG",
+            PixelFormat::Jpeg => b"JPEG",
+            PixelFormat::Yuyv => b"YUYV",
+            PixelFormat::Uyvy => b"UYVY",
+            PixelFormat::Nv12 => b"NV12",
+            PixelFormat::Rgb24 => b"RGB3",
+            PixelFormat::Bgr24 => b"BGR3",
+            PixelFormat::Grey => b"GREY",
+        }
+    }
+
+    /// The code as the little-endian `u32` of the kernel ABI (`v4l2_fourcc`).
+    pub(super) fn fourcc(self) -> u32 {
+        u32::from_le_bytes(self.code())
+    }
+
+    /// The supported format with this kernel fourcc.
+    pub(super) fn from_fourcc(fourcc: u32) -> Option<PixelFormat> {
+        PixelFormat::ALL.into_iter().find(|f| f.fourcc() == fourcc)
+    }
+
+    /// Parses a user's format name: the fourcc (`YUYV`, `MJPG`, any case) or a common alias.
+    pub(super) fn parse(name: &str) -> Option<PixelFormat> {
+        let upper = name.trim().to_ascii_uppercase();
+        let alias = match upper.as_str() {
+            "MJPEG" => "MJPG",
+            "YUY2" => "YUYV",
+            "RGB" | "RGB24" => "RGB3",
+            "BGR" | "BGR24" => "BGR3",
+            "GRAY" | "Y8" => "GREY",
+            other => other,
+        };
+        PixelFormat::ALL
+            .into_iter()
+            .find(|f| f.code() == alias.as_bytes())
+    }
+
+    /// True for formats the camera compresses itself (passed through, not encoded).
+    pub(super) fn is_jpeg(self) -> bool {
+        matches!(self, PixelFormat::Mjpg | PixelFormat::Jpeg)
+    }
+
+    /// Whether samples use the full 0-255 range, given the driver's `quantization`.
+    ///
+    /// RGB is always full range. For YCbCr the driver's default is studio range (16-235),
+    /// as the V4L2 colorspace rules say; luma-only `GREY` from drivers (vivid, IR and
+    /// monochrome sensors) is full range in practice, so it defaults to that.
+    fn is_full_range(self, quantization: u32) -> bool {
+        match self {
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Mjpg | PixelFormat::Jpeg => true,
+            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Nv12 | PixelFormat::Grey => {
+                match quantization {
+                    sys::QUANTIZATION_FULL_RANGE => true,
+                    sys::QUANTIZATION_LIM_RANGE => false,
+                    _ => self == PixelFormat::Grey,
+                }
+            }
+        }
+    }
+
+    /// The smallest `bytesperline` a row of `width` pixels can have.
+    fn min_stride(self, width: usize) -> usize {
+        match self {
+            PixelFormat::Mjpg | PixelFormat::Jpeg => 0,
+            // Pixels come in pairs sharing one U and one V.
+            PixelFormat::Yuyv | PixelFormat::Uyvy => width.div_ceil(2) * 4,
+            PixelFormat::Nv12 => width.div_ceil(2) * 2,
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 => width * 3,
+            PixelFormat::Grey => width,
+        }
+    }
+}
+
+/// The fourcc as text, with non-printable bytes shown as `.`.
+pub(super) fn fourcc_str(fourcc: u32) -> String {
+    fourcc
+        .to_le_bytes()
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '.'
+            }
+        })
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
+/// The geometry of a raw frame as the driver negotiated it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RawLayout {
+    /// Pixel format (not a JPEG one).
+    pub(super) format: PixelFormat,
+    /// Width in pixels.
+    pub(super) width: u16,
+    /// Height in pixels.
+    pub(super) height: u16,
+    /// Bytes from one row to the next (of the luma plane for NV12).
+    pub(super) stride: usize,
+    /// YCbCr samples use the full 0-255 range rather than studio range.
+    pub(super) full_range: bool,
+}
+
+impl RawLayout {
+    /// Checks the driver's numbers (`quantization` is `v4l2_pix_format.quantization`); the
+    /// error says what is wrong.
+    pub(super) fn new(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        stride: u32,
+        quantization: u32,
+    ) -> Result<RawLayout, String> {
+        let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else {
+            return Err(format!(
+                "{width}x{height} is larger than JPEG allows (65535)"
+            ));
+        };
+        if w == 0 || h == 0 {
+            return Err(format!("driver negotiated an empty {width}x{height} image"));
+        }
+        let min = format.min_stride(usize::from(w));
+        // Some drivers leave bytesperline at 0 for packed formats: rows are then contiguous.
+        let stride = if stride == 0 { min } else { stride as usize };
+        if stride < min {
+            return Err(format!(
+                "driver reports {stride} bytes per row, but {} needs {min} at width {w}",
+                fourcc_str(format.fourcc())
+            ));
+        }
+        Ok(RawLayout {
+            format,
+            width: w,
+            height: h,
+            stride,
+            full_range: format.is_full_range(quantization),
+        })
+    }
+
+    /// Bytes a complete frame occupies.
+    pub(super) fn frame_len(&self) -> usize {
+        let (h, stride) = (usize::from(self.height), self.stride);
+        match self.format {
+            // The last row need not be padded to the full stride.
+            PixelFormat::Nv12 => {
+                stride * h
+                    + stride * (h.div_ceil(2) - 1)
+                    + self.format.min_stride(self.width.into())
+            }
+            f => stride * (h - 1) + f.min_stride(self.width.into()),
+        }
+    }
+
+    /// Encodes one frame as a baseline JPEG at `quality`; `None` when `data` is too short.
+    pub(super) fn encode(&self, data: &[u8], quality: u8) -> Option<Result<Bytes, String>> {
+        if data.len() < self.frame_len() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(data.len() / 8);
+        let encoder = Encoder::new(&mut out, quality.clamp(1, 100));
+        let result = match self.format {
+            // Contiguous full-range RGB/BGR/grey: the encoder's own (SIMD) paths.
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Grey
+                if self.full_range && self.stride == self.format.min_stride(self.width.into()) =>
+            {
+                let color = match self.format {
+                    PixelFormat::Rgb24 => ColorType::Rgb,
+                    PixelFormat::Bgr24 => ColorType::Bgr,
+                    _ => ColorType::Luma,
+                };
+                encoder.encode(data, self.width, self.height, color)
+            }
+            _ => encoder.encode_image(Raw { layout: self, data }),
+        };
+        Some(
+            result
+                .map(|()| Bytes::from(out))
+                .map_err(|e| format!("JPEG encoding failed: {e}")),
+        )
+    }
+}
+
+/// Studio-range luma (16-235) to full range, rounded and clamped.
+const Y_STUDIO_TO_FULL: [u8; 256] = range_table(16, 219, 0);
+/// Studio-range chroma (16-240, centred on 128) to full range.
+const C_STUDIO_TO_FULL: [u8; 256] = range_table(128, 224, 128);
+/// Full range: unchanged.
+const IDENTITY: [u8; 256] = range_table(0, 255, 0);
+
+/// `out = (v - offset) * 255 / span + base`, rounded to nearest and clamped to 0-255.
+const fn range_table(offset: i32, span: i32, base: i32) -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut v = 0;
+    while v < 256 {
+        let num = (v - offset) * 255;
+        // Round half away from zero.
+        let q = if num >= 0 {
+            (num + span / 2) / span
+        } else {
+            (num - span / 2) / span
+        };
+        let out = q + base;
+        t[v as usize] = if out < 0 {
+            0
+        } else if out > 255 {
+            255
+        } else {
+            out as u8
+        };
+        v += 1;
+    }
+    t
+}
+
+/// A raw frame as `jpeg-encoder` reads it: one row of Y, Cb, Cr (or luma) at a time.
+struct Raw<'a> {
+    layout: &'a RawLayout,
+    data: &'a [u8],
+}
+
+impl Raw<'_> {
+    fn row(&self, y: usize) -> &[u8] {
+        let start = y * self.layout.stride;
+        let len = self.layout.format.min_stride(self.layout.width.into());
+        &self.data[start..start + len]
+    }
+}
+
+impl ImageBuffer for Raw<'_> {
+    fn get_jpeg_color_type(&self) -> JpegColorType {
+        if self.layout.format == PixelFormat::Grey {
+            JpegColorType::Luma
+        } else {
+            JpegColorType::Ycbcr
+        }
+    }
+
+    fn width(&self) -> u16 {
+        self.layout.width
+    }
+
+    fn height(&self) -> u16 {
+        self.layout.height
+    }
+
+    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+        let l = self.layout;
+        let (yt, ct) = if l.full_range {
+            (&IDENTITY, &IDENTITY)
+        } else {
+            (&Y_STUDIO_TO_FULL, &C_STUDIO_TO_FULL)
+        };
+        let w = usize::from(l.width);
+        let y = usize::from(y);
+        let [by, bcb, bcr, _] = buffers;
+        match l.format {
+            PixelFormat::Yuyv | PixelFormat::Uyvy => {
+                // Offsets of Y in each 2-byte pixel, and of U and V in each 4-byte pair.
+                let (luma, u, v) = if l.format == PixelFormat::Yuyv {
+                    (0, 1, 3)
+                } else {
+                    (1, 0, 2)
+                };
+                let row = self.row(y);
+                let start = by.len();
+                by.extend(row.chunks_exact(2).map(|p| yt[usize::from(p[luma])]));
+                for p in row.chunks_exact(4) {
+                    let (cb, cr) = (ct[usize::from(p[u])], ct[usize::from(p[v])]);
+                    bcb.extend_from_slice(&[cb, cb]);
+                    bcr.extend_from_slice(&[cr, cr]);
+                }
+                // With an odd width the last pair holds one pixel.
+                for b in [by, bcb, bcr] {
+                    b.truncate(start + w);
+                }
+            }
+            PixelFormat::Nv12 => {
+                let luma = self.row(y);
+                let uv_start = l.stride * (usize::from(l.height) + y / 2);
+                let uv = &self.data[uv_start..uv_start + w.div_ceil(2) * 2];
+                let start = by.len();
+                by.extend(luma.iter().map(|&s| yt[usize::from(s)]));
+                for p in uv.chunks_exact(2) {
+                    let (cb, cr) = (ct[usize::from(p[0])], ct[usize::from(p[1])]);
+                    bcb.extend_from_slice(&[cb, cb]);
+                    bcr.extend_from_slice(&[cr, cr]);
+                }
+                // With an odd width the last pair covers one pixel.
+                for b in [bcb, bcr] {
+                    b.truncate(start + w);
+                }
+            }
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 => {
+                let (r, b) = if l.format == PixelFormat::Rgb24 {
+                    (0, 2)
+                } else {
+                    (2, 0)
+                };
+                for p in self.row(y).chunks_exact(3) {
+                    let (yy, cb, cr) = rgb_to_ycbcr(p[r], p[1], p[b]);
+                    by.push(yy);
+                    bcb.push(cb);
+                    bcr.push(cr);
+                }
+            }
+            PixelFormat::Grey => by.extend(self.row(y).iter().map(|&s| yt[usize::from(s)])),
+            // Not raw: `RawLayout` is never built for these (see `Capture::open`).
+            PixelFormat::Mjpg | PixelFormat::Jpeg => {
+                by.resize(by.len() + w, 0);
+                bcb.resize(bcb.len() + w, 128);
+                bcr.resize(bcr.len() + w, 128);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(jpeg: &[u8]) -> (Vec<u8>, usize, usize) {
+        let mut d = zune_jpeg::JpegDecoder::new(jpeg);
+        let px = d.decode().expect("decodes");
+        let info = d.info().expect("info");
+        (px, usize::from(info.width), usize::from(info.height))
+    }
+
+    /// BT.601 studio-range YCbCr of an RGB colour, as a camera would send it.
+    fn studio_yuv(rgb: [u8; 3]) -> [u8; 3] {
+        let [r, g, b] = rgb.map(f64::from);
+        let y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0;
+        let cb = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0;
+        let cr = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0;
+        [y, cb, cr].map(|v| v.round() as u8)
+    }
+
+    const COLOURS: [[u8; 3]; 4] = [[200, 30, 40], [20, 180, 60], [30, 60, 210], [240, 240, 240]];
+
+    /// A frame of four vertical bars of `COLOURS`, in `format`, with `pad` bytes per row.
+    fn bars(format: PixelFormat, w: usize, h: usize, pad: usize) -> (RawLayout, Vec<u8>) {
+        let stride = format.min_stride(w) + pad;
+        let colour = |x: usize| COLOURS[x * 4 / w];
+        let mut data = Vec::new();
+        for _ in 0..h {
+            let mut row = Vec::new();
+            match format {
+                PixelFormat::Yuyv | PixelFormat::Uyvy => {
+                    for x in (0..w).step_by(2) {
+                        let [y0, u, v] = studio_yuv(colour(x));
+                        let y1 = studio_yuv(colour((x + 1).min(w - 1)))[0];
+                        if format == PixelFormat::Yuyv {
+                            row.extend_from_slice(&[y0, u, y1, v]);
+                        } else {
+                            row.extend_from_slice(&[u, y0, v, y1]);
+                        }
+                    }
+                }
+                PixelFormat::Nv12 | PixelFormat::Grey => {
+                    row.extend((0..w).map(|x| studio_yuv(colour(x))[0]));
+                }
+                PixelFormat::Rgb24 => row.extend((0..w).flat_map(colour)),
+                PixelFormat::Bgr24 => row.extend((0..w).flat_map(|x| {
+                    let [r, g, b] = colour(x);
+                    [b, g, r]
+                })),
+                PixelFormat::Mjpg | PixelFormat::Jpeg => unreachable!(),
+            }
+            row.resize(stride, 0xAA);
+            data.extend_from_slice(&row);
+        }
+        if format == PixelFormat::Nv12 {
+            for _ in 0..h.div_ceil(2) {
+                let mut row = Vec::new();
+                for x in (0..w).step_by(2) {
+                    let [_, u, v] = studio_yuv(colour(x));
+                    row.extend_from_slice(&[u, v]);
+                }
+                row.resize(stride, 0xAA);
+                data.extend_from_slice(&row);
+            }
+        }
+        let layout = RawLayout::new(
+            format,
+            w as u32,
+            h as u32,
+            stride as u32,
+            sys::QUANTIZATION_LIM_RANGE,
+        )
+        .expect("ok");
+        (layout, data)
+    }
+
+    #[test]
+    fn every_raw_format_encodes_to_the_right_colours() {
+        for format in PixelFormat::ALL.into_iter().filter(|f| !f.is_jpeg()) {
+            for (w, h, pad) in [(64, 32, 0), (64, 32, 16), (62, 17, 6)] {
+                let (layout, data) = bars(format, w, h, pad);
+                let jpeg = layout
+                    .encode(&data, 95)
+                    .expect("long enough")
+                    .expect("encodes");
+                assert_eq!(crate::jpeg::dimensions(&jpeg), Ok((w as u32, h as u32)));
+                let (px, dw, dh) = decode(&jpeg);
+                assert_eq!((dw, dh), (w, h));
+                let channels = px.len() / (dw * dh);
+                for (bar, want) in COLOURS.iter().enumerate() {
+                    // Sample the middle of each bar, away from edges blurred by subsampling.
+                    let x = (2 * bar + 1) * w / 8;
+                    let at = (h / 2 * w + x) * channels;
+                    let got = &px[at..at + channels];
+                    let want: Vec<u8> = if format == PixelFormat::Grey {
+                        let [r, g, b] = want.map(f64::from);
+                        vec![(0.299 * r + 0.587 * g + 0.114 * b).round() as u8]
+                    } else {
+                        want.to_vec()
+                    };
+                    for (g, e) in got.iter().zip(&want) {
+                        assert!(
+                            g.abs_diff(*e) <= 8,
+                            "{format:?} {w}x{h}+{pad}: bar {bar}: got {got:?}, want {want:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_frames_are_refused_not_read_past() {
+        let (layout, data) = bars(PixelFormat::Nv12, 64, 32, 0);
+        assert!(layout.encode(&data[..data.len() - 1], 80).is_none());
+        let (layout, data) = bars(PixelFormat::Yuyv, 64, 32, 8);
+        // The last row's padding is not needed.
+        assert!(layout.encode(&data[..data.len() - 8], 80).is_some());
+        assert!(layout.encode(&data[..data.len() - 9], 80).is_none());
+    }
+
+    #[test]
+    fn layouts_check_the_driver_numbers() {
+        assert!(RawLayout::new(PixelFormat::Yuyv, 640, 480, 1280, 0).is_ok());
+        assert!(RawLayout::new(PixelFormat::Yuyv, 640, 480, 0, 0).is_ok());
+        let e = RawLayout::new(PixelFormat::Yuyv, 640, 480, 1000, 0).unwrap_err();
+        assert!(e.contains("1280"), "{e}");
+        assert!(RawLayout::new(PixelFormat::Yuyv, 0, 480, 1280, 0).is_err());
+        assert!(RawLayout::new(PixelFormat::Yuyv, 70_000, 480, 140_000, 0).is_err());
+    }
+
+    #[test]
+    fn quantization_follows_the_driver_with_sensible_defaults() {
+        let full = |f: PixelFormat, q| RawLayout::new(f, 64, 32, 0, q).expect("ok").full_range;
+        let (default, full_q, lim) = (0, sys::QUANTIZATION_FULL_RANGE, sys::QUANTIZATION_LIM_RANGE);
+        assert!(!full(PixelFormat::Yuyv, default));
+        assert!(full(PixelFormat::Yuyv, full_q));
+        assert!(!full(PixelFormat::Nv12, lim));
+        assert!(full(PixelFormat::Grey, default));
+        assert!(!full(PixelFormat::Grey, lim));
+        assert!(full(PixelFormat::Rgb24, lim));
+    }
+
+    #[test]
+    fn range_tables_expand_studio_range() {
+        assert_eq!(Y_STUDIO_TO_FULL[16], 0);
+        assert_eq!(Y_STUDIO_TO_FULL[235], 255);
+        assert_eq!(Y_STUDIO_TO_FULL[0], 0);
+        assert_eq!(Y_STUDIO_TO_FULL[255], 255);
+        assert_eq!(C_STUDIO_TO_FULL[128], 128);
+        assert_eq!(C_STUDIO_TO_FULL[16], 0);
+        assert_eq!(C_STUDIO_TO_FULL[240], 255);
+        assert!((0..256).all(|i| IDENTITY[i] == i as u8));
+    }
+
+    #[test]
+    fn format_names() {
+        assert_eq!(PixelFormat::parse("yuyv"), Some(PixelFormat::Yuyv));
+        assert_eq!(PixelFormat::parse("MJPEG"), Some(PixelFormat::Mjpg));
+        assert_eq!(PixelFormat::parse("rgb24"), Some(PixelFormat::Rgb24));
+        assert_eq!(PixelFormat::parse("H264"), None);
+        assert_eq!(
+            PixelFormat::from_fourcc(0x5659_5559),
+            Some(PixelFormat::Yuyv)
+        );
+        assert_eq!(fourcc_str(PixelFormat::Nv12.fourcc()), "NV12");
+        assert_eq!(fourcc_str(u32::from_le_bytes(*b"Y8  ")), "Y8");
+        assert_eq!(fourcc_str(0x0000_01ff), "....");
+    }
+}
