@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the external tools some tests drive as real clients or sources (ffmpeg; later
-# chromium). Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
+# Installs the external tools some tests drive as real clients or sources: ffmpeg, and Debian's
+# chromium (headless, for tests/browser.rs, which drives it over the DevTools protocol itself:
+# no chromedriver needed). Idempotent: installs only what is missing. Needs root (or sudo) for
+# apt-get.
 set -euo pipefail
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -7,11 +7,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -100,12 +101,27 @@ pub struct Auth {
     secret: [u8; 32],
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     verified: Mutex<HashMap<[u8; 32], (usize, Instant)>>,
+    /// The one thread that runs argon2: each run takes 19 MiB and tens of milliseconds by
+    /// design, so running them in parallel on request threads would let a flood of logins
+    /// take the machine's memory and CPU.
+    worker: OnceLock<SyncSender<Job>>,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Password checks queued at most; past it logins are refused as busy.
+pub const MAX_QUEUED_VERIFICATIONS: usize = 32;
+
+/// The password checker is saturated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.users.iter().map(|u| u.name.as_str()).collect();
-        f.debug_struct("Auth").field("users", &names).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("users", &names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,9 +138,8 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 
 /// Checks that a stored hash is a usable argon2 PHC string.
 pub fn check_hash(hash: &str) -> Result<(), String> {
-    let parsed = PasswordHash::new(hash).map_err(|e| {
-        format!("not a password hash ({e}); make one with `mjpegd hash-password`")
-    })?;
+    let parsed = PasswordHash::new(hash)
+        .map_err(|e| format!("not a password hash ({e}); make one with `mjpegd hash-password`"))?;
     if !parsed.algorithm.as_str().starts_with("argon2") {
         return Err(format!(
             "unsupported hash algorithm {:?}; make one with `mjpegd hash-password`",
@@ -166,7 +181,70 @@ impl Auth {
             secret,
             failures: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
+            worker: OnceLock::new(),
         }
+    }
+
+    fn worker(&self) -> &SyncSender<Job> {
+        self.worker.get_or_init(|| {
+            let (tx, rx) = sync_channel::<Job>(MAX_QUEUED_VERIFICATIONS);
+            let spawned = std::thread::Builder::new()
+                .name("mjpegd-argon2".into())
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the password-check thread");
+            }
+            tx
+        })
+    }
+
+    /// Verifies a user and password without blocking the caller: a recently verified
+    /// credential answers at once, anything else queues for the single argon2 thread.
+    pub async fn verify(
+        self: &Arc<Self>,
+        user: String,
+        password: String,
+    ) -> Result<Option<Principal>, Busy> {
+        if let Some(p) = self.cached(&user, &password) {
+            return Ok(Some(p));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let me = Arc::clone(self);
+        let job: Job = Box::new(move || {
+            let _ = tx.send(me.verify_password(&user, &password));
+        });
+        self.worker().try_send(job).map_err(|_| Busy)?;
+        rx.await.map_err(|_| Busy)
+    }
+
+    fn cache_key(&self, user: &str, password: &str) -> Option<[u8; 32]> {
+        let mut h = HmacSha256::new_from_slice(&self.secret).ok()?;
+        h.update(user.as_bytes());
+        h.update(b"\0");
+        h.update(password.as_bytes());
+        Some(h.finalize().into_bytes().into())
+    }
+
+    fn principal(&self, index: usize) -> Option<Principal> {
+        let u = self.users.get(index)?;
+        Some(Principal::User {
+            name: u.name.clone(),
+            cameras: u.cameras.clone(),
+        })
+    }
+
+    fn cached(&self, user: &str, password: &str) -> Option<Principal> {
+        let key = self.cache_key(user, password)?;
+        let index = self.verified.lock().ok().and_then(|v| {
+            v.get(&key)
+                .filter(|(_, at)| at.elapsed() < VERIFIED_TTL)
+                .map(|(i, _)| *i)
+        })?;
+        self.principal(index)
     }
 
     /// Whether any user is configured (authentication on).
@@ -177,7 +255,9 @@ impl Auth {
     /// Refuses an address that failed too often lately.
     pub fn check_blocked(&self, addr: Option<IpAddr>) -> Result<(), Refusal> {
         let Some(ip) = addr else { return Ok(()) };
-        let Ok(f) = self.failures.lock() else { return Ok(()) };
+        let Ok(f) = self.failures.lock() else {
+            return Ok(());
+        };
         match f.get(&ip) {
             Some((n, since)) if *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW => Err(
                 Refusal::TooManyFailures(FAILURE_WINDOW.saturating_sub(since.elapsed())),
@@ -189,7 +269,9 @@ impl Auth {
     /// Records a failed attempt from `addr`.
     pub fn record_failure(&self, addr: Option<IpAddr>) {
         let Some(ip) = addr else { return };
-        let Ok(mut f) = self.failures.lock() else { return };
+        let Ok(mut f) = self.failures.lock() else {
+            return;
+        };
         if f.len() >= MAX_TRACKED_ADDRESSES && !f.contains_key(&ip) {
             f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
             if f.len() >= MAX_TRACKED_ADDRESSES {
@@ -213,46 +295,31 @@ impl Auth {
     /// Verifies a user and password. Runs argon2 (slow by design) unless recently verified:
     /// call it from a blocking thread.
     pub fn verify_password(&self, user: &str, password: &str) -> Option<Principal> {
-        let key: [u8; 32] = {
-            let mut h = HmacSha256::new_from_slice(&self.secret).ok()?;
-            h.update(user.as_bytes());
-            h.update(b"\0");
-            h.update(password.as_bytes());
-            h.finalize().into_bytes().into()
-        };
-        let cached = self.verified.lock().ok().and_then(|v| {
-            v.get(&key)
-                .filter(|(_, at)| at.elapsed() < VERIFIED_TTL)
-                .map(|(i, _)| *i)
-        });
-        let index = match cached {
-            Some(i) => i,
-            None => {
-                // Verify against every user with that name (normally one) so timing does not
-                // reveal whether the name exists: unknown names still cost one argon2 run.
-                let found = self.users.iter().position(|u| u.name == user);
-                let hash = found.map_or(DUMMY_HASH, |i| self.users[i].password_hash.as_str());
-                let ok = PasswordHash::new(hash)
-                    .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-                    .unwrap_or(false);
-                let i = found.filter(|_| ok)?;
-                if let Ok(mut v) = self.verified.lock() {
+        if let Some(p) = self.cached(user, password) {
+            return Some(p);
+        }
+        let key = self.cache_key(user, password)?;
+        let index = {
+            // Verify against every user with that name (normally one) so timing does not
+            // reveal whether the name exists: unknown names still cost one argon2 run.
+            let found = self.users.iter().position(|u| u.name == user);
+            let hash = found.map_or(DUMMY_HASH, |i| self.users[i].password_hash.as_str());
+            let ok = PasswordHash::new(hash)
+                .map(|h| verify_reusing_memory(&h, password.as_bytes()))
+                .unwrap_or(false);
+            let i = found.filter(|_| ok)?;
+            if let Ok(mut v) = self.verified.lock() {
+                if v.len() >= VERIFIED_CACHE {
+                    v.retain(|_, (_, at)| at.elapsed() < VERIFIED_TTL);
                     if v.len() >= VERIFIED_CACHE {
-                        v.retain(|_, (_, at)| at.elapsed() < VERIFIED_TTL);
-                        if v.len() >= VERIFIED_CACHE {
-                            v.clear();
-                        }
+                        v.clear();
                     }
-                    v.insert(key, (i, Instant::now()));
                 }
-                i
+                v.insert(key, (i, Instant::now()));
             }
+            i
         };
-        let u = self.users.get(index)?;
-        Some(Principal::User {
-            name: u.name.clone(),
-            cameras: u.cameras.clone(),
-        })
+        self.principal(index)
     }
 
     fn sign(&self, camera: &str, expires: u64) -> Option<HmacSha256> {
@@ -296,10 +363,50 @@ impl Auth {
     }
 }
 
+thread_local! {
+    /// argon2's working memory (19 MiB with the default parameters), kept between checks: a
+    /// fresh allocation per check was seen to leave its pages resident every time.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Checks `password` against a PHC hash, reusing this thread's argon2 memory.
+fn verify_reusing_memory(hash: &PasswordHash<'_>, password: &[u8]) -> bool {
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+        None => argon2::Version::default(),
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let blocks = params.block_count();
+    let hashed = ARGON2_MEMORY.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < blocks {
+            m.resize(blocks, argon2::Block::default());
+        }
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password, salt, &mut out, &mut m[..blocks])
+            .is_ok()
+    });
+    // `Output` compares in constant time.
+    hashed && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
+}
+
 /// A valid argon2 hash of a random password, verified against when the user name is unknown
 /// so that a wrong name costs as much time as a wrong password.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0O3Ajd6QFmkK2MBpHTPbvdXkNYnv5VjUSdOg4j0BWdc";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0O3Ajd6QFmkK2MBpHTPbvdXkNYnv5VjUSdOg4j0BWdc";
 
 /// Splits an `Authorization: Basic …` value into user and password.
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
@@ -361,7 +468,9 @@ mod tests {
     #[test]
     fn tokens_are_signed_scoped_and_expire() {
         let a = auth();
-        let (t, _) = a.issue_token("porch", Duration::from_secs(60)).expect("token");
+        let (t, _) = a
+            .issue_token("porch", Duration::from_secs(60))
+            .expect("token");
         assert_eq!(a.verify_token(&t), Ok("porch".into()));
         let other = Auth::new(vec![], Some("another secret"));
         assert!(other.verify_token(&t).is_err(), "another server's secret");
@@ -384,7 +493,10 @@ mod tests {
         }
         assert!(a.check_blocked(Some(ip)).is_ok(), "just under the limit");
         a.record_failure(Some(ip));
-        assert!(matches!(a.check_blocked(Some(ip)), Err(Refusal::TooManyFailures(_))));
+        assert!(matches!(
+            a.check_blocked(Some(ip)),
+            Err(Refusal::TooManyFailures(_))
+        ));
         for i in 0..(MAX_TRACKED_ADDRESSES as u32 + 100) {
             a.record_failure(Some(IpAddr::from(i.to_be_bytes())));
         }

@@ -38,16 +38,31 @@ pub struct Cli {
     pub unix_mode: Option<String>,
 
     /// PEM certificate chain: serve HTTPS on every TCP address (reloaded on SIGHUP).
-    #[arg(long, env = "MJPEGD_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "MJPEGD_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key of --tls-cert.
-    #[arg(long, env = "MJPEGD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "MJPEGD_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// A user allowed to watch, as NAME:HASH (hash from `mjpegd hash-password`); repeat for
     /// several. With any user set, every URL needs a login or a token.
-    #[arg(long = "user", env = "MJPEGD_USERS", value_name = "NAME:HASH", value_delimiter = ';')]
+    #[arg(
+        long = "user",
+        env = "MJPEGD_USERS",
+        value_name = "NAME:HASH",
+        value_delimiter = ';'
+    )]
     pub users: Vec<String>,
 
     /// Secret signing URL tokens (keeps tokens valid across restarts) [default: random].
@@ -216,9 +231,9 @@ impl Cli {
             None => (Vec::new(), None),
         };
         for (i, u) in self.users.iter().enumerate() {
-            let (name, hash) = u
-                .split_once(':')
-                .ok_or_else(|| format!("--user {i}: expected NAME:HASH, e.g. alice:$argon2id$..."))?;
+            let (name, hash) = u.split_once(':').ok_or_else(|| {
+                format!("--user {i}: expected NAME:HASH, e.g. alice:$argon2id$...")
+            })?;
             crate::auth::check_hash(hash).map_err(|e| format!("--user {name}: {e}"))?;
             users.push(crate::auth::User {
                 name: name.to_owned(),
@@ -235,7 +250,9 @@ impl Cli {
             Some(m) => u32::from_str_radix(m, 8)
                 .ok()
                 .filter(|m| *m <= 0o777)
-                .ok_or_else(|| format!("--unix-mode: expected an octal mode such as 0660 (got {m:?})"))?,
+                .ok_or_else(|| {
+                    format!("--unix-mode: expected an octal mode such as 0660 (got {m:?})")
+                })?,
             None => server_section.unix_mode,
         };
         Ok(Settings {
@@ -255,7 +272,10 @@ impl Cli {
                 auth: std::sync::Arc::new(crate::auth::Auth::new(users, secret.as_deref())),
                 public_metrics: self.public_metrics || server_section.public_metrics,
                 public_state: self.public_state || server_section.public_state,
-                allow_origin: self.allow_origin.clone().or(server_section.allow_origin.clone()),
+                allow_origin: self
+                    .allow_origin
+                    .clone()
+                    .or(server_section.allow_origin.clone()),
                 ..HttpConfig::default()
             },
             server: ServerConfig {
@@ -293,14 +313,17 @@ mod tests {
             ["mjpegd", "--send-timeout", "0"],
             ["mjpegd", "--rotate", "45"],
         ] {
-            let err = Cli::try_parse_from(args).expect_err("must be rejected").to_string();
+            let err = Cli::try_parse_from(args)
+                .expect_err("must be rejected")
+                .to_string();
             assert!(err.contains(args[1]), "{err}");
         }
     }
 
     #[test]
     fn flags_define_one_default_camera() {
-        let cli = Cli::try_parse_from(["mjpegd", "--source", "images", "--rotate", "90"]).expect("parse");
+        let cli =
+            Cli::try_parse_from(["mjpegd", "--source", "images", "--rotate", "90"]).expect("parse");
         let s = cli.into_settings().expect("settings");
         assert_eq!(s.cameras.len(), 1);
         assert_eq!(s.cameras[0].name, "default");
@@ -310,7 +333,8 @@ mod tests {
 
     #[test]
     fn camera_flags_and_config_do_not_mix() {
-        let cli = Cli::try_parse_from(["mjpegd", "--config", "x.toml", "--fps", "3"]).expect("parse");
+        let cli =
+            Cli::try_parse_from(["mjpegd", "--config", "x.toml", "--fps", "3"]).expect("parse");
         let e = cli.into_settings().err().expect("refused");
         assert!(e.contains("cannot be combined with --config"), "{e}");
     }

@@ -314,26 +314,71 @@ pub fn check_server(s: &ServerSection, prefix: &str) -> Result<ServerSettings, C
         Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .ok_or_else(|| err(key("unix_mode"), format!("expected an octal file mode such as \"0660\" (got {m:?})")))?,
+            .ok_or_else(|| {
+                err(
+                    key("unix_mode"),
+                    format!("expected an octal file mode such as \"0660\" (got {m:?})"),
+                )
+            })?,
         None => 0o660,
     };
     let tls = match (&s.tls_cert, &s.tls_key) {
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         (None, None) => None,
-        (Some(_), None) => return Err(err(key("tls_key"), "tls_cert is set: give its private key too")),
-        (None, Some(_)) => return Err(err(key("tls_cert"), "tls_key is set: give its certificate too")),
+        (Some(_), None) => {
+            return Err(err(
+                key("tls_key"),
+                "tls_cert is set: give its private key too",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                key("tls_cert"),
+                "tls_key is set: give its certificate too",
+            ));
+        }
     };
     Ok(ServerSettings {
         listen,
         max_viewers: in_range(s.max_viewers, 1000, 1, 1_000_000, &key("max_viewers"))? as usize,
-        send_timeout: Duration::from_secs(in_range(s.send_timeout, 10, 1, 3600, &key("send_timeout"))?),
+        send_timeout: Duration::from_secs(in_range(
+            s.send_timeout,
+            10,
+            1,
+            3600,
+            &key("send_timeout"),
+        )?),
         unix_mode,
         tls,
-        max_connections: in_range(s.max_connections, 10_000, 1, 1_000_000, &key("max_connections"))? as usize,
-        max_connections_per_ip: in_range(s.max_connections_per_ip, 256, 1, 1_000_000, &key("max_connections_per_ip"))? as usize,
-        max_viewers_per_camera: in_range(s.max_viewers_per_camera, 1000, 1, 1_000_000, &key("max_viewers_per_camera"))? as usize,
+        max_connections: in_range(
+            s.max_connections,
+            10_000,
+            1,
+            1_000_000,
+            &key("max_connections"),
+        )? as usize,
+        max_connections_per_ip: in_range(
+            s.max_connections_per_ip,
+            256,
+            1,
+            1_000_000,
+            &key("max_connections_per_ip"),
+        )? as usize,
+        max_viewers_per_camera: in_range(
+            s.max_viewers_per_camera,
+            1000,
+            1,
+            1_000_000,
+            &key("max_viewers_per_camera"),
+        )? as usize,
         snapshot_rate: in_range(s.snapshot_rate, 100, 1, 100_000, &key("snapshot_rate"))? as u32,
-        header_timeout: Duration::from_secs(in_range(s.header_timeout, 10, 1, 3600, &key("header_timeout"))?),
+        header_timeout: Duration::from_secs(in_range(
+            s.header_timeout,
+            10,
+            1,
+            3600,
+            &key("header_timeout"),
+        )?),
         allow_origin: s.allow_origin.clone(),
         public_metrics: s.public_metrics.unwrap_or(false),
         public_state: s.public_state.unwrap_or(false),
@@ -345,14 +390,19 @@ fn in_range(v: Option<u64>, default: u64, lo: u64, hi: u64, key: &str) -> Result
     if (lo..=hi).contains(&v) {
         Ok(v)
     } else {
-        Err(err(key, format!("{v} is out of range: accepted {lo} to {hi}")))
+        Err(err(
+            key,
+            format!("{v} is out of range: accepted {lo} to {hi}"),
+        ))
     }
 }
 
 /// Parses `WxH`.
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let bad = || {
-        format!("expected WIDTHxHEIGHT with each from 16 to {MAX_DIMENSION}, e.g. 1280x720 (got {s:?})")
+        format!(
+            "expected WIDTHxHEIGHT with each from 16 to {MAX_DIMENSION}, e.g. 1280x720 (got {s:?})"
+        )
     };
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let w: u32 = w.trim().parse().map_err(|_| bad())?;
@@ -368,7 +418,9 @@ pub fn parse_fps(s: &str) -> Result<f64, String> {
     let (lo, hi) = FPS_RANGE;
     match s.trim().parse::<f64>() {
         Ok(f) if (lo..=hi).contains(&f) => Ok(f),
-        _ => Err(format!("expected a number of frames per second from {lo} to {hi} (got {s:?})")),
+        _ => Err(format!(
+            "expected a number of frames per second from {lo} to {hi} (got {s:?})"
+        )),
     }
 }
 
@@ -395,7 +447,10 @@ pub fn check_camera(
             ),
         ));
     }
-    let spec: SourceSpec = d.source.parse().map_err(|e: String| err(key("source"), e))?;
+    let spec: SourceSpec = d
+        .source
+        .parse()
+        .map_err(|e: String| err(key("source"), e))?;
     let size = match &d.size {
         Some(s) => Some(parse_size(s).map_err(|e| err(key("size"), e))?),
         None => None,
@@ -422,7 +477,9 @@ pub fn check_camera(
         fps,
         quality,
     };
-    let opener = spec.opener(params).map_err(|e| err(key("source"), e.to_string()))?;
+    let opener = spec
+        .opener(params)
+        .map_err(|e| err(key("source"), e.to_string()))?;
     // A slow source (images at 0.1 fps) is not a stalled one.
     let source_timeout =
         Duration::from_secs(source_timeout).max(Duration::from_secs_f64(3.0 / fps));
@@ -455,7 +512,10 @@ pub fn check_cameras(cameras: &[CameraSection]) -> Result<Vec<CameraConfig>, Con
     if cameras.len() > MAX_CAMERAS {
         return Err(err(
             "cameras",
-            format!("{} cameras declared; the limit is {MAX_CAMERAS}", cameras.len()),
+            format!(
+                "{} cameras declared; the limit is {MAX_CAMERAS}",
+                cameras.len()
+            ),
         ));
     }
     let mut seen = HashSet::new();
@@ -474,13 +534,19 @@ pub fn check_cameras(cameras: &[CameraSection]) -> Result<Vec<CameraConfig>, Con
 }
 
 /// Checks `[auth]` against the declared camera names and builds the users.
-pub fn check_auth(a: &AuthSection, cameras: &[String]) -> Result<Vec<crate::auth::User>, ConfigError> {
+pub fn check_auth(
+    a: &AuthSection,
+    cameras: &[String],
+) -> Result<Vec<crate::auth::User>, ConfigError> {
     let mut seen = HashSet::new();
     let mut users = Vec::with_capacity(a.users.len());
     for (i, u) in a.users.iter().enumerate() {
         let key = |f: &str| format!("auth.users[{i}].{f}");
         if u.name.is_empty() || u.name.contains(':') || u.name.len() > 128 {
-            return Err(err(key("name"), "a user name is 1 to 128 characters without ':'"));
+            return Err(err(
+                key("name"),
+                "a user name is 1 to 128 characters without ':'",
+            ));
         }
         if !seen.insert(u.name.clone()) {
             return Err(err(key("name"), format!("duplicate user {:?}", u.name)));
@@ -490,7 +556,10 @@ pub fn check_auth(a: &AuthSection, cameras: &[String]) -> Result<Vec<crate::auth
             if let Some(unknown) = cams.iter().find(|c| !cameras.contains(c)) {
                 return Err(err(
                     key("cameras"),
-                    format!("no camera named {unknown:?}; cameras: {}", cameras.join(", ")),
+                    format!(
+                        "no camera named {unknown:?}; cameras: {}",
+                        cameras.join(", ")
+                    ),
                 ));
             }
         }
@@ -501,7 +570,10 @@ pub fn check_auth(a: &AuthSection, cameras: &[String]) -> Result<Vec<crate::auth
         });
     }
     if a.secret.as_ref().is_some_and(|s| s.len() < 16) {
-        return Err(err("auth.secret", "use at least 16 characters (or leave it out for a random one)"));
+        return Err(err(
+            "auth.secret",
+            "use at least 16 characters (or leave it out for a random one)",
+        ));
     }
     Ok(users)
 }
@@ -546,10 +618,17 @@ mod tests {
             ("quality", "0", "cameras[0].quality"),
             ("name", "\"a b\"", "cameras[0].name"),
         ] {
-            let text = format!(
-                "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n{field} = {value}\n"
-            )
-            .replacen("name = \"a\"\n", if field == "name" { "" } else { "name = \"a\"\n" }, 1);
+            let text =
+                format!("[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n{field} = {value}\n")
+                    .replacen(
+                        "name = \"a\"\n",
+                        if field == "name" {
+                            ""
+                        } else {
+                            "name = \"a\"\n"
+                        },
+                        1,
+                    );
             let file = parse(&text).expect("parses");
             let e = check_cameras(&file.cameras).expect_err(field);
             assert_eq!(e.key, key, "{e}");
@@ -562,12 +641,18 @@ mod tests {
             listen: Some(OneOrMany::One("nowhere".into())),
             ..ServerSection::default()
         };
-        assert_eq!(check_server(&s, "server.").expect_err("bad").key, "server.listen");
+        assert_eq!(
+            check_server(&s, "server.").expect_err("bad").key,
+            "server.listen"
+        );
         let s = ServerSection {
             max_viewers: Some(0),
             ..ServerSection::default()
         };
-        assert_eq!(check_server(&s, "server.").expect_err("bad").key, "server.max_viewers");
+        assert_eq!(
+            check_server(&s, "server.").expect_err("bad").key,
+            "server.max_viewers"
+        );
     }
 
     #[test]

@@ -176,7 +176,12 @@ pub fn no_signal(
     c.text_centered(h / 2 - i64::from(big * 8), big, [230, 60, 60], "NO SIGNAL");
     let small = fit_scale(&"x".repeat(40), w, 3);
     let line = i64::from(small * 12);
-    c.text_centered(h / 2 + line, small, [230, 230, 230], &format!("camera \"{camera}\""));
+    c.text_centered(
+        h / 2 + line,
+        small,
+        [230, 230, 230],
+        &format!("camera \"{camera}\""),
+    );
     // Long reasons (an ffmpeg error line) are cut to what fits on one line.
     let max_chars = (w / (8 * small)).saturating_sub(2) as usize;
     let reason: String = reason.chars().take(max_chars).collect();
@@ -209,8 +214,15 @@ mod tests {
 
     #[test]
     fn encodes_decodable_jpeg() {
-        let jpeg = no_signal(320, 240, "porch", "connection refused", SystemTime::now(), 80)
-            .expect("encode");
+        let jpeg = no_signal(
+            320,
+            240,
+            "porch",
+            "connection refused",
+            SystemTime::now(),
+            80,
+        )
+        .expect("encode");
         assert_eq!(crate::jpeg::dimensions(&jpeg), Ok((320, 240)));
         assert!(crate::jpeg::looks_complete(&jpeg));
     }

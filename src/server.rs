@@ -221,7 +221,8 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
                 let mut stream = stream;
                 // Answer briefly and close; never wait long on a client we are refusing.
                 shared.tracker.spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSED)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSED))
+                        .await;
                 });
                 continue;
             }
@@ -331,7 +332,11 @@ impl<S> WriteTimeout<S> {
         }
     }
 
-    fn check<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         match polled {
             Poll::Ready(r) => {
                 self.armed = false;
@@ -400,7 +405,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
 }
 
 /// Binds every address; errors say which address and what to do.
-pub async fn bind(specs: &[crate::config::ListenSpec], unix_mode: u32) -> Result<Vec<Listener>, String> {
+pub async fn bind(
+    specs: &[crate::config::ListenSpec],
+    unix_mode: u32,
+) -> Result<Vec<Listener>, String> {
     use crate::config::ListenSpec;
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::with_capacity(specs.len());
@@ -478,20 +486,23 @@ mod systemd {
         let mut domain: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // SAFETY: getsockname writes at most `len` bytes into `domain`, which we own.
-        let rc = unsafe {
-            libc::getsockname(fd, (&raw mut domain).cast::<libc::sockaddr>(), &mut len)
-        };
+        let rc =
+            unsafe { libc::getsockname(fd, (&raw mut domain).cast::<libc::sockaddr>(), &mut len) };
         if rc != 0 {
             return Err(format!("LISTEN_FDS: descriptor {fd}: getsockname failed"));
         }
         if i32::from(domain.ss_family) == libc::AF_UNIX {
             let l = std::os::unix::net::UnixListener::from(owned);
             l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            Ok(Listener::Unix(tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?))
+            Ok(Listener::Unix(
+                tokio::net::UnixListener::from_std(l).map_err(|e| e.to_string())?,
+            ))
         } else {
             let l = std::net::TcpListener::from(owned);
             l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            Ok(Listener::Tcp(tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?))
+            Ok(Listener::Tcp(
+                tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?,
+            ))
         }
     }
 }

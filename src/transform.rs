@@ -71,7 +71,9 @@ impl FromStr for Flip {
         match s {
             "horizontal" => Ok(Flip::Horizontal),
             "vertical" => Ok(Flip::Vertical),
-            _ => Err(format!("flip must be \"horizontal\" or \"vertical\" (got {s:?})")),
+            _ => Err(format!(
+                "flip must be \"horizontal\" or \"vertical\" (got {s:?})"
+            )),
         }
     }
 }
@@ -144,7 +146,10 @@ pub fn fit_within(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
     if w <= max_w && h <= max_h {
         return (w, h);
     }
-    let scale = f64::min(f64::from(max_w) / f64::from(w), f64::from(max_h) / f64::from(h));
+    let scale = f64::min(
+        f64::from(max_w) / f64::from(w),
+        f64::from(max_h) / f64::from(h),
+    );
     let tw = (f64::from(w) * scale).round().max(1.0) as u32;
     let th = (f64::from(h) * scale).round().max(1.0) as u32;
     (tw.min(max_w).max(1), th.min(max_h).max(1))
@@ -176,7 +181,9 @@ fn decode(jpeg: &[u8]) -> Result<Pixels, TransformError> {
         .set_max_width(MAX_DIMENSION as usize)
         .set_max_height(MAX_DIMENSION as usize);
     let mut d = JpegDecoder::new_with_options(jpeg, options);
-    let rgb = d.decode().map_err(|e| TransformError::Decode(format!("{e:?}")))?;
+    let rgb = d
+        .decode()
+        .map_err(|e| TransformError::Decode(format!("{e:?}")))?;
     let (w, h) = d
         .dimensions()
         .ok_or_else(|| TransformError::Decode("no dimensions".into()))?;

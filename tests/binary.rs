@@ -24,7 +24,10 @@ fn spawn(args: &[&str]) -> (Child, String) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(at) = line.find("streaming at http://") {
-                let url = line[at + "streaming at ".len()..].split_whitespace().next().unwrap_or("");
+                let url = line[at + "streaming at ".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("");
                 let _ = tx.send(url.trim_end_matches('/').to_owned());
             }
         }
@@ -65,10 +68,8 @@ async fn sigterm_with_open_streams_exits_promptly_and_ends_streams_cleanly() {
     assert!(status.success(), "exit status {status:?}");
     for mut c in viewers {
         // Every stream ends: with a clean end of the chunked body, after any remaining parts.
-        let end = tokio::time::timeout(WAIT, async {
-            while c.next_part().await.is_some() {}
-        })
-        .await;
+        let end =
+            tokio::time::timeout(WAIT, async { while c.next_part().await.is_some() {} }).await;
         assert!(end.is_ok(), "stream did not end");
     }
 }
@@ -99,7 +100,10 @@ async fn images_source_cycles_the_files_of_a_directory_in_name_order() {
     let (mut child, url) = spawn(&["--source", &spec, "--fps", "20"]);
     let mut c = MjpegClient::connect(&format!("{url}/stream")).await;
     let first = c.part().await;
-    let start = files.iter().position(|(_, j)| *j == first.jpeg).expect("a file of the folder");
+    let start = files
+        .iter()
+        .position(|(_, j)| *j == first.jpeg)
+        .expect("a file of the folder");
     for k in 1..7 {
         let p = c.part().await;
         assert_eq!(p.decode(), (64, 48));
@@ -134,10 +138,16 @@ fn invalid_flags_are_rejected_naming_the_flag_and_range() {
         (&["--source", "webcam"][..], "unknown source"),
         (&["--max-viewers", "0"][..], "--max-viewers"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_mjpegd")).args(args).output().expect("run");
+        let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .args(args)
+            .output()
+            .expect("run");
         assert!(!out.status.success(), "{args:?} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(args[0]) && err.contains(expect), "{args:?}: {err}");
+        assert!(
+            err.contains(args[0]) && err.contains(expect),
+            "{args:?}: {err}"
+        );
     }
     // Environment variables are checked the same way.
     let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
@@ -158,5 +168,8 @@ fn listening_on_a_busy_port_says_what_to_do() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("--listen"), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")) && err.contains("--listen"),
+        "{err}"
+    );
 }

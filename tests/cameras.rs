@@ -13,7 +13,11 @@ use mjpegd::transform::{Flip, Rotate, Transform};
 
 async fn two_cameras() -> (TestServer, Arc<Scripted>, Arc<Scripted>) {
     let a = Scripted::new(Script::default());
-    let b = Scripted::new(Script { width: 320, height: 240, ..Script::default() });
+    let b = Scripted::new(Script {
+        width: 320,
+        height: 240,
+        ..Script::default()
+    });
     let srv = TestServer::start(
         vec![camera("front", a.clone()), camera("back", b.clone())],
         HttpConfig::default(),
@@ -27,7 +31,12 @@ async fn snapshot_size(url: &str) -> (usize, usize) {
     let resp = reqwest::get(url).await.expect("request");
     assert_eq!(resp.status(), 200, "{url}");
     let jpeg = resp.bytes().await.expect("body");
-    Part { headers: vec![], jpeg, received: std::time::SystemTime::now() }.decode()
+    Part {
+        headers: vec![],
+        jpeg,
+        received: std::time::SystemTime::now(),
+    }
+    .decode()
 }
 
 #[tokio::test]
@@ -53,7 +62,11 @@ async fn each_camera_has_its_own_urls_and_the_first_keeps_the_classic_ones() {
     ] {
         assert_eq!(snapshot_size(&srv.url(path)).await, size, "{path}");
     }
-    assert_eq!((a.opens(), b.opens()), (1, 1), "one capture per camera, shared");
+    assert_eq!(
+        (a.opens(), b.opens()),
+        (1, 1),
+        "one capture per camera, shared"
+    );
     for (path, text) in [
         ("/cameras/side/stream", "no camera named \"side\""),
         ("/cameras/side", "no camera named \"side\""),
@@ -96,11 +109,19 @@ async fn transforms_apply_once_in_the_capture_path_and_untransformed_frames_pass
 #[tokio::test]
 async fn snapshot_thumbnails_follow_the_width_parameter() {
     let (srv, _, _) = two_cameras().await;
-    assert_eq!(snapshot_size(&srv.url("/cameras/back/snapshot.jpg?width=80")).await, (80, 60));
+    assert_eq!(
+        snapshot_size(&srv.url("/cameras/back/snapshot.jpg?width=80")).await,
+        (80, 60)
+    );
     // Wider than the frame: the frame as it is.
-    assert_eq!(snapshot_size(&srv.url("/cameras/back/snapshot.jpg?width=4000")).await, (320, 240));
+    assert_eq!(
+        snapshot_size(&srv.url("/cameras/back/snapshot.jpg?width=4000")).await,
+        (320, 240)
+    );
     for bad in ["width=0", "width=abc", "width=99999", "width=-5"] {
-        let resp = reqwest::get(srv.url(&format!("/snapshot.jpg?{bad}"))).await.expect("request");
+        let resp = reqwest::get(srv.url(&format!("/snapshot.jpg?{bad}")))
+            .await
+            .expect("request");
         assert_eq!(resp.status(), 400, "{bad}");
     }
 }
@@ -136,7 +157,12 @@ async fn api_state_reports_cameras_viewers_and_rates() {
     assert!(front["frames_sent"].as_u64().expect("sent") >= 20);
     let viewers = front["viewer_list"].as_array().expect("viewer list");
     assert_eq!(viewers.len(), 1);
-    assert!(viewers[0]["address"].as_str().expect("address").starts_with("127.0.0.1:"));
+    assert!(
+        viewers[0]["address"]
+            .as_str()
+            .expect("address")
+            .starts_with("127.0.0.1:")
+    );
     assert!(viewers[0]["frames"].as_u64().expect("frames") >= 20);
     assert!(viewers[0]["fps"].as_f64().expect("viewer fps") > 5.0);
     let back = &cams[1];
@@ -153,18 +179,35 @@ async fn metrics_are_prometheus_text_labelled_by_camera() {
         viewer.part().await;
     }
     let resp = reqwest::get(srv.url("/metrics")).await.expect("request");
-    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain; version=0.0.4"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain; version=0.0.4")
+    );
     let text = resp.text().await.expect("body");
     let mut samples = std::collections::HashMap::new();
     for line in text.lines() {
         if line.starts_with('#') {
-            assert!(line.starts_with("# HELP ") || line.starts_with("# TYPE "), "{line}");
+            assert!(
+                line.starts_with("# HELP ") || line.starts_with("# TYPE "),
+                "{line}"
+            );
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        let (name, labels) = series.split_once('{').unwrap_or_else(|| panic!("no labels: {line:?}"));
-        assert!(labels.starts_with("camera=\"") && labels.ends_with('}'), "{line}");
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = series
+            .split_once('{')
+            .unwrap_or_else(|| panic!("no labels: {line:?}"));
+        assert!(
+            labels.starts_with("camera=\"") && labels.ends_with('}'),
+            "{line}"
+        );
         assert!(name.starts_with("mjpegd_"), "{line}");
         samples.insert(series.to_owned(), value);
     }
@@ -174,20 +217,38 @@ async fn metrics_are_prometheus_text_labelled_by_camera() {
     assert!(samples["mjpegd_frames_sent_total{camera=\"back\"}"] >= 5.0);
     assert!(samples["mjpegd_bytes_sent_total{camera=\"back\"}"] > 500.0);
     assert!(samples["mjpegd_frames_captured_total{camera=\"back\"}"] >= 5.0);
-    assert_eq!(samples["mjpegd_source_restarts_total{camera=\"back\"}"], 1.0);
+    assert_eq!(
+        samples["mjpegd_source_restarts_total{camera=\"back\"}"],
+        1.0
+    );
     assert!(samples["mjpegd_capture_latency_seconds_count{camera=\"back\"}"] >= 5.0);
-    assert!(samples.contains_key("mjpegd_capture_latency_seconds_bucket{camera=\"back\",le=\"+Inf\"}"));
+    assert!(
+        samples.contains_key("mjpegd_capture_latency_seconds_bucket{camera=\"back\",le=\"+Inf\"}")
+    );
 }
 
 #[tokio::test]
 async fn the_grid_page_shows_every_camera_and_switches_to_snapshots_when_there_are_many() {
     let (srv, _, _) = two_cameras().await;
-    let html = reqwest::get(srv.url("/")).await.expect("request").text().await.expect("body");
-    assert!(html.contains(r#"<img id="video" src="/video_feed""#), "classic img for the first camera");
+    let html = reqwest::get(srv.url("/"))
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        html.contains(r#"<img id="video" src="/video_feed""#),
+        "classic img for the first camera"
+    );
     assert!(html.contains(r#"data-src="/cameras/back/stream""#));
     assert!(html.contains(r#"href="/cameras/back""#));
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
-    let page = reqwest::get(srv.url("/cameras/back")).await.expect("request");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+    let page = reqwest::get(srv.url("/cameras/back"))
+        .await
+        .expect("request");
     assert_eq!(page.status(), 200);
     let page = page.text().await.expect("body");
     assert!(page.contains(r#"data-src="/cameras/back/stream""#));
@@ -197,7 +258,12 @@ async fn the_grid_page_shows_every_camera_and_switches_to_snapshots_when_there_a
         .map(|i| camera(&format!("cam{i}"), Scripted::new(Script::default())))
         .collect();
     let big = TestServer::start(many, HttpConfig::default(), ServerConfig::default()).await;
-    let html = reqwest::get(big.url("/")).await.expect("request").text().await.expect("body");
+    let html = reqwest::get(big.url("/"))
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
     assert_eq!(html.matches(r#"data-mode="snapshot""#).count(), 6, "{html}");
     assert!(!html.contains(r#"data-mode="stream""#));
 }
@@ -215,7 +281,11 @@ fn the_example_config_loads_and_checks() {
         .args(["--check-config", path])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 camera(s): printer, porch, garage"));
 }
 
@@ -224,22 +294,42 @@ fn a_broken_config_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
     for (text, expect) in [
-        ("[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nfps = 999\n", "cameras[0].fps"),
-        ("[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\ncolour = 1\n", "colour"),
-        ("[server]\nlisten = \"x\"\n[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n", "server.listen"),
-        ("[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n[[cameras]]\nname = \"a\"\nsource = \"images\"\n", "cameras[1].name"),
+        (
+            "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nfps = 999\n",
+            "cameras[0].fps",
+        ),
+        (
+            "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\ncolour = 1\n",
+            "colour",
+        ),
+        (
+            "[server]\nlisten = \"x\"\n[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n",
+            "server.listen",
+        ),
+        (
+            "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n[[cameras]]\nname = \"a\"\nsource = \"images\"\n",
+            "cameras[1].name",
+        ),
         ("", "no camera declared"),
         ("[[cameras]\n", "line 1"),
     ] {
         std::fs::write(&path, text).expect("write");
         for flag in ["--check-config", "--config"] {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-                .args([flag, path.to_str().expect("utf-8 path"), "--listen", "127.0.0.1:0"])
+                .args([
+                    flag,
+                    path.to_str().expect("utf-8 path"),
+                    "--listen",
+                    "127.0.0.1:0",
+                ])
                 .output()
                 .expect("run");
             assert_eq!(out.status.code(), Some(2), "{text:?} with {flag}");
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("bad.toml") && err.contains(expect), "{text:?}: {err}");
+            assert!(
+                err.contains("bad.toml") && err.contains(expect),
+                "{text:?}: {err}"
+            );
         }
     }
 }

@@ -13,39 +13,74 @@ async fn index_page_embeds_the_stream_in_an_img() {
     let srv = TestServer::with_source(Scripted::new(Script::default())).await;
     let resp = reqwest::get(srv.url("/")).await.expect("request");
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
     let html = resp.text().await.expect("body");
-    assert!(html.contains(r#"<img id="video" src="/video_feed""#), "{html}");
+    assert!(
+        html.contains(r#"<img id="video" src="/video_feed""#),
+        "{html}"
+    );
     assert!(html.contains("/snapshot.jpg"));
     assert!(html.contains("<title>"));
     // Cache-busters on the index page are ignored too.
-    let again = reqwest::get(srv.url("/?1700000000")).await.expect("request");
+    let again = reqwest::get(srv.url("/?1700000000"))
+        .await
+        .expect("request");
     assert_eq!(again.status(), 200);
 }
 
 #[tokio::test]
 async fn snapshot_urls_return_one_decodable_jpeg() {
     let srv = TestServer::with_source(Scripted::new(Script::default())).await;
-    for path in ["/snapshot.jpg", "/snapshot", "/?action=snapshot", "/?action=snapshot&1700000000"] {
+    for path in [
+        "/snapshot.jpg",
+        "/snapshot",
+        "/?action=snapshot",
+        "/?action=snapshot&1700000000",
+    ] {
         let resp = reqwest::get(srv.url(path)).await.expect("request");
         assert_eq!(resp.status(), 200, "{path}");
         let h = resp.headers().clone();
         assert_eq!(h["content-type"], "image/jpeg", "{path}");
         assert_eq!(h["x-mjpegd-online"], "true");
-        assert!(h["cache-control"].to_str().expect("ascii").contains("no-store"));
+        assert!(
+            h["cache-control"]
+                .to_str()
+                .expect("ascii")
+                .contains("no-store")
+        );
         let body = resp.bytes().await.expect("body");
-        assert_eq!(h["content-length"].to_str().expect("ascii"), body.len().to_string());
-        let part = Part { headers: vec![], jpeg: body, received: std::time::SystemTime::now() };
+        assert_eq!(
+            h["content-length"].to_str().expect("ascii"),
+            body.len().to_string()
+        );
+        let part = Part {
+            headers: vec![],
+            jpeg: body,
+            received: std::time::SystemTime::now(),
+        };
         assert_eq!(part.decode(), (160, 120), "{path}");
     }
 }
 
 #[tokio::test]
 async fn snapshot_of_an_idle_camera_waits_for_a_fresh_frame() {
-    let src = Scripted::new(Script { open_delay: Duration::from_millis(400), ..Script::default() });
+    let src = Scripted::new(Script {
+        open_delay: Duration::from_millis(400),
+        ..Script::default()
+    });
     let srv = TestServer::with_source(src.clone()).await;
-    assert!(!srv.camera().demand().running, "capture must not run before anyone asks");
-    let resp = reqwest::get(srv.url("/snapshot.jpg")).await.expect("request");
+    assert!(
+        !srv.camera().demand().running,
+        "capture must not run before anyone asks"
+    );
+    let resp = reqwest::get(srv.url("/snapshot.jpg"))
+        .await
+        .expect("request");
     assert_eq!(resp.status(), 200);
     let jpeg = resp.bytes().await.expect("body");
     assert_eq!(seq_of(&jpeg), Some(1), "the first frame of the new capture");
@@ -54,14 +89,25 @@ async fn snapshot_of_an_idle_camera_waits_for_a_fresh_frame() {
 
 #[tokio::test]
 async fn snapshot_gives_up_with_503_when_no_frame_comes() {
-    let src = Scripted::new(Script { open_delay: Duration::from_secs(3600), ..Script::default() });
-    let http = HttpConfig { snapshot_wait: Duration::from_millis(300), ..HttpConfig::default() };
+    let src = Scripted::new(Script {
+        open_delay: Duration::from_secs(3600),
+        ..Script::default()
+    });
+    let http = HttpConfig {
+        snapshot_wait: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
     let srv = TestServer::start(vec![camera("porch", src)], http, ServerConfig::default()).await;
-    let resp = reqwest::get(srv.url("/snapshot.jpg")).await.expect("request");
+    let resp = reqwest::get(srv.url("/snapshot.jpg"))
+        .await
+        .expect("request");
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let text = resp.text().await.expect("body");
-    assert!(text.contains("\"porch\"") && text.contains("no frame"), "{text}");
+    assert!(
+        text.contains("\"porch\"") && text.contains("no frame"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -73,7 +119,10 @@ async fn head_answers_every_endpoint_without_starting_capture_for_streams() {
         ("/", "text/html; charset=utf-8"),
         ("/stream", "multipart/x-mixed-replace;boundary=frame"),
         ("/video_feed", "multipart/x-mixed-replace;boundary=frame"),
-        ("/?action=stream", "multipart/x-mixed-replace;boundary=frame"),
+        (
+            "/?action=stream",
+            "multipart/x-mixed-replace;boundary=frame",
+        ),
     ] {
         let resp = client.head(srv.url(path)).send().await.expect("HEAD");
         assert_eq!(resp.status(), 200, "HEAD {path}");
@@ -107,7 +156,15 @@ async fn errors_are_clear() {
         let body = resp.text().await.expect("body");
         assert!(body.contains(text), "{path}: {body}");
     }
-    let post = client.post(srv.url("/stream")).send().await.expect("request");
+    let post = client
+        .post(srv.url("/stream"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(post.status(), 405);
-    assert_eq!(srv.state.viewers(), 0, "rejected requests hold no viewer slot");
+    assert_eq!(
+        srv.state.viewers(),
+        0,
+        "rejected requests hold no viewer slot"
+    );
 }

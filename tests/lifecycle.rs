@@ -38,8 +38,14 @@ async fn capture_starts_on_first_viewer_stops_when_idle_and_restarts() {
     await_demand(&srv, |d| d.watchers == 0).await;
     await_demand(&srv, |d| !d.running).await;
     let idle = left.elapsed();
-    assert!(idle >= Duration::from_millis(450), "stopped after {idle:?}, before the idle timeout");
-    assert!(srv.camera().latest().is_none(), "a stopped camera keeps no stale frame");
+    assert!(
+        idle >= Duration::from_millis(450),
+        "stopped after {idle:?}, before the idle timeout"
+    );
+    assert!(
+        srv.camera().latest().is_none(),
+        "a stopped camera keeps no stale frame"
+    );
     let produced = src.produced.load(std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -70,7 +76,11 @@ async fn a_viewer_returning_within_the_idle_timeout_keeps_the_same_capture() {
 #[tokio::test]
 async fn failing_source_shows_no_signal_then_live_video_on_the_same_connection() {
     // Opening 1 delivers 5 frames then fails; opening 2 fails at once; opening 3 is healthy.
-    let script = Script { fail_after: Some(5), failing_opens: vec![2], ..Script::default() };
+    let script = Script {
+        fail_after: Some(5),
+        failing_opens: vec![2],
+        ..Script::default()
+    };
     let failing = Scripted::new(script);
     let srv = TestServer::with_source(failing.clone()).await;
     let mut c = MjpegClient::connect(&srv.url("/stream")).await;
@@ -80,7 +90,11 @@ async fn failing_source_shows_no_signal_then_live_video_on_the_same_connection()
     // Watch until live frames come back after the outage.
     while started.elapsed() < WAIT {
         let p = c.part().await;
-        assert_eq!(p.decode(), (160, 120), "no-signal frames have the camera's size");
+        assert_eq!(
+            p.decode(),
+            (160, 120),
+            "no-signal frames have the camera's size"
+        );
         match seq_of(&p.jpeg) {
             Some(_) if no_signal == 0 => live += 1,
             Some(_) => break,
@@ -91,16 +105,27 @@ async fn failing_source_shows_no_signal_then_live_video_on_the_same_connection()
                     continue;
                 }
                 // The outage lasts at least the 1 s + 2 s of backoff: the snapshot sees it too.
-                let snap = reqwest::get(srv.url("/snapshot.jpg")).await.expect("snapshot");
+                let snap = reqwest::get(srv.url("/snapshot.jpg"))
+                    .await
+                    .expect("snapshot");
                 assert_eq!(snap.headers()["x-mjpegd-online"], "false");
             }
         }
     }
     // Latest-frame semantics: the 5th frame may be replaced by no-signal before it is sent.
-    assert!((3..=5).contains(&live), "{live} live frames before the failure");
+    assert!(
+        (3..=5).contains(&live),
+        "{live} live frames before the failure"
+    );
     assert!(no_signal >= 1, "no-signal frames during the outage");
     assert!(failing.opens() >= 3, "the source was retried");
     let err = srv.camera().last_error();
     assert!(err.is_none(), "error cleared after recovery: {err:?}");
-    assert!(srv.camera().stats().source_errors.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(
+        srv.camera()
+            .stats()
+            .source_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
 }

@@ -15,7 +15,11 @@ fn users() -> Arc<Auth> {
     let hash = hash_password("correct horse").expect("hash");
     Arc::new(Auth::new(
         vec![
-            User { name: "alice".into(), password_hash: hash.clone(), cameras: None },
+            User {
+                name: "alice".into(),
+                password_hash: hash.clone(),
+                cameras: None,
+            },
             User {
                 name: "bob".into(),
                 password_hash: hash,
@@ -32,7 +36,10 @@ async fn secured(http: HttpConfig) -> TestServer {
             camera("garage", Scripted::new(Script::default())),
             camera("porch", Scripted::new(Script::default())),
         ],
-        HttpConfig { auth: users(), ..http },
+        HttpConfig {
+            auth: users(),
+            ..http
+        },
         ServerConfig::default(),
     )
     .await
@@ -54,26 +61,69 @@ const BOB: Option<(&str, &str)> = Some(("bob", "correct horse"));
 async fn every_url_needs_a_login_and_users_see_only_their_cameras() {
     let srv = secured(HttpConfig::default()).await;
     for path in [
-        "/", "/stream", "/video_feed", "/snapshot.jpg", "/?action=stream", "/?action=snapshot",
-        "/cameras/porch", "/cameras/porch/stream", "/cameras/nosuch/stream", "/api/state",
-        "/metrics", "/api/token?camera=porch",
+        "/",
+        "/stream",
+        "/video_feed",
+        "/snapshot.jpg",
+        "/?action=stream",
+        "/?action=snapshot",
+        "/cameras/porch",
+        "/cameras/porch/stream",
+        "/cameras/nosuch/stream",
+        "/api/state",
+        "/metrics",
+        "/api/token?camera=porch",
     ] {
         let resp = get(&srv.url(path), None).await;
         assert_eq!(resp.status(), 401, "{path} without a login");
-        let challenge = resp.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
+        let challenge = resp.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
         assert!(challenge.starts_with("Basic realm="), "{challenge}");
     }
-    assert_eq!(srv.camera().demand().watchers, 0, "nothing started for anonymous requests");
+    assert_eq!(
+        srv.camera().demand().watchers,
+        0,
+        "nothing started for anonymous requests"
+    );
 
-    for path in ["/", "/api/state", "/metrics", "/snapshot.jpg", "/cameras/porch/snapshot.jpg"] {
-        assert_eq!(get(&srv.url(path), ALICE).await.status(), 200, "alice: {path}");
+    for path in [
+        "/",
+        "/api/state",
+        "/metrics",
+        "/snapshot.jpg",
+        "/cameras/porch/snapshot.jpg",
+    ] {
+        assert_eq!(
+            get(&srv.url(path), ALICE).await.status(),
+            200,
+            "alice: {path}"
+        );
     }
     // Bob may watch the porch only; the first camera (the classic URLs) is the garage.
-    assert_eq!(get(&srv.url("/cameras/porch/snapshot.jpg"), BOB).await.status(), 200);
-    assert_eq!(get(&srv.url("/cameras/garage/snapshot.jpg"), BOB).await.status(), 403);
+    assert_eq!(
+        get(&srv.url("/cameras/porch/snapshot.jpg"), BOB)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&srv.url("/cameras/garage/snapshot.jpg"), BOB)
+            .await
+            .status(),
+        403
+    );
     assert_eq!(get(&srv.url("/snapshot.jpg"), BOB).await.status(), 403);
-    assert_eq!(get(&srv.url("/?action=snapshot_1"), BOB).await.status(), 200);
-    let state: serde_json::Value = get(&srv.url("/api/state"), BOB).await.json().await.expect("json");
+    assert_eq!(
+        get(&srv.url("/?action=snapshot_1"), BOB).await.status(),
+        200
+    );
+    let state: serde_json::Value = get(&srv.url("/api/state"), BOB)
+        .await
+        .json()
+        .await
+        .expect("json");
     let names: Vec<&str> = state["cameras"]
         .as_array()
         .expect("cameras")
@@ -82,9 +132,19 @@ async fn every_url_needs_a_login_and_users_see_only_their_cameras() {
         .collect();
     assert_eq!(names, ["porch"]);
     let page = get(&srv.url("/"), BOB).await.text().await.expect("page");
-    assert!(page.contains("/cameras/porch/stream") && !page.contains("garage"), "{page}");
-    let err = get(&srv.url("/cameras/nosuch/stream"), BOB).await.text().await.expect("body");
-    assert!(err.contains("porch") && !err.contains("garage"), "404 lists only bob's cameras: {err}");
+    assert!(
+        page.contains("/cameras/porch/stream") && !page.contains("garage"),
+        "{page}"
+    );
+    let err = get(&srv.url("/cameras/nosuch/stream"), BOB)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        err.contains("porch") && !err.contains("garage"),
+        "404 lists only bob's cameras: {err}"
+    );
 
     let mut c = MjpegClient::from_response(
         reqwest::Client::new()
@@ -107,7 +167,11 @@ async fn repeated_failures_from_one_address_are_refused_for_a_while() {
     // Now even the right password waits: brute force gets 5 guesses a minute per address.
     let resp = get(&srv.url("/snapshot.jpg"), ALICE).await;
     assert_eq!(resp.status(), 429);
-    let wait: u64 = resp.headers()["retry-after"].to_str().expect("ascii").parse().expect("secs");
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("secs");
     assert!((1..=60).contains(&wait), "{wait}");
     // Another address is not affected.
     let other = reqwest::Client::builder()
@@ -136,24 +200,55 @@ async fn url_tokens_open_one_camera_without_a_password() {
     assert!(!stream.contains("correct"), "never the password in the URL");
     let mut c = MjpegClient::connect(&srv.url(&stream)).await;
     c.part().await.decode();
-    let snap = get(&srv.url(&format!("/cameras/porch/snapshot.jpg?token={token}")), None).await;
+    let snap = get(
+        &srv.url(&format!("/cameras/porch/snapshot.jpg?token={token}")),
+        None,
+    )
+    .await;
     assert_eq!(snap.status(), 200);
     // Scoped: not another camera, not the pages or state.
-    let other = get(&srv.url(&format!("/cameras/garage/stream?token={token}")), None).await;
+    let other = get(
+        &srv.url(&format!("/cameras/garage/stream?token={token}")),
+        None,
+    )
+    .await;
     assert_eq!(other.status(), 403);
-    assert_eq!(get(&srv.url(&format!("/api/state?token={token}")), None).await.status(), 403);
+    assert_eq!(
+        get(&srv.url(&format!("/api/state?token={token}")), None)
+            .await
+            .status(),
+        403
+    );
     // Tampered or foreign tokens are refused.
     let forged = token.replacen("porch", "garage", 1);
-    let resp = get(&srv.url(&format!("/cameras/garage/stream?token={forged}")), None).await;
+    let resp = get(
+        &srv.url(&format!("/cameras/garage/stream?token={forged}")),
+        None,
+    )
+    .await;
     assert_eq!(resp.status(), 401);
     // Bob cannot get a token for a camera he may not watch.
-    assert_eq!(get(&srv.url("/api/token?camera=garage"), BOB).await.status(), 403);
-    assert_eq!(get(&srv.url("/api/token?camera=porch&ttl=0"), BOB).await.status(), 400);
+    assert_eq!(
+        get(&srv.url("/api/token?camera=garage"), BOB)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        get(&srv.url("/api/token?camera=porch&ttl=0"), BOB)
+            .await
+            .status(),
+        400
+    );
 }
 
 #[tokio::test]
 async fn metrics_and_state_can_be_opened_explicitly() {
-    let srv = secured(HttpConfig { public_metrics: true, ..HttpConfig::default() }).await;
+    let srv = secured(HttpConfig {
+        public_metrics: true,
+        ..HttpConfig::default()
+    })
+    .await;
     assert_eq!(get(&srv.url("/metrics"), None).await.status(), 200);
     assert_eq!(get(&srv.url("/api/state"), None).await.status(), 401);
     assert_eq!(get(&srv.url("/stream"), None).await.status(), 401);
@@ -172,7 +267,9 @@ async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers
     let first = write_cert();
     let tls = mjpegd::tls::TlsConfig::load(&cert, &key).expect("load");
     mjpegd::tls::install_crypto_provider();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = Server::new(
@@ -191,7 +288,11 @@ async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers
             .expect("client")
     };
     let url = format!("https://localhost:{}/stream", addr.port());
-    let resp = client_for(&first).get(&url).send().await.expect("TLS request");
+    let resp = client_for(&first)
+        .get(&url)
+        .send()
+        .await
+        .expect("TLS request");
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     let mut viewer = MjpegClient::from_response(resp);
     viewer.part().await.decode();
@@ -203,8 +304,15 @@ async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers
         viewer.part().await.decode();
     }
     // ...and new connections get the new certificate.
-    assert!(client_for(&first).get(&url).send().await.is_err(), "old certificate still served");
-    let resp = client_for(&second).get(&url).send().await.expect("new certificate");
+    assert!(
+        client_for(&first).get(&url).send().await.is_err(),
+        "old certificate still served"
+    );
+    let resp = client_for(&second)
+        .get(&url)
+        .send()
+        .await
+        .expect("new certificate");
     assert_eq!(resp.status(), 200);
     // Plain HTTP to the TLS port is not served.
     let plain = reqwest::get(format!("http://{addr}/snapshot.jpg")).await;
@@ -220,7 +328,11 @@ async fn unix_socket_listener_with_file_mode() {
     let path = dir.path().join("mjpegd.sock");
     let specs = vec![mjpegd::config::ListenSpec::Unix(path.clone())];
     let listeners = mjpegd::server::bind(&specs, 0o600).await.expect("bind");
-    let mode = std::fs::metadata(&path).expect("socket file").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&path)
+        .expect("socket file")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = Server::new(
@@ -230,23 +342,47 @@ async fn unix_socket_listener_with_file_mode() {
         shutdown.clone(),
     );
     tokio::spawn(server.run_all(listeners));
-    let mut s = tokio::net::UnixStream::connect(&path).await.expect("connect");
-    s.write_all(b"GET /snapshot.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("write");
+    let mut s = tokio::net::UnixStream::connect(&path)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /snapshot.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
     let mut resp = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut resp)).await.expect("in time").expect("read");
+    tokio::time::timeout(WAIT, s.read_to_end(&mut resp))
+        .await
+        .expect("in time")
+        .expect("read");
     let head_end = memchr::memmem::find(&resp, b"\r\n\r\n").expect("head");
     assert!(resp.starts_with(b"HTTP/1.1 200 OK"));
     let body = bytes::Bytes::copy_from_slice(&resp[head_end + 4..]);
-    Part { headers: vec![], jpeg: body, received: std::time::SystemTime::now() }.decode();
+    Part {
+        headers: vec![],
+        jpeg: body,
+        received: std::time::SystemTime::now(),
+    }
+    .decode();
     shutdown.cancel();
 }
 
 #[tokio::test]
 async fn connection_viewer_and_snapshot_limits_answer_cleanly() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let http = HttpConfig { max_viewers_per_camera: 1, snapshot_rate: 2, ..HttpConfig::default() };
-    let server = ServerConfig { max_connections_per_ip: 3, ..ServerConfig::default() };
-    let srv = TestServer::start(vec![camera("cam", Scripted::new(Script::default()))], http, server).await;
+    let http = HttpConfig {
+        max_viewers_per_camera: 1,
+        snapshot_rate: 2,
+        ..HttpConfig::default()
+    };
+    let server = ServerConfig {
+        max_connections_per_ip: 3,
+        ..ServerConfig::default()
+    };
+    let srv = TestServer::start(
+        vec![camera("cam", Scripted::new(Script::default()))],
+        http,
+        server,
+    )
+    .await;
 
     // Per camera: a second viewer of the same camera is refused with 503.
     let mut v = MjpegClient::connect(&srv.url("/stream")).await;
@@ -262,18 +398,39 @@ async fn connection_viewer_and_snapshot_limits_answer_cleanly() {
         .expect("client");
     let mut codes = vec![];
     for _ in 0..3 {
-        codes.push(other.get(srv.url("/snapshot.jpg")).send().await.expect("snapshot").status().as_u16());
+        codes.push(
+            other
+                .get(srv.url("/snapshot.jpg"))
+                .send()
+                .await
+                .expect("snapshot")
+                .status()
+                .as_u16(),
+        );
     }
     assert_eq!(codes, [200, 200, 429]);
 
     // Per address: the viewer holds one connection; two idle ones fill the limit of 3.
-    let _a = tokio::net::TcpStream::connect(srv.addr).await.expect("connect");
-    let _b = tokio::net::TcpStream::connect(srv.addr).await.expect("connect");
-    let mut c = tokio::net::TcpStream::connect(srv.addr).await.expect("connect");
+    let _a = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    let _b = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    let mut c = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
     let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut resp = Vec::new();
-    tokio::time::timeout(WAIT, c.read_to_end(&mut resp)).await.expect("closed in time").ok();
-    assert!(resp.starts_with(b"HTTP/1.1 503"), "{}", String::from_utf8_lossy(&resp));
+    tokio::time::timeout(WAIT, c.read_to_end(&mut resp))
+        .await
+        .expect("closed in time")
+        .ok();
+    assert!(
+        resp.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
     // Another address still gets in.
     let ok = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 4]))
@@ -293,12 +450,18 @@ async fn cors_is_off_by_default_and_on_when_configured() {
     assert!(!resp.headers().contains_key("access-control-allow-origin"));
     let open = TestServer::start(
         vec![camera("cam", Scripted::new(Script::default()))],
-        HttpConfig { allow_origin: Some("https://dash.example".into()), ..HttpConfig::default() },
+        HttpConfig {
+            allow_origin: Some("https://dash.example".into()),
+            ..HttpConfig::default()
+        },
         ServerConfig::default(),
     )
     .await;
     let resp = reqwest::get(open.url("/api/state")).await.expect("request");
-    assert_eq!(resp.headers()["access-control-allow-origin"], "https://dash.example");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://dash.example"
+    );
 }
 
 #[test]
@@ -310,12 +473,27 @@ fn hash_password_subcommand_prints_a_usable_hash() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(b"s3cret!\n").expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret!\n")
+        .expect("write");
     let out = child.wait_with_output().expect("output");
     assert!(out.status.success());
-    let hash = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+    let hash = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    let auth = Auth::new(vec![User { name: "u".into(), password_hash: hash, cameras: None }], None);
+    let auth = Auth::new(
+        vec![User {
+            name: "u".into(),
+            password_hash: hash,
+            cameras: None,
+        }],
+        None,
+    );
     assert!(auth.verify_password("u", "s3cret!").is_some());
     assert!(auth.verify_password("u", "s3cret").is_none());
     let _ = Duration::ZERO;

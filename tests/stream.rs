@@ -15,8 +15,14 @@ async fn stream_follows_the_wire_format() {
     let srv = TestServer::with_source(src.clone()).await;
     let mut c = MjpegClient::connect(&srv.url("/stream")).await;
     let h = &c.response_headers;
-    assert_eq!(h["content-type"], "multipart/x-mixed-replace;boundary=frame");
-    assert_eq!(h["cache-control"], "no-store, no-cache, must-revalidate, max-age=0");
+    assert_eq!(
+        h["content-type"],
+        "multipart/x-mixed-replace;boundary=frame"
+    );
+    assert_eq!(
+        h["cache-control"],
+        "no-store, no-cache, must-revalidate, max-age=0"
+    );
     assert_eq!(h["pragma"], "no-cache");
     assert!(h.contains_key("expires"));
     let mut last_ts = 0.0;
@@ -28,7 +34,10 @@ async fn stream_follows_the_wire_format() {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs_f64();
-        assert!(ts > last_ts && ts <= now + 0.001 && now - ts < 5.0, "X-Timestamp {ts} vs now {now}");
+        assert!(
+            ts > last_ts && ts <= now + 0.001 && now - ts < 5.0,
+            "X-Timestamp {ts} vs now {now}"
+        );
         last_ts = ts;
     }
 }
@@ -51,7 +60,10 @@ async fn every_stream_url_streams_and_unknown_parameters_are_ignored() {
 
 #[tokio::test]
 async fn two_viewers_get_the_same_shared_frames_and_never_a_duplicate() {
-    let src = Scripted::new(Script { fps: 20.0, ..Script::default() });
+    let src = Scripted::new(Script {
+        fps: 20.0,
+        ..Script::default()
+    });
     let srv = TestServer::with_source(src).await;
     let mut a = MjpegClient::connect(&srv.url("/stream")).await;
     let mut b = MjpegClient::connect(&srv.url("/video_feed")).await;
@@ -73,22 +85,40 @@ async fn two_viewers_get_the_same_shared_frames_and_never_a_duplicate() {
     );
     for parts in [&pa, &pb] {
         let seqs: Vec<u64> = parts.iter().map(Part::seq).collect();
-        assert!(seqs.windows(2).all(|w| w[1] > w[0]), "duplicate or out of order: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[1] > w[0]),
+            "duplicate or out of order: {seqs:?}"
+        );
     }
     let by_seq: HashMap<u64, &Part> = pa.iter().map(|p| (p.seq(), p)).collect();
-    let common: Vec<u64> = pb.iter().map(Part::seq).filter(|s| by_seq.contains_key(s)).collect();
-    assert!(common.len() >= 10, "viewers saw different frames: {common:?}");
+    let common: Vec<u64> = pb
+        .iter()
+        .map(Part::seq)
+        .filter(|s| by_seq.contains_key(s))
+        .collect();
+    assert!(
+        common.len() >= 10,
+        "viewers saw different frames: {common:?}"
+    );
     for p in &pb {
         if let Some(q) = by_seq.get(&p.seq()) {
             assert_eq!(p.jpeg, q.jpeg, "same seq, different bytes");
-            assert_eq!(p.timestamp(), q.timestamp(), "same frame, different timestamp");
+            assert_eq!(
+                p.timestamp(),
+                q.timestamp(),
+                "same frame, different timestamp"
+            );
         }
     }
 }
 
 #[tokio::test]
 async fn fps_parameter_caps_one_viewer_while_another_gets_the_full_rate() {
-    let srv = TestServer::with_source(Scripted::new(Script { fps: 30.0, ..Script::default() })).await;
+    let srv = TestServer::with_source(Scripted::new(Script {
+        fps: 30.0,
+        ..Script::default()
+    }))
+    .await;
     let slow = MjpegClient::connect(&srv.url("/stream?fps=5")).await;
     let fast = MjpegClient::connect(&srv.url("/stream")).await;
     let (slow_parts, fast_parts) = tokio::join!(
@@ -98,12 +128,21 @@ async fn fps_parameter_caps_one_viewer_while_another_gets_the_full_rate() {
     let slow_n = slow_parts.len();
     let fast_n = fast_parts.len();
     // 5 fps for 2 s is about 10 frames; the full-rate viewer gets about 60.
-    assert!((6..=13).contains(&slow_n), "capped viewer got {slow_n} frames in 2 s");
-    assert!(fast_n >= 3 * slow_n, "full-rate viewer got only {fast_n} frames");
+    assert!(
+        (6..=13).contains(&slow_n),
+        "capped viewer got {slow_n} frames in 2 s"
+    );
+    assert!(
+        fast_n >= 3 * slow_n,
+        "full-rate viewer got only {fast_n} frames"
+    );
     for w in slow_parts.windows(2) {
         let gap = w[1].timestamp() - w[0].timestamp();
         // At most one source interval (33 ms) early, never more.
-        assert!(gap >= 0.2 - 0.034 - 0.005, "capped viewer frames {gap:.3}s apart");
+        assert!(
+            gap >= 0.2 - 0.034 - 0.005,
+            "capped viewer frames {gap:.3}s apart"
+        );
     }
 }
 
@@ -120,9 +159,23 @@ async fn parts_for(mut c: MjpegClient, window: Duration) -> Vec<Part> {
 async fn a_viewer_that_stops_reading_slows_nobody_and_is_dropped_after_the_send_timeout() {
     use tokio::io::AsyncWriteExt;
     // Big, incompressible frames fill socket buffers within a few frames.
-    let script = Script { fps: 30.0, width: 640, height: 480, noise: true, ..Script::default() };
-    let server = ServerConfig { send_timeout: Duration::from_secs(1), ..ServerConfig::default() };
-    let srv = TestServer::start(vec![camera("cam", Scripted::new(script))], HttpConfig::default(), server).await;
+    let script = Script {
+        fps: 30.0,
+        width: 640,
+        height: 480,
+        noise: true,
+        ..Script::default()
+    };
+    let server = ServerConfig {
+        send_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let srv = TestServer::start(
+        vec![camera("cam", Scripted::new(script))],
+        HttpConfig::default(),
+        server,
+    )
+    .await;
 
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
@@ -141,7 +194,11 @@ async fn a_viewer_that_stops_reading_slows_nobody_and_is_dropped_after_the_send_
         seqs.push(reader.part().await.seq());
     }
     // The reader keeps the source's pace (about 60 frames) while the other viewer is stuck.
-    assert!(seqs.len() >= 40, "reading viewer got {} frames in 2 s", seqs.len());
+    assert!(
+        seqs.len() >= 40,
+        "reading viewer got {} frames in 2 s",
+        seqs.len()
+    );
     // The stalled viewer is cut once its socket has accepted nothing for the send timeout.
     srv.await_viewers(|n| n == 1).await;
     assert!(reader.part().await.seq() > *seqs.last().expect("frames"));
@@ -150,7 +207,10 @@ async fn a_viewer_that_stops_reading_slows_nobody_and_is_dropped_after_the_send_
 
 #[tokio::test]
 async fn max_viewers_answers_503_and_frees_the_slot_when_a_viewer_leaves() {
-    let http = HttpConfig { max_viewers: 2, ..HttpConfig::default() };
+    let http = HttpConfig {
+        max_viewers: 2,
+        ..HttpConfig::default()
+    };
     let srv = TestServer::start(
         vec![camera("cam", Scripted::new(Script::default()))],
         http,
@@ -176,14 +236,35 @@ async fn max_viewers_answers_503_and_frees_the_slot_when_a_viewer_leaves() {
 #[tokio::test]
 async fn latest_frame_is_resent_when_the_source_is_quiet() {
     // One frame, then silence (but no failure within the source timeout).
-    let script = Script { hang_after: Some(1), ..Script::default() };
-    let http = HttpConfig { keepalive: Duration::from_millis(300), ..HttpConfig::default() };
-    let srv = TestServer::start(vec![camera("cam", Scripted::new(script))], http, ServerConfig::default()).await;
+    let script = Script {
+        hang_after: Some(1),
+        ..Script::default()
+    };
+    let http = HttpConfig {
+        keepalive: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let srv = TestServer::start(
+        vec![camera("cam", Scripted::new(script))],
+        http,
+        ServerConfig::default(),
+    )
+    .await;
     let mut c = MjpegClient::connect(&srv.url("/stream")).await;
     let first = c.part().await;
     let again = c.part().await;
-    assert_eq!(first.seq(), again.seq(), "keep-alive re-sends the latest frame");
+    assert_eq!(
+        first.seq(),
+        again.seq(),
+        "keep-alive re-sends the latest frame"
+    );
     assert_eq!(first.jpeg, again.jpeg);
-    let gap = again.received.duration_since(first.received).expect("order");
-    assert!(gap >= Duration::from_millis(250), "re-sent after {gap:?}, not after the keep-alive interval");
+    let gap = again
+        .received
+        .duration_since(first.received)
+        .expect("order");
+    assert!(
+        gap >= Duration::from_millis(250),
+        "re-sent after {gap:?}, not after the keep-alive interval"
+    );
 }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use mjpegd::cli::Cli;
 use mjpegd::server::{Listener, Server};
-use mjpegd::tls::TlsConfig;
 use mjpegd::shutdown::{CancellationToken, cancel_on_signals};
+use mjpegd::tls::TlsConfig;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -34,7 +37,8 @@ fn main() -> ExitCode {
 /// Reloads the TLS certificate on SIGHUP; open connections keep theirs.
 fn reload_on_sighup(tls: TlsConfig) {
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             return;
         };
         while hup.recv().await.is_some() {
@@ -49,7 +53,9 @@ fn reload_on_sighup(tls: TlsConfig) {
 /// `mjpegd hash-password`: reads one line from stdin, prints its hash.
 fn hash_password() -> ExitCode {
     let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+    if std::io::stdin().read_line(&mut line).is_err()
+        || line.trim_end_matches(['\r', '\n']).is_empty()
+    {
         tracing::error!("hash-password: type the password on standard input (one line)");
         return ExitCode::from(2);
     }
@@ -144,8 +150,14 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
     if settings.http.auth.enabled() {
         tracing::info!("authentication is on: every URL needs a login or a token");
-    } else if settings.listen.iter().any(|l| matches!(l, mjpegd::config::ListenSpec::Tcp(a) if !a.ip().is_loopback())) {
-        tracing::warn!("serving the network without authentication: anyone who can reach it can watch (see --user)");
+    } else if settings
+        .listen
+        .iter()
+        .any(|l| matches!(l, mjpegd::config::ListenSpec::Tcp(a) if !a.ip().is_loopback()))
+    {
+        tracing::warn!(
+            "serving the network without authentication: anyone who can reach it can watch (see --user)"
+        );
     }
     for cam in &settings.cameras {
         tracing::info!(
@@ -158,7 +170,11 @@ async fn async_main(cli: Cli) -> ExitCode {
     tracing::info!(
         "mjpegd {} streaming at {addr}/ (stream: {addr}/stream, snapshot: {addr}/snapshot.jpg){}",
         env!("CARGO_PKG_VERSION"),
-        if addrs.len() > 1 { format!("; also on {}", addrs[1..].join(", ")) } else { String::new() }
+        if addrs.len() > 1 {
+            format!("; also on {}", addrs[1..].join(", "))
+        } else {
+            String::new()
+        }
     );
     let server = Server::new(settings.cameras, settings.http, settings.server, shutdown);
     let server = match tls {
@@ -189,7 +205,11 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             tracing::info!(
                 "{}: OK — listen {}, {} camera(s): {}",
                 path.display(),
-                s.listen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                s.listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 names.len(),
                 names.join(", ")
             );

@@ -17,12 +17,17 @@ use crate::hub::Camera;
 impl FromRequestParts<AppState> for Principal {
     type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Principal, HttpError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Principal, HttpError> {
         let auth = Arc::clone(&state.0.config.auth);
         if !auth.enabled() {
             return Ok(Principal::Open);
         }
-        let peer = PeerAddr::from_request_parts(parts, state).await.unwrap_or(PeerAddr(None));
+        let peer = PeerAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or(PeerAddr(None));
         let ip = peer.0.map(|a| a.ip());
         let refuse = |r: Refusal, what: &str| -> HttpError {
             match r {
@@ -32,7 +37,9 @@ impl FromRequestParts<AppState> for Principal {
                 Refusal::BadCredentials => {
                     auth.record_failure(ip);
                     tracing::warn!(peer = ?peer.0, "authentication failed: {what}");
-                    HttpError::Unauthorized(format!("{what}: log in with a valid user and password"))
+                    HttpError::Unauthorized(format!(
+                        "{what}: log in with a valid user and password"
+                    ))
                 }
             }
         };
@@ -47,14 +54,18 @@ impl FromRequestParts<AppState> for Principal {
             return Ok(Principal::Anonymous);
         };
         let Some((user, password)) = value.to_str().ok().and_then(parse_basic) else {
-            return Err(refuse(Refusal::BadCredentials, "malformed Authorization header"));
+            return Err(refuse(
+                Refusal::BadCredentials,
+                "malformed Authorization header",
+            ));
         };
-        let checker = Arc::clone(&auth);
-        let verified = tokio::task::spawn_blocking(move || checker.verify_password(&user, &password))
-            .await
-            .ok()
-            .flatten();
-        verified.ok_or_else(|| refuse(Refusal::BadCredentials, "wrong user or password"))
+        match auth.verify(user, password).await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(refuse(Refusal::BadCredentials, "wrong user or password")),
+            Err(_busy) => Err(HttpError::TooManyRequests {
+                retry_after: Duration::from_secs(1),
+            }),
+        }
     }
 }
 
@@ -86,7 +97,11 @@ pub(super) fn require_camera(p: &Principal, camera: &Camera) -> Result<(), HttpE
 }
 
 /// Looks a camera up by name for `p`: anonymous callers learn nothing about which exist.
-pub(super) fn camera_named(state: &AppState, p: &Principal, name: &str) -> Result<Arc<Camera>, HttpError> {
+pub(super) fn camera_named(
+    state: &AppState,
+    p: &Principal,
+    name: &str,
+) -> Result<Arc<Camera>, HttpError> {
     if matches!(p, Principal::Anonymous) {
         return Err(HttpError::Unauthorized("log in to watch cameras".into()));
     }
@@ -96,7 +111,11 @@ pub(super) fn camera_named(state: &AppState, p: &Principal, name: &str) -> Resul
 }
 
 /// Looks a camera up by position for `p`.
-pub(super) fn camera_at(state: &AppState, p: &Principal, index: usize) -> Result<Arc<Camera>, HttpError> {
+pub(super) fn camera_at(
+    state: &AppState,
+    p: &Principal,
+    index: usize,
+) -> Result<Arc<Camera>, HttpError> {
     if matches!(p, Principal::Anonymous) {
         return Err(HttpError::Unauthorized("log in to watch cameras".into()));
     }

@@ -59,7 +59,10 @@ impl IntoResponse for HttpError {
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
         }
         if let HttpError::TooManyRequests { retry_after } = &self {
             if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {

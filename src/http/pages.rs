@@ -45,11 +45,16 @@ fn meta(camera: &Camera) -> String {
 pub(super) fn index(state: &AppState, principal: &Principal) -> Response {
     let all = state.hub().cameras();
     let first_name = all.first().map(|c| c.name().to_owned());
-    let cams: Vec<&std::sync::Arc<Camera>> =
-        all.iter().filter(|c| principal.may_watch(c.name())).collect();
+    let cams: Vec<&std::sync::Arc<Camera>> = all
+        .iter()
+        .filter(|c| principal.may_watch(c.name()))
+        .collect();
     let snapshots = cams.len() > MAX_STREAM_TILES;
     let mut body = String::from("<header><h1>mjpegd</h1>");
-    if let Some(first) = cams.first().filter(|c| Some(c.name()) == first_name.as_deref()) {
+    if let Some(first) = cams
+        .first()
+        .filter(|c| Some(c.name()) == first_name.as_deref())
+    {
         let _ = write!(
             body,
             "<a href=\"/snapshot.jpg\" download=\"{}.jpg\">snapshot</a>",
@@ -61,7 +66,10 @@ pub(super) fn index(state: &AppState, principal: &Principal) -> Response {
         let name = escape(c.name());
         let classic = i == 0 && Some(c.name()) == first_name.as_deref();
         let (src, mode) = match (snapshots, classic) {
-            (true, _) => (format!("/cameras/{name}/snapshot.jpg?width=480"), "snapshot"),
+            (true, _) => (
+                format!("/cameras/{name}/snapshot.jpg?width=480"),
+                "snapshot",
+            ),
             (false, true) => ("/video_feed".to_owned(), "stream"),
             (false, false) => (format!("/cameras/{name}/stream"), "stream"),
         };

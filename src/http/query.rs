@@ -79,7 +79,9 @@ mod tests {
     fn fps_bounds() {
         let ok = Query::parse(Some("fps=5")).min_interval();
         assert_eq!(ok.ok().flatten(), Some(Duration::from_millis(200)));
-        for bad in ["fps=0", "fps=-1", "fps=abc", "fps=", "fps=121", "fps=NaN", "fps=inf"] {
+        for bad in [
+            "fps=0", "fps=-1", "fps=abc", "fps=", "fps=121", "fps=NaN", "fps=inf",
+        ] {
             assert!(Query::parse(Some(bad)).min_interval().is_err(), "{bad}");
         }
         assert!(Query::parse(Some("fps=120")).min_interval().is_ok());

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use super::query::Query;
 use super::{AppState, HttpError};
 use crate::frame::Image;
-use crate::transform::thumbnail;
 use crate::hub::Camera;
 use crate::mjpeg::{JPEG_CONTENT_TYPE, write::timestamp_value};
+use crate::transform::thumbnail;
 
 /// `/snapshot.jpg`, `/snapshot`, `/?action=snapshot`: the first camera's newest frame.
 pub(super) async fn first_camera(
@@ -74,14 +74,21 @@ pub(super) async fn respond(
                         camera.name()
                     )));
                 }
-                Err(e) => return Err(HttpError::Unavailable(format!("thumbnail task failed: {e}"))),
+                Err(e) => {
+                    return Err(HttpError::Unavailable(format!(
+                        "thumbnail task failed: {e}"
+                    )));
+                }
             }
         }
         _ => frame.jpeg(),
     };
     let mut resp = (StatusCode::OK, Body::from(jpeg)).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JPEG_CONTENT_TYPE));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(JPEG_CONTENT_TYPE),
+    );
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),

@@ -86,7 +86,8 @@ impl TokenBucket {
     /// Takes one token, or says how long until one is available.
     pub(super) fn take(&mut self) -> Result<(), Duration> {
         let now = std::time::Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -146,14 +147,23 @@ impl AppState {
                 .collect();
             HttpError::NotFound(format!(
                 "no camera named {name:?}; cameras here: {}",
-                if known.is_empty() { "(none you may watch)".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "(none you may watch)".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ))
         })
     }
 
     /// The per-camera viewer semaphore of `camera`.
     pub(super) fn camera_slots(&self, camera: &Camera) -> Option<Arc<Semaphore>> {
-        let i = self.0.hub.cameras().iter().position(|c| c.name() == camera.name())?;
+        let i = self
+            .0
+            .hub
+            .cameras()
+            .iter()
+            .position(|c| c.name() == camera.name())?;
         self.0.camera_slots.get(i).cloned()
     }
 

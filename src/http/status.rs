@@ -67,7 +67,8 @@ pub(crate) struct ViewerState {
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn round2(x: f64) -> f64 {
@@ -211,38 +212,70 @@ pub(super) async fn metrics(
         }
     };
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-    family("mjpegd_viewers", "gauge", "Stream viewers connected.", &|c| {
-        c.viewer_list().len() as f64
-    });
-    family("mjpegd_capture_running", "gauge", "1 while the capture task runs.", &|c| {
-        f64::from(u8::from(c.demand().running))
-    });
-    family("mjpegd_online", "gauge", "1 while the camera delivers live frames.", &|c| {
-        f64::from(u8::from(
-            c.demand().running && c.latest().is_some_and(|f| f.online()),
-        ))
-    });
-    family("mjpegd_capture_fps", "gauge", "Measured capture rate.", &|c| {
-        c.stats().capture_rate.rate()
-    });
-    family("mjpegd_frames_captured_total", "counter", "Live frames captured.", &|c| {
-        load(&c.stats().frames_captured)
-    });
-    family("mjpegd_frames_sent_total", "counter", "Frame parts sent to viewers.", &|c| {
-        load(&c.stats().frames_sent)
-    });
-    family("mjpegd_bytes_sent_total", "counter", "Bytes of frame parts sent to viewers.", &|c| {
-        load(&c.stats().bytes_sent)
-    });
-    family("mjpegd_frames_skipped_total", "counter", "Frames viewers skipped for being slower than the camera.", &|c| {
-        load(&c.stats().frames_skipped)
-    });
-    family("mjpegd_source_errors_total", "counter", "Source failures (open errors, read errors, stalls).", &|c| {
-        load(&c.stats().source_errors)
-    });
-    family("mjpegd_source_restarts_total", "counter", "Times the source was opened.", &|c| {
-        load(&c.stats().source_opens)
-    });
+    family(
+        "mjpegd_viewers",
+        "gauge",
+        "Stream viewers connected.",
+        &|c| c.viewer_list().len() as f64,
+    );
+    family(
+        "mjpegd_capture_running",
+        "gauge",
+        "1 while the capture task runs.",
+        &|c| f64::from(u8::from(c.demand().running)),
+    );
+    family(
+        "mjpegd_online",
+        "gauge",
+        "1 while the camera delivers live frames.",
+        &|c| {
+            f64::from(u8::from(
+                c.demand().running && c.latest().is_some_and(|f| f.online()),
+            ))
+        },
+    );
+    family(
+        "mjpegd_capture_fps",
+        "gauge",
+        "Measured capture rate.",
+        &|c| c.stats().capture_rate.rate(),
+    );
+    family(
+        "mjpegd_frames_captured_total",
+        "counter",
+        "Live frames captured.",
+        &|c| load(&c.stats().frames_captured),
+    );
+    family(
+        "mjpegd_frames_sent_total",
+        "counter",
+        "Frame parts sent to viewers.",
+        &|c| load(&c.stats().frames_sent),
+    );
+    family(
+        "mjpegd_bytes_sent_total",
+        "counter",
+        "Bytes of frame parts sent to viewers.",
+        &|c| load(&c.stats().bytes_sent),
+    );
+    family(
+        "mjpegd_frames_skipped_total",
+        "counter",
+        "Frames viewers skipped for being slower than the camera.",
+        &|c| load(&c.stats().frames_skipped),
+    );
+    family(
+        "mjpegd_source_errors_total",
+        "counter",
+        "Source failures (open errors, read errors, stalls).",
+        &|c| load(&c.stats().source_errors),
+    );
+    family(
+        "mjpegd_source_restarts_total",
+        "counter",
+        "Times the source was opened.",
+        &|c| load(&c.stats().source_opens),
+    );
     let name = "mjpegd_capture_latency_seconds";
     let _ = writeln!(
         out,
@@ -251,9 +284,17 @@ pub(super) async fn metrics(
     for c in cams {
         let (buckets, count, sum) = c.stats().capture_latency.snapshot();
         for (le, n) in buckets {
-            let _ = writeln!(out, "{name}_bucket{{camera=\"{}\",le=\"{le}\"}} {n}", c.name());
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{camera=\"{}\",le=\"{le}\"}} {n}",
+                c.name()
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{{camera=\"{}\",le=\"+Inf\"}} {count}", c.name());
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{camera=\"{}\",le=\"+Inf\"}} {count}",
+            c.name()
+        );
         let _ = writeln!(out, "{name}_sum{{camera=\"{}\"}} {sum}", c.name());
         let _ = writeln!(out, "{name}_count{{camera=\"{}\"}} {count}", c.name());
     }

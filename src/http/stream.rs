@@ -60,9 +60,13 @@ pub(super) fn respond(
             limit: state.0.config.max_viewers,
         })?;
     let camera_permit = match state.camera_slots(camera) {
-        Some(slots) => Some(slots.try_acquire_owned().map_err(|_| HttpError::TooManyViewers {
-            limit: state.0.config.max_viewers_per_camera,
-        })?),
+        Some(slots) => Some(
+            slots
+                .try_acquire_owned()
+                .map_err(|_| HttpError::TooManyViewers {
+                    limit: state.0.config.max_viewers_per_camera,
+                })?,
+        ),
         None => None,
     };
     let viewer = Viewer {
@@ -141,11 +145,10 @@ impl Viewer {
                 }
             }
             // Far enough away to never fire before the first frame.
-            let keepalive_at = self
-                .last
-                .map_or_else(|| Instant::now() + Duration::from_secs(86_400), |(_, at)| {
-                    at + self.keepalive
-                });
+            let keepalive_at = self.last.map_or_else(
+                || Instant::now() + Duration::from_secs(86_400),
+                |(_, at)| at + self.keepalive,
+            );
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return None,
@@ -174,7 +177,10 @@ impl Viewer {
             let skipped = frame.seq().saturating_sub(seq).saturating_sub(1);
             if skipped > 0 {
                 stats.frames_skipped.fetch_add(skipped, Ordering::Relaxed);
-                self.handle.info().skipped.fetch_add(skipped, Ordering::Relaxed);
+                self.handle
+                    .info()
+                    .skipped
+                    .fetch_add(skipped, Ordering::Relaxed);
             }
         }
         let part = frame.part();

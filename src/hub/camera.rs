@@ -261,6 +261,8 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         // At zero watchers the capture task's idle timer starts; it stops capture later.
-        self.camera.demand.send_modify(|d| d.watchers = d.watchers.saturating_sub(1));
+        self.camera
+            .demand
+            .send_modify(|d| d.watchers = d.watchers.saturating_sub(1));
     }
 }

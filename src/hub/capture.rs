@@ -170,7 +170,11 @@ async fn publish_no_signal(camera: &Camera, reason: &str) {
                 false,
             );
         }
-        Ok(Err(e)) => tracing::error!(camera = %camera.name(), error = %e, "cannot encode the no-signal frame"),
-        Err(e) => tracing::error!(camera = %camera.name(), error = %e, "no-signal render task failed"),
+        Ok(Err(e)) => {
+            tracing::error!(camera = %camera.name(), error = %e, "cannot encode the no-signal frame")
+        }
+        Err(e) => {
+            tracing::error!(camera = %camera.name(), error = %e, "no-signal render task failed")
+        }
     }
 }

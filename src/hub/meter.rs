@@ -37,7 +37,11 @@ impl RateMeter {
             (Some(first), n) if n >= 2 => {
                 // Measure up to now, so a source that stopped shows its rate falling.
                 let span = now.duration_since(**first).as_secs_f64();
-                if span > 0.0 { (n - 1) as f64 / span } else { 0.0 }
+                if span > 0.0 {
+                    (n - 1) as f64 / span
+                } else {
+                    0.0
+                }
             }
             _ => 0.0,
         }
@@ -65,8 +69,10 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(d.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            d.as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// Cumulative counts per bucket, the total count, and the sum in seconds.

@@ -9,7 +9,9 @@ mod camera;
 mod capture;
 pub mod meter;
 
-pub use camera::{Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo};
+pub use camera::{
+    Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo,
+};
 
 use std::sync::Arc;
 

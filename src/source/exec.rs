@@ -92,7 +92,10 @@ impl Opener for ExecOpener {
                     }
                 });
             }
-            let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+            let pgid = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .map(Pid::from_raw);
             tracing::debug!(command = %self.command, pid = ?pgid, "exec: started");
             let source: Box<dyn Source> = Box::new(Exec {
                 child: Some(child),
@@ -186,7 +189,10 @@ impl Drop for Exec {
         if let Some(mut child) = self.child.take() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
-                    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+                    if tokio::time::timeout(KILL_GRACE, child.wait())
+                        .await
+                        .is_err()
+                    {
                         let _ = killpg(pgid, Signal::SIGKILL);
                         let _ = child.wait().await;
                     }

@@ -58,7 +58,9 @@ impl Opener for ImagesOpener {
         Box::pin(async move {
             let params = self.params;
             let frames = match &self.what {
-                What::Builtin => blocking("images: render", move || builtin_frames(params)).await??,
+                What::Builtin => {
+                    blocking("images: render", move || builtin_frames(params)).await??
+                }
                 What::Dir(dir) => {
                     let dir = dir.clone();
                     blocking("images: load", move || load_dir(&dir)).await??
@@ -115,9 +117,9 @@ fn list_jpegs(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
-                && p.extension()
-                    .and_then(|x| x.to_str())
-                    .is_some_and(|x| x.eq_ignore_ascii_case("jpg") || x.eq_ignore_ascii_case("jpeg"))
+                && p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                    x.eq_ignore_ascii_case("jpg") || x.eq_ignore_ascii_case("jpeg")
+                })
         })
         .collect();
     if files.is_empty() {
@@ -182,7 +184,9 @@ fn builtin_frames(p: Params) -> Result<Vec<Image>, SourceError> {
         .zip([[200, 40, 40], [40, 160, 40], [40, 80, 200]])
         .map(|(digit, color)| {
             let mut c = Canvas::new(p.width, p.height, color);
-            let scale = fit_scale(digit, c.width() / 3, 64).min(c.height() / 16).max(1);
+            let scale = fit_scale(digit, c.width() / 3, 64)
+                .min(c.height() / 16)
+                .max(1);
             let y = (i64::from(c.height()) - i64::from(scale * 8)) / 2;
             c.text_centered(y, scale, [255, 255, 255], digit);
             let jpeg = c

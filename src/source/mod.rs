@@ -144,10 +144,16 @@ impl FromStr for SourceSpec {
         match (kind, arg) {
             ("testpattern", None) => Ok(SourceSpec::TestPattern),
             ("images", None) => Ok(SourceSpec::BuiltinImages),
-            ("images", Some("")) => Err("images: needs a directory, e.g. images:/srv/frames".into()),
+            ("images", Some("")) => {
+                Err("images: needs a directory, e.g. images:/srv/frames".into())
+            }
             ("images", Some(dir)) => Ok(SourceSpec::ImageDir(PathBuf::from(dir))),
-            ("exec", Some(cmd)) if !cmd.trim().is_empty() => Ok(SourceSpec::Exec(cmd.trim().to_owned())),
-            ("exec", _) => Err("exec: needs a command, e.g. exec:ffmpeg -i rtsp://cam/stream -f mjpeg -".into()),
+            ("exec", Some(cmd)) if !cmd.trim().is_empty() => {
+                Ok(SourceSpec::Exec(cmd.trim().to_owned()))
+            }
+            ("exec", _) => Err(
+                "exec: needs a command, e.g. exec:ffmpeg -i rtsp://cam/stream -f mjpeg -".into(),
+            ),
             ("http" | "https", Some(_)) => Ok(SourceSpec::Http(s.to_owned())),
             ("v4l2", Some(arg)) => {
                 let (device, format) = match arg.rsplit_once("?format=") {
@@ -222,7 +228,12 @@ mod tests {
             Ok(SourceSpec::ImageDir(PathBuf::from("/a:b")))
         );
         assert!("images:".parse::<SourceSpec>().is_err());
-        assert!("webcam".parse::<SourceSpec>().unwrap_err().contains("unknown source"));
+        assert!(
+            "webcam"
+                .parse::<SourceSpec>()
+                .unwrap_err()
+                .contains("unknown source")
+        );
     }
 
     #[test]
@@ -245,7 +256,12 @@ mod tests {
             assert_eq!(spec.default_fps(), 30.0);
             assert!(!spec.is_generated());
         }
-        for bad in ["v4l2", "v4l2:", "v4l2:?format=YUYV", "v4l2:/dev/video0?format="] {
+        for bad in [
+            "v4l2",
+            "v4l2:",
+            "v4l2:?format=YUYV",
+            "v4l2:/dev/video0?format=",
+        ] {
             let e = bad.parse::<SourceSpec>().unwrap_err();
             assert!(e.contains("v4l2: needs a device"), "{bad}: {e}");
         }
@@ -261,7 +277,10 @@ mod tests {
             quality: 80,
         };
         let ok: SourceSpec = "v4l2:/dev/video0?format=yuyv".parse().expect("parse");
-        assert!(ok.opener(params).is_ok(), "a missing device is a runtime error, not a startup one");
+        assert!(
+            ok.opener(params).is_ok(),
+            "a missing device is a runtime error, not a startup one"
+        );
         let bad: SourceSpec = "v4l2:/dev/video0?format=H264".parse().expect("parse");
         assert!(bad.opener(params).is_err());
     }

@@ -89,11 +89,10 @@ impl Opener for RelayOpener {
         Box::pin(async move {
             let client = http_client().map_err(SourceError::new)?;
             let shown = redact(self.url.as_str());
-            let resp = client
-                .get(self.url.clone())
-                .send()
-                .await
-                .map_err(|e| SourceError::new(format!("http: {shown}: {}", describe_error(&e))))?;
+            let resp =
+                client.get(self.url.clone()).send().await.map_err(|e| {
+                    SourceError::new(format!("http: {shown}: {}", describe_error(&e)))
+                })?;
             let status = resp.status();
             if !status.is_success() {
                 let hint = match status.as_u16() {
@@ -111,7 +110,9 @@ impl Opener for RelayOpener {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_ascii_lowercase();
-            let source: Box<dyn Source> = if ctype.starts_with("image/jpeg") || ctype.starts_with("image/jpg") {
+            let source: Box<dyn Source> = if ctype.starts_with("image/jpeg")
+                || ctype.starts_with("image/jpg")
+            {
                 tracing::info!(url = %shown, "http: single JPEG answer; polling it as snapshots");
                 let mut ticks = tokio::time::interval(interval_of(self.params.fps));
                 ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -124,7 +125,9 @@ impl Opener for RelayOpener {
                 })
             } else {
                 let mode = match boundary_from_content_type(&ctype) {
-                    Some(boundary) if ctype.starts_with("multipart/") => Mode::Multipart { boundary },
+                    Some(boundary) if ctype.starts_with("multipart/") => {
+                        Mode::Multipart { boundary }
+                    }
                     _ => Mode::Auto,
                 };
                 Box::new(Stream {
@@ -247,12 +250,21 @@ impl Poll {
                 .get(self.url.clone())
                 .send()
                 .await
-                .map_err(|e| SourceError::new(format!("http: {}: {}", self.shown, describe_error(&e))))?,
+                .map_err(|e| {
+                    SourceError::new(format!("http: {}: {}", self.shown, describe_error(&e)))
+                })?,
         };
         if !resp.status().is_success() {
-            return Err(SourceError::new(format!("http: {} answered {}", self.shown, resp.status())));
+            return Err(SourceError::new(format!(
+                "http: {} answered {}",
+                self.shown,
+                resp.status()
+            )));
         }
-        if resp.content_length().is_some_and(|n| n > MAX_SNAPSHOT_BYTES as u64) {
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_SNAPSHOT_BYTES as u64)
+        {
             return Err(SourceError::new(format!(
                 "http: {}: snapshot larger than {MAX_SNAPSHOT_BYTES} bytes",
                 self.shown
@@ -260,11 +272,9 @@ impl Poll {
         }
         let mut resp = resp;
         let mut body = bytes::BytesMut::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| SourceError::new(format!("http: {}: {}", self.shown, describe_error(&e))))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            SourceError::new(format!("http: {}: {}", self.shown, describe_error(&e)))
+        })? {
             if body.len() + chunk.len() > MAX_SNAPSHOT_BYTES {
                 return Err(SourceError::new(format!(
                     "http: {}: snapshot larger than {MAX_SNAPSHOT_BYTES} bytes",

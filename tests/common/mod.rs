@@ -28,20 +28,36 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(cameras: Vec<CameraConfig>, http: HttpConfig, server: ServerConfig) -> TestServer {
+    pub async fn start(
+        cameras: Vec<CameraConfig>,
+        http: HttpConfig,
+        server: ServerConfig,
+    ) -> TestServer {
         // reqwest (the tests' HTTP client, and the relay's) runs on rustls with ring.
         mjpegd::tls::install_crypto_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let srv = Server::new(cameras, http, server, shutdown.clone());
         let state = srv.state().clone();
         let task = Some(tokio::spawn(srv.run(listener)));
-        TestServer { addr, state, shutdown, task }
+        TestServer {
+            addr,
+            state,
+            shutdown,
+            task,
+        }
     }
 
     pub async fn with_source(opener: Arc<dyn Opener>) -> TestServer {
-        TestServer::start(vec![camera("cam", opener)], HttpConfig::default(), ServerConfig::default()).await
+        TestServer::start(
+            vec![camera("cam", opener)],
+            HttpConfig::default(),
+            ServerConfig::default(),
+        )
+        .await
     }
 
     /// Shuts the server down and waits until it has stopped serving.
@@ -87,7 +103,10 @@ pub fn camera(name: &str, opener: Arc<dyn Opener>) -> CameraConfig {
         quality: 70,
         idle_timeout: Duration::from_secs(10),
         source_timeout: Duration::from_secs(5),
-        transform: mjpegd::transform::Transform { quality: 70, ..Default::default() },
+        transform: mjpegd::transform::Transform {
+            quality: 70,
+            ..Default::default()
+        },
         fps: 30.0,
     }
 }
@@ -182,7 +201,11 @@ pub struct Scripted {
 
 impl Scripted {
     pub fn new(script: Script) -> Arc<Scripted> {
-        Arc::new(Scripted { script, opens: Arc::default(), produced: Arc::default() })
+        Arc::new(Scripted {
+            script,
+            opens: Arc::default(),
+            produced: Arc::default(),
+        })
     }
     pub fn opens(&self) -> usize {
         self.opens.load(Ordering::SeqCst)
@@ -236,7 +259,11 @@ impl Source for ScriptedSource {
             let jpeg = tokio::task::spawn_blocking(move || numbered_jpeg(id, w, h, noise))
                 .await
                 .map_err(|e| SourceError::new(e.to_string()))?;
-            Ok(Image { jpeg, width: w, height: h })
+            Ok(Image {
+                jpeg,
+                width: w,
+                height: h,
+            })
         })
     }
 }
@@ -251,10 +278,16 @@ pub struct Part {
 
 impl Part {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn timestamp(&self) -> f64 {
-        self.header("X-Timestamp").expect("X-Timestamp").parse().expect("X-Timestamp is a number")
+        self.header("X-Timestamp")
+            .expect("X-Timestamp")
+            .parse()
+            .expect("X-Timestamp is a number")
     }
     pub fn seq(&self) -> u64 {
         seq_of(&self.jpeg).expect("a numbered frame")
@@ -262,7 +295,9 @@ impl Part {
     /// Decodes the JPEG with a real decoder and returns its size.
     pub fn decode(&self) -> (usize, usize) {
         let mut d = zune_jpeg::JpegDecoder::new(&self.jpeg[..]);
-        let pixels = d.decode().unwrap_or_else(|e| panic!("undecodable JPEG: {e:?}"));
+        let pixels = d
+            .decode()
+            .unwrap_or_else(|e| panic!("undecodable JPEG: {e:?}"));
         let (w, h) = d.dimensions().expect("dimensions");
         assert_eq!(pixels.len(), w * h * 3, "decoded size");
         (w, h)
@@ -296,7 +331,10 @@ impl MjpegClient {
 
     async fn fill(&mut self, need: usize) -> bool {
         while self.buf.len() < need {
-            match tokio::time::timeout(WAIT, self.body.next()).await.expect("stream stalled") {
+            match tokio::time::timeout(WAIT, self.body.next())
+                .await
+                .expect("stream stalled")
+            {
                 Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
                 Some(Err(e)) => panic!("stream error: {e}"),
                 None => return false,
@@ -309,7 +347,11 @@ impl MjpegClient {
     pub async fn next_part(&mut self) -> Option<Part> {
         if !self.started {
             assert!(self.fill(9).await, "stream ended before its first boundary");
-            assert_eq!(&self.buf[..9], b"--frame\r\n", "the body must start with the boundary");
+            assert_eq!(
+                &self.buf[..9],
+                b"--frame\r\n",
+                "the body must start with the boundary"
+            );
             self.buf.advance(9);
             self.started = true;
         }
@@ -324,26 +366,42 @@ impl MjpegClient {
                 return None;
             }
         };
-        let head = std::str::from_utf8(&self.buf[..head_end]).expect("ASCII headers").to_owned();
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .expect("ASCII headers")
+            .to_owned();
         self.buf.advance(head_end + 4);
         let headers: Vec<(String, String)> = head
             .split("\r\n")
             .map(|l| {
-                let (k, v) = l.split_once(": ").unwrap_or_else(|| panic!("bad header line {l:?}"));
+                let (k, v) = l
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("bad header line {l:?}"));
                 (k.to_owned(), v.to_owned())
             })
             .collect();
         let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, ["Content-Type", "Content-Length", "X-Timestamp"], "part headers");
+        assert_eq!(
+            names,
+            ["Content-Type", "Content-Length", "X-Timestamp"],
+            "part headers"
+        );
         assert_eq!(headers[0].1, "image/jpeg");
         let len: usize = headers[1].1.parse().expect("Content-Length");
         assert!(self.fill(len + 11).await, "stream ended inside a part");
         let jpeg = self.buf.split_to(len).freeze();
-        assert_eq!(&self.buf[..11], b"\r\n--frame\r\n", "boundary must follow each frame at once");
+        assert_eq!(
+            &self.buf[..11],
+            b"\r\n--frame\r\n",
+            "boundary must follow each frame at once"
+        );
         self.buf.advance(11);
         assert_eq!(&jpeg[..2], b"\xff\xd8", "JPEG SOI");
         assert_eq!(&jpeg[len - 2..], b"\xff\xd9", "JPEG EOI");
-        Some(Part { headers, jpeg, received: SystemTime::now() })
+        Some(Part {
+            headers,
+            jpeg,
+            received: SystemTime::now(),
+        })
     }
 
     pub async fn part(&mut self) -> Part {
@@ -363,7 +421,9 @@ pub fn require_tool(tool: &str) -> bool {
         if std::env::var_os("MJPEGD_REQUIRE_TOOLS").is_some() {
             panic!("{tool} is required (MJPEGD_REQUIRE_TOOLS is set) but was not found");
         }
-        eprintln!("\n*** SKIPPED: {tool} not found; install it (scripts/install-test-deps.sh) ***\n");
+        eprintln!(
+            "\n*** SKIPPED: {tool} not found; install it (scripts/install-test-deps.sh) ***\n"
+        );
     }
     found
 }

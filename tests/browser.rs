@@ -1,0 +1,1042 @@
+//! The web page in a real browser: headless Chromium, driven over the Chrome DevTools Protocol
+//! (CDP), loads the pages of a running `mjpegd` binary and the tests assert what a person would
+//! see. Every tile's image decodes at its camera's size, the state line is filled in from
+//! `/api/state`, and the pixels of every tile change between two screenshots (live video).
+//! The screenshots are kept under `target/browser/` as artifacts.
+//!
+//! Needs Debian's `chromium` (scripts/install-test-deps.sh installs it). Without it the tests
+//! skip loudly, or fail when MJPEGD_REQUIRE_TOOLS is set (as in CI).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Cursor, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket};
+
+use common::WAIT;
+
+/// The browser window, in CSS pixels; with a device scale factor of 1 a screenshot has exactly
+/// these pixels, so element rectangles from the DOM index screenshots directly.
+const VIEWPORT: (u32, u32) = (1280, 800);
+
+/// How long a page may take to get live again after the server came back: the page retries
+/// every 2 s, and the new server starts its capture on the first request.
+const RECONNECT_WAIT: Duration = Duration::from_secs(20);
+
+/// A tile is live when at least this share of its pixels changed between two screenshots. The
+/// test pattern scrolls its colour bars and ramp every frame, so live tiles change far more
+/// (typically over half their pixels); a frozen one changes none.
+const MIN_CHANGED: f64 = 0.02;
+
+/// A tile shows a picture (not an empty or black box) when at least this share of its pixels
+/// is lit. The pattern's bars cover two thirds of every frame.
+const MIN_LIT: f64 = 0.2;
+
+const TWO_CAMERAS: &str = r#"
+[[cameras]]
+name = "alpha"
+source = "testpattern"
+size = "320x240"
+fps = 15
+
+[[cameras]]
+name = "beta"
+source = "testpattern"
+size = "256x144"
+fps = 12
+"#;
+
+/// (name, decoded width, height, configured fps) of the cameras in [`TWO_CAMERAS`].
+const TWO_EXPECTED: [(&str, u32, u32, f64); 2] =
+    [("alpha", 320, 240, 15.0), ("beta", 256, 144, 12.0)];
+
+/// Browser tests run one at a time: two Chromiums at once on a 2-core machine make frame
+/// timing, and so the tests, flaky.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next one may still run.
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where the screenshots go: kept after the run so a person (or CI) can look at them.
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("browser");
+    std::fs::create_dir_all(&dir).expect("create target/browser");
+    dir
+}
+
+/// The Chromium executable, or `None` (after a loud skip notice) when there is none. With
+/// MJPEGD_REQUIRE_TOOLS set a missing browser fails the test instead of skipping it.
+fn chromium() -> Option<PathBuf> {
+    let candidates = ["chromium", "chromium-browser", "google-chrome"];
+    let found = std::env::var_os("MJPEGD_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .flat_map(|dir| candidates.iter().map(move |c| dir.join(c)))
+                .find(|p| p.is_file())
+        });
+    if found.is_none() {
+        if std::env::var_os("MJPEGD_REQUIRE_TOOLS").is_some() {
+            panic!("chromium is required (MJPEGD_REQUIRE_TOOLS is set) but was not found");
+        }
+        eprintln!(
+            "\n*** SKIPPED: chromium not found; install it (scripts/install-test-deps.sh) ***\n"
+        );
+    }
+    found
+}
+
+/// Ends a process group we started: SIGTERM first so Chromium takes its helper processes down
+/// with it and mjpegd ends its streams, SIGKILL if that takes too long.
+fn stop_group(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    let group = Pid::from_raw(pid);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+/// Reads a child's stderr on a thread: keeps its recent lines for failure messages, and sends
+/// the first line that `pick` accepts. Draining it also keeps a chatty child from blocking on
+/// a full pipe.
+fn watch_log(
+    stderr: impl Read + Send + 'static,
+    pick: fn(&str) -> Option<String>,
+) -> (mpsc::Receiver<String>, Arc<Mutex<Vec<String>>>) {
+    let (tx, rx) = mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(found) = pick(&line) {
+                let _ = tx.send(found);
+            }
+            let mut lines = keep.lock().unwrap_or_else(|e| e.into_inner());
+            if lines.len() == 200 {
+                lines.remove(0);
+            }
+            lines.push(line);
+        }
+    });
+    (rx, log)
+}
+
+fn joined(log: &Mutex<Vec<String>>) -> String {
+    log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+}
+
+/// The real `mjpegd` binary with a configuration file, stopped when dropped.
+struct Mjpegd {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, from the server's own log line.
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Mjpegd {
+    /// Starts the server on `listen` (`127.0.0.1:0` for any free port). `Err` carries the log of
+    /// a server that exited without serving (a port still taken, say).
+    fn start(config: &str, listen: &str) -> Result<Mjpegd, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("mjpegd.toml");
+        std::fs::write(&file, config).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .arg("--config")
+            .arg(&file)
+            .args(["--listen", listen])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn mjpegd");
+        let (urls, log) = watch_log(child.stderr.take().expect("stderr"), |line| {
+            let at = line.find("streaming at http://")?;
+            let url = line[at + "streaming at ".len()..]
+                .split_whitespace()
+                .next()?;
+            Some(url.trim_end_matches('/').to_owned())
+        });
+        let mut server = Mjpegd {
+            child,
+            url: String::new(),
+            log,
+            _dir: dir,
+        };
+        match urls.recv_timeout(WAIT) {
+            Ok(url) => {
+                server.url = url;
+                Ok(server)
+            }
+            Err(_) => {
+                stop_group(&mut server.child);
+                Err(format!(
+                    "mjpegd did not start on {listen}; its log:\n{}",
+                    joined(&server.log)
+                ))
+            }
+        }
+    }
+
+    fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// `GET /api/state`, straight over TCP: the test's view of the server, independent of the
+    /// browser's.
+    fn state(&self) -> Value {
+        let mut tcp = TcpStream::connect(self.addr()).expect("connect to mjpegd");
+        tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+        write!(
+            tcp,
+            "GET /api/state HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.addr()
+        )
+        .expect("send");
+        let mut resp = Vec::new();
+        tcp.read_to_end(&mut resp).expect("read /api/state");
+        let text = String::from_utf8_lossy(&resp);
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "{head}"
+        );
+        serde_json::from_str(body).expect("/api/state is JSON")
+    }
+
+    /// Each camera's stream viewer count, by name.
+    fn viewers(&self) -> Vec<(String, u64)> {
+        let state = self.state();
+        state["cameras"]
+            .as_array()
+            .expect("cameras")
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or("").to_owned(),
+                    c["viewers"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Mjpegd {
+    /// Ends the server with `signal` and waits for it to exit.
+    fn kill(&mut self, signal: Signal) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        killpg(Pid::from_raw(pid), signal).expect("signal mjpegd");
+        wait_until(
+            "mjpegd to exit",
+            WAIT,
+            || self.child.try_wait().ok().flatten(),
+            Option::is_some,
+        );
+    }
+}
+
+impl Drop for Mjpegd {
+    fn drop(&mut self) {
+        stop_group(&mut self.child);
+    }
+}
+
+/// Headless Chromium with a fresh profile, stopped (with its helper processes) when dropped.
+struct Chromium {
+    child: Child,
+    ws_url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    fn launch(exe: &Path) -> Chromium {
+        let profile = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(exe)
+            // The flags this machine needs: root (no sandbox), no GPU, and nothing that reaches
+            // for the network: the closed network refuses it, and noisily.
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--mute-audio",
+                "--hide-scrollbars",
+                // A page must keep its timers and painting at full speed, as in a visible tab.
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--window-size={},{}", VIEWPORT.0, VIEWPORT.1))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Its own process group, so the renderer and helper processes can be ended with it.
+            .process_group(0)
+            .spawn()
+            .expect("spawn chromium");
+        let (urls, log) = watch_log(child.stderr.take().expect("stderr"), |line| {
+            let at = line.find("DevTools listening on ")?;
+            Some(
+                line[at + "DevTools listening on ".len()..]
+                    .trim()
+                    .to_owned(),
+            )
+        });
+        let mut browser = Chromium {
+            child,
+            ws_url: String::new(),
+            _profile: profile,
+        };
+        match urls.recv_timeout(WAIT) {
+            Ok(url) => browser.ws_url = url,
+            Err(_) => panic!(
+                "chromium printed no DevTools URL within {WAIT:?}; its log:\n{}",
+                joined(&log)
+            ),
+        }
+        browser
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        stop_group(&mut self.child);
+    }
+}
+
+/// A minimal CDP client over the browser's WebSocket: one request at a time, answered by id;
+/// events are ignored (none is enabled).
+struct Cdp {
+    ws: WebSocket<TcpStream>,
+    next_id: u64,
+    /// The attached page's session; page-level commands go to it.
+    session: Option<String>,
+}
+
+impl Cdp {
+    fn connect(ws_url: &str) -> Cdp {
+        let host = ws_url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("unexpected DevTools URL {ws_url}"));
+        let tcp = TcpStream::connect(host).expect("connect to DevTools");
+        tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+        let (ws, _) = tungstenite::client(ws_url, tcp).expect("DevTools WebSocket handshake");
+        // Short reads from now on: every call polls against its own deadline.
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        Cdp {
+            ws,
+            next_id: 0,
+            session: None,
+        }
+    }
+
+    /// Sends one command (to the page session when `page`) and waits for its answer.
+    fn send(&mut self, page: bool, method: &str, params: Value) -> Value {
+        self.try_send(page, method, params)
+            .unwrap_or_else(|err| panic!("CDP {method} failed: {err}"))
+    }
+
+    /// As [`Cdp::send`], but an error answer (say, a script run while the page navigates) is
+    /// returned rather than failing the test.
+    fn try_send(&mut self, page: bool, method: &str, params: Value) -> Result<Value, Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if page {
+            msg["sessionId"] = json!(self.session.as_deref().expect("an attached page"));
+        }
+        self.ws
+            .send(Message::text(msg.to_string()))
+            .unwrap_or_else(|e| panic!("CDP {method}: {e}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(text)) => {
+                    let reply: Value = serde_json::from_str(&text).expect("CDP message is JSON");
+                    if reply["id"] != json!(id) {
+                        continue;
+                    }
+                    if let Some(err) = reply.get("error") {
+                        return Err(err.clone());
+                    }
+                    return Ok(reply["result"].clone());
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    assert!(
+                        Instant::now() < deadline,
+                        "CDP {method}: no answer within {WAIT:?}"
+                    );
+                }
+                Err(e) => panic!("CDP {method}: {e}"),
+            }
+        }
+    }
+
+    fn browser(&mut self, method: &str, params: Value) -> Value {
+        self.send(false, method, params)
+    }
+
+    fn page(&mut self, method: &str, params: Value) -> Value {
+        self.send(true, method, params)
+    }
+
+    /// Opens a new tab of the viewport's size and attaches to it.
+    fn open_page(&mut self) {
+        let target = self.browser("Target.createTarget", json!({ "url": "about:blank" }));
+        let target_id = target["targetId"].as_str().expect("targetId").to_owned();
+        let attached = self.browser(
+            "Target.attachToTarget",
+            json!({ "targetId": target_id, "flatten": true }),
+        );
+        self.session = Some(
+            attached["sessionId"]
+                .as_str()
+                .expect("sessionId")
+                .to_owned(),
+        );
+        self.page(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": VIEWPORT.0, "height": VIEWPORT.1, "deviceScaleFactor": 1, "mobile": false }),
+        );
+    }
+
+    /// Loads `url` and waits until its document has run its scripts. `Page.navigate` answers
+    /// before the old document is gone, so until then scripts may run in the old one, or fail
+    /// with its context destroyed.
+    fn navigate(&mut self, url: &str) {
+        let r = self.page("Page.navigate", json!({ "url": url }));
+        if let Some(err) = r.get("errorText") {
+            panic!("navigating to {url}: {err}");
+        }
+        let at = "document.readyState === 'loading' ? null : location.href";
+        wait_until(
+            &format!("the page at {url}"),
+            WAIT,
+            || self.try_eval::<Option<String>>(at).ok().flatten(),
+            |href| href.as_deref() == Some(url),
+        );
+    }
+
+    /// Evaluates a JavaScript expression in the page (awaiting a promise) and returns its value.
+    fn eval<T: DeserializeOwned>(&mut self, expr: &str) -> T {
+        self.try_eval(expr)
+            .unwrap_or_else(|err| panic!("page script failed: {err}\n{expr}"))
+    }
+
+    fn try_eval<T: DeserializeOwned>(&mut self, expr: &str) -> Result<T, Value> {
+        let r = self.try_send(
+            true,
+            "Runtime.evaluate",
+            json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
+        )?;
+        if let Some(ex) = r.get("exceptionDetails") {
+            return Err(ex.clone());
+        }
+        let value = r["result"].get("value").cloned().unwrap_or(Value::Null);
+        serde_json::from_value(value.clone())
+            .map_err(|e| json!(format!("page script returned {value}: {e}")))
+    }
+
+    fn probe(&mut self) -> PageView {
+        self.eval(PROBE)
+    }
+
+    /// A screenshot of the viewport, saved as `target/browser/NAME` and decoded.
+    fn screenshot(&mut self, name: &str) -> Shot {
+        let r = self.page("Page.captureScreenshot", json!({ "format": "png" }));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("screenshot is base64");
+        std::fs::write(artifacts().join(name), &png).expect("save screenshot");
+        Shot::decode(&png, name)
+    }
+
+    /// A real (trusted) left click at the centre of the element `selector` matches: what a
+    /// person does, and what the Fullscreen API requires.
+    fn click(&mut self, selector: &str) {
+        let rect: Option<Rect> = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({selector:?}); if (!e) return null; \
+             const b = e.getBoundingClientRect(); return {{ x: b.x, y: b.y, w: b.width, h: b.height }}; }})()"
+        ));
+        let rect = rect.unwrap_or_else(|| panic!("no element {selector}"));
+        let (x, y) = (rect.x + rect.w / 2.0, rect.y + rect.h / 2.0);
+        for kind in ["mousePressed", "mouseReleased"] {
+            self.page(
+                "Input.dispatchMouseEvent",
+                json!({ "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 }),
+            );
+        }
+    }
+}
+
+/// Reads every camera tile of the page (the grid's, or the camera page's single one): what
+/// the browser decoded and what app.js wrote from `/api/state`.
+const PROBE: &str = r#"(() => {
+  const text = (root, sel) => { const e = root.querySelector(sel); return e ? e.textContent : null; };
+  return {
+    state_ok: document.body ? (document.body.dataset.stateOk || null) : null,
+    tiles: [...document.querySelectorAll(".tile")].map(t => {
+      const img = t.querySelector("img");
+      const b = img.getBoundingClientRect();
+      const link = t.querySelector("a");
+      return {
+        camera: t.dataset.camera,
+        name: text(t, ".name"),
+        state: t.dataset.state || null,
+        fps: t.dataset.fps === undefined ? null : Number(t.dataset.fps),
+        viewers: t.dataset.viewers === undefined ? null : Number(t.dataset.viewers),
+        state_text: text(t, ".state"),
+        state_class: t.querySelector(".state").className,
+        fps_text: text(t, ".fps"),
+        viewers_text: text(t, ".viewers"),
+        mode: img.dataset.mode,
+        src: img.currentSrc || img.src,
+        complete: img.complete,
+        width: img.naturalWidth,
+        height: img.naturalHeight,
+        rect: { x: b.x, y: b.y, w: b.width, h: b.height },
+        link: link && link.contains(img) ? link.getAttribute("href") : null,
+      };
+    }),
+  };
+})()"#;
+
+#[derive(Debug, Deserialize)]
+struct PageView {
+    state_ok: Option<String>,
+    tiles: Vec<TileView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TileView {
+    camera: String,
+    name: Option<String>,
+    state: Option<String>,
+    fps: Option<f64>,
+    viewers: Option<u64>,
+    state_text: Option<String>,
+    state_class: String,
+    fps_text: Option<String>,
+    viewers_text: Option<String>,
+    mode: String,
+    src: String,
+    complete: bool,
+    width: u32,
+    height: u32,
+    rect: Rect,
+    link: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+struct Rect {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+}
+
+impl PageView {
+    fn tile(&self, camera: &str) -> &TileView {
+        self.tiles
+            .iter()
+            .find(|t| t.camera == camera)
+            .unwrap_or_else(|| panic!("no tile for camera {camera}: {self:#?}"))
+    }
+
+    /// Every expected camera has a tile whose image decoded at the camera's size and whose
+    /// state app.js filled in: online, at least half the configured rate, `min_viewers`.
+    fn live(&self, expected: &[(&str, u32, u32, f64)], min_viewers: u64) -> bool {
+        self.state_ok.as_deref() == Some("1")
+            && self.tiles.len() == expected.len()
+            && expected.iter().all(|&(name, w, h, fps)| {
+                self.tiles.iter().any(|t| {
+                    t.camera == name
+                        && (t.width, t.height) == (w, h)
+                        && t.state.as_deref() == Some("online")
+                        && t.fps.is_some_and(|f| f >= fps / 2.0)
+                        && t.viewers.is_some_and(|v| v >= min_viewers)
+                })
+            })
+    }
+}
+
+impl TileView {
+    /// The visible state line matches the data attributes app.js set from the same poll.
+    fn assert_meta(&self) {
+        let cam = &self.camera;
+        assert_eq!(
+            self.name.as_deref(),
+            Some(cam.as_str()),
+            "{cam}: name shown"
+        );
+        assert_eq!(
+            self.state_text.as_deref(),
+            Some("online"),
+            "{cam}: state shown"
+        );
+        assert!(
+            self.state_class.contains("state-online"),
+            "{cam}: state styled {:?}",
+            self.state_class
+        );
+        let fps = self.fps.expect("data-fps");
+        let shown: f64 = self
+            .fps_text
+            .as_deref()
+            .and_then(|t| t.strip_suffix(" fps"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{cam}: fps shown as {:?}", self.fps_text));
+        assert!(
+            (shown - fps).abs() < 0.051,
+            "{cam}: {shown} fps shown for {fps}"
+        );
+        let viewers = self.viewers.expect("data-viewers");
+        let unit = if viewers == 1 { "viewer" } else { "viewers" };
+        assert_eq!(
+            self.viewers_text.as_deref(),
+            Some(format!("{viewers} {unit}").as_str()),
+            "{cam}"
+        );
+    }
+}
+
+/// Waits, bounded, until `probe` returns a value `ok` accepts; fails naming `what` and the
+/// last value seen.
+fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl FnMut() -> T,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = probe();
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {limit:?} for {what}; last seen: {v:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A decoded screenshot.
+struct Shot {
+    name: String,
+    width: usize,
+    height: usize,
+    channels: usize,
+    data: Vec<u8>,
+}
+
+impl Shot {
+    fn decode(png_bytes: &[u8], name: &str) -> Shot {
+        let mut decoder = png::Decoder::new(Cursor::new(png_bytes));
+        decoder.set_transformations(png::Transformations::normalize_to_color8());
+        let mut reader = decoder.read_info().expect("screenshot PNG header");
+        let mut data = vec![0; reader.output_buffer_size().expect("PNG buffer size")];
+        let info = reader.next_frame(&mut data).expect("screenshot PNG data");
+        data.truncate(info.buffer_size());
+        let channels = info.color_type.samples();
+        assert!(
+            channels >= 3,
+            "{name}: colour screenshot expected, got {:?}",
+            info.color_type
+        );
+        let shot = Shot {
+            name: name.to_owned(),
+            width: info.width as usize,
+            height: info.height as usize,
+            channels,
+            data,
+        };
+        assert_eq!(
+            (shot.width, shot.height),
+            (VIEWPORT.0 as usize, VIEWPORT.1 as usize),
+            "{name}: screenshot size must match the viewport for DOM rectangles to index it"
+        );
+        shot
+    }
+
+    fn rgb(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.width + x) * self.channels;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+
+    /// The pixel coordinates inside `rect`, 2 px in from its edges (anti-aliasing).
+    fn pixels(&self, rect: Rect) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let clamp = |v: f64, max: usize| (v.max(0.0) as usize).min(max);
+        let (x0, y0) = (
+            clamp(rect.x.ceil() + 2.0, self.width),
+            clamp(rect.y.ceil() + 2.0, self.height),
+        );
+        let (x1, y1) = (
+            clamp((rect.x + rect.w).floor() - 2.0, self.width),
+            clamp((rect.y + rect.h).floor() - 2.0, self.height),
+        );
+        assert!(
+            x1 > x0 + 16 && y1 > y0 + 16,
+            "{}: tile {rect:?} is not on screen",
+            self.name
+        );
+        (y0..y1).flat_map(move |y| (x0..x1).map(move |x| (x, y)))
+    }
+
+    /// The share of `rect`'s pixels that are not dark.
+    fn lit(&self, rect: Rect) -> f64 {
+        let (mut lit, mut all) = (0usize, 0usize);
+        for (x, y) in self.pixels(rect) {
+            all += 1;
+            lit += usize::from(self.rgb(x, y).iter().any(|&c| c > 64));
+        }
+        lit as f64 / all as f64
+    }
+
+    /// The share of `rect`'s pixels that differ clearly between this shot and `other`.
+    fn changed(&self, other: &Shot, rect: Rect) -> f64 {
+        let (mut changed, mut all) = (0usize, 0usize);
+        for (x, y) in self.pixels(rect) {
+            all += 1;
+            let (a, b) = (self.rgb(x, y), other.rgb(x, y));
+            changed += usize::from(a.iter().zip(b).any(|(&p, q)| p.abs_diff(q) > 24));
+        }
+        changed as f64 / all as f64
+    }
+}
+
+/// Asserts that every tile of `view` shows a picture in both shots and changed between them.
+fn assert_tiles_changed(view: &PageView, first: &Shot, second: &Shot) {
+    for t in &view.tiles {
+        for shot in [first, second] {
+            let lit = shot.lit(t.rect);
+            assert!(
+                lit >= MIN_LIT,
+                "{}: tile {} shows no picture ({lit:.3} lit)",
+                shot.name,
+                t.camera
+            );
+        }
+        let changed = first.changed(second, t.rect);
+        eprintln!(
+            "{} -> {}: tile {} changed {changed:.3}",
+            first.name, second.name, t.camera
+        );
+        assert!(
+            changed >= MIN_CHANGED,
+            "tile {} did not change between {} and {} ({changed:.4} of its pixels): not live",
+            t.camera,
+            first.name,
+            second.name
+        );
+    }
+}
+
+/// Two screenshots a second apart (long enough for a dozen frames at the test's rates), and
+/// the check that every tile of the grid changed between them. The layout must not move
+/// between the shots, or the comparison would compare different things.
+fn assert_live_between_screenshots(cdp: &mut Cdp, prefix: &str) {
+    let before = cdp.probe();
+    let first = cdp.screenshot(&format!("{prefix}-1.png"));
+    std::thread::sleep(Duration::from_secs(1));
+    let second = cdp.screenshot(&format!("{prefix}-2.png"));
+    let after = cdp.probe();
+    let rects = |v: &PageView| v.tiles.iter().map(|t| t.rect).collect::<Vec<_>>();
+    assert_eq!(
+        rects(&before),
+        rects(&after),
+        "{prefix}: the layout moved between screenshots"
+    );
+    assert_tiles_changed(&after, &first, &second);
+}
+
+/// Launches a browser with one attached tab.
+fn browser_with_page(exe: &Path) -> (Chromium, Cdp) {
+    let browser = Chromium::launch(exe);
+    let mut cdp = Cdp::connect(&browser.ws_url);
+    cdp.open_page();
+    (browser, cdp)
+}
+
+#[test]
+fn grid_and_camera_pages_show_live_video() {
+    let _serial = serial();
+    let Some(exe) = chromium() else { return };
+    let server = Mjpegd::start(TWO_CAMERAS, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let (_browser, mut cdp) = browser_with_page(&exe);
+
+    // The grid: one live stream per camera, the state line filled in from /api/state.
+    cdp.navigate(&format!("{}/", server.url));
+    let view = wait_until(
+        "every grid tile live",
+        WAIT,
+        || cdp.probe(),
+        |v| v.live(&TWO_EXPECTED, 1),
+    );
+    for t in &view.tiles {
+        t.assert_meta();
+        assert_eq!(
+            t.mode, "stream",
+            "{}: with two cameras every tile streams",
+            t.camera
+        );
+        assert_eq!(
+            t.link.as_deref(),
+            Some(format!("/cameras/{}", t.camera).as_str()),
+            "tile links to its page"
+        );
+    }
+    // The first camera keeps the classic URL (works without JavaScript), the others their own.
+    assert!(
+        view.tile("alpha").src.ends_with("/video_feed"),
+        "{}",
+        view.tile("alpha").src
+    );
+    assert!(
+        view.tile("beta").src.ends_with("/cameras/beta/stream"),
+        "{}",
+        view.tile("beta").src
+    );
+    // Exactly one stream per tile, as the server counts them: the page opens no duplicates.
+    wait_until(
+        "one stream viewer per camera",
+        WAIT,
+        || server.viewers(),
+        |v| v.iter().all(|(_, n)| *n == 1) && v.len() == 2,
+    );
+    assert_live_between_screenshots(&mut cdp, "grid");
+
+    // A camera's page: larger live view, snapshot and fullscreen buttons.
+    cdp.navigate(&format!("{}/cameras/alpha", server.url));
+    let view = wait_until(
+        "the camera page live",
+        WAIT,
+        || cdp.probe(),
+        |v| v.live(&TWO_EXPECTED[..1], 1),
+    );
+    let tile = view.tile("alpha");
+    tile.assert_meta();
+    assert!(tile.src.ends_with("/cameras/alpha/stream"), "{}", tile.src);
+    assert!(
+        tile.rect.w > 640.0,
+        "the camera page's view is large: {:?}",
+        tile.rect
+    );
+    let buttons: Value = cdp.eval(
+        r#"(() => {
+          const b = [...document.querySelectorAll("button")];
+          const snap = b.find(e => e.textContent.trim() === "Snapshot");
+          const link = snap && snap.closest("a");
+          return {
+            snapshot_href: link ? link.getAttribute("href") : null,
+            snapshot_download: link ? link.getAttribute("download") : null,
+            fullscreen: b.some(e => e.id === "fullscreen" && e.textContent.trim() === "Fullscreen"),
+          };
+        })()"#,
+    );
+    assert_eq!(
+        buttons,
+        json!({ "snapshot_href": "/cameras/alpha/snapshot.jpg", "snapshot_download": "alpha.jpg", "fullscreen": true })
+    );
+    assert_live_between_screenshots(&mut cdp, "camera");
+
+    // Snapshot: a click downloads a JPEG of the camera's size.
+    let downloads = tempfile::tempdir().expect("tempdir");
+    cdp.browser(
+        "Browser.setDownloadBehavior",
+        json!({ "behavior": "allow", "downloadPath": downloads.path().to_str().expect("utf-8 path") }),
+    );
+    cdp.click("header a[download] button");
+    let file = downloads.path().join("alpha.jpg");
+    let jpeg = wait_until(
+        "the snapshot download",
+        WAIT,
+        || std::fs::read(&file).ok(),
+        |j| j.as_ref().is_some_and(|j| j.ends_with(b"\xff\xd9")),
+    )
+    .expect("downloaded");
+    let mut decoder = zune_jpeg::JpegDecoder::new(&jpeg[..]);
+    decoder.decode().expect("the snapshot is a valid JPEG");
+    assert_eq!(decoder.dimensions(), Some((320, 240)), "snapshot size");
+
+    // Fullscreen: the live view fills the screen.
+    cdp.click("#fullscreen");
+    wait_until(
+        "the live view fullscreen",
+        WAIT,
+        || cdp.eval::<bool>("document.fullscreenElement === document.querySelector('.single img')"),
+        |&fs| fs,
+    );
+    cdp.screenshot("camera-fullscreen.png");
+}
+
+#[test]
+fn many_cameras_grid_shows_refreshed_snapshots_within_the_connection_limit() {
+    let _serial = serial();
+    let Some(exe) = chromium() else { return };
+    // Six cameras: more than a browser's ~6 connections per host could stream at once (with
+    // the state poll besides), so the grid must show snapshots. The first camera is larger
+    // than the grid's 480-pixel thumbnails, to check that they are scaled down.
+    let mut config = String::from(
+        "[[cameras]]\nname = \"c1\"\nsource = \"testpattern\"\nsize = \"640x360\"\nfps = 5\n",
+    );
+    for i in 2..=6 {
+        config += &format!(
+            "[[cameras]]\nname = \"c{i}\"\nsource = \"testpattern\"\nsize = \"320x180\"\nfps = 5\n"
+        );
+    }
+    let mut expected = vec![("c1".to_owned(), 480, 270, 5.0)];
+    expected.extend((2..=6).map(|i| (format!("c{i}"), 320, 180, 5.0)));
+    let expected: Vec<(&str, u32, u32, f64)> = expected
+        .iter()
+        .map(|(n, w, h, f)| (n.as_str(), *w, *h, *f))
+        .collect();
+    let server = Mjpegd::start(&config, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let (_browser, mut cdp) = browser_with_page(&exe);
+
+    cdp.navigate(&format!("{}/", server.url));
+    // Snapshots hold no stream, so no tile has viewers: the state still shows each online,
+    // as each snapshot keeps its camera's capture running.
+    let view = wait_until(
+        "every grid tile showing a snapshot",
+        WAIT,
+        || cdp.probe(),
+        |v| v.live(&expected, 0),
+    );
+    for t in &view.tiles {
+        t.assert_meta();
+        assert_eq!(
+            t.mode, "snapshot",
+            "{}: past 4 cameras tiles show snapshots",
+            t.camera
+        );
+        let path = format!("/cameras/{}/snapshot.jpg?width=480&t=", t.camera);
+        assert!(t.src.contains(&path), "{}: src {}", t.camera, t.src);
+    }
+    let viewers = server.viewers();
+    assert!(
+        viewers.iter().all(|(_, n)| *n == 0),
+        "the grid opened streams: {viewers:?}"
+    );
+
+    // Refreshed: each tile loads a newer snapshot about every second. Shoot, wait until every
+    // tile has loaded a new one, shoot again; every tile must have changed.
+    let before = cdp.probe();
+    let first = cdp.screenshot("snapshots-1.png");
+    let refreshed = wait_until(
+        "every snapshot tile refreshed",
+        WAIT,
+        || cdp.probe(),
+        |v| {
+            v.tiles.len() == before.tiles.len()
+                && v.tiles.iter().zip(&before.tiles).all(|(now, then)| {
+                    now.src != then.src && now.complete && now.width > 0 && now.rect == then.rect
+                })
+        },
+    );
+    let second = cdp.screenshot("snapshots-2.png");
+    assert_tiles_changed(&refreshed, &first, &second);
+}
+
+#[test]
+fn the_page_reconnects_by_itself_after_a_server_restart_or_a_broken_stream() {
+    let _serial = serial();
+    let Some(exe) = chromium() else { return };
+    let mut server = Mjpegd::start(TWO_CAMERAS, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let listen = server.addr().to_owned();
+    let (_browser, mut cdp) = browser_with_page(&exe);
+    cdp.navigate(&format!("{}/", server.url));
+    wait_until(
+        "every grid tile live",
+        WAIT,
+        || cdp.probe(),
+        |v| v.live(&TWO_EXPECTED, 1),
+    );
+
+    // SIGTERM is a restart as a service manager does it: every stream ends cleanly, and the
+    // <img> keeps its last frame. SIGKILL breaks every connection, as a crash or a network
+    // failure does. The page must recover from both without a reload.
+    for (signal, name) in [(Signal::SIGTERM, "restarted"), (Signal::SIGKILL, "killed")] {
+        server.kill(signal);
+        wait_until(
+            "the page to notice the server is gone",
+            WAIT,
+            || cdp.probe().state_ok,
+            |ok| ok.as_deref() == Some("0"),
+        );
+        // The same address again: the page knows no other. Retry, bounded, in case the old
+        // server's socket lingers.
+        let deadline = Instant::now() + WAIT;
+        server = loop {
+            match Mjpegd::start(TWO_CAMERAS, &listen) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => eprintln!("retrying: {e}"),
+                Err(e) => panic!("{e}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        // The new server counts the page's streams: they came back by themselves.
+        wait_until(
+            &format!("the page's streams back after {signal}"),
+            RECONNECT_WAIT,
+            || server.viewers(),
+            |v| v.len() == 2 && v.iter().all(|(_, n)| *n >= 1),
+        );
+        wait_until(
+            "every grid tile live again",
+            RECONNECT_WAIT,
+            || cdp.probe(),
+            |v| v.live(&TWO_EXPECTED, 1),
+        );
+        assert_live_between_screenshots(&mut cdp, name);
+    }
+}
