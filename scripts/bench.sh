@@ -110,7 +110,7 @@ stop_server() {
     sleep 1
 }
 
-MJPEGD=("$SERVER" --source "images:$FRAMES" --fps 30 --max-viewers 5000 --send-timeout 10)
+MJPEGD=("$SERVER" --source "images:$FRAMES" --fps 30 --max-viewers 5000 --max-viewers-per-camera 5000 --max-connections-per-ip 5000 --send-timeout 10)
 CEILING=("$LOAD" ceiling --frame "$FRAME" --fps 30)
 
 # load NAME ARGS...: runs the load client on the client core against the current server,

@@ -81,6 +81,10 @@ pub struct Cli {
     #[arg(long, env = "MJPEGD_ALLOW_ORIGIN", value_name = "ORIGIN")]
     pub allow_origin: Option<String>,
 
+    /// Most stream viewers of one camera, 1-1000000 [default: --max-viewers].
+    #[arg(long, env = "MJPEGD_MAX_VIEWERS_PER_CAMERA", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_viewers_per_camera: Option<u64>,
+
     /// Open connections in total, 1-1000000 [default: 10000].
     #[arg(long, env = "MJPEGD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: Option<u64>,
@@ -267,7 +271,11 @@ impl Cli {
             http: HttpConfig {
                 max_viewers,
                 snapshot_wait,
-                max_viewers_per_camera: server_section.max_viewers_per_camera,
+                max_viewers_per_camera: self
+                    .max_viewers_per_camera
+                    .map(|v| v as usize)
+                    .or(server_section.max_viewers_per_camera)
+                    .unwrap_or(max_viewers),
                 snapshot_rate: server_section.snapshot_rate,
                 auth: std::sync::Arc::new(crate::auth::Auth::new(users, secret.as_deref())),
                 public_metrics: self.public_metrics || server_section.public_metrics,

@@ -126,7 +126,7 @@ pub struct ServerSection {
     pub max_connections: Option<u64>,
     /// Open connections from one IP address (default 256).
     pub max_connections_per_ip: Option<u64>,
-    /// Stream viewers of one camera (default 1000).
+    /// Stream viewers of one camera (default: the total limit).
     pub max_viewers_per_camera: Option<u64>,
     /// Snapshot requests per second across the server (default 100).
     pub snapshot_rate: Option<u64>,
@@ -280,8 +280,8 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Per-IP connection limit.
     pub max_connections_per_ip: usize,
-    /// Per-camera viewer limit.
-    pub max_viewers_per_camera: usize,
+    /// Per-camera viewer limit; the total limit when unset.
+    pub max_viewers_per_camera: Option<usize>,
     /// Snapshots per second.
     pub snapshot_rate: u32,
     /// Request head timeout.
@@ -364,13 +364,10 @@ pub fn check_server(s: &ServerSection, prefix: &str) -> Result<ServerSettings, C
             1_000_000,
             &key("max_connections_per_ip"),
         )? as usize,
-        max_viewers_per_camera: in_range(
-            s.max_viewers_per_camera,
-            1000,
-            1,
-            1_000_000,
-            &key("max_viewers_per_camera"),
-        )? as usize,
+        max_viewers_per_camera: match s.max_viewers_per_camera {
+            Some(v) => Some(in_range(Some(v), v, 1, 1_000_000, &key("max_viewers_per_camera"))? as usize),
+            None => None,
+        },
         snapshot_rate: in_range(s.snapshot_rate, 100, 1, 100_000, &key("snapshot_rate"))? as u32,
         header_timeout: Duration::from_secs(in_range(
             s.header_timeout,

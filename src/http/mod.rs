@@ -7,7 +7,7 @@
 mod access;
 mod error;
 mod pages;
-mod query;
+pub mod query;
 mod snapshot;
 mod state;
 mod status;

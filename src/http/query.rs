@@ -9,14 +9,14 @@ use super::HttpError;
 const MAX_PARAMS: usize = 64;
 
 /// Lowest and highest `?fps=` a viewer may ask for.
-pub(crate) const FPS_RANGE: (f64, f64) = (0.1, 120.0);
+pub const FPS_RANGE: (f64, f64) = (0.1, 120.0);
 
 /// Decoded `key=value` pairs of a query string.
-pub(crate) struct Query(Vec<(String, String)>);
+pub struct Query(Vec<(String, String)>);
 
 impl Query {
     /// Parses a raw query string; never fails.
-    pub(crate) fn parse(raw: Option<&str>) -> Query {
+    pub fn parse(raw: Option<&str>) -> Query {
         Query(
             form_urlencoded::parse(raw.unwrap_or("").as_bytes())
                 .take(MAX_PARAMS)
@@ -26,7 +26,7 @@ impl Query {
     }
 
     /// The first value of `key`.
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -34,7 +34,7 @@ impl Query {
     }
 
     /// `?fps=N` as the minimum interval between frames sent to this viewer.
-    pub(crate) fn min_interval(&self) -> Result<Option<Duration>, HttpError> {
+    pub fn min_interval(&self) -> Result<Option<Duration>, HttpError> {
         let Some(raw) = self.get("fps") else {
             return Ok(None);
         };
@@ -50,7 +50,7 @@ impl Query {
 
 impl Query {
     /// `?width=N` for snapshot thumbnails, 16 to 8192 pixels.
-    pub(crate) fn thumbnail_width(&self) -> Result<Option<u32>, HttpError> {
+    pub fn thumbnail_width(&self) -> Result<Option<u32>, HttpError> {
         let Some(raw) = self.get("width") else {
             return Ok(None);
         };
