@@ -23,19 +23,60 @@ fn main() -> Result<(), String> {
     for p in entries.iter().take(30) {
         let jpeg = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
         let (width, height) = mjpegd::jpeg::dimensions(&jpeg).map_err(|e| e.to_string())?;
-        frames.push(Image { jpeg: jpeg.into(), width, height });
+        frames.push(Image {
+            jpeg: jpeg.into(),
+            width,
+            height,
+        });
     }
     if frames.is_empty() {
         return Err(format!("no .jpg frames in {dir}"));
     }
     let cases: Vec<(&str, Transform)> = vec![
-        ("none (pass-through)", Transform { quality: 80, ..Transform::default() }),
-        ("rotate 180", Transform { rotate: Rotate::R180, quality: 80, ..Transform::default() }),
-        ("rotate 90", Transform { rotate: Rotate::R90, quality: 80, ..Transform::default() }),
-        ("flip horizontal", Transform { flip: Some(Flip::Horizontal), quality: 80, ..Transform::default() }),
-        ("fit 640x360", Transform { fit: Some((640, 360)), quality: 80, ..Transform::default() }),
+        (
+            "none (pass-through)",
+            Transform {
+                quality: 80,
+                ..Transform::default()
+            },
+        ),
+        (
+            "rotate 180",
+            Transform {
+                rotate: Rotate::R180,
+                quality: 80,
+                ..Transform::default()
+            },
+        ),
+        (
+            "rotate 90",
+            Transform {
+                rotate: Rotate::R90,
+                quality: 80,
+                ..Transform::default()
+            },
+        ),
+        (
+            "flip horizontal",
+            Transform {
+                flip: Some(Flip::Horizontal),
+                quality: 80,
+                ..Transform::default()
+            },
+        ),
+        (
+            "fit 640x360",
+            Transform {
+                fit: Some((640, 360)),
+                quality: 80,
+                ..Transform::default()
+            },
+        ),
     ];
-    println!("| transform | ms per 1280x720 frame (mean of {}) |", frames.len() * 3);
+    println!(
+        "| transform | ms per 1280x720 frame (mean of {}) |",
+        frames.len() * 3
+    );
     println!("|---|---:|");
     for (name, t) in cases {
         let start = Instant::now();

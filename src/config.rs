@@ -365,7 +365,9 @@ pub fn check_server(s: &ServerSection, prefix: &str) -> Result<ServerSettings, C
             &key("max_connections_per_ip"),
         )? as usize,
         max_viewers_per_camera: match s.max_viewers_per_camera {
-            Some(v) => Some(in_range(Some(v), v, 1, 1_000_000, &key("max_viewers_per_camera"))? as usize),
+            Some(v) => {
+                Some(in_range(Some(v), v, 1, 1_000_000, &key("max_viewers_per_camera"))? as usize)
+            }
             None => None,
         },
         snapshot_rate: in_range(s.snapshot_rate, 100, 1, 100_000, &key("snapshot_rate"))? as u32,
