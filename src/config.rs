@@ -168,44 +168,9 @@ pub struct CameraSection {
     pub flip: Option<String>,
 }
 
-/// A camera's settings before they are checked, shared by the CLI and the file.
-#[derive(Debug, Clone, Default)]
-pub struct CameraDraft {
-    /// Name.
-    pub name: String,
-    /// Source spec text.
-    pub source: String,
-    /// `WxH`.
-    pub size: Option<String>,
-    /// Capture rate.
-    pub fps: Option<f64>,
-    /// JPEG quality.
-    pub quality: Option<u64>,
-    /// Idle timeout seconds.
-    pub idle_timeout: Option<u64>,
-    /// Source timeout seconds.
-    pub source_timeout: Option<u64>,
-    /// Rotation degrees.
-    pub rotate: Option<u32>,
-    /// Flip.
-    pub flip: Option<String>,
-}
-
-impl From<CameraSection> for CameraDraft {
-    fn from(c: CameraSection) -> CameraDraft {
-        CameraDraft {
-            name: c.name,
-            source: c.source,
-            size: c.size,
-            fps: c.fps,
-            quality: c.quality,
-            idle_timeout: c.idle_timeout,
-            source_timeout: c.source_timeout,
-            rotate: c.rotate,
-            flip: c.flip,
-        }
-    }
-}
+/// A camera's settings before they are checked: the CLI builds one from its flags, so flags and
+/// file share one checker.
+pub type CameraDraft = CameraSection;
 
 /// A configuration error: where (`key`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -527,7 +492,7 @@ pub fn check_cameras(cameras: &[CameraSection]) -> Result<Vec<CameraConfig>, Con
             ));
         }
         let key = |field: &str| format!("cameras[{i}].{field}");
-        out.push(check_camera(&CameraDraft::from(c.clone()), &key)?);
+        out.push(check_camera(c, &key)?);
     }
     Ok(out)
 }

@@ -17,17 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NORMAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// A normal viewer counting frames until stopped; returns frames per second.
 fn normal_viewer(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<f64> {
     tokio::spawn(async move {

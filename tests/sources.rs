@@ -427,14 +427,3 @@ async fn endless_garbage_upstream_never_grows_memory() {
     let grown = rss_kib().saturating_sub(rss_before);
     assert!(grown < 96 * 1024, "RSS grew by {grown} KiB reading garbage");
 }
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}

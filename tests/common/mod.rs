@@ -427,3 +427,15 @@ pub fn require_tool(tool: &str) -> bool {
     }
     found
 }
+
+/// This process's resident memory in KiB (the in-process server and its clients).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
