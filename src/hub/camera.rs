@@ -195,7 +195,7 @@ impl Camera {
             }
         });
         if start {
-            tokio::spawn(super::capture::run(Arc::clone(self)));
+            super::capture::spawn(Arc::clone(self));
         }
         Subscription {
             frames,

@@ -21,6 +21,37 @@ const HEALTHY_RESET: Duration = Duration::from_secs(60);
 /// Rate of the no-signal frame: enough to keep clients and proxies from timing out.
 const NO_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The runtime capture tasks run on: its own thread, so that a server busy sending frames to
+/// thousands of viewers cannot delay a camera's clock (a task woken by a timer on a worker with
+/// a thousand ready tasks waits for all of them; a thread woken by the kernel does not).
+fn capture_runtime() -> Option<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("mjpegd-capture")
+                .enable_all()
+                .build()
+                .map_err(|e| tracing::error!(error = %e, "cannot start the capture thread; capturing on the server's threads"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Starts the capture task of `camera`.
+pub(super) fn spawn(camera: Arc<Camera>) {
+    match capture_runtime() {
+        Some(rt) => {
+            rt.spawn(run(camera));
+        }
+        None => {
+            tokio::spawn(run(camera));
+        }
+    }
+}
+
 /// Runs capture for `camera` until it has been idle for its idle timeout or the server stops.
 pub(super) async fn run(camera: Arc<Camera>) {
     let name = camera.name().to_owned();
