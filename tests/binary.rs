@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ fn spawn(args: &[&str]) -> (Child, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("streaming at http://") {
+            if let Some(at) = line.find("streaming at http") {
                 let url = line[at + "streaming at ".len()..]
                     .split_whitespace()
                     .next()
@@ -58,7 +59,7 @@ async fn sigterm_with_open_streams_exits_promptly_and_ends_streams_cleanly() {
     }
     let pid = i32::try_from(child.id()).expect("pid");
     let sent = Instant::now();
-    assert_eq!(send_sigterm(pid), 0, "kill");
+    assert!(send_signal("-TERM", pid), "kill");
     let status = wait_exit(&mut child, Duration::from_secs(2));
     let took = sent.elapsed();
     let status = status.unwrap_or_else(|| {
@@ -72,15 +73,6 @@ async fn sigterm_with_open_streams_exits_promptly_and_ends_streams_cleanly() {
             tokio::time::timeout(WAIT, async { while c.next_part().await.is_some() {} }).await;
         assert!(end.is_ok(), "stream did not end");
     }
-}
-
-/// SIGTERM through the `kill` command, keeping the tests free of `unsafe`.
-fn send_sigterm(pid: i32) -> i32 {
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .map(|s| if s.success() { 0 } else { 1 })
-        .unwrap_or(1)
 }
 
 #[tokio::test]
@@ -172,4 +164,131 @@ fn listening_on_a_busy_port_says_what_to_do() {
         err.contains(&format!("cannot listen on {addr}")) && err.contains("--listen"),
         "{err}"
     );
+}
+
+/// Sends `signal` to `pid` (or, negative, a process group) through the `kill` command, keeping
+/// the tests free of `unsafe`.
+fn send_signal(signal: &str, pid: i32) -> bool {
+    Command::new("kill")
+        .args([signal, "--", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
+    mjpegd::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let write_cert = || {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+        std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
+        ck.cert.pem()
+    };
+    let first = write_cert();
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let (mut child, url) = spawn(&[
+        "--size",
+        "160x120",
+        "--tls-cert",
+        &cert_s,
+        "--tls-key",
+        &key_s,
+    ]);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().expect("addr");
+    let client_for = |pem: &str| {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"))
+            .resolve("localhost", addr)
+            .build()
+            .expect("client")
+    };
+    let base = format!("https://localhost:{}", addr.port());
+    let resp = client_for(&first)
+        .get(format!("{base}/stream"))
+        .send()
+        .await
+        .expect("TLS");
+    let mut viewer = MjpegClient::from_response(resp);
+    viewer.part().await.decode();
+
+    let second = write_cert();
+    let pid = i32::try_from(child.id()).expect("pid");
+    assert!(send_signal("-HUP", pid), "kill -HUP");
+    let reloaded = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(r) = client_for(&second)
+                .get(format!("{base}/snapshot.jpg"))
+                .send()
+                .await
+            {
+                break r.status();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the new certificate was never served");
+    assert_eq!(reloaded, 200);
+    // The viewer that connected before the reload is still streaming.
+    for _ in 0..5 {
+        viewer.part().await.decode();
+    }
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "SIGHUP must not stop the server"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn systemd_socket_activation_serves_the_passed_socket() {
+    if !require_tool("systemd-socket-activate") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A --listen that cannot be bound proves the server used the socket it was handed.
+    let unbindable = format!("unix:{}/no/such/dir/mjpegd.sock", dir.path().display());
+    let mut child = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}")])
+        .arg(env!("CARGO_BIN_EXE_mjpegd"))
+        .args(["--listen", &unbindable, "--size", "160x120"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn systemd-socket-activate");
+    let url = format!("http://127.0.0.1:{port}/snapshot.jpg");
+    // The activator listens at once; the first connection starts mjpegd on that socket.
+    let status = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(r) = reqwest::get(&url).await {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("no answer on the activated socket");
+    assert_eq!(status.status(), 200);
+    let jpeg = status.bytes().await.expect("body");
+    Part {
+        headers: vec![],
+        jpeg,
+        received: std::time::SystemTime::now(),
+    }
+    .decode();
+    let pgid = i32::try_from(child.id()).expect("pid");
+    send_signal("-TERM", -pgid);
+    let _ = wait_exit(&mut child, Duration::from_secs(5)).or_else(|| {
+        let _ = child.kill();
+        child.wait().ok()
+    });
 }
