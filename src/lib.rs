@@ -13,6 +13,7 @@
 //! - [`source`]: the [`source::Source`] trait and its backends (test pattern, image files, ...).
 //! - [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle), latest-frame fan-out.
 //! - [`http`]: routes, pages, the stream body, snapshots, mjpg-streamer compatibility.
+//! - [`tls`]: rustls (ring) server certificates, reloadable on SIGHUP; the relay's crypto provider.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
 //! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
 //! - [`config`]: the TOML config file: data plus validation with key paths in errors.
