@@ -199,10 +199,7 @@ async fn the_server_keeps_serving_under_abuse() {
 
     case(srv, "wrong passwords in a loop", |_addr| async move {
         // From its own address, so the brake it triggers does not block the later cases.
-        let client = reqwest::Client::builder()
-            .local_address(IpAddr::from([127, 0, 0, 5]))
-            .build()
-            .expect("client");
+        let client = client_from([127, 0, 0, 5]);
         let mut codes = std::collections::BTreeMap::new();
         for i in 0..300 {
             let resp = client
@@ -272,10 +269,7 @@ async fn the_server_keeps_serving_under_abuse() {
 
     case(srv, "malformed query strings", |_addr| async move {
         // Bad tokens count as failed logins: use an address of its own.
-        let client = reqwest::Client::builder()
-            .local_address(IpAddr::from([127, 0, 0, 6]))
-            .build()
-            .expect("client");
+        let client = client_from([127, 0, 0, 6]);
         let long = "x".repeat(20_000);
         let queries = [
             "%",

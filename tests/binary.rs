@@ -180,12 +180,7 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
     mjpegd::tls::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let write_cert = || {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
-        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-        std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
-        ck.cert.pem()
-    };
+    let write_cert = || write_self_signed(&cert, &key);
     let first = write_cert();
     let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
     let (mut child, url) = spawn(&[
@@ -198,13 +193,7 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
     ]);
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().expect("addr");
-    let client_for = |pem: &str| {
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"))
-            .resolve("localhost", addr)
-            .build()
-            .expect("client")
-    };
+    let client_for = |pem: &str| tls_client(pem, addr);
     let base = format!("https://localhost:{}", addr.port());
     let resp = client_for(&first)
         .get(format!("{base}/stream"))

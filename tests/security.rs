@@ -174,10 +174,7 @@ async fn repeated_failures_from_one_address_are_refused_for_a_while() {
         .expect("secs");
     assert!((1..=60).contains(&wait), "{wait}");
     // Another address is not affected.
-    let other = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
-        .expect("client");
+    let other = client_from([127, 0, 0, 2]);
     let resp = other
         .get(srv.url("/snapshot.jpg"))
         .basic_auth("alice", Some("correct horse"))
@@ -258,12 +255,7 @@ async fn metrics_and_state_can_be_opened_explicitly() {
 async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let write_cert = || {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
-        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-        std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
-        ck.cert.pem()
-    };
+    let write_cert = || write_self_signed(&cert, &key);
     let first = write_cert();
     let tls = mjpegd::tls::TlsConfig::load(&cert, &key).expect("load");
     mjpegd::tls::install_crypto_provider();
@@ -280,13 +272,7 @@ async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers
     )
     .with_tls(tls.clone());
     tokio::spawn(server.run(listener));
-    let client_for = |pem: &str| {
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"))
-            .resolve("localhost", addr)
-            .build()
-            .expect("client")
-    };
+    let client_for = |pem: &str| tls_client(pem, addr);
     let url = format!("https://localhost:{}/stream", addr.port());
     let resp = client_for(&first)
         .get(&url)
@@ -392,10 +378,7 @@ async fn connection_viewer_and_snapshot_limits_answer_cleanly() {
     drop(second);
 
     // Snapshots: the third within a second is refused with 429 and Retry-After.
-    let other = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
-        .build()
-        .expect("client");
+    let other = client_from([127, 0, 0, 3]);
     let mut codes = vec![];
     for _ in 0..3 {
         codes.push(
@@ -432,10 +415,7 @@ async fn connection_viewer_and_snapshot_limits_answer_cleanly() {
         String::from_utf8_lossy(&resp)
     );
     // Another address still gets in.
-    let ok = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 4]))
-        .build()
-        .expect("client")
+    let ok = client_from([127, 0, 0, 4])
         .get(srv.url("/"))
         .send()
         .await

@@ -436,3 +436,31 @@ pub fn rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// An HTTP client whose connections come from `ip` (another loopback address), so limits and
+/// login brakes keyed by address do not mix between a test's clients.
+pub fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    mjpegd::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .expect("client")
+}
+
+/// Writes a fresh self-signed certificate for `localhost` and its key; returns the certificate PEM.
+pub fn write_self_signed(cert: &std::path::Path, key: &std::path::Path) -> String {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    std::fs::write(cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(key, ck.key_pair.serialize_pem()).expect("write key");
+    ck.cert.pem()
+}
+
+/// An HTTPS client that trusts only `pem` and reaches `localhost` at `addr`.
+pub fn tls_client(pem: &str, addr: SocketAddr) -> reqwest::Client {
+    mjpegd::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"))
+        .resolve("localhost", addr)
+        .build()
+        .expect("client")
+}
