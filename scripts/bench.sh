@@ -49,7 +49,7 @@ fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "bench: building release binaries" >&2
-cargo build --release --bin mjpegd --bin mjpegd-load >&2
+cargo build --release -p mjpegd -p mjpegd-load >&2
 
 mkdir -p "$RESULTS"
 COMMANDS=()

@@ -95,7 +95,7 @@ locked=()
 [ -n "${CI:-}" ] && locked=(--locked)
 log "building examples/v4l2_capture.rs (static, release)"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release "${locked[@]}" \
-    --example v4l2_capture --target x86_64-unknown-linux-gnu --target-dir target/vivid-build
+    -p mjpegd --example v4l2_capture --target x86_64-unknown-linux-gnu --target-dir target/vivid-build
 bin=$root/target/vivid-build/x86_64-unknown-linux-gnu/release/examples/v4l2_capture
 file "$bin" | grep -q 'static' || fail "$bin is not statically linked"
 phase "test binary built"
@@ -138,7 +138,7 @@ rm -rf "$initramfs"
 mkdir -p "$initramfs"/{bin,dev,proc,sys,tmp,lib/modules}
 cp "$busybox" "$initramfs/bin/busybox"
 cp "$bin" "$initramfs/bin/v4l2_capture"
-cp tests/v4l2_vivid/init "$initramfs/init"
+cp crates/mjpegd/tests/v4l2_vivid/init "$initramfs/init"
 chmod +x "$initramfs/init"
 for name in "${order[@]}"; do
     ko_cat "${ko[$name]}" >"$initramfs/lib/modules/$name.ko"

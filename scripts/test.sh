@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 if ! scripts/install-test-deps.sh; then
   echo "test.sh: could not install test tools; tests that need them will be skipped" >&2
 fi
-exec cargo test --locked --all-targets "$@"
+exec cargo test --locked --workspace --all-targets "$@"

@@ -2,7 +2,7 @@
 //! (CDP), loads the pages of a running `mjpegd` binary and the tests assert what a person would
 //! see. Every tile's image decodes at its camera's size, the state line is filled in from
 //! `/api/state`, and the pixels of every tile change between two screenshots (live video).
-//! The screenshots are kept under `target/browser/` as artifacts.
+//! The screenshots are kept under `target/tmp/browser/` as artifacts.
 //!
 //! Needs Debian's `chromium` (scripts/install-test-deps.sh installs it). Without it the tests
 //! skip loudly, or fail when MJPEGD_REQUIRE_TOOLS is set (as in CI).
@@ -73,10 +73,8 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// Where the screenshots go: kept after the run so a person (or CI) can look at them.
 fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("browser");
-    std::fs::create_dir_all(&dir).expect("create target/browser");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&dir).expect("create target/tmp/browser");
     dir
 }
 
@@ -489,7 +487,7 @@ impl Cdp {
         self.eval(PROBE)
     }
 
-    /// A screenshot of the viewport, saved as `target/browser/NAME` and decoded.
+    /// A screenshot of the viewport, saved as `target/tmp/browser/NAME` and decoded.
     fn screenshot(&mut self, name: &str) -> Shot {
         let r = self.page("Page.captureScreenshot", json!({ "format": "png" }));
         let png = base64::engine::general_purpose::STANDARD

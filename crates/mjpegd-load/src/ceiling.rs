@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use super::Error;
-use crate::mjpeg::STREAM_CONTENT_TYPE;
-use crate::mjpeg::write::{PART_TRAILER, STREAM_PREAMBLE, timestamp_value};
+use mjpegd::mjpeg::STREAM_CONTENT_TYPE;
+use mjpegd::mjpeg::write::{PART_TRAILER, STREAM_PREAMBLE, timestamp_value};
 
 /// Longest request head accepted.
 const MAX_REQUEST: usize = 8 * 1024;

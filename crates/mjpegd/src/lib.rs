@@ -19,7 +19,6 @@
 //! - [`config`]: the TOML config file: data plus validation with key paths in errors.
 //! - [`auth`]: Basic users with argon2 hashes, per-camera access, signed URL tokens.
 //! - [`cli`]: command-line flags (and `MJPEGD_*` environment variables) into checked settings.
-//! - [`loadtest`]: the `mjpegd-load` client that measures a running server over the wire.
 
 pub mod auth;
 pub mod cli;
@@ -28,7 +27,6 @@ pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
-pub mod loadtest;
 pub mod mjpeg;
 pub mod render;
 pub mod server;

@@ -713,14 +713,10 @@ mod tests {
 
     #[test]
     fn measures_the_ceiling_server() {
-        let report = crate::loadtest::block_on(async {
+        let report = crate::block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
-            tokio::task::spawn_local(crate::loadtest::ceiling::serve_on(
-                listener,
-                jpeg().into(),
-                50.0,
-            ));
+            tokio::task::spawn_local(crate::ceiling::serve_on(listener, jpeg().into(), 50.0));
             run(config(addr, 3, 1)).await
         })
         .expect("runtime")
@@ -761,7 +757,7 @@ mod tests {
                     let head = format!(
                         "Content-Type: {ct}\r\nContent-Length: {}\r\nX-Timestamp: {}\r\n\r\n",
                         j.len(),
-                        crate::mjpeg::write::timestamp_value(SystemTime::now())
+                        mjpegd::mjpeg::write::timestamp_value(SystemTime::now())
                     );
                     for piece in [head.as_bytes(), &j, b"\r\n--frame\r\n"] {
                         out.extend(format!("{:x}\r\n", piece.len()).bytes());
@@ -781,7 +777,7 @@ mod tests {
 
     #[test]
     fn counts_invalid_parts_and_disconnects() {
-        let report = crate::loadtest::block_on(async {
+        let report = crate::block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
             tokio::task::spawn_local(chunked_server(listener));

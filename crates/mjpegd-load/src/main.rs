@@ -1,8 +1,8 @@
 //! `mjpegd-load`: load client and zero-work reference server for MJPEG streaming servers.
-//! All the logic lives in [`mjpegd::loadtest`].
+//! All the logic lives in the [`mjpegd_load`] library so its parts can be unit-tested.
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    mjpegd::loadtest::main(mjpegd::loadtest::Cli::parse())
+    mjpegd_load::main(mjpegd_load::Cli::parse())
 }
