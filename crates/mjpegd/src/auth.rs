@@ -5,7 +5,7 @@
 //! There is no bypass for any source address: a reverse proxy on localhost would otherwise
 //! turn every outside request into a trusted one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,6 +17,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+
+pub use crate::principal::{Principal, Refusal, User};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -36,64 +38,6 @@ pub const VERIFIED_TTL: Duration = Duration::from_secs(600);
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Longest token accepted for parsing; real ones are well under 200 bytes.
 pub const MAX_TOKEN_LEN: usize = 512;
-
-/// One user.
-#[derive(Debug, Clone)]
-pub struct User {
-    /// Login name.
-    pub name: String,
-    /// The argon2 PHC string (`$argon2id$v=19$...`).
-    pub password_hash: String,
-    /// Cameras this user may watch; `None` means all.
-    pub cameras: Option<HashSet<String>>,
-}
-
-/// Who is making a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// Authentication is off: everything is allowed.
-    Open,
-    /// No (valid) credentials.
-    Anonymous,
-    /// A logged-in user.
-    User {
-        /// Name.
-        name: String,
-        /// Cameras allowed; `None` for all.
-        cameras: Option<HashSet<String>>,
-    },
-    /// A URL token for one camera's stream and snapshot.
-    Token {
-        /// The camera it was issued for.
-        camera: String,
-    },
-}
-
-impl Principal {
-    /// May this principal watch `camera`?
-    pub fn may_watch(&self, camera: &str) -> bool {
-        match self {
-            Principal::Open => true,
-            Principal::Anonymous => false,
-            Principal::User { cameras, .. } => cameras.as_ref().is_none_or(|c| c.contains(camera)),
-            Principal::Token { camera: c } => c == camera,
-        }
-    }
-
-    /// May this principal see pages, state and other cameras' names (tokens may not)?
-    pub fn is_user(&self) -> bool {
-        matches!(self, Principal::Open | Principal::User { .. })
-    }
-}
-
-/// Why a login was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Wrong user or password, or a bad token.
-    BadCredentials,
-    /// Too many failures from this address: wait this long.
-    TooManyFailures(Duration),
-}
 
 /// The authentication state of a server.
 pub struct Auth {

@@ -13,24 +13,39 @@
 //! - [`source`]: the [`source::Source`] trait and its backends (test pattern, image files, ...).
 //! - [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle), latest-frame fan-out.
 //! - [`http`]: routes, pages, the stream body, snapshots, mjpg-streamer compatibility.
-//! - [`tls`]: rustls (ring) server certificates, reloadable on SIGHUP; the relay's crypto provider.
+//! - [`tls`]: rustls (ring) server certificates, reloadable on SIGHUP (feature `tls`; without it
+//!   `--tls-cert` is refused at startup).
+//! - `crypto`: the process-wide rustls provider (ring) shared by TLS and the relay.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
 //! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
 //! - [`config`]: the TOML config file: data plus validation with key paths in errors.
-//! - [`auth`]: Basic users with argon2 hashes, per-camera access, signed URL tokens.
+//! - [`auth`]: Basic users with argon2 hashes, signed URL tokens (feature `auth`; without it
+//!   every request is open and configuring users is an error).
+//! - [`principal`]: who is asking and which cameras they may watch, checked by every handler.
 //! - [`cli`]: command-line flags (and `MJPEGD_*` environment variables) into checked settings.
 
+#[cfg(feature = "auth")]
+pub mod auth;
+#[cfg(not(feature = "auth"))]
+#[path = "auth_off.rs"]
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[cfg(any(feature = "tls", feature = "relay"))]
+pub mod crypto;
 pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
 pub mod mjpeg;
+pub mod principal;
 pub mod render;
 pub mod server;
 pub mod shutdown;
 pub mod source;
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls_off.rs"]
 pub mod tls;
 pub mod transform;

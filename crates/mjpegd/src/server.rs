@@ -231,6 +231,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
         shared.tracker.spawn(async move {
             let _slot = slot;
             match (&shared2.tls, stream) {
+                #[cfg(not(feature = "tls"))]
+                (Some(tls), _) => match *tls {},
+                #[cfg(feature = "tls")]
                 (Some(tls), Stream::Tcp(tcp)) => {
                     let handshake = tokio::time::timeout(
                         shared2.config.header_read_timeout,

@@ -1,10 +1,9 @@
-//! TLS: rustls with the ring provider (no C TLS library). Serves a certificate that can be
-//! reloaded from disk (on SIGHUP) without dropping connections, and installs the provider the
-//! relay's HTTP client uses.
+//! TLS serving (feature `tls`): rustls with the ring provider (no C TLS library). Serves a
+//! certificate that can be reloaded from disk (on SIGHUP) without dropping connections.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Once, RwLock};
+use std::sync::{Arc, RwLock};
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -12,14 +11,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-/// Installs ring as the process-wide rustls crypto provider (no C TLS library, no aws-lc build).
-pub fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Err means another provider is already installed; that one is used instead.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
+pub use crate::crypto::install_crypto_provider;
 
 /// A server certificate that can be swapped while serving.
 struct Reloadable(RwLock<Arc<CertifiedKey>>);

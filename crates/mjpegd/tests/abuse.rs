@@ -1,6 +1,7 @@
 //! The abuse suite: hostile clients against a server with authentication on, each case
 //! asserting that a normal viewer (from another address) keeps receiving at the camera's full
 //! rate and that memory stays bounded. Run with `--nocapture` to see what each case measured.
+#![cfg(feature = "auth")]
 
 mod common;
 

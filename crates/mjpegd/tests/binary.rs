@@ -175,9 +175,10 @@ fn send_signal(signal: &str, pid: i32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
-    mjpegd::tls::install_crypto_provider();
+    common::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let write_cert = || write_self_signed(&cert, &key);

@@ -1,16 +1,24 @@
 //! Safe to expose: authentication, per-camera access, URL tokens, TLS (with reload), unix
 //! sockets, connection limits and CORS, all through real sockets and real clients.
 
+// Some tests need a feature; in a build without it their imports and helpers go unused.
+#![cfg_attr(
+    not(all(feature = "auth", feature = "tls")),
+    allow(unused_imports, dead_code)
+)]
+
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+#[cfg(feature = "auth")]
 use mjpegd::auth::{Auth, User, hash_password};
 use mjpegd::http::HttpConfig;
 use mjpegd::server::{Server, ServerConfig};
 
+#[cfg(feature = "auth")]
 fn users() -> Arc<Auth> {
     let hash = hash_password("correct horse").expect("hash");
     Arc::new(Auth::new(
@@ -30,6 +38,7 @@ fn users() -> Arc<Auth> {
     ))
 }
 
+#[cfg(feature = "auth")]
 async fn secured(http: HttpConfig) -> TestServer {
     TestServer::start(
         vec![
@@ -45,6 +54,7 @@ async fn secured(http: HttpConfig) -> TestServer {
     .await
 }
 
+#[cfg(feature = "auth")]
 async fn get(url: &str, user: Option<(&str, &str)>) -> reqwest::Response {
     let c = reqwest::Client::new();
     let mut req = c.get(url);
@@ -57,6 +67,7 @@ async fn get(url: &str, user: Option<(&str, &str)>) -> reqwest::Response {
 const ALICE: Option<(&str, &str)> = Some(("alice", "correct horse"));
 const BOB: Option<(&str, &str)> = Some(("bob", "correct horse"));
 
+#[cfg(feature = "auth")]
 #[tokio::test]
 async fn every_url_needs_a_login_and_users_see_only_their_cameras() {
     let srv = secured(HttpConfig::default()).await;
@@ -157,6 +168,7 @@ async fn every_url_needs_a_login_and_users_see_only_their_cameras() {
     c.part().await.decode();
 }
 
+#[cfg(feature = "auth")]
 #[tokio::test]
 async fn repeated_failures_from_one_address_are_refused_for_a_while() {
     let srv = secured(HttpConfig::default()).await;
@@ -184,6 +196,7 @@ async fn repeated_failures_from_one_address_are_refused_for_a_while() {
     assert_eq!(resp.status(), 200);
 }
 
+#[cfg(feature = "auth")]
 #[tokio::test]
 async fn url_tokens_open_one_camera_without_a_password() {
     let srv = secured(HttpConfig::default()).await;
@@ -239,6 +252,7 @@ async fn url_tokens_open_one_camera_without_a_password() {
     );
 }
 
+#[cfg(feature = "auth")]
 #[tokio::test]
 async fn metrics_and_state_can_be_opened_explicitly() {
     let srv = secured(HttpConfig {
@@ -251,6 +265,7 @@ async fn metrics_and_state_can_be_opened_explicitly() {
     assert_eq!(get(&srv.url("/stream"), None).await.status(), 401);
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -258,7 +273,7 @@ async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers
     let write_cert = || write_self_signed(&cert, &key);
     let first = write_cert();
     let tls = mjpegd::tls::TlsConfig::load(&cert, &key).expect("load");
-    mjpegd::tls::install_crypto_provider();
+    common::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -444,6 +459,7 @@ async fn cors_is_off_by_default_and_on_when_configured() {
     );
 }
 
+#[cfg(feature = "auth")]
 #[test]
 fn hash_password_subcommand_prints_a_usable_hash() {
     use std::io::Write;

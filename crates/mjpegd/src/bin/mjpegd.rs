@@ -73,10 +73,18 @@ fn hash_password() -> ExitCode {
 
 /// `--list-devices`: prints the V4L2 cameras and what they offer.
 fn list_devices() -> ExitCode {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "v4l2"))]
     {
         print!("{}", mjpegd::source::v4l2::list_devices());
         ExitCode::SUCCESS
+    }
+    #[cfg(all(target_os = "linux", not(feature = "v4l2")))]
+    {
+        eprintln!(
+            "--list-devices: this mjpegd was built without the `v4l2` feature; rebuild with \
+             `cargo build --release --features v4l2` (on by default)"
+        );
+        ExitCode::FAILURE
     }
     #[cfg(not(target_os = "linux"))]
     {

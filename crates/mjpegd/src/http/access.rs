@@ -3,16 +3,13 @@
 //! past a few, refused outright for a while.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 
-use super::query::Query;
-use super::{AppState, HttpError, PeerAddr};
-use crate::auth::{Principal, Refusal, parse_basic};
+use super::{AppState, HttpError};
 use crate::hub::Camera;
+use crate::principal::Principal;
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = HttpError;
@@ -21,51 +18,69 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Principal, HttpError> {
-        let auth = Arc::clone(&state.0.config.auth);
-        if !auth.enabled() {
+        if !state.0.config.auth.enabled() {
             return Ok(Principal::Open);
         }
-        let peer = PeerAddr::from_request_parts(parts, state)
-            .await
-            .unwrap_or(PeerAddr(None));
-        let ip = peer.0.map(|a| a.ip());
-        let refuse = |r: Refusal, what: &str| -> HttpError {
-            match r {
-                Refusal::TooManyFailures(wait) => HttpError::TooManyRequests {
-                    retry_after: wait.max(Duration::from_secs(1)),
-                },
-                Refusal::BadCredentials => {
-                    auth.record_failure(ip);
-                    tracing::warn!(peer = ?peer.0, "authentication failed: {what}");
-                    HttpError::Unauthorized(format!(
-                        "{what}: log in with a valid user and password"
-                    ))
-                }
+        #[cfg(feature = "auth")]
+        return authenticate(parts, state).await;
+        #[cfg(not(feature = "auth"))]
+        let _ = parts;
+        #[cfg(not(feature = "auth"))]
+        Err(HttpError::Unauthorized(format!(
+            "users are configured but {}",
+            crate::auth::NOT_BUILT
+        )))
+    }
+}
+
+/// Checks a request's token or Basic credentials (authentication is on).
+#[cfg(feature = "auth")]
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, HttpError> {
+    use super::PeerAddr;
+    use super::query::Query;
+    use crate::auth::{Refusal, parse_basic};
+    use axum::http::header;
+    use std::time::Duration;
+
+    let auth = Arc::clone(&state.0.config.auth);
+    let peer = PeerAddr::from_request_parts(parts, state)
+        .await
+        .unwrap_or(PeerAddr(None));
+    let ip = peer.0.map(|a| a.ip());
+    let refuse = |r: Refusal, what: &str| -> HttpError {
+        match r {
+            Refusal::TooManyFailures(wait) => HttpError::TooManyRequests {
+                retry_after: wait.max(Duration::from_secs(1)),
+            },
+            Refusal::BadCredentials => {
+                auth.record_failure(ip);
+                tracing::warn!(peer = ?peer.0, "authentication failed: {what}");
+                HttpError::Unauthorized(format!("{what}: log in with a valid user and password"))
             }
-        };
-        auth.check_blocked(ip).map_err(|r| refuse(r, ""))?;
-        if let Some(token) = Query::parse(parts.uri.query()).get("token") {
-            return match auth.verify_token(token) {
-                Ok(camera) => Ok(Principal::Token { camera }),
-                Err(why) => Err(refuse(Refusal::BadCredentials, why)),
-            };
         }
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Ok(Principal::Anonymous);
+    };
+    auth.check_blocked(ip).map_err(|r| refuse(r, ""))?;
+    if let Some(token) = Query::parse(parts.uri.query()).get("token") {
+        return match auth.verify_token(token) {
+            Ok(camera) => Ok(Principal::Token { camera }),
+            Err(why) => Err(refuse(Refusal::BadCredentials, why)),
         };
-        let Some((user, password)) = value.to_str().ok().and_then(parse_basic) else {
-            return Err(refuse(
-                Refusal::BadCredentials,
-                "malformed Authorization header",
-            ));
-        };
-        match auth.verify(user, password).await {
-            Ok(Some(p)) => Ok(p),
-            Ok(None) => Err(refuse(Refusal::BadCredentials, "wrong user or password")),
-            Err(_busy) => Err(HttpError::TooManyRequests {
-                retry_after: Duration::from_secs(1),
-            }),
-        }
+    }
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(Principal::Anonymous);
+    };
+    let Some((user, password)) = value.to_str().ok().and_then(parse_basic) else {
+        return Err(refuse(
+            Refusal::BadCredentials,
+            "malformed Authorization header",
+        ));
+    };
+    match auth.verify(user, password).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(refuse(Refusal::BadCredentials, "wrong user or password")),
+        Err(_busy) => Err(HttpError::TooManyRequests {
+            retry_after: Duration::from_secs(1),
+        }),
     }
 }
 

@@ -10,14 +10,18 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+#[cfg(feature = "auth")]
 use std::time::Duration;
 
 use axum::extract::RawQuery;
 
+#[cfg(feature = "auth")]
 use super::query::Query;
 use super::{AppState, HttpError};
-use crate::auth::{MAX_TOKEN_TTL, Principal};
+#[cfg(feature = "auth")]
+use crate::auth::MAX_TOKEN_TTL;
 use crate::hub::Camera;
+use crate::principal::Principal;
 
 /// The whole server's state.
 #[derive(Debug, Serialize)]
@@ -149,6 +153,7 @@ pub(super) async fn state(
 }
 
 /// Longest lifetime `/api/token` gives when not asked otherwise.
+#[cfg(feature = "auth")]
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 /// `GET /api/token?camera=NAME&ttl=SECONDS`: a signed token for URLs that cannot carry a
@@ -159,11 +164,29 @@ pub(super) async fn token(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     super::access::require_user(&principal)?;
-    let q = Query::parse(raw.as_deref());
+    #[cfg(not(feature = "auth"))]
+    let _ = (state, raw);
+    #[cfg(not(feature = "auth"))]
+    return Err(HttpError::NotFound(format!(
+        "no URL tokens: {}",
+        crate::auth::NOT_BUILT
+    )));
+    #[cfg(feature = "auth")]
+    issue_token(&state, &principal, raw.as_deref())
+}
+
+/// Issues a token for the camera and lifetime the query names.
+#[cfg(feature = "auth")]
+fn issue_token(
+    state: &AppState,
+    principal: &Principal,
+    raw: Option<&str>,
+) -> Result<Response, HttpError> {
+    let q = Query::parse(raw);
     let name = q
         .get("camera")
         .ok_or_else(|| HttpError::BadRequest("name the camera: /api/token?camera=NAME".into()))?;
-    let camera = super::access::camera_named(&state, &principal, name)?;
+    let camera = super::access::camera_named(state, principal, name)?;
     let ttl = match q.get("ttl") {
         None => DEFAULT_TOKEN_TTL,
         Some(t) => match t.parse::<u64>() {

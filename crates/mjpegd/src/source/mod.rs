@@ -7,8 +7,9 @@
 pub mod exec;
 pub mod images;
 pub mod pattern;
+#[cfg(feature = "relay")]
 pub mod relay;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "v4l2"))]
 pub mod v4l2;
 
 use std::fmt;
@@ -118,8 +119,17 @@ impl SourceSpec {
             SourceSpec::BuiltinImages => Arc::new(images::ImagesOpener::builtin(params)),
             SourceSpec::ImageDir(dir) => Arc::new(images::ImagesOpener::dir(dir.clone(), params)?),
             SourceSpec::Exec(cmd) => Arc::new(exec::ExecOpener::new(cmd.clone())),
+            #[cfg(feature = "relay")]
             SourceSpec::Http(url) => Arc::new(relay::RelayOpener::new(url, params)?),
-            #[cfg(target_os = "linux")]
+            #[cfg(not(feature = "relay"))]
+            SourceSpec::Http(url) => {
+                return Err(SourceError::new(format!(
+                    "{}: this mjpegd was built without the `relay` feature; rebuild with \
+                     `cargo build --release --features relay` (on by default)",
+                    redact_url(url)
+                )));
+            }
+            #[cfg(all(target_os = "linux", feature = "v4l2"))]
             SourceSpec::V4l2 { device, format } => Arc::new(v4l2::V4l2Opener::new(
                 device.clone(),
                 format.as_deref(),
@@ -128,6 +138,14 @@ impl SourceSpec {
             #[cfg(not(target_os = "linux"))]
             SourceSpec::V4l2 { .. } => {
                 return Err(SourceError::new("v4l2 sources need Linux (Video4Linux2)"));
+            }
+            #[cfg(all(target_os = "linux", not(feature = "v4l2")))]
+            SourceSpec::V4l2 { device, .. } => {
+                return Err(SourceError::new(format!(
+                    "v4l2:{}: this mjpegd was built without the `v4l2` feature; rebuild with \
+                     `cargo build --release --features v4l2` (on by default)",
+                    device.display()
+                )));
             }
         })
     }
@@ -175,7 +193,7 @@ impl FromStr for SourceSpec {
             ),
             _ => Err(format!(
                 "unknown source {:?}: expected testpattern, images, images:DIR, exec:COMMAND, http://URL, https://URL or v4l2:DEVICE",
-                relay::redact(s)
+                redact_url(s)
             )),
         }
     }
@@ -188,7 +206,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::BuiltinImages => f.write_str("images"),
             SourceSpec::ImageDir(d) => write!(f, "images:{}", d.display()),
             SourceSpec::Exec(cmd) => write!(f, "exec:{cmd}"),
-            SourceSpec::Http(url) => f.write_str(&relay::redact(url)),
+            SourceSpec::Http(url) => f.write_str(&redact_url(url)),
             SourceSpec::V4l2 { device, format } => {
                 write!(f, "v4l2:{}", device.display())?;
                 match format {
@@ -198,6 +216,26 @@ impl fmt::Display for SourceSpec {
             }
         }
     }
+}
+
+/// The URL with any password in its userinfo replaced by `***` (`http://admin:***@cam/x`), for
+/// logs, errors and the state page. Pure string work, so every source kind (and a build without
+/// the relay) redacts the same way. When in doubt it hides more: everything up to the last `@`
+/// before the query counts as userinfo, so a password with an unescaped `/` still never shows.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..before_query].rfind('@') else {
+        return url.to_owned();
+    };
+    let shown = match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => rest[..at].to_owned(),
+    };
+    format!("{}{shown}{}", &url[..scheme_end], &rest[at..])
 }
 
 /// Runs CPU-heavy work (rendering, encoding) off the async workers.
@@ -234,6 +272,20 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown source")
         );
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("http://admin:secret@cam.local/video.mjpg"),
+            "http://admin:***@cam.local/video.mjpg"
+        );
+        assert_eq!(redact_url("http://cam/x"), "http://cam/x");
+        assert_eq!(redact_url("http://cam/x?u=a@b"), "http://cam/x?u=a@b");
+        assert!(!redact_url("http://a:b@[bad/x").contains(":b@"));
+        let slash = redact_url("http://u:pa/ss@cam:81/stream");
+        assert_eq!(slash, "http://u:***@cam:81/stream");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 
     #[test]

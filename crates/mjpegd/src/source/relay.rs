@@ -40,7 +40,7 @@ pub fn http_client() -> Result<reqwest::Client, String> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            crate::tls::install_crypto_provider();
+            crate::crypto::install_crypto_provider();
             reqwest::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
                 .read_timeout(READ_TIMEOUT)
@@ -67,22 +67,7 @@ impl RelayOpener {
     }
 }
 
-/// The URL with any password replaced by `***`, for logs and the state page.
-pub fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        // Not a URL: hide anything that looks like userinfo.
-        Err(_) => match (url.find("://"), url.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-            _ => url.to_owned(),
-        },
-    }
-}
+pub use super::redact_url as redact;
 
 impl Opener for RelayOpener {
     fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
@@ -300,16 +285,6 @@ impl Source for Poll {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("http://admin:secret@cam.local/video.mjpg"),
-            "http://admin:***@cam.local/video.mjpg"
-        );
-        assert_eq!(redact("http://cam/x"), "http://cam/x");
-        assert!(!redact("http://a:b@[bad/x").contains(":b@"));
-    }
 
     #[test]
     fn rejects_non_http_urls() {

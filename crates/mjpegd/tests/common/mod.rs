@@ -34,7 +34,7 @@ impl TestServer {
         server: ServerConfig,
     ) -> TestServer {
         // reqwest (the tests' HTTP client, and the relay's) runs on rustls with ring.
-        mjpegd::tls::install_crypto_provider();
+        install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -314,7 +314,7 @@ pub struct MjpegClient {
 
 impl MjpegClient {
     pub async fn connect(url: &str) -> MjpegClient {
-        mjpegd::tls::install_crypto_provider();
+        install_crypto_provider();
         let resp = reqwest::get(url).await.expect("request");
         assert_eq!(resp.status(), 200, "status of {url}");
         MjpegClient::from_response(resp)
@@ -437,10 +437,17 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Installs ring as rustls's provider for the tests' HTTP client (reqwest on rustls, as the
+/// relay is), whatever features the server was built with.
+pub fn install_crypto_provider() {
+    // Err means it is installed already (by an earlier test, or by the relay in-process).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// An HTTP client whose connections come from `ip` (another loopback address), so limits and
 /// login brakes keyed by address do not mix between a test's clients.
 pub fn client_from(ip: [u8; 4]) -> reqwest::Client {
-    mjpegd::tls::install_crypto_provider();
+    install_crypto_provider();
     reqwest::Client::builder()
         .local_address(std::net::IpAddr::from(ip))
         .build()
@@ -457,7 +464,7 @@ pub fn write_self_signed(cert: &std::path::Path, key: &std::path::Path) -> Strin
 
 /// An HTTPS client that trusts only `pem` and reaches `localhost` at `addr`.
 pub fn tls_client(pem: &str, addr: SocketAddr) -> reqwest::Client {
-    mjpegd::tls::install_crypto_provider();
+    install_crypto_provider();
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem"))
         .resolve("localhost", addr)
