@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the Debian package of mjpegd from this checkout: target/debian/mjpegd_VERSION_ARCH.deb.
+#
+#   scripts/build-deb.sh            # release build, then the package
+#
+# The package installs /usr/bin/mjpegd, a default config in /etc/mjpegd/ (a conffile: upgrades
+# keep local edits), the systemd units (mjpegd.service enabled on install, mjpegd.socket
+# available), a system user `mjpegd` (in the video group) with /var/lib/mjpegd for state, and
+# the docs. Built with dpkg-deb alone (always on Debian), so no packaging tool has to be compiled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+locked=()
+[ -n "${CI:-}" ] && locked=(--locked)
+cargo build --release "${locked[@]}" -p mjpegd
+bin=$root/target/release/mjpegd
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+arch=$(dpkg --print-architecture)
+[ -n "$version" ] || { echo "build-deb: no version in Cargo.toml" >&2; exit 1; }
+
+# The oldest glibc the binary needs, from its versioned symbols, so Depends is what it links.
+glibc=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+
+stage=$root/target/debian/stage
+rm -rf "$stage"
+install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/etc/mjpegd" "$stage/lib/systemd/system" \
+    "$stage/usr/share/doc/mjpegd"
+install -m 0755 "$bin" "$stage/usr/bin/mjpegd"
+install -m 0644 contrib/debian/mjpegd.toml "$stage/etc/mjpegd/mjpegd.toml"
+install -m 0644 contrib/debian/mjpegd.service "$stage/lib/systemd/system/mjpegd.service"
+install -m 0644 contrib/mjpegd.socket "$stage/lib/systemd/system/mjpegd.socket"
+install -m 0644 README.md "$stage/usr/share/doc/mjpegd/README.md"
+install -m 0644 docs/config.md "$stage/usr/share/doc/mjpegd/config.md"
+cat > "$stage/usr/share/doc/mjpegd/copyright" <<COPYRIGHT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: mjpegd
+License: MIT or Apache-2.0
+COPYRIGHT
+for script in postinst prerm postrm; do
+    install -m 0755 "contrib/debian/$script" "$stage/DEBIAN/$script"
+done
+echo /etc/mjpegd/mjpegd.toml > "$stage/DEBIAN/conffiles"
+size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
+cat > "$stage/DEBIAN/control" <<CONTROL
+Package: mjpegd
+Version: $version
+Architecture: $arch
+Maintainer: mjpegd developers <mjpegd@localhost>
+Installed-Size: $size
+Depends: libc6 (>= $glibc), libgcc-s1, adduser, init-system-helpers (>= 1.52)
+Section: video
+Priority: optional
+Description: live camera streaming server (Motion JPEG over HTTP)
+ mjpegd streams cameras (V4L2 webcams, ffmpeg commands, other MJPEG cameras, image files) to
+ any number of browsers, OctoPrint, Home Assistant, OpenCV, VLC and ffmpeg as
+ multipart/x-mixed-replace, one capture per camera shared by every viewer. It keeps
+ mjpg-streamer's URLs (/?action=stream, /?action=snapshot).
+CONTROL
+out=$root/target/debian/mjpegd_${version}_${arch}.deb
+dpkg-deb --root-owner-group --build "$stage" "$out" >/dev/null
+echo "$out"
