@@ -64,6 +64,12 @@ pub(crate) struct ViewerState {
     fps: f64,
     frames: u64,
     skipped: u64,
+    /// True for the browser wire (headers sent ahead, no `Content-Length`).
+    advance_headers: bool,
+    /// The `?width=` the viewer asked for, if any.
+    requested_width: Option<u32>,
+    /// The `?height=` the viewer asked for, if any.
+    requested_height: Option<u32>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -91,6 +97,9 @@ fn camera_state(c: &Camera) -> CameraState {
             fps: round2(v.rate.rate()),
             frames: v.frames.load(Ordering::Relaxed),
             skipped: v.skipped.load(Ordering::Relaxed),
+            advance_headers: v.wire.advance_headers,
+            requested_width: v.wire.size.and_then(|s| s.0),
+            requested_height: v.wire.size.and_then(|s| s.1),
         })
         .collect();
     CameraState {

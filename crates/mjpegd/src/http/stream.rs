@@ -1,7 +1,9 @@
 //! The MJPEG stream body: one per viewer, paced by the viewer, fed by the camera's latest frame.
 //!
 //! The body sends the preamble boundary, then each frame's prebuilt part (headers, JPEG,
-//! trailing boundary) as one shared `Bytes`: no per-viewer copy. It only asks for the next frame
+//! trailing boundary) as one shared `Bytes`: no per-viewer copy. Browsers get the
+//! "advance headers" wire instead (see [`wants_advance_headers`]): the JPEG alone, as a slice of
+//! the same shared buffer, then a static chunk holding the boundary and the next part's headers. It only asks for the next frame
 //! when hyper polls it, which hyper does once the previous write has drained into the socket,
 //! so a slow viewer simply gets the newest frame when it is ready and skips the rest. A viewer
 //! whose socket stops draining altogether is cut by the server's write timeout.
@@ -24,7 +26,8 @@ use super::query::Query;
 use super::{AppState, HttpError, PeerAddr};
 use crate::frame::Frame;
 use crate::hub::{Camera, Subscription, ViewerHandle};
-use crate::mjpeg::{STREAM_CONTENT_TYPE, write::STREAM_PREAMBLE};
+use crate::mjpeg::STREAM_CONTENT_TYPE;
+use crate::mjpeg::write::{ADVANCE_PREAMBLE, ADVANCE_TRAILER, STREAM_PREAMBLE};
 
 /// `/stream`, `/video_feed`, `/?action=stream`: the first camera's stream.
 pub(super) async fn first_camera(
@@ -32,10 +35,61 @@ pub(super) async fn first_camera(
     principal: crate::auth::Principal,
     method: Method,
     peer: PeerAddr,
+    request_headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     let camera = super::access::camera_at(&state, &principal, 0)?;
-    respond(&state, &camera, &method, peer, raw.as_deref())
+    respond(
+        &state,
+        &camera,
+        &method,
+        peer,
+        &request_headers,
+        raw.as_deref(),
+    )
+}
+
+/// Whether a stream request gets the advance-headers wire: `?advance_headers=1|0` when given,
+/// else whether the request comes from a browser's `<img>`.
+///
+/// Browsers ask for images in `Accept` (Chromium `image/avif,image/webp,image/apng,...,*/*;q=0.8`,
+/// Firefox and Safari alike); ffmpeg, OpenCV, VLC, GStreamer, go2rtc, curl and Python clients
+/// send `*/*` or no `Accept` at all. A lone media range (`Accept: image/jpeg`) is not taken for a
+/// browser: a client that names exactly one type is a program, and programs may find frames by
+/// `Content-Length`, which this mode cannot send.
+pub(super) fn wants_advance_headers(
+    query: &Query,
+    request_headers: &HeaderMap,
+) -> Result<bool, HttpError> {
+    if let Some(raw) = query.get("advance_headers") {
+        return match raw.trim() {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            _ => Err(HttpError::BadRequest(format!(
+                "bad advance_headers {raw:?}: use advance_headers=1 (headers of the next part sent \
+                 right after each frame, for browsers) or advance_headers=0 (Content-Length on every part)"
+            ))),
+        };
+    }
+    let accept = request_headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    Ok(accept.into_iter().any(accept_is_a_browser_image_request))
+}
+
+fn accept_is_a_browser_image_request(accept: &str) -> bool {
+    let ranges = accept
+        .split(',')
+        .map(|r| r.split(';').next().unwrap_or("").trim())
+        .filter(|r| !r.is_empty());
+    let mut count = 0usize;
+    let mut image = false;
+    for r in ranges {
+        count += 1;
+        image |= r.len() > 6 && r.as_bytes()[..6].eq_ignore_ascii_case(b"image/");
+    }
+    image && count >= 2
 }
 
 /// Answers a stream request for `camera`.
@@ -44,9 +98,12 @@ pub(super) fn respond(
     camera: &Arc<Camera>,
     method: &Method,
     peer: PeerAddr,
+    request_headers: &HeaderMap,
     raw_query: Option<&str>,
 ) -> Result<Response, HttpError> {
-    let min_interval = Query::parse(raw_query).min_interval()?;
+    let query = Query::parse(raw_query);
+    let min_interval = query.min_interval()?;
+    let advance = wants_advance_headers(&query, request_headers)?;
     let headers = stream_headers();
     if method == Method::HEAD {
         // Headers only: a HEAD must not count as a viewer or start capture. The body has no
@@ -70,7 +127,13 @@ pub(super) fn respond(
         None => None,
     };
     let viewer = Viewer {
-        handle: camera.register_viewer(peer.0),
+        handle: camera.register_viewer_as(
+            peer.0,
+            crate::hub::ViewerWire {
+                advance_headers: advance,
+                size: None,
+            },
+        ),
         sub: camera.subscribe(),
         _permit: permit,
         _camera_permit: camera_permit,
@@ -79,8 +142,10 @@ pub(super) fn respond(
         shutdown: state.0.shutdown.clone(),
         last: None,
         started: false,
+        advance,
+        pending: None,
     };
-    tracing::debug!(camera = %camera.name(), peer = ?peer.0, "viewer connected");
+    tracing::debug!(camera = %camera.name(), peer = ?peer.0, advance_headers = advance, "viewer connected");
     let chunks = futures_util::stream::unfold(viewer, |mut v| async move {
         let chunk = v.next_chunk().await?;
         Some((Ok::<Bytes, Infallible>(chunk), v))
@@ -121,6 +186,10 @@ struct Viewer {
     /// Sequence number and send time of the last frame sent.
     last: Option<(u64, Instant)>,
     started: bool,
+    /// Advance-headers wire (browsers): frames go out as JPEG + [`ADVANCE_TRAILER`].
+    advance: bool,
+    /// A chunk to send before waiting for the next frame (the trailer after a bare JPEG).
+    pending: Option<Bytes>,
 }
 
 impl Viewer {
@@ -128,7 +197,15 @@ impl Viewer {
     async fn next_chunk(&mut self) -> Option<Bytes> {
         if !self.started {
             self.started = true;
-            return Some(Bytes::from_static(STREAM_PREAMBLE));
+            let preamble = if self.advance {
+                ADVANCE_PREAMBLE
+            } else {
+                STREAM_PREAMBLE
+            };
+            return Some(Bytes::from_static(preamble));
+        }
+        if let Some(chunk) = self.pending.take() {
+            return Some(chunk);
         }
         if let (Some(min), Some((_, at))) = (self.min_interval, self.last) {
             tokio::select! {
@@ -183,14 +260,25 @@ impl Viewer {
                     .fetch_add(skipped, Ordering::Relaxed);
             }
         }
-        let part = frame.part();
+        let (part, sent) = if self.advance {
+            // The JPEG is a slice of the frame's shared buffer, the trailer a static: still no
+            // per-viewer copy.
+            let jpeg = frame.jpeg();
+            self.pending = Some(Bytes::from_static(ADVANCE_TRAILER));
+            let sent = jpeg.len() + ADVANCE_TRAILER.len();
+            (jpeg, sent)
+        } else {
+            let part = frame.part();
+            let sent = part.len();
+            (part, sent)
+        };
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         let me = self.handle.info();
         me.frames.fetch_add(1, Ordering::Relaxed);
         me.rate.tick();
         stats
             .bytes_sent
-            .fetch_add(part.len() as u64, Ordering::Relaxed);
+            .fetch_add(sent as u64, Ordering::Relaxed);
         self.last = Some((frame.seq(), Instant::now()));
         part
     }
@@ -199,5 +287,53 @@ impl Viewer {
 impl Drop for Viewer {
     fn drop(&mut self) {
         tracing::debug!(camera = %self.sub.camera().name(), "viewer disconnected");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advance(accept: Option<&str>, query: Option<&str>) -> Result<bool, HttpError> {
+        let mut h = HeaderMap::new();
+        if let Some(a) = accept {
+            h.insert(header::ACCEPT, HeaderValue::from_str(a).expect("header value"));
+        }
+        wants_advance_headers(&Query::parse(query), &h)
+    }
+
+    #[test]
+    fn browsers_get_advance_headers_and_programs_do_not() {
+        let browsers = [
+            // Chromium, Firefox (old and new), Safari <img> requests.
+            "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+            "image/webp,*/*",
+            "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5",
+            "image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5",
+        ];
+        for a in browsers {
+            assert_eq!(advance(Some(a), None).ok(), Some(true), "{a}");
+        }
+        // ffmpeg/OpenCV/VLC/curl send */*; go2rtc and Python's requests nothing or */*; a
+        // program naming one type is a program.
+        for a in [
+            Some("*/*"),
+            None,
+            Some(""),
+            Some("image/jpeg"),
+            Some("multipart/x-mixed-replace"),
+            Some("text/html,*/*"),
+        ] {
+            assert_eq!(advance(a, None).ok(), Some(false), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn the_query_forces_either_mode() {
+        let chrome = Some("image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8");
+        assert_eq!(advance(chrome, Some("advance_headers=0")).ok(), Some(false));
+        assert_eq!(advance(None, Some("advance_headers=1")).ok(), Some(true));
+        assert_eq!(advance(Some("*/*"), Some("advance_headers=true")).ok(), Some(true));
+        assert!(advance(None, Some("advance_headers=maybe")).is_err());
     }
 }

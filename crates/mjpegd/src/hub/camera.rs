@@ -93,6 +93,17 @@ pub struct ViewerInfo {
     pub skipped: AtomicU64,
     /// Recent delivery rate.
     pub rate: RateMeter,
+    /// How this viewer's stream is framed and sized.
+    pub wire: ViewerWire,
+}
+
+/// The per-viewer choices of a stream, as shown on the state page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewerWire {
+    /// The browser wire: each part's headers sent ahead of its frame, no `Content-Length`.
+    pub advance_headers: bool,
+    /// The size limit the viewer asked for (`?width=`/`?height=`), if any.
+    pub size: Option<(Option<u32>, Option<u32>)>,
 }
 
 /// Keeps a viewer listed on its camera until dropped.
@@ -205,6 +216,15 @@ impl Camera {
 
     /// Lists a stream viewer on this camera until the handle is dropped.
     pub fn register_viewer(self: &Arc<Self>, addr: Option<SocketAddr>) -> ViewerHandle {
+        self.register_viewer_as(addr, ViewerWire::default())
+    }
+
+    /// As [`Camera::register_viewer`], recording how the viewer's stream is framed and sized.
+    pub fn register_viewer_as(
+        self: &Arc<Self>,
+        addr: Option<SocketAddr>,
+        wire: ViewerWire,
+    ) -> ViewerHandle {
         let id = self.next_viewer.fetch_add(1, Ordering::Relaxed);
         let info = Arc::new(ViewerInfo {
             addr,
@@ -212,6 +232,7 @@ impl Camera {
             frames: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             rate: RateMeter::default(),
+            wire,
         });
         if let Ok(mut v) = self.viewers.lock() {
             v.insert(id, Arc::clone(&info));

@@ -10,7 +10,7 @@ mod capture;
 pub mod meter;
 
 pub use camera::{
-    Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo,
+    Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo, ViewerWire,
 };
 
 use std::sync::Arc;
