@@ -166,6 +166,10 @@ pub struct CameraSection {
     pub rotate: Option<u32>,
     /// `"horizontal"` or `"vertical"`.
     pub flip: Option<String>,
+    /// Size `WxH` streams fit in when the viewer asks for none; snapshots keep the full size.
+    pub stream_size: Option<String>,
+    /// Skip frames byte-identical to the previous one (default false).
+    pub drop_same_frames: Option<bool>,
 }
 
 /// A camera's settings before they are checked: the CLI builds one from its flags, so flags and
@@ -431,6 +435,10 @@ pub fn check_camera(
         Some(f) => Some(f.parse::<Flip>().map_err(|e| err(key("flip"), e))?),
         None => None,
     };
+    let stream_size = match &d.stream_size {
+        Some(s) => Some(parse_size(s).map_err(|e| err(key("stream_size"), e))?),
+        None => None,
+    };
     // Generated sources render at the output size; other sources deliver their own size and
     // are downscaled to fit it only when a size is configured.
     let (width, height) = size.unwrap_or((1280, 720));
@@ -462,6 +470,8 @@ pub fn check_camera(
             quality,
         },
         fps,
+        stream_size,
+        drop_same_frames: d.drop_same_frames.unwrap_or(false),
     })
 }
 

@@ -1053,7 +1053,12 @@ fn palette_index(rgb: [u8; 3], n: usize) -> Option<usize> {
     (0..n)
         .map(|i| {
             let p = palette(i);
-            let d = p.iter().zip(rgb).map(|(&a, b)| a.abs_diff(b)).max().unwrap_or(255);
+            let d = p
+                .iter()
+                .zip(rgb)
+                .map(|(&a, b)| a.abs_diff(b))
+                .max()
+                .unwrap_or(255);
             (d, i)
         })
         .min()
@@ -1146,13 +1151,7 @@ impl Cdp {
 /// in Chromium, sampled at `samples` random moments. Returns, per sample, how many frames the
 /// painted colour was behind the served one (0 = the frame being served) and whether the
 /// stream used advance headers according to /api/state.
-fn paint_lag(
-    exe: &Path,
-    fps: f64,
-    n: usize,
-    query: &str,
-    samples: usize,
-) -> (Vec<usize>, bool) {
+fn paint_lag(exe: &Path, fps: f64, n: usize, query: &str, samples: usize) -> (Vec<usize>, bool) {
     assert!(n < 26, "palette colour 26 is the page's white background");
     let frames = colour_frames(n);
     let config = format!(
@@ -1179,7 +1178,12 @@ fn paint_lag(
     let advance = state["cameras"][0]["viewer_list"][0]["advance_headers"]
         .as_bool()
         .expect("advance_headers in /api/state");
-    wait_until("the <img> to paint a frame", WAIT, || cdp.painted(n), Option::is_some);
+    wait_until(
+        "the <img> to paint a frame",
+        WAIT,
+        || cdp.painted(n),
+        Option::is_some,
+    );
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1200,7 +1204,10 @@ fn paint_lag(
         // seen just before the screenshot.
         if fps <= 5.0 && before != after {
             ambiguous += 1;
-            assert!(ambiguous <= 3 * samples, "the frame changed during every sample");
+            assert!(
+                ambiguous <= 3 * samples,
+                "the frame changed during every sample"
+            );
             continue;
         }
         let (Some(served), Some(painted)) = (before, painted) else {
@@ -1218,7 +1225,10 @@ fn a_browser_paints_the_frame_being_served_at_once() {
     let Some(exe) = chromium() else { return };
     // Chromium's own Accept picks the advance-headers wire; no parameter needed.
     let (lags, advance) = paint_lag(&exe, 1.0, 3, "", 10);
-    assert!(advance, "/api/state must show the browser's stream in advance-headers mode");
+    assert!(
+        advance,
+        "/api/state must show the browser's stream in advance-headers mode"
+    );
     let matched = lags.iter().filter(|&&l| l == 0).count();
     assert!(
         matched >= 9,
@@ -1235,7 +1245,10 @@ fn on_the_content_length_wire_chromium_paints_one_frame_late() {
     let _serial = serial();
     let Some(exe) = chromium() else { return };
     let (lags, advance) = paint_lag(&exe, 1.0, 3, "?advance_headers=0", 10);
-    assert!(!advance, "/api/state must show the forced Content-Length wire");
+    assert!(
+        !advance,
+        "/api/state must show the forced Content-Length wire"
+    );
     let matched = lags.iter().filter(|&&l| l == 0).count();
     assert!(
         matched <= 5,

@@ -67,7 +67,10 @@ fn pixels(jpeg: &[u8]) -> Result<Vec<u8>, String> {
 fn stripped() -> Vec<u8> {
     let s = strip_dht(&original());
     assert!(!has_dht(&s) && segments(&s).last().map(|l| l.0) == Some(0xDA));
-    assert!(pixels(&s).is_err(), "a decoder must refuse a frame without tables");
+    assert!(
+        pixels(&s).is_err(),
+        "a decoder must refuse a frame without tables"
+    );
     s
 }
 

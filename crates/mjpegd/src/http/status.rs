@@ -53,6 +53,21 @@ pub(crate) struct CameraState {
     source_errors: u64,
     source_opens: u64,
     viewer_list: Vec<ViewerState>,
+    /// Frames not sent for being identical to the previous one (`drop_same_frames`).
+    frames_same: u64,
+    /// The per-request sizes computed now, each once per frame for all its viewers.
+    sizes: Vec<SizeState>,
+}
+
+/// One size computed for viewers (`?width=`/`?height=`, or the camera's `stream_size`).
+#[derive(Debug, Serialize)]
+pub(crate) struct SizeState {
+    /// Bound on the width; `None` when only a height was asked.
+    width: Option<u32>,
+    /// Bound on the height; `None` when only a width was asked.
+    height: Option<u32>,
+    viewers: usize,
+    frames_scaled: u64,
 }
 
 /// One stream viewer.
@@ -127,6 +142,17 @@ fn camera_state(c: &Camera) -> CameraState {
         source_errors: s.source_errors.load(Ordering::Relaxed),
         source_opens: s.source_opens.load(Ordering::Relaxed),
         viewer_list,
+        frames_same: s.frames_same.load(Ordering::Relaxed),
+        sizes: c
+            .sizes()
+            .into_iter()
+            .map(|z| SizeState {
+                width: (z.bounds.0 != u32::MAX).then_some(z.bounds.0),
+                height: (z.bounds.1 != u32::MAX).then_some(z.bounds.1),
+                viewers: z.viewers,
+                frames_scaled: z.frames_scaled,
+            })
+            .collect(),
     }
 }
 

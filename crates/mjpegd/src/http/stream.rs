@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::query::Query;
 use super::{AppState, HttpError, PeerAddr};
 use crate::frame::Frame;
-use crate::hub::{Camera, Subscription, ViewerHandle};
+use crate::hub::{Camera, SizedSubscription, Subscription, ViewerHandle};
 use crate::mjpeg::STREAM_CONTENT_TYPE;
 use crate::mjpeg::write::{ADVANCE_PREAMBLE, ADVANCE_TRAILER, STREAM_PREAMBLE};
 
@@ -104,6 +104,7 @@ pub(super) fn respond(
     let query = Query::parse(raw_query);
     let min_interval = query.min_interval()?;
     let advance = wants_advance_headers(&query, request_headers)?;
+    let requested = query.stream_size()?;
     let headers = stream_headers();
     if method == Method::HEAD {
         // Headers only: a HEAD must not count as a viewer or start capture. The body has no
@@ -126,15 +127,30 @@ pub(super) fn respond(
         ),
         None => None,
     };
+    // An asked size wins over the camera's stream_size; neither: the full size.
+    let bounds = match (requested, camera.config().stream_size) {
+        (Some((w, h)), _) => Some((w.unwrap_or(u32::MAX), h.unwrap_or(u32::MAX))),
+        (None, Some(size)) => Some(size),
+        (None, None) => None,
+    };
+    let feed = match bounds {
+        Some(b) => Feed::Sized(
+            camera
+                .subscribe_sized(b)
+                .map_err(|e| HttpError::BadRequest(e.to_string()))?,
+        ),
+        None => Feed::Full(camera.subscribe()),
+    };
     let viewer = Viewer {
         handle: camera.register_viewer_as(
             peer.0,
             crate::hub::ViewerWire {
                 advance_headers: advance,
-                size: None,
+                size: requested,
             },
         ),
-        sub: camera.subscribe(),
+        camera: Arc::clone(camera),
+        feed,
         _permit: permit,
         _camera_permit: camera_permit,
         min_interval,
@@ -173,9 +189,26 @@ fn stream_headers() -> HeaderMap {
     h
 }
 
+/// Where a viewer's frames come from: the camera's own, or one of its shared sizes. Either way
+/// it holds demand on the camera until dropped.
+enum Feed {
+    Full(Subscription),
+    Sized(SizedSubscription),
+}
+
+impl Feed {
+    fn frames(&mut self) -> &mut tokio::sync::watch::Receiver<Option<Frame>> {
+        match self {
+            Feed::Full(s) => s.frames(),
+            Feed::Sized(s) => s.frames(),
+        }
+    }
+}
+
 /// One viewer's position in the camera's frame sequence.
 struct Viewer {
-    sub: Subscription,
+    camera: Arc<Camera>,
+    feed: Feed,
     handle: ViewerHandle,
     /// Released when the body is dropped, i.e. when the viewer is gone.
     _permit: OwnedSemaphorePermit,
@@ -215,7 +248,7 @@ impl Viewer {
             }
         }
         loop {
-            let newest = self.sub.frames().borrow_and_update().clone();
+            let newest = self.feed.frames().borrow_and_update().clone();
             if let Some(frame) = newest {
                 if self.last.is_none_or(|(seq, _)| frame.seq() > seq) {
                     return Some(self.send(frame));
@@ -229,14 +262,14 @@ impl Viewer {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return None,
-                changed = self.sub.frames().changed() => {
+                changed = self.feed.frames().changed() => {
                     if changed.is_err() {
                         return None;
                     }
                 }
                 () = sleep_until(keepalive_at) => {
                     // No new frame for a while: send the latest again.
-                    let latest = self.sub.frames().borrow_and_update().clone();
+                    let latest = self.feed.frames().borrow_and_update().clone();
                     if let Some(frame) = latest {
                         return Some(self.send(frame));
                     }
@@ -249,7 +282,7 @@ impl Viewer {
     }
 
     fn send(&mut self, frame: Frame) -> Bytes {
-        let stats = self.sub.camera().stats();
+        let stats = self.camera.stats();
         if let Some((seq, _)) = self.last {
             let skipped = frame.seq().saturating_sub(seq).saturating_sub(1);
             if skipped > 0 {
@@ -276,9 +309,7 @@ impl Viewer {
         let me = self.handle.info();
         me.frames.fetch_add(1, Ordering::Relaxed);
         me.rate.tick();
-        stats
-            .bytes_sent
-            .fetch_add(sent as u64, Ordering::Relaxed);
+        stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
         self.last = Some((frame.seq(), Instant::now()));
         part
     }
@@ -286,7 +317,7 @@ impl Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        tracing::debug!(camera = %self.sub.camera().name(), "viewer disconnected");
+        tracing::debug!(camera = %self.camera.name(), "viewer disconnected");
     }
 }
 
@@ -297,7 +328,10 @@ mod tests {
     fn advance(accept: Option<&str>, query: Option<&str>) -> Result<bool, HttpError> {
         let mut h = HeaderMap::new();
         if let Some(a) = accept {
-            h.insert(header::ACCEPT, HeaderValue::from_str(a).expect("header value"));
+            h.insert(
+                header::ACCEPT,
+                HeaderValue::from_str(a).expect("header value"),
+            );
         }
         wants_advance_headers(&Query::parse(query), &h)
     }
@@ -333,7 +367,10 @@ mod tests {
         let chrome = Some("image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8");
         assert_eq!(advance(chrome, Some("advance_headers=0")).ok(), Some(false));
         assert_eq!(advance(None, Some("advance_headers=1")).ok(), Some(true));
-        assert_eq!(advance(Some("*/*"), Some("advance_headers=true")).ok(), Some(true));
+        assert_eq!(
+            advance(Some("*/*"), Some("advance_headers=true")).ok(),
+            Some(true)
+        );
         assert!(advance(None, Some("advance_headers=maybe")).is_err());
     }
 }

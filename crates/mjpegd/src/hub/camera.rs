@@ -35,6 +35,11 @@ pub struct CameraConfig {
     pub transform: Transform,
     /// Configured capture rate (informational: sources pace themselves).
     pub fps: f64,
+    /// Size streams fit in when the viewer asks for none (`stream_size`); snapshots stay at the
+    /// full size. `None`: streams at the full size.
+    pub stream_size: Option<(u32, u32)>,
+    /// Do not publish a frame byte-identical to the previous one (`--drop-same-frames`).
+    pub drop_same_frames: bool,
 }
 
 impl std::fmt::Debug for CameraConfig {
@@ -78,6 +83,8 @@ pub struct CameraStats {
     pub capture_rate: RateMeter,
     /// Time from a source delivering a frame to its publication (transform included).
     pub capture_latency: Histogram,
+    /// Frames not published for being byte-identical to the previous one (`drop_same_frames`).
+    pub frames_same: AtomicU64,
 }
 
 /// One connected stream viewer, as shown on the state page.
@@ -139,6 +146,9 @@ pub struct Camera {
     stats: CameraStats,
     viewers: std::sync::Mutex<BTreeMap<u64, Arc<ViewerInfo>>>,
     next_viewer: AtomicU64,
+    /// Per-request sizes derived from this camera's frames (see `sizes.rs`).
+    pub(super) sizes: super::sizes::Sizes,
+    same: std::sync::Mutex<super::same::SameFrames>,
 }
 
 impl Camera {
@@ -153,6 +163,8 @@ impl Camera {
             stats: CameraStats::default(),
             viewers: std::sync::Mutex::new(BTreeMap::new()),
             next_viewer: AtomicU64::new(0),
+            sizes: super::sizes::Sizes::default(),
+            same: std::sync::Mutex::default(),
         }
     }
 
@@ -254,6 +266,18 @@ impl Camera {
 
     /// Publishes an image as the newest frame and returns it.
     pub(super) fn publish(&self, image: &Image, online: bool) -> Frame {
+        if self.config.drop_same_frames {
+            if let Ok(mut same) = self.same.lock() {
+                if !online {
+                    same.reset();
+                } else if !same.publish(&image.jpeg) {
+                    self.stats.frames_same.fetch_add(1, Ordering::Relaxed);
+                    if let Some(latest) = self.latest() {
+                        return latest;
+                    }
+                }
+            }
+        }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = Frame::new(seq, image, SystemTime::now(), online);
         self.latest.send_replace(Some(frame.clone()));
