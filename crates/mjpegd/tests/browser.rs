@@ -1147,11 +1147,27 @@ impl Cdp {
     }
 }
 
+/// One sample of a paint-lag run: the frame served just before and just after the screenshot,
+/// and the one painted, as palette indices.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    before: usize,
+    after: usize,
+    painted: usize,
+}
+
+impl Sample {
+    /// Frames the painted one is behind `served` (negative: ahead), for a loop of `n` frames.
+    fn behind(served: usize, painted: usize, n: usize) -> i64 {
+        let d = ((served + n - painted) % n) as i64;
+        if d > n as i64 / 2 { d - n as i64 } else { d }
+    }
+}
+
 /// One paint-lag run: a camera of `n` solid colours at `fps`, an `<img>` of `/stream` + `query`
-/// in Chromium, sampled at `samples` random moments. Returns, per sample, how many frames the
-/// painted colour was behind the served one (0 = the frame being served) and whether the
-/// stream used advance headers according to /api/state.
-fn paint_lag(exe: &Path, fps: f64, n: usize, query: &str, samples: usize) -> (Vec<usize>, bool) {
+/// in Chromium, sampled at `samples` random moments. Returns the samples and whether the stream
+/// used advance headers according to /api/state.
+fn paint_lag(exe: &Path, fps: f64, n: usize, query: &str, samples: usize) -> (Vec<Sample>, bool) {
     assert!(n < 26, "palette colour 26 is the page's white background");
     let frames = colour_frames(n);
     let config = format!(
@@ -1210,10 +1226,14 @@ fn paint_lag(exe: &Path, fps: f64, n: usize, query: &str, samples: usize) -> (Ve
             );
             continue;
         }
-        let (Some(served), Some(painted)) = (before, painted) else {
-            panic!("unclassifiable colour: served {before:?}, painted {painted:?}");
+        let (Some(before), Some(after), Some(painted)) = (before, after, painted) else {
+            panic!("unclassifiable colour: served {before:?}/{after:?}, painted {painted:?}");
         };
-        lags.push((served + n - painted) % n);
+        lags.push(Sample {
+            before,
+            after,
+            painted,
+        });
     }
     eprintln!("paint_lag fps={fps} query={query:?} advance={advance}: lags {lags:?}");
     (lags, advance)
@@ -1224,7 +1244,11 @@ fn a_browser_paints_the_frame_being_served_at_once() {
     let _serial = serial();
     let Some(exe) = chromium() else { return };
     // Chromium's own Accept picks the advance-headers wire; no parameter needed.
-    let (lags, advance) = paint_lag(&exe, 1.0, 3, "", 10);
+    let (samples, advance) = paint_lag(&exe, 1.0, 3, "", 10);
+    let lags: Vec<i64> = samples
+        .iter()
+        .map(|s| Sample::behind(s.before, s.painted, 3))
+        .collect();
     assert!(
         advance,
         "/api/state must show the browser's stream in advance-headers mode"
@@ -1244,7 +1268,11 @@ fn a_browser_paints_the_frame_being_served_at_once() {
 fn on_the_content_length_wire_chromium_paints_one_frame_late() {
     let _serial = serial();
     let Some(exe) = chromium() else { return };
-    let (lags, advance) = paint_lag(&exe, 1.0, 3, "?advance_headers=0", 10);
+    let (samples, advance) = paint_lag(&exe, 1.0, 3, "?advance_headers=0", 10);
+    let lags: Vec<i64> = samples
+        .iter()
+        .map(|s| Sample::behind(s.before, s.painted, 3))
+        .collect();
     assert!(
         !advance,
         "/api/state must show the forced Content-Length wire"
@@ -1266,16 +1294,24 @@ fn measure_paint_lag() {
     let Some(exe) = chromium() else { return };
     for (fps, n) in [(1.0, 3), (30.0, 25)] {
         for query in ["?advance_headers=0", "?advance_headers=1"] {
-            let (lags, _) = paint_lag(&exe, fps, n, query, 20);
-            let mean = lags.iter().sum::<usize>() as f64 / lags.len() as f64;
-            let mut sorted = lags.clone();
-            sorted.sort_unstable();
-            println!(
-                "PAINT LAG fps={fps} {query}: mean {mean:.2} frames, median {} frames, max {} (n={})",
-                sorted[sorted.len() / 2],
-                sorted[sorted.len() - 1],
-                lags.len()
-            );
+            let (samples, _) = paint_lag(&exe, fps, n, query, 30);
+            // The true lag lies between the one against the frame served before the screenshot
+            // and the one against the frame served after it (equal at 1 fps).
+            for (which, pick) in [("before", true), ("after", false)] {
+                let mut lags: Vec<i64> = samples
+                    .iter()
+                    .map(|s| Sample::behind(if pick { s.before } else { s.after }, s.painted, n))
+                    .collect();
+                lags.sort_unstable();
+                let mean = lags.iter().sum::<i64>() as f64 / lags.len() as f64;
+                println!(
+                    "PAINT LAG fps={fps} {query} vs served {which}: mean {mean:.2} frames, median {}, min {}, max {} (n={})",
+                    lags[lags.len() / 2],
+                    lags[0],
+                    lags[lags.len() - 1],
+                    lags.len()
+                );
+            }
         }
     }
 }
