@@ -86,8 +86,8 @@ fn advance_parts(body: &[u8]) -> Vec<Vec<u8>> {
     }
     // Each part's header block is exactly `Content-Type: image/jpeg`: the preamble and every
     // trailer end with it, so no Content-Length or X-Timestamp appears anywhere.
-    assert!(!memchr::memmem::find(body, b"Content-Length").is_some());
-    assert!(!memchr::memmem::find(body, b"X-Timestamp").is_some());
+    assert!(memchr::memmem::find(body, b"Content-Length").is_none());
+    assert!(memchr::memmem::find(body, b"X-Timestamp").is_none());
     parts
 }
 

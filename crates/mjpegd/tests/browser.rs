@@ -1177,7 +1177,7 @@ fn paint_lag(exe: &Path, fps: f64, n: usize, query: &str, samples: usize) -> (Ve
         PAINT_SIZE.1
     );
     let server = Mjpegd::start(&config, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let (_browser, mut cdp) = browser_with_page(&exe);
+    let (_browser, mut cdp) = browser_with_page(exe);
     let html = format!(
         "<img id=v src='{}/stream{query}' style='position:fixed;left:0;top:0;width:{}px;height:{}px'>",
         server.url, PAINT_SIZE.0, PAINT_SIZE.1

@@ -80,7 +80,7 @@ impl Query {
     }
 
     /// `?width=N` and/or `?height=N` of a stream, when either is given.
-    pub fn stream_size(&self) -> Result<Option<(Option<u32>, Option<u32>)>, HttpError> {
+    pub fn stream_size(&self) -> Result<Option<crate::hub::RequestedSize>, HttpError> {
         match (self.thumbnail_width()?, self.height()?) {
             (None, None) => Ok(None),
             size => Ok(Some(size)),

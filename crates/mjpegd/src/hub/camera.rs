@@ -110,7 +110,7 @@ pub struct ViewerWire {
     /// The browser wire: each part's headers sent ahead of its frame, no `Content-Length`.
     pub advance_headers: bool,
     /// The size limit the viewer asked for (`?width=`/`?height=`), if any.
-    pub size: Option<(Option<u32>, Option<u32>)>,
+    pub size: Option<super::sizes::RequestedSize>,
 }
 
 /// Keeps a viewer listed on its camera until dropped.

@@ -14,7 +14,9 @@ mod sizes;
 pub use camera::{
     Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo, ViewerWire,
 };
-pub use sizes::{Bounds, MAX_SIZES_PER_CAMERA, SizeInfo, SizedSubscription, TooManySizes};
+pub use sizes::{
+    Bounds, MAX_SIZES_PER_CAMERA, RequestedSize, SizeInfo, SizedSubscription, TooManySizes,
+};
 
 use std::sync::Arc;
 

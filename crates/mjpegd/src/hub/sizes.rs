@@ -26,6 +26,9 @@ use crate::transform::Transform;
 /// frame, so this bounds what viewers can make the capture side spend.
 pub const MAX_SIZES_PER_CAMERA: usize = 4;
 
+/// The `?width=` and `?height=` a viewer asked for (either may be absent).
+pub type RequestedSize = (Option<u32>, Option<u32>);
+
 /// Bounds a viewer asked for: fit inside `width` x `height` (`u32::MAX` when not given).
 pub type Bounds = (u32, u32);
 
