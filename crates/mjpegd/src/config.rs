@@ -589,6 +589,7 @@ mod tests {
             ("rotate", "45", "cameras[0].rotate"),
             ("flip", "\"diagonal\"", "cameras[0].flip"),
             ("size", "\"big\"", "cameras[0].size"),
+            ("stream_size", "\"640\"", "cameras[0].stream_size"),
             ("quality", "0", "cameras[0].quality"),
             ("name", "\"a b\"", "cameras[0].name"),
         ] {
@@ -607,6 +608,23 @@ mod tests {
             let e = check_cameras(&file.cameras).expect_err(field);
             assert_eq!(e.key, key, "{e}");
         }
+    }
+
+    #[test]
+    fn stream_size_and_drop_same_frames() {
+        let file = parse(
+            "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nstream_size = \"640x360\"\ndrop_same_frames = true\n\
+             [[cameras]]\nname = \"b\"\nsource = \"testpattern\"\n",
+        )
+        .expect("parses");
+        let cams = check_cameras(&file.cameras).expect("valid");
+        assert_eq!(cams[0].stream_size, Some((640, 360)));
+        assert!(cams[0].drop_same_frames);
+        assert_eq!(cams[1].stream_size, None);
+        assert!(!cams[1].drop_same_frames);
+        let e = parse("[[cameras]]\nname = \"a\"\nsource = \"images\"\ndrop_same_frames = 1\n")
+            .expect_err("not a boolean");
+        assert!(e.contains("drop_same_frames"), "{e}");
     }
 
     #[test]
