@@ -129,6 +129,14 @@ pub struct Cli {
     #[arg(long, env = "MJPEGD_SOURCE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub source_timeout: Option<u64>,
 
+    /// Size WxH streams fit in when the viewer asks for none (?width=/?height=); snapshots keep the full size [default: full].
+    #[arg(long, env = "MJPEGD_STREAM_SIZE", value_parser = parse_size)]
+    pub stream_size: Option<(u32, u32)>,
+
+    /// Do not send a frame byte-identical to the previous one (a static screen then costs almost nothing).
+    #[arg(long, env = "MJPEGD_DROP_SAME_FRAMES")]
+    pub drop_same_frames: bool,
+
     /// Most concurrent stream viewers; past it new viewers get 503 with Retry-After, 1-1000000 [default: 1000].
     #[arg(long, env = "MJPEGD_MAX_VIEWERS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_viewers: Option<u64>,
@@ -171,6 +179,8 @@ impl Cli {
             || self.flip.is_some()
             || self.idle_timeout.is_some()
             || self.source_timeout.is_some()
+            || self.stream_size.is_some()
+            || self.drop_same_frames
     }
 
     /// Merges flags and the config file into checked settings; errors name the flag or the
@@ -180,7 +190,7 @@ impl Cli {
             Some(path) => {
                 if self.camera_flags_given() {
                     return Err(format!(
-                        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout) \
+                        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames) \
                          cannot be combined with --config: set them in {}'s [[cameras]] tables",
                         path.display()
                     ));
@@ -206,6 +216,8 @@ impl Cli {
                     source_timeout: self.source_timeout,
                     rotate: self.rotate.as_deref().and_then(|r| r.parse().ok()),
                     flip: self.flip.clone(),
+                    stream_size: self.stream_size.map(|(w, h)| format!("{w}x{h}")),
+                    drop_same_frames: self.drop_same_frames.then_some(true),
                 };
                 let flag = |field: &str| format!("--{}", field.replace('_', "-"));
                 let camera = config::check_camera(&draft, &flag).map_err(|e| e.to_string())?;

@@ -166,6 +166,10 @@ pub struct CameraSection {
     pub rotate: Option<u32>,
     /// `"horizontal"` or `"vertical"`.
     pub flip: Option<String>,
+    /// Size `WxH` streams fit in when the viewer asks for none; snapshots keep the full size.
+    pub stream_size: Option<String>,
+    /// Skip frames byte-identical to the previous one (default false).
+    pub drop_same_frames: Option<bool>,
 }
 
 /// A camera's settings before they are checked: the CLI builds one from its flags, so flags and
@@ -431,6 +435,10 @@ pub fn check_camera(
         Some(f) => Some(f.parse::<Flip>().map_err(|e| err(key("flip"), e))?),
         None => None,
     };
+    let stream_size = match &d.stream_size {
+        Some(s) => Some(parse_size(s).map_err(|e| err(key("stream_size"), e))?),
+        None => None,
+    };
     // Generated sources render at the output size; other sources deliver their own size and
     // are downscaled to fit it only when a size is configured.
     let (width, height) = size.unwrap_or((1280, 720));
@@ -462,6 +470,8 @@ pub fn check_camera(
             quality,
         },
         fps,
+        stream_size,
+        drop_same_frames: d.drop_same_frames.unwrap_or(false),
     })
 }
 
@@ -579,6 +589,7 @@ mod tests {
             ("rotate", "45", "cameras[0].rotate"),
             ("flip", "\"diagonal\"", "cameras[0].flip"),
             ("size", "\"big\"", "cameras[0].size"),
+            ("stream_size", "\"640\"", "cameras[0].stream_size"),
             ("quality", "0", "cameras[0].quality"),
             ("name", "\"a b\"", "cameras[0].name"),
         ] {
@@ -597,6 +608,23 @@ mod tests {
             let e = check_cameras(&file.cameras).expect_err(field);
             assert_eq!(e.key, key, "{e}");
         }
+    }
+
+    #[test]
+    fn stream_size_and_drop_same_frames() {
+        let file = parse(
+            "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nstream_size = \"640x360\"\ndrop_same_frames = true\n\
+             [[cameras]]\nname = \"b\"\nsource = \"testpattern\"\n",
+        )
+        .expect("parses");
+        let cams = check_cameras(&file.cameras).expect("valid");
+        assert_eq!(cams[0].stream_size, Some((640, 360)));
+        assert!(cams[0].drop_same_frames);
+        assert_eq!(cams[1].stream_size, None);
+        assert!(!cams[1].drop_same_frames);
+        let e = parse("[[cameras]]\nname = \"a\"\nsource = \"images\"\ndrop_same_frames = 1\n")
+            .expect_err("not a boolean");
+        assert!(e.contains("drop_same_frames"), "{e}");
     }
 
     #[test]

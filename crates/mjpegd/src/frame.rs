@@ -53,9 +53,13 @@ struct Inner {
 impl Frame {
     /// Stamps an image with its sequence number and capture time and builds its wire part.
     ///
+    /// A JPEG without Huffman tables (many USB cameras' MJPEG) gets the standard ones here, so
+    /// no frame of any source leaves without them; for a frame that has them this is a walk over
+    /// its header segments, and the part is built with the one copy it needs anyway.
     /// `online` is false for generated "no signal" frames.
     pub fn new(seq: u64, image: &Image, captured: SystemTime, online: bool) -> Frame {
-        let (part, jpeg_start) = write::part(&image.jpeg, captured);
+        let jpeg = crate::jpeg::dht::ensure_huffman_tables(&image.jpeg);
+        let (part, jpeg_start) = write::part(&jpeg, captured);
         Frame(Arc::new(Inner {
             seq,
             captured,
@@ -65,7 +69,7 @@ impl Frame {
             online,
             part,
             jpeg_start,
-            jpeg_len: image.jpeg.len(),
+            jpeg_len: jpeg.len(),
         }))
     }
 

@@ -1,4 +1,7 @@
 //! Pure JPEG inspection over byte slices: markers, dimensions, sanity checks. No I/O, no decoding.
+//! [`dht`] inserts the standard Huffman tables into frames that lack them.
+
+pub mod dht;
 
 use thiserror::Error;
 

@@ -89,6 +89,7 @@ async fn root(
     method: Method,
     peer: PeerAddr,
     principal: Principal,
+    request_headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     let q = query::Query::parse(raw.as_deref());
@@ -109,7 +110,14 @@ async fn root(
     }
     let camera = access::camera_at(&state, &principal, index)?;
     match verb {
-        "stream" => stream::respond(&state, &camera, &method, peer, raw.as_deref()),
+        "stream" => stream::respond(
+            &state,
+            &camera,
+            &method,
+            peer,
+            &request_headers,
+            raw.as_deref(),
+        ),
         "snapshot" => snapshot::respond(&state, &camera, &method, raw.as_deref()).await,
         _ => Err(unknown_action(action)),
     }
@@ -137,10 +145,18 @@ async fn camera_stream(
     method: Method,
     peer: PeerAddr,
     principal: Principal,
+    request_headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     let camera = access::camera_named(&state, &principal, &name)?;
-    stream::respond(&state, &camera, &method, peer, raw.as_deref())
+    stream::respond(
+        &state,
+        &camera,
+        &method,
+        peer,
+        &request_headers,
+        raw.as_deref(),
+    )
 }
 
 async fn camera_snapshot(

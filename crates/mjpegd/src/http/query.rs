@@ -64,6 +64,30 @@ impl Query {
     }
 }
 
+impl Query {
+    /// `?height=N` of a stream, 16 to 8192 pixels.
+    pub fn height(&self) -> Result<Option<u32>, HttpError> {
+        let Some(raw) = self.get("height") else {
+            return Ok(None);
+        };
+        match raw.trim().parse::<u32>() {
+            Ok(h) if (16..=crate::render::MAX_DIMENSION).contains(&h) => Ok(Some(h)),
+            _ => Err(HttpError::BadRequest(format!(
+                "bad height {raw:?}: height must be a whole number of pixels from 16 to {}",
+                crate::render::MAX_DIMENSION
+            ))),
+        }
+    }
+
+    /// `?width=N` and/or `?height=N` of a stream, when either is given.
+    pub fn stream_size(&self) -> Result<Option<crate::hub::RequestedSize>, HttpError> {
+        match (self.thumbnail_width()?, self.height()?) {
+            (None, None) => Ok(None),
+            size => Ok(Some(size)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +97,27 @@ mod tests {
         let q = Query::parse(Some("action=stream&1700000000&type=.mjpg"));
         assert_eq!(q.get("action"), Some("stream"));
         assert_eq!(q.min_interval().ok(), Some(None));
+    }
+
+    #[test]
+    fn stream_size_bounds() {
+        let q = |s| Query::parse(Some(s)).stream_size().ok();
+        assert_eq!(q("fps=5"), Some(None));
+        assert_eq!(q("width=640"), Some(Some((Some(640), None))));
+        assert_eq!(q("height=16"), Some(Some((None, Some(16)))));
+        assert_eq!(
+            q("width=8192&height=100"),
+            Some(Some((Some(8192), Some(100))))
+        );
+        for bad in [
+            "width=15",
+            "height=8193",
+            "width=abc",
+            "height=",
+            "width=-1",
+        ] {
+            assert!(Query::parse(Some(bad)).stream_size().is_err(), "{bad}");
+        }
     }
 
     #[test]

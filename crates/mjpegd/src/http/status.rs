@@ -57,6 +57,21 @@ pub(crate) struct CameraState {
     source_errors: u64,
     source_opens: u64,
     viewer_list: Vec<ViewerState>,
+    /// Frames not sent for being identical to the previous one (`drop_same_frames`).
+    frames_same: u64,
+    /// The per-request sizes computed now, each once per frame for all its viewers.
+    sizes: Vec<SizeState>,
+}
+
+/// One size computed for viewers (`?width=`/`?height=`, or the camera's `stream_size`).
+#[derive(Debug, Serialize)]
+pub(crate) struct SizeState {
+    /// Bound on the width; `None` when only a height was asked.
+    width: Option<u32>,
+    /// Bound on the height; `None` when only a width was asked.
+    height: Option<u32>,
+    viewers: usize,
+    frames_scaled: u64,
 }
 
 /// One stream viewer.
@@ -68,6 +83,12 @@ pub(crate) struct ViewerState {
     fps: f64,
     frames: u64,
     skipped: u64,
+    /// True for the browser wire (headers sent ahead, no `Content-Length`).
+    advance_headers: bool,
+    /// The `?width=` the viewer asked for, if any.
+    requested_width: Option<u32>,
+    /// The `?height=` the viewer asked for, if any.
+    requested_height: Option<u32>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -95,6 +116,9 @@ fn camera_state(c: &Camera) -> CameraState {
             fps: round2(v.rate.rate()),
             frames: v.frames.load(Ordering::Relaxed),
             skipped: v.skipped.load(Ordering::Relaxed),
+            advance_headers: v.wire.advance_headers,
+            requested_width: v.wire.size.and_then(|s| s.0),
+            requested_height: v.wire.size.and_then(|s| s.1),
         })
         .collect();
     CameraState {
@@ -122,6 +146,17 @@ fn camera_state(c: &Camera) -> CameraState {
         source_errors: s.source_errors.load(Ordering::Relaxed),
         source_opens: s.source_opens.load(Ordering::Relaxed),
         viewer_list,
+        frames_same: s.frames_same.load(Ordering::Relaxed),
+        sizes: c
+            .sizes()
+            .into_iter()
+            .map(|z| SizeState {
+                width: (z.bounds.0 != u32::MAX).then_some(z.bounds.0),
+                height: (z.bounds.1 != u32::MAX).then_some(z.bounds.1),
+                viewers: z.viewers,
+                frames_scaled: z.frames_scaled,
+            })
+            .collect(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The MJPEG stream body: one per viewer, paced by the viewer, fed by the camera's latest frame.
 //!
 //! The body sends the preamble boundary, then each frame's prebuilt part (headers, JPEG,
-//! trailing boundary) as one shared `Bytes`: no per-viewer copy. It only asks for the next frame
+//! trailing boundary) as one shared `Bytes`: no per-viewer copy. Browsers get the
+//! "advance headers" wire instead (see [`wants_advance_headers`]): the JPEG alone, as a slice of
+//! the same shared buffer, then a static chunk holding the boundary and the next part's headers. It only asks for the next frame
 //! when hyper polls it, which hyper does once the previous write has drained into the socket,
 //! so a slow viewer simply gets the newest frame when it is ready and skips the rest. A viewer
 //! whose socket stops draining altogether is cut by the server's write timeout.
@@ -23,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 use super::query::Query;
 use super::{AppState, HttpError, PeerAddr};
 use crate::frame::Frame;
-use crate::hub::{Camera, Subscription, ViewerHandle};
-use crate::mjpeg::{STREAM_CONTENT_TYPE, write::STREAM_PREAMBLE};
+use crate::hub::{Camera, SizedSubscription, Subscription, ViewerHandle};
+use crate::mjpeg::STREAM_CONTENT_TYPE;
+use crate::mjpeg::write::{ADVANCE_PREAMBLE, ADVANCE_TRAILER, STREAM_PREAMBLE};
 
 /// `/stream`, `/video_feed`, `/?action=stream`: the first camera's stream.
 pub(super) async fn first_camera(
@@ -32,10 +35,61 @@ pub(super) async fn first_camera(
     principal: crate::auth::Principal,
     method: Method,
     peer: PeerAddr,
+    request_headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     let camera = super::access::camera_at(&state, &principal, 0)?;
-    respond(&state, &camera, &method, peer, raw.as_deref())
+    respond(
+        &state,
+        &camera,
+        &method,
+        peer,
+        &request_headers,
+        raw.as_deref(),
+    )
+}
+
+/// Whether a stream request gets the advance-headers wire: `?advance_headers=1|0` when given,
+/// else whether the request comes from a browser's `<img>`.
+///
+/// Browsers ask for images in `Accept` (Chromium `image/avif,image/webp,image/apng,...,*/*;q=0.8`,
+/// Firefox and Safari alike); ffmpeg, OpenCV, VLC, GStreamer, go2rtc, curl and Python clients
+/// send `*/*` or no `Accept` at all. A lone media range (`Accept: image/jpeg`) is not taken for a
+/// browser: a client that names exactly one type is a program, and programs may find frames by
+/// `Content-Length`, which this mode cannot send.
+pub(super) fn wants_advance_headers(
+    query: &Query,
+    request_headers: &HeaderMap,
+) -> Result<bool, HttpError> {
+    if let Some(raw) = query.get("advance_headers") {
+        return match raw.trim() {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            _ => Err(HttpError::BadRequest(format!(
+                "bad advance_headers {raw:?}: use advance_headers=1 (headers of the next part sent \
+                 right after each frame, for browsers) or advance_headers=0 (Content-Length on every part)"
+            ))),
+        };
+    }
+    let accept = request_headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    Ok(accept.into_iter().any(accept_is_a_browser_image_request))
+}
+
+fn accept_is_a_browser_image_request(accept: &str) -> bool {
+    let ranges = accept
+        .split(',')
+        .map(|r| r.split(';').next().unwrap_or("").trim())
+        .filter(|r| !r.is_empty());
+    let mut count = 0usize;
+    let mut image = false;
+    for r in ranges {
+        count += 1;
+        image |= r.len() > 6 && r.as_bytes()[..6].eq_ignore_ascii_case(b"image/");
+    }
+    image && count >= 2
 }
 
 /// Answers a stream request for `camera`.
@@ -44,9 +98,13 @@ pub(super) fn respond(
     camera: &Arc<Camera>,
     method: &Method,
     peer: PeerAddr,
+    request_headers: &HeaderMap,
     raw_query: Option<&str>,
 ) -> Result<Response, HttpError> {
-    let min_interval = Query::parse(raw_query).min_interval()?;
+    let query = Query::parse(raw_query);
+    let min_interval = query.min_interval()?;
+    let advance = wants_advance_headers(&query, request_headers)?;
+    let requested = query.stream_size()?;
     let headers = stream_headers();
     if method == Method::HEAD {
         // Headers only: a HEAD must not count as a viewer or start capture. The body has no
@@ -69,9 +127,30 @@ pub(super) fn respond(
         ),
         None => None,
     };
+    // An asked size wins over the camera's stream_size; neither: the full size.
+    let bounds = match (requested, camera.config().stream_size) {
+        (Some((w, h)), _) => Some((w.unwrap_or(u32::MAX), h.unwrap_or(u32::MAX))),
+        (None, Some(size)) => Some(size),
+        (None, None) => None,
+    };
+    let feed = match bounds {
+        Some(b) => Feed::Sized(
+            camera
+                .subscribe_sized(b)
+                .map_err(|e| HttpError::BadRequest(e.to_string()))?,
+        ),
+        None => Feed::Full(camera.subscribe()),
+    };
     let viewer = Viewer {
-        handle: camera.register_viewer(peer.0),
-        sub: camera.subscribe(),
+        handle: camera.register_viewer_as(
+            peer.0,
+            crate::hub::ViewerWire {
+                advance_headers: advance,
+                size: requested,
+            },
+        ),
+        camera: Arc::clone(camera),
+        feed,
         _permit: permit,
         _camera_permit: camera_permit,
         min_interval,
@@ -79,8 +158,10 @@ pub(super) fn respond(
         shutdown: state.0.shutdown.clone(),
         last: None,
         started: false,
+        advance,
+        pending: None,
     };
-    tracing::debug!(camera = %camera.name(), peer = ?peer.0, "viewer connected");
+    tracing::debug!(camera = %camera.name(), peer = ?peer.0, advance_headers = advance, "viewer connected");
     let chunks = futures_util::stream::unfold(viewer, |mut v| async move {
         let chunk = v.next_chunk().await?;
         Some((Ok::<Bytes, Infallible>(chunk), v))
@@ -108,9 +189,26 @@ fn stream_headers() -> HeaderMap {
     h
 }
 
+/// Where a viewer's frames come from: the camera's own, or one of its shared sizes. Either way
+/// it holds demand on the camera until dropped.
+enum Feed {
+    Full(Subscription),
+    Sized(SizedSubscription),
+}
+
+impl Feed {
+    fn frames(&mut self) -> &mut tokio::sync::watch::Receiver<Option<Frame>> {
+        match self {
+            Feed::Full(s) => s.frames(),
+            Feed::Sized(s) => s.frames(),
+        }
+    }
+}
+
 /// One viewer's position in the camera's frame sequence.
 struct Viewer {
-    sub: Subscription,
+    camera: Arc<Camera>,
+    feed: Feed,
     handle: ViewerHandle,
     /// Released when the body is dropped, i.e. when the viewer is gone.
     _permit: OwnedSemaphorePermit,
@@ -121,6 +219,10 @@ struct Viewer {
     /// Sequence number and send time of the last frame sent.
     last: Option<(u64, Instant)>,
     started: bool,
+    /// Advance-headers wire (browsers): frames go out as JPEG + [`ADVANCE_TRAILER`].
+    advance: bool,
+    /// A chunk to send before waiting for the next frame (the trailer after a bare JPEG).
+    pending: Option<Bytes>,
 }
 
 impl Viewer {
@@ -128,7 +230,15 @@ impl Viewer {
     async fn next_chunk(&mut self) -> Option<Bytes> {
         if !self.started {
             self.started = true;
-            return Some(Bytes::from_static(STREAM_PREAMBLE));
+            let preamble = if self.advance {
+                ADVANCE_PREAMBLE
+            } else {
+                STREAM_PREAMBLE
+            };
+            return Some(Bytes::from_static(preamble));
+        }
+        if let Some(chunk) = self.pending.take() {
+            return Some(chunk);
         }
         if let (Some(min), Some((_, at))) = (self.min_interval, self.last) {
             tokio::select! {
@@ -138,7 +248,7 @@ impl Viewer {
             }
         }
         loop {
-            let newest = self.sub.frames().borrow_and_update().clone();
+            let newest = self.feed.frames().borrow_and_update().clone();
             if let Some(frame) = newest {
                 if self.last.is_none_or(|(seq, _)| frame.seq() > seq) {
                     return Some(self.send(frame));
@@ -152,14 +262,14 @@ impl Viewer {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return None,
-                changed = self.sub.frames().changed() => {
+                changed = self.feed.frames().changed() => {
                     if changed.is_err() {
                         return None;
                     }
                 }
                 () = sleep_until(keepalive_at) => {
                     // No new frame for a while: send the latest again.
-                    let latest = self.sub.frames().borrow_and_update().clone();
+                    let latest = self.feed.frames().borrow_and_update().clone();
                     if let Some(frame) = latest {
                         return Some(self.send(frame));
                     }
@@ -172,7 +282,7 @@ impl Viewer {
     }
 
     fn send(&mut self, frame: Frame) -> Bytes {
-        let stats = self.sub.camera().stats();
+        let stats = self.camera.stats();
         if let Some((seq, _)) = self.last {
             let skipped = frame.seq().saturating_sub(seq).saturating_sub(1);
             if skipped > 0 {
@@ -183,14 +293,23 @@ impl Viewer {
                     .fetch_add(skipped, Ordering::Relaxed);
             }
         }
-        let part = frame.part();
+        let (part, sent) = if self.advance {
+            // The JPEG is a slice of the frame's shared buffer, the trailer a static: still no
+            // per-viewer copy.
+            let jpeg = frame.jpeg();
+            self.pending = Some(Bytes::from_static(ADVANCE_TRAILER));
+            let sent = jpeg.len() + ADVANCE_TRAILER.len();
+            (jpeg, sent)
+        } else {
+            let part = frame.part();
+            let sent = part.len();
+            (part, sent)
+        };
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         let me = self.handle.info();
         me.frames.fetch_add(1, Ordering::Relaxed);
         me.rate.tick();
-        stats
-            .bytes_sent
-            .fetch_add(part.len() as u64, Ordering::Relaxed);
+        stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
         self.last = Some((frame.seq(), Instant::now()));
         part
     }
@@ -198,6 +317,60 @@ impl Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        tracing::debug!(camera = %self.sub.camera().name(), "viewer disconnected");
+        tracing::debug!(camera = %self.camera.name(), "viewer disconnected");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advance(accept: Option<&str>, query: Option<&str>) -> Result<bool, HttpError> {
+        let mut h = HeaderMap::new();
+        if let Some(a) = accept {
+            h.insert(
+                header::ACCEPT,
+                HeaderValue::from_str(a).expect("header value"),
+            );
+        }
+        wants_advance_headers(&Query::parse(query), &h)
+    }
+
+    #[test]
+    fn browsers_get_advance_headers_and_programs_do_not() {
+        let browsers = [
+            // Chromium, Firefox (old and new), Safari <img> requests.
+            "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8",
+            "image/webp,*/*",
+            "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5",
+            "image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5",
+        ];
+        for a in browsers {
+            assert_eq!(advance(Some(a), None).ok(), Some(true), "{a}");
+        }
+        // ffmpeg/OpenCV/VLC/curl send */*; go2rtc and Python's requests nothing or */*; a
+        // program naming one type is a program.
+        for a in [
+            Some("*/*"),
+            None,
+            Some(""),
+            Some("image/jpeg"),
+            Some("multipart/x-mixed-replace"),
+            Some("text/html,*/*"),
+        ] {
+            assert_eq!(advance(a, None).ok(), Some(false), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn the_query_forces_either_mode() {
+        let chrome = Some("image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8");
+        assert_eq!(advance(chrome, Some("advance_headers=0")).ok(), Some(false));
+        assert_eq!(advance(None, Some("advance_headers=1")).ok(), Some(true));
+        assert_eq!(
+            advance(Some("*/*"), Some("advance_headers=true")).ok(),
+            Some(true)
+        );
+        assert!(advance(None, Some("advance_headers=maybe")).is_err());
     }
 }

@@ -35,6 +35,11 @@ pub struct CameraConfig {
     pub transform: Transform,
     /// Configured capture rate (informational: sources pace themselves).
     pub fps: f64,
+    /// Size streams fit in when the viewer asks for none (`stream_size`); snapshots stay at the
+    /// full size. `None`: streams at the full size.
+    pub stream_size: Option<(u32, u32)>,
+    /// Do not publish a frame byte-identical to the previous one (`--drop-same-frames`).
+    pub drop_same_frames: bool,
 }
 
 impl std::fmt::Debug for CameraConfig {
@@ -78,6 +83,8 @@ pub struct CameraStats {
     pub capture_rate: RateMeter,
     /// Time from a source delivering a frame to its publication (transform included).
     pub capture_latency: Histogram,
+    /// Frames not published for being byte-identical to the previous one (`drop_same_frames`).
+    pub frames_same: AtomicU64,
 }
 
 /// One connected stream viewer, as shown on the state page.
@@ -93,6 +100,17 @@ pub struct ViewerInfo {
     pub skipped: AtomicU64,
     /// Recent delivery rate.
     pub rate: RateMeter,
+    /// How this viewer's stream is framed and sized.
+    pub wire: ViewerWire,
+}
+
+/// The per-viewer choices of a stream, as shown on the state page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewerWire {
+    /// The browser wire: each part's headers sent ahead of its frame, no `Content-Length`.
+    pub advance_headers: bool,
+    /// The size limit the viewer asked for (`?width=`/`?height=`), if any.
+    pub size: Option<super::sizes::RequestedSize>,
 }
 
 /// Keeps a viewer listed on its camera until dropped.
@@ -128,6 +146,9 @@ pub struct Camera {
     stats: CameraStats,
     viewers: std::sync::Mutex<BTreeMap<u64, Arc<ViewerInfo>>>,
     next_viewer: AtomicU64,
+    /// Per-request sizes derived from this camera's frames (see `sizes.rs`).
+    pub(super) sizes: super::sizes::Sizes,
+    same: std::sync::Mutex<super::same::SameFrames>,
 }
 
 impl Camera {
@@ -142,6 +163,8 @@ impl Camera {
             stats: CameraStats::default(),
             viewers: std::sync::Mutex::new(BTreeMap::new()),
             next_viewer: AtomicU64::new(0),
+            sizes: super::sizes::Sizes::default(),
+            same: std::sync::Mutex::default(),
         }
     }
 
@@ -205,6 +228,15 @@ impl Camera {
 
     /// Lists a stream viewer on this camera until the handle is dropped.
     pub fn register_viewer(self: &Arc<Self>, addr: Option<SocketAddr>) -> ViewerHandle {
+        self.register_viewer_as(addr, ViewerWire::default())
+    }
+
+    /// As [`Camera::register_viewer`], recording how the viewer's stream is framed and sized.
+    pub fn register_viewer_as(
+        self: &Arc<Self>,
+        addr: Option<SocketAddr>,
+        wire: ViewerWire,
+    ) -> ViewerHandle {
         let id = self.next_viewer.fetch_add(1, Ordering::Relaxed);
         let info = Arc::new(ViewerInfo {
             addr,
@@ -212,6 +244,7 @@ impl Camera {
             frames: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             rate: RateMeter::default(),
+            wire,
         });
         if let Ok(mut v) = self.viewers.lock() {
             v.insert(id, Arc::clone(&info));
@@ -233,6 +266,18 @@ impl Camera {
 
     /// Publishes an image as the newest frame and returns it.
     pub(super) fn publish(&self, image: &Image, online: bool) -> Frame {
+        if self.config.drop_same_frames {
+            if let Ok(mut same) = self.same.lock() {
+                if !online {
+                    same.reset();
+                } else if !same.publish(&image.jpeg) {
+                    self.stats.frames_same.fetch_add(1, Ordering::Relaxed);
+                    if let Some(latest) = self.latest() {
+                        return latest;
+                    }
+                }
+            }
+        }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = Frame::new(seq, image, SystemTime::now(), online);
         self.latest.send_replace(Some(frame.clone()));

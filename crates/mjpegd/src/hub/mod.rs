@@ -8,9 +8,14 @@
 mod camera;
 mod capture;
 pub mod meter;
+mod same;
+mod sizes;
 
 pub use camera::{
-    Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo,
+    Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo, ViewerWire,
+};
+pub use sizes::{
+    Bounds, MAX_SIZES_PER_CAMERA, RequestedSize, SizeInfo, SizedSubscription, TooManySizes,
 };
 
 use std::sync::Arc;

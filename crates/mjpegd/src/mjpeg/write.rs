@@ -16,6 +16,19 @@ pub const STREAM_PREAMBLE: &[u8] = b"--frame\r\n";
 /// What follows every JPEG: the end of the part and the next boundary line.
 pub const PART_TRAILER: &[u8] = b"\r\n--frame\r\n";
 
+/// What an advance-headers stream body starts with: the boundary and the first part's header
+/// block, sent before the first frame is known.
+///
+/// Blink shows part N of a multipart image only once it has parsed part N+1's headers through
+/// their blank line (crbug 527446), so browsers get each part's headers ahead of its frame. The
+/// frame's length is not known when they are sent: these parts carry no `Content-Length` (the
+/// reader finds the end of a part by the next boundary) and no `X-Timestamp`.
+pub const ADVANCE_PREAMBLE: &[u8] = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n";
+
+/// What follows every JPEG in advance-headers mode: the end of the part, the next boundary and
+/// the next part's whole header block, so the browser completes the part the moment it arrives.
+pub const ADVANCE_TRAILER: &[u8] = b"\r\n--frame\r\nContent-Type: image/jpeg\r\n\r\n";
+
 /// Formats a wall-clock time as the `X-Timestamp` value: seconds since the Unix epoch with
 /// microseconds, the de-facto format clients use to measure latency.
 pub fn timestamp_value(t: SystemTime) -> String {
@@ -56,6 +69,14 @@ mod tests {
         let expected: &[u8] = b"Content-Type: image/jpeg\r\nContent-Length: 7\r\nX-Timestamp: 1764000000.123456\r\n\r\n\xff\xd8abc\xff\xd9\r\n--frame\r\n";
         assert_eq!(&bytes[..], expected);
         assert_eq!(&bytes[start..start + 7], b"\xff\xd8abc\xff\xd9");
+    }
+
+    #[test]
+    fn advance_headers_trailer_is_the_boundary_and_a_complete_header_block() {
+        assert!(ADVANCE_TRAILER.starts_with(PART_TRAILER));
+        assert!(ADVANCE_TRAILER.ends_with(b"\r\n\r\n"));
+        assert_eq!(&ADVANCE_TRAILER[2..], ADVANCE_PREAMBLE);
+        assert!(ADVANCE_PREAMBLE.starts_with(STREAM_PREAMBLE));
     }
 
     #[test]

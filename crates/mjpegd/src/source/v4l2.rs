@@ -18,7 +18,6 @@
 
 mod convert;
 mod device;
-mod dht;
 mod list;
 mod sys;
 
@@ -28,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use dht::ensure_huffman_tables;
+pub use crate::jpeg::dht::ensure_huffman_tables;
 pub use list::list_devices;
 
 use self::convert::{PixelFormat, RawLayout, fourcc_str};

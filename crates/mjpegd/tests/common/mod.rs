@@ -108,6 +108,8 @@ pub fn camera(name: &str, opener: Arc<dyn Opener>) -> CameraConfig {
             ..Default::default()
         },
         fps: 30.0,
+        stream_size: None,
+        drop_same_frames: false,
     }
 }
 

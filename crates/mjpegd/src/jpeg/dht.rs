@@ -1,5 +1,9 @@
 //! Huffman tables for camera JPEGs that leave them out.
 //!
+//! Applied to every frame when it is published ([`crate::frame::Frame::new`]), whatever the
+//! source: V4L2, `exec:` (`ffmpeg -c copy` of a camera's MJPEG), HTTP relays and image folders.
+//! Safari and iOS paint nothing for a JPEG without tables; Chromium and Firefox guess them.
+//!
 //! Motion-JPEG as USB (UVC) cameras send it often has no DHT segment: the format assumes the
 //! "typical" tables of the JPEG standard (ITU-T T.81 Annex K.3), as AVI MJPEG did. Decoders
 //! in browsers do not, and show nothing. Inserting those tables before the scan makes the

@@ -1,0 +1,267 @@
+//! Per-request sizes (`?width=`/`?height=` on a stream), computed once per frame per size.
+//!
+//! Every distinct size asked of a camera gets one derived latest-frame channel: a task that
+//! holds one [`Subscription`] on the camera, downscales each new frame once (decode, area-average,
+//! encode on a blocking thread) and publishes it with the original's sequence number and capture
+//! time. All viewers asking for that size read the same frames, so the cost grows with the number
+//! of sizes, never with viewers. The channel starts with its first viewer and stops with its last:
+//! each viewer holds a [`SizedSubscription`], and dropping the last one cancels the task. A slow
+//! downscale simply skips frames (latest-frame semantics, as for viewers).
+//!
+//! Sizes fit inside the asked bounds keeping the aspect ratio and never upscale: a frame that
+//! already fits is passed through as it is (the same shared bytes, no re-encode).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::camera::{Camera, Subscription};
+use crate::frame::{Frame, Image};
+use crate::transform::Transform;
+
+/// Most distinct sizes one camera computes at once: each costs a decode and an encode per
+/// frame, so this bounds what viewers can make the capture side spend.
+pub const MAX_SIZES_PER_CAMERA: usize = 4;
+
+/// The `?width=` and `?height=` a viewer asked for (either may be absent).
+pub type RequestedSize = (Option<u32>, Option<u32>);
+
+/// Bounds a viewer asked for: fit inside `width` x `height` (`u32::MAX` when not given).
+pub type Bounds = (u32, u32);
+
+/// The derived channels of one camera, by bounds.
+#[derive(Default)]
+pub(super) struct Sizes {
+    channels: Mutex<HashMap<Bounds, Weak<SizeChannel>>>,
+}
+
+/// One derived size: alive while some viewer holds it.
+struct SizeChannel {
+    bounds: Bounds,
+    camera: Arc<Camera>,
+    /// A receiver to clone for each new viewer.
+    frames: watch::Receiver<Option<Frame>>,
+    /// Frames this channel downscaled (a frame that fits is not counted).
+    scaled: Arc<AtomicU64>,
+    _stop: DropGuard,
+}
+
+impl Drop for SizeChannel {
+    fn drop(&mut self) {
+        // A viewer arriving just now may already have put a new channel under the same bounds:
+        // remove the entry only if it is this (dead) one.
+        if let Ok(mut map) = self.camera.sizes.channels.lock() {
+            if map.get(&self.bounds).is_some_and(|w| w.upgrade().is_none()) {
+                map.remove(&self.bounds);
+            }
+        }
+    }
+}
+
+/// A viewer's hold on one size of a camera: frames at that size, and demand on the camera.
+pub struct SizedSubscription {
+    frames: watch::Receiver<Option<Frame>>,
+    channel: Arc<SizeChannel>,
+}
+
+impl SizedSubscription {
+    /// The latest-frame receiver of this size.
+    pub fn frames(&mut self) -> &mut watch::Receiver<Option<Frame>> {
+        &mut self.frames
+    }
+
+    /// The bounds this subscription's frames fit in.
+    pub fn bounds(&self) -> Bounds {
+        self.channel.bounds
+    }
+}
+
+/// One active size of a camera, as shown on the state page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeInfo {
+    /// The bounds viewers asked for (`u32::MAX` when a side was not given).
+    pub bounds: Bounds,
+    /// Viewers reading this size.
+    pub viewers: usize,
+    /// Frames downscaled for it so far.
+    pub frames_scaled: u64,
+}
+
+/// Asking for one size more than [`MAX_SIZES_PER_CAMERA`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "camera {camera:?} already serves {limit} different sizes ({active}); ask for one of these, \
+     or for the full size without ?width=/?height="
+)]
+pub struct TooManySizes {
+    /// The camera.
+    pub camera: String,
+    /// The limit.
+    pub limit: usize,
+    /// The sizes in use, as `WxH` (`W` or `xH` when a side is free).
+    pub active: String,
+}
+
+fn describe(b: Bounds) -> String {
+    match b {
+        (u32::MAX, h) => format!("x{h}"),
+        (w, u32::MAX) => format!("{w}"),
+        (w, h) => format!("{w}x{h}"),
+    }
+}
+
+impl Camera {
+    /// Starts watching this camera at a size that fits in `bounds`: shares the size's channel
+    /// with every other viewer asking for the same bounds, starting it if this is the first.
+    pub fn subscribe_sized(
+        self: &Arc<Self>,
+        bounds: Bounds,
+    ) -> Result<SizedSubscription, TooManySizes> {
+        let mut map = match self.sizes.channels.lock() {
+            Ok(m) => m,
+            Err(e) => e.into_inner(),
+        };
+        if let Some(channel) = map.get(&bounds).and_then(Weak::upgrade) {
+            return Ok(SizedSubscription {
+                frames: channel.frames.clone(),
+                channel,
+            });
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        if map.len() >= MAX_SIZES_PER_CAMERA {
+            let mut active: Vec<String> = map.keys().map(|b| describe(*b)).collect();
+            active.sort();
+            return Err(TooManySizes {
+                camera: self.name().to_owned(),
+                limit: MAX_SIZES_PER_CAMERA,
+                active: active.join(", "),
+            });
+        }
+        let (tx, rx) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let scaled = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(
+            self.subscribe(),
+            bounds,
+            tx,
+            stop.clone(),
+            Arc::clone(&scaled),
+        ));
+        let channel = Arc::new(SizeChannel {
+            bounds,
+            camera: Arc::clone(self),
+            frames: rx.clone(),
+            scaled,
+            _stop: stop.drop_guard(),
+        });
+        map.insert(bounds, Arc::downgrade(&channel));
+        tracing::debug!(camera = %self.name(), size = %describe(bounds), "size channel started");
+        Ok(SizedSubscription {
+            frames: rx,
+            channel,
+        })
+    }
+
+    /// The sizes computed for viewers now.
+    pub fn sizes(&self) -> Vec<SizeInfo> {
+        let map = match self.sizes.channels.lock() {
+            Ok(m) => m,
+            Err(e) => e.into_inner(),
+        };
+        let mut out: Vec<SizeInfo> = map
+            .values()
+            .filter_map(Weak::upgrade)
+            .map(|c| SizeInfo {
+                bounds: c.bounds,
+                // One strong count per viewer, plus the one just upgraded here.
+                viewers: Arc::strong_count(&c) - 1,
+                frames_scaled: c.scaled.load(Ordering::Relaxed),
+            })
+            .collect();
+        out.sort_by_key(|s| s.bounds);
+        out
+    }
+}
+
+/// The size channel's task: each new camera frame, once, at `bounds`.
+async fn run(
+    mut sub: Subscription,
+    bounds: Bounds,
+    tx: watch::Sender<Option<Frame>>,
+    stop: CancellationToken,
+    scaled: Arc<AtomicU64>,
+) {
+    let quality = sub.camera().config().quality;
+    let name = sub.camera().name().to_owned();
+    let mut last_seq = None;
+    loop {
+        let newest = sub.frames().borrow_and_update().clone();
+        match newest {
+            // Capture stopped: viewers of this size wait for a fresh frame too.
+            None => {
+                tx.send_replace(None);
+            }
+            Some(frame) if last_seq.is_none_or(|s| frame.seq() > s) => {
+                last_seq = Some(frame.seq());
+                if let Some(out) = resize(&frame, bounds, quality, &scaled, &name).await {
+                    tx.send_replace(Some(out));
+                }
+            }
+            Some(_) => {}
+        }
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            changed = sub.frames().changed() => if changed.is_err() { break },
+        }
+    }
+    tracing::debug!(camera = %name, size = %describe(bounds), "size channel stopped");
+}
+
+/// `frame` fitted inside `bounds`; the frame itself when it already fits (never upscaled).
+async fn resize(
+    frame: &Frame,
+    bounds: Bounds,
+    quality: u8,
+    scaled: &AtomicU64,
+    camera: &str,
+) -> Option<Frame> {
+    let (w, h) = bounds;
+    if frame.width() <= w && frame.height() <= h {
+        return Some(frame.clone());
+    }
+    let image = Image {
+        jpeg: frame.jpeg(),
+        width: frame.width(),
+        height: frame.height(),
+    };
+    let t = Transform {
+        fit: Some(bounds),
+        quality,
+        ..Transform::default()
+    };
+    match tokio::task::spawn_blocking(move || t.apply(&image)).await {
+        Ok(Ok(small)) => {
+            scaled.fetch_add(1, Ordering::Relaxed);
+            Some(Frame::new(
+                frame.seq(),
+                &small,
+                frame.captured(),
+                frame.online(),
+            ))
+        }
+        Ok(Err(e)) => {
+            // A frame the decoder refuses is skipped at this size, as at full size a viewer
+            // would show it broken; the next frame is tried afresh.
+            tracing::debug!(camera = %camera, size = %describe(bounds), error = %e, "cannot downscale a frame");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(camera = %camera, error = %e, "downscale task failed");
+            None
+        }
+    }
+}
