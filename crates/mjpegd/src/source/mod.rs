@@ -319,7 +319,7 @@ mod tests {
         }
     }
 
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", feature = "v4l2"))]
     #[test]
     fn v4l2_formats_are_checked_at_startup() {
         let params = Params {
