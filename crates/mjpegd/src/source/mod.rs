@@ -196,7 +196,9 @@ impl SourceSpec {
             )?),
             #[cfg(not(target_os = "linux"))]
             SourceSpec::V4l2 { .. } => {
-                return Err(SourceError::permanent("v4l2 sources need Linux (Video4Linux2)"));
+                return Err(SourceError::permanent(
+                    "v4l2 sources need Linux (Video4Linux2)",
+                ));
             }
         })
     }
