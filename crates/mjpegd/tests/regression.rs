@@ -187,8 +187,9 @@ async fn defect_2_second_signal_kills_the_exec_process_groups() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(send_signal("-INT", server.id()), "second SIGINT");
     let status = server.wait().expect("wait");
-    assert_eq!(status.code(), Some(130), "the immediate exit");
+    // The children first: a failure there also kills the survivors.
     assert_group_dies_within(child, Duration::from_secs(1), "after the second SIGINT").await;
+    assert_eq!(status.code(), Some(130), "the immediate exit");
     drop(stalled);
 }
 
@@ -210,8 +211,8 @@ async fn defect_2_graceful_exit_kills_children_that_ignore_sigterm() {
     let child = await_pid_file(&pid_file).await;
     assert!(send_signal("-TERM", server.id()), "SIGTERM");
     let status = server.wait().expect("wait");
-    assert!(status.success(), "graceful exit: {status:?}");
     assert_group_dies_within(child, Duration::from_secs(1), "after a graceful exit").await;
+    assert!(status.success(), "graceful exit: {status:?}");
 }
 
 /// Issue 11, defect 3: descriptors passed by socket activation must not leak into exec
