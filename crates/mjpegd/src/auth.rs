@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
@@ -183,11 +183,14 @@ impl Auth {
 
     fn cached(&self, user: &str, password: &str) -> Option<Principal> {
         let key = self.cache_key(user, password)?;
-        let index = self.verified.lock().ok().and_then(|v| {
-            v.get(&key)
-                .filter(|(_, at)| at.elapsed() < VERIFIED_TTL)
-                .map(|(i, _)| *i)
-        })?;
+        // Poison recovered: entries are inserted and removed whole.
+        let index = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < VERIFIED_TTL)
+            .map(|(i, _)| *i)?;
         self.principal(index)
     }
 
@@ -199,9 +202,9 @@ impl Auth {
     /// Refuses an address that failed too often lately.
     pub fn check_blocked(&self, addr: Option<IpAddr>) -> Result<(), Refusal> {
         let Some(ip) = addr else { return Ok(()) };
-        let Ok(f) = self.failures.lock() else {
-            return Ok(());
-        };
+        // Poison recovered: entries are (count, since) pairs, consistent after any panic.
+        // Refusing the lock used to let a blocked address in (this returned Ok).
+        let f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         match f.get(&ip) {
             Some((n, since)) if *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW => Err(
                 Refusal::TooManyFailures(FAILURE_WINDOW.saturating_sub(since.elapsed())),
@@ -213,9 +216,8 @@ impl Auth {
     /// Records a failed attempt from `addr`.
     pub fn record_failure(&self, addr: Option<IpAddr>) {
         let Some(ip) = addr else { return };
-        let Ok(mut f) = self.failures.lock() else {
-            return;
-        };
+        // Poison recovered: as in `check_blocked`; refusing it used to drop every failure.
+        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if f.len() >= MAX_TRACKED_ADDRESSES && !f.contains_key(&ip) {
             f.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
             if f.len() >= MAX_TRACKED_ADDRESSES {
@@ -233,7 +235,11 @@ impl Auth {
 
     /// Addresses currently tracked for failures (for tests and state).
     pub fn tracked_addresses(&self) -> usize {
-        self.failures.lock().map(|f| f.len()).unwrap_or(0)
+        // Poison recovered: as in `check_blocked`.
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Verifies a user and password. Runs argon2 (slow by design) unless recently verified:
@@ -252,15 +258,15 @@ impl Auth {
                 .map(|h| verify_reusing_memory(&h, password.as_bytes()))
                 .unwrap_or(false);
             let i = found.filter(|_| ok)?;
-            if let Ok(mut v) = self.verified.lock() {
+            // Poison recovered: entries are inserted and removed whole.
+            let mut v = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if v.len() >= VERIFIED_CACHE {
+                v.retain(|_, (_, at)| at.elapsed() < VERIFIED_TTL);
                 if v.len() >= VERIFIED_CACHE {
-                    v.retain(|_, (_, at)| at.elapsed() < VERIFIED_TTL);
-                    if v.len() >= VERIFIED_CACHE {
-                        v.clear();
-                    }
+                    v.clear();
                 }
-                v.insert(key, (i, Instant::now()));
             }
+            v.insert(key, (i, Instant::now()));
             i
         };
         self.principal(index)
@@ -445,6 +451,30 @@ mod tests {
             a.record_failure(Some(IpAddr::from(i.to_be_bytes())));
         }
         assert!(a.tracked_addresses() <= MAX_TRACKED_ADDRESSES);
+    }
+
+    /// Issue 11, defect 4: a panic while the failure map was locked used to switch the login
+    /// brake off for good (failures dropped, every address let in).
+    #[test]
+    fn defect_4_poisoned_failure_map_still_blocks() {
+        let a = Auth::new(vec![], None);
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = a.failures.lock();
+                panic!("a panic while holding the failure map (expected by this test)");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err() && a.failures.is_poisoned());
+        let ip: IpAddr = "10.0.0.2".parse().expect("ip");
+        for _ in 0..MAX_FAILURES {
+            a.record_failure(Some(ip));
+        }
+        assert_eq!(a.tracked_addresses(), 1);
+        assert!(matches!(
+            a.check_blocked(Some(ip)),
+            Err(Refusal::TooManyFailures(_))
+        ));
     }
 
     #[test]

@@ -289,6 +289,7 @@ impl Cli {
                     .or(server_section.max_viewers_per_camera)
                     .unwrap_or(max_viewers),
                 snapshot_rate: server_section.snapshot_rate,
+                snapshot_rate_per_ip: server_section.snapshot_rate_per_ip,
                 auth: std::sync::Arc::new(crate::auth::Auth::new(users, secret.as_deref())),
                 public_metrics: self.public_metrics || server_section.public_metrics,
                 public_state: self.public_state || server_section.public_state,

@@ -130,6 +130,8 @@ pub struct ServerSection {
     pub max_viewers_per_camera: Option<u64>,
     /// Snapshot requests per second across the server (default 100).
     pub snapshot_rate: Option<u64>,
+    /// Snapshot requests per second from one address, within `snapshot_rate` (default 20).
+    pub snapshot_rate_per_ip: Option<u64>,
     /// Seconds a client may take to send a request head; also the idle keep-alive limit (default 10).
     pub header_timeout: Option<u64>,
     /// `Access-Control-Allow-Origin` value (off when absent).
@@ -253,6 +255,8 @@ pub struct ServerSettings {
     pub max_viewers_per_camera: Option<usize>,
     /// Snapshots per second.
     pub snapshot_rate: u32,
+    /// Snapshots per second from one address.
+    pub snapshot_rate_per_ip: u32,
     /// Request head timeout.
     pub header_timeout: Duration,
     /// CORS origin.
@@ -340,6 +344,13 @@ pub fn check_server(s: &ServerSection, prefix: &str) -> Result<ServerSettings, C
             None => None,
         },
         snapshot_rate: in_range(s.snapshot_rate, 100, 1, 100_000, &key("snapshot_rate"))? as u32,
+        snapshot_rate_per_ip: in_range(
+            s.snapshot_rate_per_ip,
+            20,
+            1,
+            100_000,
+            &key("snapshot_rate_per_ip"),
+        )? as u32,
         header_timeout: Duration::from_secs(in_range(
             s.header_timeout,
             10,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -165,12 +165,18 @@ struct ConnSlot {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         let Some(ip) = self.ip else { return };
-        if let Ok(mut m) = self.shared.per_ip.lock() {
-            if let Some(n) = m.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&ip);
-                }
+        // Poison recovered: every change under this lock is one insert, increment, decrement
+        // or remove, so a panic elsewhere cannot leave a count half changed; refusing the lock
+        // would leak this slot for good.
+        let mut m = self
+            .shared
+            .per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&ip);
             }
         }
     }
@@ -182,7 +188,9 @@ fn admit(shared: &Arc<Shared>, ip: Option<IpAddr>) -> Result<ConnSlot, &'static 
         .try_acquire_owned()
         .map_err(|_| "the server's connection limit")?;
     if let Some(ip) = ip {
-        let mut m = shared.per_ip.lock().map_err(|_| "internal error")?;
+        // Poison recovered, as in `ConnSlot::drop`: refusing it refused every connection
+        // from then on.
+        let mut m = shared.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
         let n = m.entry(ip).or_insert(0);
         if *n >= shared.config.max_connections_per_ip {
             return Err("the per-address connection limit");
@@ -418,7 +426,7 @@ pub async fn bind(
     for spec in specs {
         match spec {
             ListenSpec::Tcp(addr) => {
-                let l = TcpListener::bind(addr).await.map_err(|e| {
+                let l = bind_tcp(*addr).map_err(|e| {
                     format!("cannot listen on {addr}: {e} — is another server using that port? choose another with --listen")
                 })?;
                 out.push(Listener::Tcp(l));
@@ -440,6 +448,42 @@ pub async fn bind(
         }
     }
     Ok(out)
+}
+
+/// Pending connections the kernel queues for each TCP listener. Hundreds of viewers connecting
+/// at once (a wall of dashboards reloading) overflow a small queue, and every refused SYN is
+/// retried by the client only after 1 s: that was the 1 s tail of time to first frame.
+/// `net.core.somaxconn` caps it (4096 by default since Linux 5.4, 128 before).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// The kernel's cap on listen backlogs, when readable.
+fn somaxconn() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Binds a TCP listener with [`LISTEN_BACKLOG`] (std and tokio listen with 128).
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std and tokio do on unix: a restarted server can bind while old connections linger.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    match somaxconn() {
+        Some(cap) if cap < LISTEN_BACKLOG => tracing::info!(
+            %addr,
+            backlog = cap,
+            wanted = LISTEN_BACKLOG,
+            "listen backlog capped by net.core.somaxconn; raise it (sysctl -w net.core.somaxconn={LISTEN_BACKLOG}) if many viewers connect at once"
+        ),
+        _ => tracing::debug!(%addr, backlog = LISTEN_BACKLOG, "listening"),
+    }
+    TcpListener::from_std(socket.into())
 }
 
 /// Sockets passed by systemd socket activation (`LISTEN_PID`/`LISTEN_FDS`), if any are for us.
@@ -483,6 +527,18 @@ mod systemd {
         if mode & libc::S_IFMT != libc::S_IFSOCK {
             return Err(format!("LISTEN_FDS: descriptor {fd} is not a socket"));
         }
+        // Inherited descriptors arrive without close-on-exec (they had to survive our own
+        // exec); without it every exec: child would inherit the listening socket and keep the
+        // port after mjpegd died.
+        // SAFETY: fcntl reads and sets the flags of a descriptor fstat just found open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        // SAFETY: as above; only FD_CLOEXEC is added.
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } != 0 {
+            return Err(format!(
+                "LISTEN_FDS: descriptor {fd}: cannot set close-on-exec: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
         // SAFETY: systemd passes these descriptors to us to own (sd_listen_fds(3)); we take
         // each exactly once.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -507,5 +563,52 @@ mod systemd {
                 tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?,
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(max_per_ip: usize) -> Arc<Shared> {
+        let shutdown = CancellationToken::new();
+        let hub = Arc::new(Hub::new(vec![], shutdown.clone()));
+        let state = AppState::new(hub, HttpConfig::default(), shutdown.clone());
+        Arc::new(Shared {
+            router: http::router(state),
+            config: ServerConfig {
+                max_connections_per_ip: max_per_ip,
+                ..ServerConfig::default()
+            },
+            shutdown,
+            tls: None,
+            total: Arc::new(Semaphore::new(10)),
+            per_ip: Mutex::new(HashMap::new()),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    /// Issue 11, defect 4: a panic while the per-address map was locked used to make every
+    /// later connection fail ("internal error").
+    #[test]
+    fn defect_4_poisoned_per_address_map_still_admits_and_limits() {
+        let shared = shared(2);
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = shared.per_ip.lock();
+                panic!("a panic while holding the per-address map (expected by this test)");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err() && shared.per_ip.is_poisoned());
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        let first = admit(&shared, ip).expect("admitted after the poisoning");
+        let _second = admit(&shared, ip).expect("admitted");
+        assert_eq!(
+            admit(&shared, ip).err(),
+            Some("the per-address connection limit")
+        );
+        drop(first);
+        assert!(admit(&shared, ip).is_ok(), "a slot freed is reusable");
     }
 }

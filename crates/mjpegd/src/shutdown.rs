@@ -3,8 +3,9 @@
 pub use tokio_util::sync::CancellationToken;
 
 /// Cancels `token` on the first SIGINT or SIGTERM and exits the process at once on the second
-/// (the user-facing contract: first signal graceful, second immediate).
-pub fn cancel_on_signals(token: CancellationToken) {
+/// (the user-facing contract: first signal graceful, second immediate). `before_exit` runs
+/// just before that immediate exit, for what must not outlive the process (child processes).
+pub fn cancel_on_signals(token: CancellationToken, before_exit: fn()) {
     tokio::spawn(async move {
         let mut count = 0;
         loop {
@@ -15,6 +16,7 @@ pub fn cancel_on_signals(token: CancellationToken) {
                 token.cancel();
             } else {
                 tracing::warn!("second signal: exiting now");
+                before_exit();
                 std::process::exit(130);
             }
         }

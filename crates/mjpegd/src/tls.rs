@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -24,7 +24,11 @@ impl fmt::Debug for Reloadable {
 
 impl ResolvesServerCert for Reloadable {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.read().ok().map(|k| Arc::clone(&k))
+        // Poison recovered: the slot holds a whole `Arc`, swapped in one store; refusing it
+        // would fail every handshake from then on.
+        Some(Arc::clone(
+            &self.0.read().unwrap_or_else(PoisonError::into_inner),
+        ))
     }
 }
 
@@ -90,12 +94,8 @@ impl TlsConfig {
     /// Re-reads the certificate and key; on error the old ones stay in use.
     pub fn reload(&self) -> Result<(), String> {
         let key = load_key(&self.cert_path, &self.key_path)?;
-        let mut slot = self
-            .cert
-            .0
-            .write()
-            .map_err(|_| "certificate lock poisoned".to_owned())?;
-        *slot = Arc::new(key);
+        // Poison recovered: the slot holds a whole `Arc`, swapped in one store.
+        *self.cert.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);
         Ok(())
     }
 

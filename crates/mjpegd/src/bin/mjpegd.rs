@@ -31,6 +31,9 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async_main(cli));
     // Blocking render threads may still be finishing a frame; do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    // An exec child that ignores SIGTERM may still be in its grace period: it must not
+    // outlive us (it would keep the camera busy).
+    mjpegd::source::exec::kill_all();
     code
 }
 
@@ -152,7 +155,7 @@ async fn async_main(cli: Cli) -> ExitCode {
         .collect();
     let addr = addrs.first().cloned().unwrap_or_default();
     let shutdown = CancellationToken::new();
-    cancel_on_signals(shutdown.clone());
+    cancel_on_signals(shutdown.clone(), mjpegd::source::exec::kill_all);
     if let Some(t) = &tls {
         reload_on_sighup(t.clone());
     }
@@ -201,11 +204,25 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
 }
 
-/// `--check-config FILE`: validates and prints what the file declares.
+/// `--check-config FILE`: validates and prints what the file declares — that file alone: no
+/// flag and no `MJPEGD_*` environment variable is merged in.
 fn check_config(path: &std::path::Path) -> ExitCode {
-    let cli = Cli {
-        config: Some(path.to_owned()),
-        ..Cli::parse_from(["mjpegd"])
+    use clap::{CommandFactory, FromArgMatches};
+    // Every flag at its default: the same parser with the environment fallbacks removed.
+    let defaults = Cli::command()
+        .mut_args(|a| a.env(None))
+        .try_get_matches_from(["mjpegd"])
+        .map_err(|e| e.to_string())
+        .and_then(|m| Cli::from_arg_matches(&m).map_err(|e| e.to_string()));
+    let cli = match defaults {
+        Ok(defaults) => Cli {
+            config: Some(path.to_owned()),
+            ..defaults
+        },
+        Err(e) => {
+            tracing::error!("--check-config: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     match cli.into_settings() {
         Ok(s) => {

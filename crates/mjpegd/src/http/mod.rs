@@ -118,7 +118,7 @@ async fn root(
             &request_headers,
             raw.as_deref(),
         ),
-        "snapshot" => snapshot::respond(&state, &camera, &method, raw.as_deref()).await,
+        "snapshot" => snapshot::respond(&state, &camera, &method, peer, raw.as_deref()).await,
         _ => Err(unknown_action(action)),
     }
 }
@@ -163,11 +163,12 @@ async fn camera_snapshot(
     State(state): State<AppState>,
     Path(name): Path<String>,
     method: Method,
+    peer: PeerAddr,
     principal: Principal,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     let camera = access::camera_named(&state, &principal, &name)?;
-    snapshot::respond(&state, &camera, &method, raw.as_deref()).await
+    snapshot::respond(&state, &camera, &method, peer, raw.as_deref()).await
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::query::Query;
-use super::{AppState, HttpError};
+use super::{AppState, HttpError, PeerAddr};
 use crate::frame::Image;
 use crate::hub::Camera;
 use crate::mjpeg::{JPEG_CONTENT_TYPE, write::timestamp_value};
@@ -19,10 +19,11 @@ pub(super) async fn first_camera(
     State(state): State<AppState>,
     principal: crate::auth::Principal,
     method: Method,
+    peer: PeerAddr,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
     let camera = super::access::camera_at(&state, &principal, 0)?;
-    respond(&state, &camera, &method, raw.as_deref()).await
+    respond(&state, &camera, &method, peer, raw.as_deref()).await
 }
 
 /// Answers a snapshot of `camera`. When capture was idle this starts it and waits (bounded) for
@@ -32,15 +33,11 @@ pub(super) async fn respond(
     state: &AppState,
     camera: &Arc<Camera>,
     _method: &Method,
+    peer: PeerAddr,
     raw_query: Option<&str>,
 ) -> Result<Response, HttpError> {
     let width = Query::parse(raw_query).thumbnail_width()?;
-    let allowed = state
-        .0
-        .snapshot_bucket
-        .lock()
-        .map_or(Ok(()), |mut b| b.take());
-    if let Err(wait) = allowed {
+    if let Err(wait) = state.take_snapshot_token(peer.0.map(|a| a.ip())) {
         return Err(HttpError::TooManyRequests { retry_after: wait });
     }
     let mut sub = camera.subscribe();

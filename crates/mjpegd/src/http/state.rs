@@ -1,6 +1,8 @@
 //! What every handler shares.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -24,6 +26,9 @@ pub struct HttpConfig {
     pub max_viewers_per_camera: usize,
     /// Snapshot requests per second across the server (each may decode and encode a thumbnail).
     pub snapshot_rate: u32,
+    /// Snapshot requests per second from one address, within `snapshot_rate`: one browser's
+    /// grid of snapshot tiles cannot starve every other client.
+    pub snapshot_rate_per_ip: u32,
     /// Users and tokens; no users means authentication is off.
     pub auth: Arc<Auth>,
     /// Serve `/metrics` without authentication.
@@ -42,6 +47,7 @@ impl Default for HttpConfig {
             snapshot_wait: Duration::from_secs(6),
             max_viewers_per_camera: 1000,
             snapshot_rate: 100,
+            snapshot_rate_per_ip: 20,
             auth: Arc::new(Auth::new(Vec::new(), None)),
             public_metrics: false,
             public_state: false,
@@ -64,7 +70,13 @@ pub(super) struct Inner {
     /// One semaphore per camera (same order as the hub) for the per-camera viewer limit.
     pub(super) camera_slots: Vec<Arc<Semaphore>>,
     pub(super) snapshot_bucket: std::sync::Mutex<TokenBucket>,
+    /// One snapshot budget per address, within the server's; at most [`MAX_SNAPSHOT_ADDRESSES`].
+    pub(super) snapshot_per_ip: std::sync::Mutex<HashMap<IpAddr, TokenBucket>>,
 }
+
+/// Addresses whose snapshot budgets are remembered. Past it, full (idle for a second) budgets
+/// are forgotten first, which loses nothing; if every one is in use, the least recent goes.
+pub(crate) const MAX_SNAPSHOT_ADDRESSES: usize = 4096;
 
 /// A token bucket refilled continuously: `rate` per second, bursts up to `rate`.
 #[derive(Debug)]
@@ -81,6 +93,11 @@ impl TokenBucket {
             tokens: f64::from(rate.max(1)),
             last: std::time::Instant::now(),
         }
+    }
+
+    /// True when the bucket has refilled completely: forgetting it loses nothing.
+    fn is_full(&self, now: std::time::Instant) -> bool {
+        self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate >= self.rate
     }
 
     /// Takes one token, or says how long until one is available.
@@ -111,12 +128,63 @@ impl AppState {
         AppState(Arc::new(Inner {
             camera_slots,
             snapshot_bucket,
+            snapshot_per_ip: std::sync::Mutex::new(HashMap::new()),
             hub,
             config,
             viewer_slots: slots,
             shutdown,
             started: std::time::Instant::now(),
         }))
+    }
+
+    /// Takes a snapshot token from `ip`'s budget, then from the server's; or says how long
+    /// until one is available. Requests without an address (unix sockets) share the server's.
+    pub(super) fn take_snapshot_token(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        if let Some(ip) = ip {
+            // Poison recovered: a panic cannot leave a bucket's two numbers half updated in a
+            // way that matters (the worst is one token too many), and refusing the lock would
+            // refuse every snapshot.
+            let mut buckets = self
+                .0
+                .snapshot_per_ip
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if buckets.len() >= MAX_SNAPSHOT_ADDRESSES && !buckets.contains_key(&ip) {
+                let now = std::time::Instant::now();
+                buckets.retain(|_, b| !b.is_full(now));
+                if buckets.len() >= MAX_SNAPSHOT_ADDRESSES {
+                    if let Some(oldest) =
+                        buckets.iter().min_by_key(|(_, b)| b.last).map(|(k, _)| *k)
+                    {
+                        buckets.remove(&oldest);
+                    }
+                }
+            }
+            let rate = self
+                .0
+                .config
+                .snapshot_rate_per_ip
+                .min(self.0.config.snapshot_rate);
+            buckets
+                .entry(ip)
+                .or_insert_with(|| TokenBucket::new(rate))
+                .take()?;
+        }
+        // Poison recovered: as above.
+        self.0
+            .snapshot_bucket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Addresses whose snapshot budgets are remembered now.
+    pub fn snapshot_addresses(&self) -> usize {
+        self.0
+            .snapshot_per_ip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The hub.
@@ -180,5 +248,60 @@ impl AppState {
     /// Open stream viewers across all cameras.
     pub fn viewers(&self) -> usize {
         self.0.config.max_viewers - self.0.viewer_slots.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(rate: u32, per_ip: u32) -> AppState {
+        let shutdown = CancellationToken::new();
+        let hub = Arc::new(Hub::new(vec![], shutdown.clone()));
+        let config = HttpConfig {
+            snapshot_rate: rate,
+            snapshot_rate_per_ip: per_ip,
+            ..HttpConfig::default()
+        };
+        AppState::new(hub, config, shutdown)
+    }
+
+    #[test]
+    fn snapshot_budgets_are_per_address_within_the_global_cap() {
+        let s = state(4, 2);
+        let (a, b, c) = (
+            Some(IpAddr::from([10, 0, 0, 1])),
+            Some(IpAddr::from([10, 0, 0, 2])),
+            Some(IpAddr::from([10, 0, 0, 3])),
+        );
+        assert!(s.take_snapshot_token(a).is_ok());
+        assert!(s.take_snapshot_token(a).is_ok());
+        assert!(s.take_snapshot_token(a).is_err(), "a's own budget is spent");
+        assert!(s.take_snapshot_token(b).is_ok());
+        assert!(s.take_snapshot_token(b).is_ok());
+        assert!(
+            s.take_snapshot_token(c).is_err(),
+            "the global cap still holds"
+        );
+    }
+
+    #[test]
+    fn snapshot_addresses_remembered_stop_at_the_limit() {
+        let s = state(100_000, 1);
+        for i in 0..MAX_SNAPSHOT_ADDRESSES as u32 {
+            assert!(
+                s.take_snapshot_token(Some(IpAddr::from(i.to_be_bytes())))
+                    .is_ok()
+            );
+        }
+        assert_eq!(s.snapshot_addresses(), MAX_SNAPSHOT_ADDRESSES);
+        // One past the limit: the least recent budget is forgotten, the newcomer is served.
+        let newcomer = Some(IpAddr::from([250, 0, 0, 1]));
+        assert!(s.take_snapshot_token(newcomer).is_ok());
+        assert_eq!(s.snapshot_addresses(), MAX_SNAPSHOT_ADDRESSES);
+        assert!(
+            s.take_snapshot_token(newcomer).is_err(),
+            "its budget is tracked"
+        );
     }
 }

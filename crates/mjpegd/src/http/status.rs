@@ -42,6 +42,10 @@ pub(crate) struct CameraState {
     state: &'static str,
     online: bool,
     last_error: Option<String>,
+    /// `permanent` (someone must act) or `transient` (can pass by itself), with `last_error`.
+    last_error_kind: Option<&'static str>,
+    /// What to do about `last_error`.
+    last_error_hint: Option<&'static str>,
     capture_running: bool,
     configured_fps: f64,
     measured_fps: f64,
@@ -106,6 +110,7 @@ fn camera_state(c: &Camera) -> CameraState {
     let latest = c.latest();
     let now = SystemTime::now();
     let online = demand.running && latest.as_ref().is_some_and(|f| f.online());
+    let failure = c.last_failure();
     let viewer_list: Vec<ViewerState> = c
         .viewer_list()
         .iter()
@@ -130,7 +135,9 @@ fn camera_state(c: &Camera) -> CameraState {
             (true, false) => "offline",
         },
         online,
-        last_error: c.last_error(),
+        last_error: failure.as_ref().map(|e| e.message().to_owned()),
+        last_error_kind: failure.as_ref().map(|e| e.kind().as_str()),
+        last_error_hint: failure.as_ref().map(|e| e.kind().hint()),
         capture_running: demand.running,
         configured_fps: c.config().fps,
         measured_fps: round2(s.capture_rate.rate()),
@@ -334,6 +341,25 @@ pub(super) async fn metrics(
         "Times the source was opened.",
         &|c| load(&c.stats().source_opens),
     );
+    let name = "mjpegd_source_errors_by_kind_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Source failures by kind: permanent (someone must act) or transient.\n# TYPE {name} counter"
+    );
+    for c in cams {
+        let s = c.stats();
+        for (kind, n) in [
+            ("permanent", &s.source_errors_permanent),
+            ("transient", &s.source_errors_transient),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{camera=\"{}\",kind=\"{kind}\"}} {}",
+                c.name(),
+                load(n)
+            );
+        }
+    }
     let name = "mjpegd_capture_latency_seconds";
     let _ = writeln!(
         out,

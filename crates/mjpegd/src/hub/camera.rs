@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::meter::{Histogram, RateMeter};
 use crate::frame::{Frame, Image};
-use crate::source::Opener;
+use crate::source::{ErrorKind, Opener, SourceError};
 use crate::transform::Transform;
 
 /// How a camera is set up.
@@ -55,7 +55,8 @@ impl std::fmt::Debug for CameraConfig {
 }
 
 /// Demand on a camera and whether its capture task runs; both change under one lock (the
-/// watch channel's), so a viewer arriving just as capture stops always restarts it.
+/// watch channel's), so a viewer arriving just as capture stops always restarts it. Only
+/// [`Camera`]'s own methods change them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Demand {
     /// Viewers and snapshot requests currently holding a [`Subscription`].
@@ -77,6 +78,10 @@ pub struct CameraStats {
     pub frames_skipped: AtomicU64,
     /// Times the source failed (open error, read error, stall).
     pub source_errors: AtomicU64,
+    /// Of `source_errors`, those that need someone to act ([`ErrorKind::Permanent`]).
+    pub source_errors_permanent: AtomicU64,
+    /// Of `source_errors`, those that can pass by themselves ([`ErrorKind::Transient`]).
+    pub source_errors_transient: AtomicU64,
     /// Times the capture task opened the source.
     pub source_opens: AtomicU64,
     /// Recent capture rate of live frames.
@@ -129,9 +134,13 @@ impl ViewerHandle {
 
 impl Drop for ViewerHandle {
     fn drop(&mut self) {
-        if let Ok(mut v) = self.camera.viewers.lock() {
-            v.remove(&self.id);
-        }
+        // Poison recovered: a map insert or remove cannot be left half done by a panic, and
+        // refusing the lock would leave this viewer listed forever.
+        self.camera
+            .viewers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 
@@ -139,8 +148,8 @@ impl Drop for ViewerHandle {
 pub struct Camera {
     pub(super) config: CameraConfig,
     pub(super) latest: watch::Sender<Option<Frame>>,
-    pub(super) demand: watch::Sender<Demand>,
-    pub(super) last_error: std::sync::Mutex<Option<String>>,
+    demand: watch::Sender<Demand>,
+    last_error: std::sync::Mutex<Option<SourceError>>,
     pub(super) seq: AtomicU64,
     pub(super) shutdown: CancellationToken,
     stats: CameraStats,
@@ -190,7 +199,40 @@ impl Camera {
 
     /// The last source error, cleared when the source delivers again.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|e| e.clone())
+        self.last_failure().map(|e| e.message().to_owned())
+    }
+
+    /// The last source error with its kind, cleared when the source delivers again.
+    pub fn last_failure(&self) -> Option<SourceError> {
+        // Poison recovered: the slot is replaced whole, never left half written.
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records a source failure: the state page shows it, the counters count it by kind.
+    pub(super) fn record_failure(&self, err: &SourceError) {
+        self.stats.source_errors.fetch_add(1, Ordering::Relaxed);
+        match err.kind() {
+            ErrorKind::Permanent => &self.stats.source_errors_permanent,
+            ErrorKind::Transient => &self.stats.source_errors_transient,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        // Poison recovered: the slot is replaced whole, never left half written.
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(err.clone());
+    }
+
+    /// Clears the last error: the source delivers again.
+    pub(super) fn clear_failure(&self) {
+        // Poison recovered: the slot is replaced whole, never left half written.
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     /// Current demand and capture state.
@@ -209,15 +251,7 @@ impl Camera {
         // Subscribe before registering demand so a first frame published right after the
         // capture task starts is not missed.
         let frames = self.latest.subscribe();
-        let mut start = false;
-        self.demand.send_modify(|d| {
-            d.watchers += 1;
-            if !d.running && !self.shutdown.is_cancelled() {
-                d.running = true;
-                start = true;
-            }
-        });
-        if start {
+        if self.add_watcher() {
             super::capture::spawn(Arc::clone(self));
         }
         Subscription {
@@ -246,9 +280,12 @@ impl Camera {
             rate: RateMeter::default(),
             wire,
         });
-        if let Ok(mut v) = self.viewers.lock() {
-            v.insert(id, Arc::clone(&info));
-        }
+        // Poison recovered: a map insert or remove cannot be left half done by a panic, and
+        // refusing the lock would hide this viewer from the state page.
+        self.viewers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, Arc::clone(&info));
         ViewerHandle {
             id,
             info,
@@ -258,10 +295,54 @@ impl Camera {
 
     /// The stream viewers connected now, oldest first.
     pub fn viewer_list(&self) -> Vec<Arc<ViewerInfo>> {
+        // Poison recovered: a map insert or remove cannot be left half done by a panic.
         self.viewers
             .lock()
-            .map(|v| v.values().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Counts one more watcher. True when capture was idle: the caller must start it.
+    pub(super) fn add_watcher(&self) -> bool {
+        let mut start = false;
+        self.demand.send_modify(|d| {
+            d.watchers += 1;
+            if !d.running && !self.shutdown.is_cancelled() {
+                d.running = true;
+                start = true;
+            }
+        });
+        start
+    }
+
+    /// One watcher fewer; at zero the capture task's idle timer starts.
+    pub(super) fn remove_watcher(&self) {
+        self.demand
+            .send_modify(|d| d.watchers = d.watchers.saturating_sub(1));
+    }
+
+    /// Stops capture if nobody watches (its idle timer fired). True when it stopped: the
+    /// capture task must then end. False when a viewer arrived meanwhile: capture goes on.
+    pub(super) fn stop_if_idle(&self) -> bool {
+        self.demand.send_if_modified(|d| {
+            if d.watchers == 0 {
+                d.running = false;
+                // A frame from a stopped capture is stale: the next viewer waits for a fresh
+                // one. Cleared under the demand lock, so it cannot erase a frame of the next
+                // capture (which that viewer starts only once this returns).
+                self.latest.send_replace(None);
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Marks capture stopped because the server is shutting down.
+    pub(super) fn capture_ended(&self) {
+        self.demand.send_modify(|d| d.running = false);
     }
 
     /// Publishes an image as the newest frame and returns it.
@@ -306,8 +387,6 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         // At zero watchers the capture task's idle timer starts; it stops capture later.
-        self.camera
-            .demand
-            .send_modify(|d| d.watchers = d.watchers.saturating_sub(1));
+        self.camera.remove_watcher();
     }
 }

@@ -1,6 +1,7 @@
 //! The supervised capture task of a camera: `run` = stop-when-idle around `supervise`, which is
 //! a loop of `run_once` attempts separated by backoff, publishing a "no signal" frame meanwhile.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -10,12 +11,17 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use super::camera::Camera;
 use crate::frame::Image;
 use crate::render;
-use crate::source::SourceError;
+use crate::source::{ErrorKind, SourceError};
 
 /// First retry delay after a source failure.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay: a replugged camera is picked up within this.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Backoff growth after a transient failure (connection dropped, timeout, process exited).
+const BACKOFF_FACTOR_TRANSIENT: u32 = 2;
+/// Backoff growth after a permanent failure (no such device, bad URL, command not found):
+/// retrying quickly helps nobody, so it reaches [`BACKOFF_MAX`] after three failures, not five.
+const BACKOFF_FACTOR_PERMANENT: u32 = 4;
 /// A source that delivered this long before failing starts its backoff over.
 const HEALTHY_RESET: Duration = Duration::from_secs(60);
 /// Rate of the no-signal frame: enough to keep clients and proxies from timing out.
@@ -56,37 +62,31 @@ pub(super) fn spawn(camera: Arc<Camera>) {
 pub(super) async fn run(camera: Arc<Camera>) {
     let name = camera.name().to_owned();
     tracing::info!(camera = %name, source = %camera.config.opener.describe(), "capture started");
+    // One supervise future for the whole capture: a pass of the loop that does not stop
+    // capture (a viewer arrived just as the idle timer fired) must not drop the open source.
+    let supervise = supervise(&camera);
+    tokio::pin!(supervise);
     loop {
         tokio::select! {
             biased;
             () = camera.shutdown.cancelled() => break,
             () = idle_expired(&camera) => {
-                let stopped = camera.demand.send_if_modified(|d| {
-                    if d.watchers == 0 {
-                        d.running = false;
-                        true
-                    } else {
-                        false
-                    }
-                });
-                if stopped {
-                    // A frame from a stopped capture is stale: the next viewer waits for a fresh one.
-                    camera.latest.send_replace(None);
+                if camera.stop_if_idle() {
                     tracing::info!(camera = %name, idle = ?camera.config.idle_timeout, "capture stopped: no viewers");
                     return;
                 }
                 // A viewer arrived just as the idle timer fired: keep capturing.
             }
-            () = supervise(&camera) => {}
+            never = &mut supervise => match never {},
         }
     }
-    camera.demand.send_modify(|d| d.running = false);
+    camera.capture_ended();
     tracing::debug!(camera = %name, "capture stopped: shutdown");
 }
 
 /// Completes once nobody has watched the camera for its idle timeout.
 async fn idle_expired(camera: &Camera) {
-    let mut demand = camera.demand.subscribe();
+    let mut demand = camera.watch_demand();
     loop {
         if demand.borrow_and_update().watchers == 0 {
             tokio::select! {
@@ -100,7 +100,7 @@ async fn idle_expired(camera: &Camera) {
 }
 
 /// Opens the source, publishes its frames, and on failure shows no-signal and retries. Never returns.
-async fn supervise(camera: &Camera) {
+async fn supervise(camera: &Camera) -> Infallible {
     let mut backoff = BACKOFF_MIN;
     loop {
         let started = Instant::now();
@@ -108,21 +108,23 @@ async fn supervise(camera: &Camera) {
         if started.elapsed() >= HEALTHY_RESET {
             backoff = BACKOFF_MIN;
         }
-        camera.stats().source_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(camera = %camera.name(), error = %err, retry_in = ?backoff, "source failed");
-        if let Ok(mut last) = camera.last_error.lock() {
-            *last = Some(err.0.clone());
-        }
+        let kind = err.kind();
+        tracing::warn!(camera = %camera.name(), error = %err, %kind, retry_in = ?backoff, "source failed");
+        camera.record_failure(&err);
         let until = Instant::now() + backoff;
         loop {
-            publish_no_signal(camera, &err.0).await;
+            publish_no_signal(camera, err.message()).await;
             let next = (Instant::now() + NO_SIGNAL_INTERVAL).min(until);
             sleep_until(next).await;
             if next >= until {
                 break;
             }
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        let factor = match kind {
+            ErrorKind::Permanent => BACKOFF_FACTOR_PERMANENT,
+            ErrorKind::Transient => BACKOFF_FACTOR_TRANSIENT,
+        };
+        backoff = (backoff * factor).min(BACKOFF_MAX);
     }
 }
 
@@ -153,9 +155,7 @@ async fn run_once(camera: &Camera) -> SourceError {
                 stats.capture_latency.observe(delivered.elapsed());
                 stats.capture_rate.tick();
                 stats.frames_captured.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut last) = camera.last_error.lock() {
-                    last.take();
-                }
+                camera.clear_failure();
             }
             Ok(Err(e)) => return e,
             Err(_) => {
@@ -207,5 +207,107 @@ async fn publish_no_signal(camera: &Camera, reason: &str) {
         Err(e) => {
             tracing::error!(camera = %camera.name(), error = %e, "no-signal render task failed")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::hub::CameraConfig;
+    use crate::source::{BoxFuture, Opener, Source};
+
+    /// Counts its openings; its sources never deliver (nor fail) within a test.
+    #[derive(Default)]
+    struct CountingOpener(AtomicUsize);
+
+    struct Silent;
+
+    impl Source for Silent {
+        fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    impl Opener for CountingOpener {
+        fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(Box::new(Silent) as Box<dyn Source>) })
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+    }
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    fn camera(opener: Arc<CountingOpener>) -> Arc<Camera> {
+        let config = CameraConfig {
+            name: "cam".into(),
+            opener,
+            width: 64,
+            height: 48,
+            quality: 70,
+            idle_timeout: IDLE,
+            source_timeout: Duration::from_secs(3600),
+            transform: crate::transform::Transform::default(),
+            fps: 30.0,
+            stream_size: None,
+            drop_same_frames: false,
+        };
+        Arc::new(Camera::new(config, CancellationToken::new()))
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn watch(camera: &Camera) -> bool {
+        camera.add_watcher()
+    }
+
+    fn unwatch(camera: &Camera) {
+        camera.remove_watcher();
+    }
+
+    /// Issue 11, defect 1: a viewer arriving just as the idle timer fires must keep the running
+    /// source, not reopen it (ffmpeg killed and restarted, a V4L2 stream stopped).
+    #[tokio::test(start_paused = true)]
+    async fn defect_1_idle_timer_racing_a_new_viewer_keeps_the_running_source() {
+        let opener = Arc::new(CountingOpener::default());
+        let camera = camera(Arc::clone(&opener));
+        // Capture runs on this test's paused clock, not on the capture thread.
+        assert!(watch(&camera));
+        tokio::spawn(run(Arc::clone(&camera)));
+        settle().await;
+        let mut expected = 1;
+        assert_eq!(opener.0.load(Ordering::SeqCst), expected);
+        let mut raced = 0;
+        for _ in 0..50 {
+            unwatch(&camera);
+            settle().await;
+            // Wake at the very instant the idle timer fires, and arrive as a viewer.
+            sleep(IDLE).await;
+            if watch(&camera) {
+                // The capture task stopped first: a new capture legitimately opens again.
+                tokio::spawn(run(Arc::clone(&camera)));
+                expected += 1;
+            } else {
+                raced += 1;
+            }
+            settle().await;
+            assert_eq!(
+                opener.0.load(Ordering::SeqCst),
+                expected,
+                "the source was reopened while capture kept running ({raced} races)"
+            );
+            assert!(camera.demand().running);
+        }
+        assert!(raced > 0, "the race was never set up");
     }
 }

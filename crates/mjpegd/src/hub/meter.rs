@@ -1,8 +1,8 @@
 //! Small, bounded measurement helpers: a recent-rate meter and a fixed-bucket histogram.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Events remembered per meter: enough for 2 s at 120 fps, bounded whatever the rate.
@@ -17,17 +17,18 @@ pub struct RateMeter(Mutex<VecDeque<Instant>>);
 impl RateMeter {
     /// Records one event now.
     pub fn tick(&self) {
-        if let Ok(mut q) = self.0.lock() {
-            if q.len() == METER_EVENTS {
-                q.pop_front();
-            }
-            q.push_back(Instant::now());
+        // Poison recovered: a queue of instants is consistent after any panic.
+        let mut q = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if q.len() == METER_EVENTS {
+            q.pop_front();
         }
+        q.push_back(Instant::now());
     }
 
     /// Events per second over the recent window; 0 when there were none lately.
     pub fn rate(&self) -> f64 {
-        let Ok(q) = self.0.lock() else { return 0.0 };
+        // Poison recovered: a queue of instants is consistent after any panic.
+        let q = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let recent: Vec<&Instant> = q
             .iter()

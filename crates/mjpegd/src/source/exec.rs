@@ -5,10 +5,14 @@
 //! is parsed by [`crate::mjpeg::read`] (bare concatenated JPEGs or multipart, detected); the
 //! last lines of its stderr are kept and quoted in errors, because "ffmpeg exited with status 1"
 //! alone helps nobody. Restarts with backoff are the hub's job.
+//!
+//! Children die with the server: each gets `PR_SET_PDEATHSIG` (SIGKILL when mjpegd dies, even
+//! by `kill -9`), and exits that skip the sources' cleanup (the second SIGINT, the end of
+//! `main`) call [`kill_all`] to kill every process group still running.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -16,7 +20,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
-use super::{BoxFuture, Opener, Source, SourceError};
+use super::{BoxFuture, ErrorKind, Opener, Source, SourceError};
 use crate::frame::Image;
 use crate::jpeg;
 use crate::mjpeg::read::{Limits, Mode, Reader};
@@ -46,31 +50,102 @@ impl ExecOpener {
 type Tail = Arc<Mutex<VecDeque<String>>>;
 
 fn tail_text(tail: &Tail) -> String {
-    let lines = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>());
-    match lines {
-        Ok(l) if !l.is_empty() => {
-            let last: Vec<String> = l.iter().rev().take(3).rev().cloned().collect();
-            format!(": {}", last.join(" | "))
-        }
-        _ => String::new(),
+    // Poison recovered: the tail is a queue of whole lines, consistent after any panic.
+    let t = tail.lock().unwrap_or_else(PoisonError::into_inner);
+    if t.is_empty() {
+        return String::new();
+    }
+    let last: Vec<&str> = t.iter().rev().take(3).rev().map(String::as_str).collect();
+    format!(": {}", last.join(" | "))
+}
+
+/// Process groups of the exec children still running (their leaders not yet reaped).
+static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Kills (SIGKILL) the process group of every exec child still running. For exits that skip
+/// the sources' own cleanup: the second SIGINT's `process::exit`, and the end of `main` while
+/// a child that ignores SIGTERM is still within its grace period.
+pub fn kill_all() {
+    // Poison recovered: a set of integers is consistent after any panic.
+    let groups = GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
+    for &pgid in groups.iter() {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
+/// Keeps a child's process group listed for [`kill_all`] until dropped, which happens once
+/// its leader is reaped: from then on the id may be reused by an unrelated process.
+struct Registered(i32);
+
+impl Registered {
+    fn new(pgid: i32) -> Registered {
+        // Poison recovered: a set of integers is consistent after any panic.
+        GROUPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pgid);
+        Registered(pgid)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        // Poison recovered: a set of integers is consistent after any panic.
+        GROUPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
+    }
+}
+
+/// Makes the child die with mjpegd (SIGKILL), even when mjpegd is killed with SIGKILL.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process.
+/// `open` runs in a capture task, on the capture runtime's worker thread (or, without it, the
+/// main runtime's workers): those threads live until the process exits, so the signal comes
+/// only with mjpegd's death. Spawning from a `spawn_blocking` thread would be wrong: idle
+/// blocking threads exit after 10 s, and the child with them.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (prctl, getppid), allocating nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // mjpegd died between fork and prctl: the signal will never come, so do not start.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 
 impl Opener for ExecOpener {
     fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
         Box::pin(async move {
-            let mut child = Command::new("/bin/sh")
+            let mut command = Command::new("/bin/sh");
+            command
                 .arg("-c")
                 .arg(&self.command)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .process_group(0)
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| {
-                    SourceError::new(format!("exec: cannot start {:?}: {e}", self.command))
-                })?;
+                .kill_on_drop(true);
+            die_with_parent(&mut command);
+            let mut child = command.spawn().map_err(|e| {
+                let kind = match e.kind() {
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                        ErrorKind::Permanent
+                    }
+                    _ => ErrorKind::Transient,
+                };
+                SourceError::with_kind(kind, format!("exec: cannot start {:?}: {e}", self.command))
+            })?;
             let stdout = child
                 .stdout
                 .take()
@@ -83,12 +158,12 @@ impl Opener for ExecOpener {
                     while let Ok(Some(line)) = lines.next_line().await {
                         let line: String = line.chars().take(STDERR_LINE_MAX).collect();
                         tracing::debug!(target: "mjpegd::source::exec::stderr", "{line}");
-                        if let Ok(mut t) = tail.lock() {
-                            if t.len() == STDERR_LINES {
-                                t.pop_front();
-                            }
-                            t.push_back(line);
+                        // Poison recovered: a queue of whole lines, consistent after any panic.
+                        let mut t = tail.lock().unwrap_or_else(PoisonError::into_inner);
+                        if t.len() == STDERR_LINES {
+                            t.pop_front();
                         }
+                        t.push_back(line);
                     }
                 });
             }
@@ -99,6 +174,7 @@ impl Opener for ExecOpener {
             tracing::debug!(command = %self.command, pid = ?pgid, "exec: started");
             let source: Box<dyn Source> = Box::new(Exec {
                 child: Some(child),
+                group: pgid.map(|p| Registered::new(p.as_raw())),
                 pgid,
                 stdout,
                 reader: Reader::new(Mode::Auto, Limits::default()),
@@ -116,6 +192,8 @@ impl Opener for ExecOpener {
 
 struct Exec {
     child: Option<Child>,
+    /// Listed for [`kill_all`] until the child is reaped.
+    group: Option<Registered>,
     pgid: Option<Pid>,
     stdout: ChildStdout,
     reader: Reader,
@@ -126,15 +204,39 @@ struct Exec {
 impl Exec {
     async fn exit_error(&mut self, what: &str) -> SourceError {
         let status = match self.child.as_mut() {
-            Some(c) => match tokio::time::timeout(Duration::from_millis(500), c.wait()).await {
-                Ok(Ok(s)) => s.to_string(),
-                _ => "still running".into(),
-            },
-            None => "unknown".into(),
+            Some(c) => tokio::time::timeout(Duration::from_millis(500), c.wait())
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        if status.is_some() {
+            // Reaped: the group id may be reused from now on.
+            self.group = None;
+        }
+        let shown = match (&self.child, status) {
+            (_, Some(s)) => s.to_string(),
+            (Some(_), None) => "still running".into(),
+            (None, None) => "unknown".into(),
+        };
+        // `sh -c` exits 127 for a command it cannot find and 126 for one it cannot run.
+        let (kind, hint) = match status.and_then(|s| s.code()) {
+            Some(127) => (
+                ErrorKind::Permanent,
+                " — command not found: check its name and that it is on mjpegd's PATH",
+            ),
+            Some(126) => (
+                ErrorKind::Permanent,
+                " — the command cannot be run: check its permissions",
+            ),
+            _ => (ErrorKind::Transient, ""),
         };
         // Give the stderr task a moment to read the command's last words.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        SourceError::new(format!("exec: {what} ({status}){}", tail_text(&self.tail)))
+        SourceError::with_kind(
+            kind,
+            format!("exec: {what} ({shown}){hint}{}", tail_text(&self.tail)),
+        )
     }
 }
 
@@ -158,8 +260,10 @@ impl Source for Exec {
                     },
                     Ok(None) => {}
                     Err(e) => {
-                        return Err(SourceError::new(format!(
-                            "exec: output is not MJPEG: {e}{}",
+                        // The command writes something else: only a corrected command helps.
+                        return Err(SourceError::permanent(format!(
+                            "exec: output is not MJPEG: {e}{} — make the command write MJPEG \
+                             to stdout (ffmpeg: -f mjpeg -)",
                             tail_text(&self.tail)
                         )));
                     }
@@ -186,6 +290,7 @@ impl Drop for Exec {
         let Some(pgid) = self.pgid else { return };
         // The whole group: `sh -c` may have forked the real command.
         let _ = killpg(pgid, Signal::SIGTERM);
+        let group = self.group.take();
         if let Some(mut child) = self.child.take() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
@@ -196,6 +301,8 @@ impl Drop for Exec {
                         let _ = killpg(pgid, Signal::SIGKILL);
                         let _ = child.wait().await;
                     }
+                    // Reaped: unlist the group (a fast exit meanwhile killed it through the list).
+                    drop(group);
                 });
             } else {
                 let _ = killpg(pgid, Signal::SIGKILL);

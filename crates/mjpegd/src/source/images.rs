@@ -108,7 +108,7 @@ impl Source for Images {
 /// The `.jpg`/`.jpeg` files of `dir`, sorted by name.
 fn list_jpegs(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        SourceError::new(format!(
+        SourceError::permanent(format!(
             "images: cannot read directory {}: {e}",
             dir.display()
         ))
@@ -123,13 +123,13 @@ fn list_jpegs(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
         })
         .collect();
     if files.is_empty() {
-        return Err(SourceError::new(format!(
+        return Err(SourceError::permanent(format!(
             "images: no .jpg or .jpeg files in {} — put JPEG images there, or use --source testpattern",
             dir.display()
         )));
     }
     if files.len() > MAX_FILES {
-        return Err(SourceError::new(format!(
+        return Err(SourceError::permanent(format!(
             "images: {} has {} JPEG files, more than the limit of {MAX_FILES}",
             dir.display(),
             files.len()
@@ -152,7 +152,7 @@ fn load_dir(dir: &Path) -> Result<Vec<Image>, SourceError> {
         };
         total += data.len() as u64;
         if total > MAX_TOTAL_BYTES {
-            return Err(SourceError::new(format!(
+            return Err(SourceError::permanent(format!(
                 "images: the files of {} exceed {} MiB",
                 dir.display(),
                 MAX_TOTAL_BYTES >> 20
@@ -170,7 +170,7 @@ fn load_dir(dir: &Path) -> Result<Vec<Image>, SourceError> {
         }
     }
     if frames.is_empty() {
-        return Err(SourceError::new(format!(
+        return Err(SourceError::permanent(format!(
             "images: none of the JPEG files in {} could be read as a JPEG",
             dir.display()
         )));

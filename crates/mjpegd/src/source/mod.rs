@@ -24,21 +24,90 @@ use crate::frame::Image;
 /// A boxed future, so [`Source`] and [`Opener`] can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Whether a source failure can pass by itself. Both kinds are retried (a replugged camera or a
+/// fixed upstream is picked up without a restart); the kind tells operators whether to act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Needs someone to change something: no such device, permission denied, unsupported
+    /// pixel format, bad URL or path (HTTP 4xx), command not found, output that is not MJPEG.
+    Permanent,
+    /// Can pass by itself: connection dropped or refused, timeout, the process exited,
+    /// upstream 5xx, device busy.
+    Transient,
+}
+
+impl ErrorKind {
+    /// `permanent` or `transient`, as shown in `/api/state` and `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::Transient => "transient",
+        }
+    }
+
+    /// What an operator should do about an error of this kind.
+    pub fn hint(self) -> &'static str {
+        match self {
+            ErrorKind::Permanent => {
+                "this will not fix itself: correct the camera's source (device path and \
+                 permissions, pixel format, URL, command) as the error says; mjpegd keeps \
+                 retrying, at least every 30 s, and picks the fix up without a restart"
+            }
+            ErrorKind::Transient => {
+                "usually passes by itself: mjpegd retries with backoff (1 s doubling to 30 s); \
+                 if it lasts, check the camera, the network or the upstream server"
+            }
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a source could not open or deliver; the message is shown to operators and on the
 /// no-signal frame, so it says what failed and, where possible, what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceError(pub String);
+pub struct SourceError {
+    message: String,
+    kind: ErrorKind,
+}
 
 impl SourceError {
-    /// A source error with the given message.
+    /// A transient source error (one that can pass by itself) with the given message.
     pub fn new(msg: impl Into<String>) -> SourceError {
-        SourceError(msg.into())
+        SourceError::with_kind(ErrorKind::Transient, msg)
+    }
+
+    /// A permanent source error: retrying alone will not fix it.
+    pub fn permanent(msg: impl Into<String>) -> SourceError {
+        SourceError::with_kind(ErrorKind::Permanent, msg)
+    }
+
+    /// A source error of the given kind.
+    pub fn with_kind(kind: ErrorKind, msg: impl Into<String>) -> SourceError {
+        SourceError {
+            message: msg.into(),
+            kind,
+        }
+    }
+
+    /// What failed, for operators.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether it can pass by itself.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 }
 
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -137,7 +206,9 @@ impl SourceSpec {
             )?),
             #[cfg(not(target_os = "linux"))]
             SourceSpec::V4l2 { .. } => {
-                return Err(SourceError::new("v4l2 sources need Linux (Video4Linux2)"));
+                return Err(SourceError::permanent(
+                    "v4l2 sources need Linux (Video4Linux2)",
+                ));
             }
             #[cfg(all(target_os = "linux", not(feature = "v4l2")))]
             SourceSpec::V4l2 { device, .. } => {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::{BoxFuture, Opener, Params, Source, SourceError, interval_of};
+use super::{BoxFuture, ErrorKind, Opener, Params, Source, SourceError, interval_of};
 use crate::frame::Image;
 use crate::jpeg;
 use crate::mjpeg::read::{Limits, Mode, Reader, boundary_from_content_type};
@@ -56,9 +56,9 @@ impl RelayOpener {
     /// A relay of `url`; fails on a URL that is not http(s).
     pub fn new(url: &str, params: Params) -> Result<RelayOpener, SourceError> {
         let url = reqwest::Url::parse(url)
-            .map_err(|e| SourceError::new(format!("http: bad URL {:?}: {e}", redact(url))))?;
+            .map_err(|e| SourceError::permanent(format!("http: bad URL {:?}: {e}", redact(url))))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(SourceError::new(format!(
+            return Err(SourceError::permanent(format!(
                 "http: {:?} is not an http:// or https:// URL with a host",
                 redact(url.as_str())
             )));
@@ -85,9 +85,10 @@ impl Opener for RelayOpener {
                     404 => " — check the path of the stream URL",
                     _ => "",
                 };
-                return Err(SourceError::new(format!(
-                    "http: {shown} answered {status}{hint}"
-                )));
+                return Err(SourceError::with_kind(
+                    status_kind(status),
+                    format!("http: {shown} answered {status}{hint}"),
+                ));
             }
             let ctype = resp
                 .headers()
@@ -128,6 +129,16 @@ impl Opener for RelayOpener {
 
     fn describe(&self) -> String {
         redact(self.url.as_str())
+    }
+}
+
+/// A refusal (4xx: wrong path, credentials, method) needs a corrected URL; a server error
+/// (5xx), a timeout (408) or a rate limit (429) can pass by itself.
+fn status_kind(status: reqwest::StatusCode) -> ErrorKind {
+    match status.as_u16() {
+        408 | 429 => ErrorKind::Transient,
+        400..=499 => ErrorKind::Permanent,
+        _ => ErrorKind::Transient,
     }
 }
 
@@ -178,7 +189,11 @@ impl Source for Stream {
                     },
                     Ok(None) => {}
                     Err(e) => {
-                        return Err(SourceError::new(format!("http: {}: {e}", self.shown)));
+                        // The URL serves something that is not MJPEG: a web page, another format.
+                        return Err(SourceError::permanent(format!(
+                            "http: {}: {e} — is this the camera's MJPEG stream URL?",
+                            self.shown
+                        )));
                     }
                 }
                 if let Some(e) = self.reader.take_recovered() {
@@ -240,17 +255,16 @@ impl Poll {
                 })?,
         };
         if !resp.status().is_success() {
-            return Err(SourceError::new(format!(
-                "http: {} answered {}",
-                self.shown,
-                resp.status()
-            )));
+            return Err(SourceError::with_kind(
+                status_kind(resp.status()),
+                format!("http: {} answered {}", self.shown, resp.status()),
+            ));
         }
         if resp
             .content_length()
             .is_some_and(|n| n > MAX_SNAPSHOT_BYTES as u64)
         {
-            return Err(SourceError::new(format!(
+            return Err(SourceError::permanent(format!(
                 "http: {}: snapshot larger than {MAX_SNAPSHOT_BYTES} bytes",
                 self.shown
             )));
@@ -261,7 +275,7 @@ impl Poll {
             SourceError::new(format!("http: {}: {}", self.shown, describe_error(&e)))
         })? {
             if body.len() + chunk.len() > MAX_SNAPSHOT_BYTES {
-                return Err(SourceError::new(format!(
+                return Err(SourceError::permanent(format!(
                     "http: {}: snapshot larger than {MAX_SNAPSHOT_BYTES} bytes",
                     self.shown
                 )));
@@ -269,7 +283,7 @@ impl Poll {
             body.extend_from_slice(&chunk);
         }
         image_of(body.freeze())
-            .map_err(|e| SourceError::new(format!("http: {}: not a JPEG: {e}", self.shown)))
+            .map_err(|e| SourceError::permanent(format!("http: {}: not a JPEG: {e}", self.shown)))
     }
 }
 

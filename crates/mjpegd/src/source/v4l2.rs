@@ -72,7 +72,7 @@ impl V4l2Opener {
         let format = match format {
             None => None,
             Some(name) => Some(PixelFormat::parse(name).ok_or_else(|| {
-                SourceError::new(format!(
+                SourceError::permanent(format!(
                     "v4l2: unknown or unsupported pixel format {name:?}: use one of {}",
                     supported_list()
                 ))
@@ -181,7 +181,7 @@ impl Capture {
         let device = Device::open(path).map_err(|e| open_error(path, &e))?;
         let caps = device.capabilities().map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOTTY) {
-                SourceError::new(format!(
+                SourceError::permanent(format!(
                     "v4l2: {} is not a V4L2 device (VIDIOC_QUERYCAP is not supported) — list \
                      devices with mjpegd --list-devices",
                     path.display()
@@ -200,7 +200,7 @@ impl Capture {
             } else {
                 "pick a node listed as video capture by mjpegd --list-devices"
             };
-            return Err(SourceError::new(format!(
+            return Err(SourceError::permanent(format!(
                 "v4l2: {} ({}, {}) is not a video capture device but {} — {hint}",
                 path.display(),
                 caps.card,
@@ -209,7 +209,7 @@ impl Capture {
             )));
         }
         if !caps.can_stream() {
-            return Err(SourceError::new(format!(
+            return Err(SourceError::permanent(format!(
                 "v4l2: {} ({}) does not support streaming I/O, which mjpegd needs",
                 path.display(),
                 caps.driver
@@ -228,7 +228,7 @@ impl Capture {
         let wanted = match opener.format {
             Some(f) if is_offered(f) => f,
             Some(f) => {
-                return Err(SourceError::new(format!(
+                return Err(SourceError::permanent(format!(
                     "v4l2: {} does not offer {}; it offers {} (see mjpegd --list-devices)",
                     path.display(),
                     fourcc_str(f.fourcc()),
@@ -239,7 +239,7 @@ impl Capture {
                 .into_iter()
                 .find(|&f| is_offered(f))
                 .ok_or_else(|| {
-                    SourceError::new(format!(
+                    SourceError::permanent(format!(
                         "v4l2: {} offers none of the formats mjpegd can use ({}); it offers {}",
                         path.display(),
                         supported_list(),
@@ -259,7 +259,7 @@ impl Capture {
             .set_format(asked)
             .map_err(|e| at("VIDIOC_S_FMT", e))?;
         let format = PixelFormat::from_fourcc(got.pixelformat).ok_or_else(|| {
-            SourceError::new(format!(
+            SourceError::permanent(format!(
                 "v4l2: {}: asked for {} but the driver chose {}, which mjpegd cannot use",
                 path.display(),
                 fourcc_str(wanted.fourcc()),
@@ -276,7 +276,7 @@ impl Capture {
                 got.bytesperline,
                 got.quantization,
             )
-            .map_err(|e| SourceError::new(format!("v4l2: {}: {e}", path.display())))?;
+            .map_err(|e| SourceError::permanent(format!("v4l2: {}: {e}", path.display())))?;
             Kind::Raw(layout)
         };
 
@@ -284,7 +284,7 @@ impl Capture {
 
         let stream = Stream::start(device, BUFFER_COUNT).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOSPC) {
-                SourceError::new(format!(
+                SourceError::permanent(format!(
                     "v4l2: {}: not enough USB bandwidth for {}x{} {} at {} fps — lower --size \
                      or --fps, prefer MJPEG, or move the camera to another USB controller",
                     path.display(),
@@ -495,46 +495,49 @@ fn os_text(e: &io::Error) -> String {
 
 const BUSY: &str = "device busy: another program (another mjpegd, a browser, motion) is using it";
 
-/// Why `open(2)` of the device failed, and what to do.
+/// Why `open(2)` of the device failed, and what to do. Only a busy device can free itself;
+/// a missing node, a refused permission or an unplugged camera need someone to act.
 fn open_error(path: &Path, e: &io::Error) -> SourceError {
     let p = path.display();
-    SourceError::new(match e.raw_os_error() {
-        Some(libc::EBUSY) => format!("v4l2: {p}: {BUSY}"),
-        Some(libc::EACCES | libc::EPERM) => format!(
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => SourceError::new(format!("v4l2: {p}: {BUSY}")),
+        Some(libc::EACCES | libc::EPERM) => SourceError::permanent(format!(
             "v4l2: cannot open {p}: {} — add the user running mjpegd to the video group \
              (usermod -aG video USER, then log in again)",
             os_text(e)
-        ),
-        Some(libc::ENODEV | libc::ENXIO) => {
-            format!(
-                "v4l2: cannot open {p}: {} — the camera is gone (unplugged?)",
-                os_text(e)
-            )
-        }
-        _ => format!(
+        )),
+        Some(libc::ENODEV | libc::ENXIO) => SourceError::permanent(format!(
+            "v4l2: cannot open {p}: {} — the camera is gone (unplugged?)",
+            os_text(e)
+        )),
+        _ => SourceError::permanent(format!(
             "v4l2: cannot open {p}: {} — list devices with mjpegd --list-devices",
             os_text(e)
-        ),
-    })
+        )),
+    }
 }
 
-/// Why setting up the device failed.
+/// Why setting up the device failed: busy can pass, anything else is the device refusing.
 fn ioctl_error(path: &Path, what: &str, e: &io::Error) -> SourceError {
     let p = path.display();
-    SourceError::new(match e.raw_os_error() {
-        Some(libc::EBUSY) => format!("v4l2: {p}: {BUSY}"),
-        Some(libc::ENODEV) => format!("v4l2: {p}: device disconnected (unplugged?)"),
-        _ => format!("v4l2: {p}: {what} failed: {}", os_text(e)),
-    })
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => SourceError::new(format!("v4l2: {p}: {BUSY}")),
+        Some(libc::ENODEV) => {
+            SourceError::permanent(format!("v4l2: {p}: device disconnected (unplugged?)"))
+        }
+        _ => SourceError::permanent(format!("v4l2: {p}: {what} failed: {}", os_text(e))),
+    }
 }
 
-/// Why capturing from a streaming device failed.
+/// Why capturing from a streaming device failed: unplugged is permanent, a glitch transient.
 fn capture_error(path: &Path, e: &io::Error) -> SourceError {
     let p = path.display();
-    SourceError::new(match e.raw_os_error() {
-        Some(libc::ENODEV) => format!("v4l2: {p}: device disconnected (unplugged?)"),
-        _ => format!("v4l2: {p}: capture failed: {}", os_text(e)),
-    })
+    match e.raw_os_error() {
+        Some(libc::ENODEV) => {
+            SourceError::permanent(format!("v4l2: {p}: device disconnected (unplugged?)"))
+        }
+        _ => SourceError::new(format!("v4l2: {p}: capture failed: {}", os_text(e))),
+    }
 }
 
 #[cfg(test)]
