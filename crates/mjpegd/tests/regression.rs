@@ -1,5 +1,8 @@
 //! One test per fixed defect, named after it (issue 11, "Defects"). Each failed before its fix.
 
+// The relay cases need the relay feature; without it their imports go unused.
+#![cfg_attr(not(feature = "relay"), allow(unused_imports, dead_code))]
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -15,6 +18,7 @@ use mjpegd::render::Canvas;
 use mjpegd::server::ServerConfig;
 use mjpegd::source::Params;
 use mjpegd::source::exec::ExecOpener;
+#[cfg(feature = "relay")]
 use mjpegd::source::relay::RelayOpener;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -423,6 +427,7 @@ async fn defect_8_missing_exec_command_is_a_permanent_error_with_a_hint() {
 }
 
 /// An upstream answering every request with `head` and then closing the connection.
+#[cfg(feature = "relay")]
 async fn closing_upstream(head: &'static str) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -440,6 +445,7 @@ async fn closing_upstream(head: &'static str) -> std::net::SocketAddr {
     addr
 }
 
+#[cfg(feature = "relay")]
 fn relay_to(addr: std::net::SocketAddr, path: &str) -> Arc<RelayOpener> {
     let params = Params {
         width: 160,
@@ -451,6 +457,7 @@ fn relay_to(addr: std::net::SocketAddr, path: &str) -> Arc<RelayOpener> {
 }
 
 /// Issue 11, defect 8: an upstream that closes its stream is a transient error.
+#[cfg(feature = "relay")]
 #[tokio::test]
 async fn defect_8_relay_upstream_that_closes_is_a_transient_error() {
     let addr = closing_upstream(
@@ -476,6 +483,7 @@ async fn defect_8_relay_upstream_that_closes_is_a_transient_error() {
 }
 
 /// Issue 11, defect 8: a relay URL that does not exist (404) is permanent; a 5xx is transient.
+#[cfg(feature = "relay")]
 #[tokio::test]
 async fn defect_8_relay_http_status_sets_the_kind() {
     for (head, kind) in [
