@@ -24,6 +24,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
