@@ -8,6 +8,8 @@
 mod camera;
 mod capture;
 pub mod meter;
+#[cfg(test)]
+mod tests;
 
 pub use camera::{
     Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo,
