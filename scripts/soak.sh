@@ -349,7 +349,7 @@ SLOPE=$(awk -F, -v w="$WARMUP" -v e="$T_END" '
     }' "$RESULTS/samples.csv")
 RSS_RANGE=$(awk -F, -v w="$WARMUP" -v e="$T_END" '
     NR > 1 && $1 >= w && $1 <= e { if (!n++ || $2 < lo) lo = $2; if ($2 > hi) hi = $2 }
-    END { printf "%.1f-%.1f MB over %d samples", lo / 1024, hi / 1024, n }' "$RESULTS/samples.csv")
+    END { printf "%.1f-%.1f MiB over %d samples", lo / 1024, hi / 1024, n }' "$RESULTS/samples.csv")
 if [ "$SLOPE" != nan ] && awk -v s="$SLOPE" -v m="$MAX_SLOPE" 'BEGIN { exit !(s <= m && s >= -m) }'; then
     verdict OK "RSS slope after ${WARMUP}s warm-up: $SLOPE KB/min (bound +-$MAX_SLOPE; RSS $RSS_RANGE)"
 else

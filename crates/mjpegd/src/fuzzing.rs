@@ -16,8 +16,11 @@ use crate::jpeg::{self, EndScanner, Scan};
 use crate::mjpeg::read::{Limits, Mode, ReadFrame, ReadStats, Reader};
 use crate::mjpeg::write;
 
+/// A fuzz check: panics when the input shows a bug.
+pub type Check = fn(&[u8]);
+
 /// Every check by fuzz target name (also the name of its `fuzz/corpus/` directory).
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("config", config),
     ("jpeg_scan", jpeg_scan),
     ("mjpeg_read", mjpeg_read),
