@@ -41,7 +41,7 @@ fn every_target_has_a_corpus_and_passes_it() {
         let dir = fuzz_dir().join("corpus").join(name);
         let corpus = files(&dir).unwrap_or_else(|| {
             panic!(
-                "{}: missing; seed it with scripts/fuzz.sh (see fuzz/README.md)",
+                "{}: missing; the corpus is committed (restore it from git, see fuzz/README.md)",
                 dir.display()
             )
         });
