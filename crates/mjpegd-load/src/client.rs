@@ -41,6 +41,10 @@ const STALLED_CHECK: Duration = Duration::from_secs(5);
 /// How many distinct error messages a report keeps.
 const ERROR_SAMPLES: usize = 5;
 
+/// Pause before a churning viewer whose session failed joins again, so that a server refusing
+/// connections is not hammered in a tight loop.
+const REJOIN_AFTER_ERROR: Duration = Duration::from_millis(200);
+
 /// An `http://host[:port]/path` URL, the only kind the client speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -105,6 +109,9 @@ pub struct RunConfig {
     pub pid: Option<u32>,
     /// Free-form label copied into the report.
     pub label: Option<String>,
+    /// Join/leave churn: sessions last a random 0.5–1.5 × this, back to back (zero: one
+    /// session for the whole run).
+    pub churn: Duration,
 }
 
 /// State shared by every viewer of a run (single-threaded: `Rc`/`RefCell`).
@@ -366,6 +373,46 @@ async fn viewer(shared: Rc<Shared>, start_at: Instant, deadline: Instant) -> Vie
     result
 }
 
+/// A uniform number in [0, 1) from a splitmix64 state (deterministic per viewer, no dependency).
+fn unit(state: &mut u64) -> f64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One viewer's sessions: a single one without churn; with churn, sessions of a random
+/// 0.5–1.5 × `churn` back to back until `deadline`, each a fresh connection (a leave and a join).
+async fn viewer_sessions(
+    shared: Rc<Shared>,
+    start_at: Instant,
+    deadline: Instant,
+    churn: Duration,
+    seed: u64,
+) -> Vec<ViewerResult> {
+    if churn.is_zero() {
+        return vec![viewer(shared, start_at, deadline).await];
+    }
+    let mut state = seed;
+    let mut sessions = Vec::new();
+    let mut at = start_at;
+    while at < deadline {
+        let end = deadline.min(at + churn.mul_f64(0.5 + unit(&mut state)));
+        let r = viewer(shared.clone(), at, end).await;
+        let failed = !matches!(r.end, End::Deadline);
+        sessions.push(r);
+        at = Instant::now()
+            + if failed {
+                REJOIN_AFTER_ERROR
+            } else {
+                Duration::ZERO
+            };
+    }
+    sessions
+}
+
 enum StalledFate {
     ConnectError(String),
     Rejected,
@@ -511,7 +558,13 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     let viewers: Vec<_> = (0..cfg.viewers)
         .map(|i| {
             let offset = cfg.ramp.mul_f64(f64::from(i) / f64::from(n));
-            tokio::task::spawn_local(viewer(shared.clone(), start + offset, deadline))
+            tokio::task::spawn_local(viewer_sessions(
+                shared.clone(),
+                start + offset,
+                deadline,
+                cfg.churn,
+                u64::from(i),
+            ))
         })
         .collect();
 
@@ -599,8 +652,12 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     let (mut frames, mut bytes, mut missing_timestamp) = (0, 0, 0);
     let mut fps = Vec::new();
     let mut ttff = Vec::new();
-    let mut streaming = 0;
-    for r in &results {
+    let streaming = results
+        .iter()
+        .filter(|sessions| sessions.iter().any(|r| r.streaming))
+        .count() as u32;
+    let sessions = results.iter().map(|s| s.len() as u64).sum();
+    for r in results.iter().flatten() {
         frames += r.frames;
         bytes += r.bytes;
         missing_timestamp += r.missing_timestamp;
@@ -608,7 +665,6 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
             *a += b;
         }
         if r.streaming {
-            streaming += 1;
             fps.push(r.fps);
         }
         if let Some(t) = r.ttff {
@@ -660,6 +716,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         duration_s: measured,
         ramp_s: cfg.ramp.as_secs_f64(),
         viewers_streaming: streaming,
+        sessions,
         fps: spread(fps),
         frames,
         bytes,
@@ -701,6 +758,7 @@ mod tests {
             connect_concurrency: 4,
             pid: Some(std::process::id()),
             label: None,
+            churn: Duration::ZERO,
         }
     }
 
@@ -773,6 +831,31 @@ mod tests {
                 let _ = s.write_all(b"0\r\n\r\n").await;
             });
         }
+    }
+
+    #[test]
+    fn churn_rejoins_without_counting_leaves_as_errors() {
+        let report = crate::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::task::spawn_local(crate::ceiling::serve_on(listener, jpeg().into(), 50.0));
+            let mut cfg = config(addr, 3, 0);
+            cfg.duration = Duration::from_millis(2000);
+            cfg.churn = Duration::from_millis(400);
+            run(cfg).await
+        })
+        .expect("runtime")
+        .expect("run");
+        assert_eq!(report.viewers_streaming, 3);
+        assert_eq!(report.errors.total(), 0, "{:?}", report.errors);
+        assert_eq!(report.invalid_parts, 0);
+        // Sessions last 200-600 ms in a 2 s run: at least 3 per viewer, at most 10.
+        assert!(
+            (9..=30).contains(&report.sessions),
+            "{} sessions",
+            report.sessions
+        );
+        assert_eq!(report.ttff_ms.count, report.sessions);
     }
 
     #[test]

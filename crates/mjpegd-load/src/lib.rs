@@ -65,6 +65,7 @@ impl Error {
     after_help = "Examples:\n  \
         mjpegd-load run --url http://127.0.0.1:8080/stream --viewers 1000 --duration 15 --pid 1234\n  \
         mjpegd-load run --url http://127.0.0.1:8080/stream --viewers 800 --stalled 200 --duration 20 --json\n  \
+        mjpegd-load run --url http://127.0.0.1:8080/stream --viewers 200 --churn 20 --duration 1800\n  \
         mjpegd-load ceiling --listen 127.0.0.1:8081 --frame f001.jpg --fps 30\n  \
         mjpegd-load cpu --pid 1234 --duration 5\n  \
         mjpegd-load row --label '1000 viewers' --report run.json --ceiling ceiling.json\n\n\
@@ -125,6 +126,10 @@ pub struct RunArgs {
     /// Exit with status 2 if any part was invalid or any viewer failed.
     #[arg(long)]
     pub strict: bool,
+    /// Join/leave churn: each viewer leaves after a random 0.5–1.5 × this many seconds and
+    /// joins again at once, until the end (0: viewers stay for the whole run).
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
 }
 
 /// Options of `mjpegd-load ceiling`.
@@ -224,6 +229,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 connect_concurrency: a.connect_concurrency,
                 pid: a.pid,
                 label: a.label,
+                churn: seconds(a.churn, "--churn")?,
             };
             let report = block_on(client::run(cfg))??;
             let failed = report.invalid_parts > 0 || report.errors.total() > 0;

@@ -32,8 +32,11 @@ pub struct RunReport {
     pub duration_s: f64,
     /// Time over which connections were spread, seconds.
     pub ramp_s: f64,
-    /// Viewers that got a `200` multipart response.
+    /// Viewers that got a `200` multipart response (with `--churn`: in at least one session).
     pub viewers_streaming: u32,
+    /// Viewer sessions opened: `viewers` without `--churn`, more with it (every rejoin is one).
+    #[serde(default)]
+    pub sessions: u64,
     /// Per-viewer frame rate over the streaming viewers.
     pub fps: Spread,
     /// Valid frames received by all viewers.
@@ -191,6 +194,9 @@ impl fmt::Display for RunReport {
             "  streaming viewers   {}/{}",
             self.viewers_streaming, self.viewers
         )?;
+        if self.sessions > u64::from(self.viewers) {
+            writeln!(f, "  viewer sessions     {}", self.sessions)?;
+        }
         writeln!(
             f,
             "  fps per viewer      min {:.1}  median {:.1}  max {:.1}  (mean {:.2})",
@@ -350,6 +356,7 @@ mod tests {
             duration_s: 5.0,
             ramp_s: 0.0,
             viewers_streaming: 10,
+            sessions: 10,
             fps: Spread {
                 count: 10,
                 min: 29.0,

@@ -34,6 +34,8 @@ pub mod config;
 #[cfg(any(feature = "tls", feature = "relay"))]
 pub mod crypto;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod jpeg;

@@ -2,70 +2,35 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use mjpegd::render::Canvas;
 
-/// Starts the binary on a free port and returns it with its base URL, read from its log.
-fn spawn(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mjpegd");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("streaming at http") {
-                let url = line[at + "streaming at ".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("");
-                let _ = tx.send(url.trim_end_matches('/').to_owned());
-            }
-        }
-    });
-    let url = rx.recv_timeout(WAIT).expect("mjpegd did not log its URL");
-    (child, url)
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+/// Starts the binary on a free port with `args`; its base URL is read from its log.
+fn spawn(args: &[&str]) -> MjpegdProcess {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    MjpegdProcess::start(&all).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
 async fn sigterm_with_open_streams_exits_promptly_and_ends_streams_cleanly() {
-    let (mut child, url) = spawn(&["--size", "320x240"]);
+    let mut server = spawn(&["--size", "320x240"]);
     let mut viewers = vec![];
     for _ in 0..3 {
-        let mut c = MjpegClient::connect(&format!("{url}/stream")).await;
+        let mut c = MjpegClient::connect(&format!("{}/stream", server.url)).await;
         c.part().await.decode();
         viewers.push(c);
     }
-    let pid = i32::try_from(child.id()).expect("pid");
     let sent = Instant::now();
-    assert!(send_signal("-TERM", pid), "kill");
-    let status = wait_exit(&mut child, Duration::from_secs(2));
+    signal(server.pid(), Signal::SIGTERM);
+    let status = wait_exit(&mut server.child, Duration::from_secs(2));
     let took = sent.elapsed();
-    let status = status.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("mjpegd still running {took:?} after SIGTERM");
-    });
+    // Dropping the server kills it if it is still running.
+    let status = status.unwrap_or_else(|| panic!("mjpegd still running {took:?} after SIGTERM"));
     assert!(status.success(), "exit status {status:?}");
     for mut c in viewers {
         // Every stream ends: with a clean end of the chunked body, after any remaining parts.
@@ -89,8 +54,8 @@ async fn images_source_cycles_the_files_of_a_directory_in_name_order() {
     std::fs::write(dir.path().join("notes.txt"), "not an image").expect("write");
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let spec = format!("images:{}", dir.path().display());
-    let (mut child, url) = spawn(&["--source", &spec, "--fps", "20"]);
-    let mut c = MjpegClient::connect(&format!("{url}/stream")).await;
+    let server = spawn(&["--source", &spec, "--fps", "20"]);
+    let mut c = MjpegClient::connect(&format!("{}/stream", server.url)).await;
     let first = c.part().await;
     let start = files
         .iter()
@@ -102,15 +67,13 @@ async fn images_source_cycles_the_files_of_a_directory_in_name_order() {
         let expected = &files[(start + k) % files.len()];
         assert_eq!(p.jpeg, expected.1, "frame {k} should be {}", expected.0);
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
 fn a_directory_without_jpegs_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("readme.txt"), "x").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let out = mjpegd_command()
         .args(["--listen", "127.0.0.1:0", "--source"])
         .arg(format!("images:{}", dir.path().display()))
         .output()
@@ -130,10 +93,7 @@ fn invalid_flags_are_rejected_naming_the_flag_and_range() {
         (&["--source", "webcam"][..], "unknown source"),
         (&["--max-viewers", "0"][..], "--max-viewers"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-            .args(args)
-            .output()
-            .expect("run");
+        let out = mjpegd_command().args(args).output().expect("run");
         assert!(!out.status.success(), "{args:?} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -142,7 +102,7 @@ fn invalid_flags_are_rejected_naming_the_flag_and_range() {
         );
     }
     // Environment variables are checked the same way.
-    let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let out = mjpegd_command()
         .env("MJPEGD_QUALITY", "0")
         .output()
         .expect("run");
@@ -154,7 +114,7 @@ fn invalid_flags_are_rejected_naming_the_flag_and_range() {
 fn listening_on_a_busy_port_says_what_to_do() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr").to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let out = mjpegd_command()
         .args(["--listen", &addr])
         .output()
         .expect("run");
@@ -166,15 +126,6 @@ fn listening_on_a_busy_port_says_what_to_do() {
     );
 }
 
-/// Sends `signal` to `pid` (or, negative, a process group) through the `kill` command, keeping
-/// the tests free of `unsafe`.
-fn send_signal(signal: &str, pid: i32) -> bool {
-    Command::new("kill")
-        .args([signal, "--", &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
@@ -184,7 +135,7 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
     let write_cert = || write_self_signed(&cert, &key);
     let first = write_cert();
     let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
-    let (mut child, url) = spawn(&[
+    let mut server = spawn(&[
         "--size",
         "160x120",
         "--tls-cert",
@@ -192,6 +143,7 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
         "--tls-key",
         &key_s,
     ]);
+    let url = server.url.clone();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().expect("addr");
     let client_for = |pem: &str| tls_client(pem, addr);
@@ -205,8 +157,7 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
     viewer.part().await.decode();
 
     let second = write_cert();
-    let pid = i32::try_from(child.id()).expect("pid");
-    assert!(send_signal("-HUP", pid), "kill -HUP");
+    signal(server.pid(), Signal::SIGHUP);
     let reloaded = tokio::time::timeout(WAIT, async {
         loop {
             if let Ok(r) = client_for(&second)
@@ -227,11 +178,9 @@ async fn sighup_reloads_the_tls_certificate_without_dropping_viewers() {
         viewer.part().await.decode();
     }
     assert!(
-        child.try_wait().expect("try_wait").is_none(),
+        server.child.try_wait().expect("try_wait").is_none(),
         "SIGHUP must not stop the server"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test]
@@ -275,10 +224,5 @@ async fn systemd_socket_activation_serves_the_passed_socket() {
         received: std::time::SystemTime::now(),
     }
     .decode();
-    let pgid = i32::try_from(child.id()).expect("pid");
-    send_signal("-TERM", -pgid);
-    let _ = wait_exit(&mut child, Duration::from_secs(5)).or_else(|| {
-        let _ = child.kill();
-        child.wait().ok()
-    });
+    stop_group(&mut child);
 }

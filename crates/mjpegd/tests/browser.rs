@@ -9,23 +9,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Cursor, Read, Write};
+use std::io::{Cursor, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
-use common::WAIT;
+use common::{MjpegdProcess, Signal, WAIT, find_tool, joined, signal_group, stop_group, watch_log};
 
 /// The browser window, in CSS pixels; with a device scale factor of 1 a screenshot has exactly
 /// these pixels, so element rectangles from the DOM index screenshots directly.
@@ -78,86 +76,21 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-/// The Chromium executable, or `None` (after a loud skip notice) when there is none. With
-/// MJPEGD_REQUIRE_TOOLS set a missing browser fails the test instead of skipping it.
+/// The Chromium executable (`$MJPEGD_CHROMIUM`, else the first browser on PATH), or `None`
+/// after a loud skip notice; with MJPEGD_REQUIRE_TOOLS set a missing browser fails the test.
 fn chromium() -> Option<PathBuf> {
-    let candidates = ["chromium", "chromium-browser", "google-chrome"];
-    let found = std::env::var_os("MJPEGD_CHROMIUM")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let path = std::env::var_os("PATH")?;
-            std::env::split_paths(&path)
-                .flat_map(|dir| candidates.iter().map(move |c| dir.join(c)))
-                .find(|p| p.is_file())
-        });
-    if found.is_none() {
-        if std::env::var_os("MJPEGD_REQUIRE_TOOLS").is_some() {
-            panic!("chromium is required (MJPEGD_REQUIRE_TOOLS is set) but was not found");
-        }
-        eprintln!(
-            "\n*** SKIPPED: chromium not found; install it (scripts/install-test-deps.sh) ***\n"
-        );
-    }
-    found
-}
-
-/// Ends a process group we started: SIGTERM first so Chromium takes its helper processes down
-/// with it and mjpegd ends its streams, SIGKILL if that takes too long.
-fn stop_group(child: &mut Child) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    let Ok(pid) = i32::try_from(child.id()) else {
-        return;
-    };
-    let group = Pid::from_raw(pid);
-    let _ = killpg(group, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = child.wait();
-}
-
-/// Reads a child's stderr on a thread: keeps its recent lines for failure messages, and sends
-/// the first line that `pick` accepts. Draining it also keeps a chatty child from blocking on
-/// a full pipe.
-fn watch_log(
-    stderr: impl Read + Send + 'static,
-    pick: fn(&str) -> Option<String>,
-) -> (mpsc::Receiver<String>, Arc<Mutex<Vec<String>>>) {
-    let (tx, rx) = mpsc::channel();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let keep = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(found) = pick(&line) {
-                let _ = tx.send(found);
-            }
-            let mut lines = keep.lock().unwrap_or_else(|e| e.into_inner());
-            if lines.len() == 200 {
-                lines.remove(0);
-            }
-            lines.push(line);
-        }
-    });
-    (rx, log)
-}
-
-fn joined(log: &Mutex<Vec<String>>) -> String {
-    log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+    find_tool(
+        "chromium",
+        &["chromium", "chromium-browser", "google-chrome"],
+        Some("MJPEGD_CHROMIUM"),
+    )
 }
 
 /// The real `mjpegd` binary with a configuration file, stopped when dropped.
 struct Mjpegd {
-    child: Child,
+    process: MjpegdProcess,
     /// `http://127.0.0.1:PORT`, from the server's own log line.
     url: String,
-    log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -168,43 +101,17 @@ impl Mjpegd {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("mjpegd.toml");
         std::fs::write(&file, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-            .arg("--config")
-            .arg(&file)
-            .args(["--listen", listen])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("spawn mjpegd");
-        let (urls, log) = watch_log(child.stderr.take().expect("stderr"), |line| {
-            let at = line.find("streaming at http://")?;
-            let url = line[at + "streaming at ".len()..]
-                .split_whitespace()
-                .next()?;
-            Some(url.trim_end_matches('/').to_owned())
-        });
-        let mut server = Mjpegd {
-            child,
-            url: String::new(),
-            log,
+        let process = MjpegdProcess::start(&[
+            "--config".as_ref(),
+            file.as_os_str(),
+            "--listen".as_ref(),
+            listen.as_ref(),
+        ])?;
+        Ok(Mjpegd {
+            url: process.url.clone(),
+            process,
             _dir: dir,
-        };
-        match urls.recv_timeout(WAIT) {
-            Ok(url) => {
-                server.url = url;
-                Ok(server)
-            }
-            Err(_) => {
-                stop_group(&mut server.child);
-                Err(format!(
-                    "mjpegd did not start on {listen}; its log:\n{}",
-                    joined(&server.log)
-                ))
-            }
-        }
+        })
     }
 
     fn addr(&self) -> &str {
@@ -253,20 +160,13 @@ impl Mjpegd {
 impl Mjpegd {
     /// Ends the server with `signal` and waits for it to exit.
     fn kill(&mut self, signal: Signal) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        killpg(Pid::from_raw(pid), signal).expect("signal mjpegd");
+        signal_group(self.process.pid(), signal);
         wait_until(
             "mjpegd to exit",
             WAIT,
-            || self.child.try_wait().ok().flatten(),
+            || self.process.child.try_wait().ok().flatten(),
             Option::is_some,
         );
-    }
-}
-
-impl Drop for Mjpegd {
-    fn drop(&mut self) {
-        stop_group(&mut self.child);
     }
 }
 

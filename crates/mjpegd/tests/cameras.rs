@@ -128,11 +128,14 @@ async fn snapshot_thumbnails_follow_the_width_parameter() {
 
 #[tokio::test]
 async fn api_state_reports_cameras_viewers_and_rates() {
+    let before_start = std::time::Instant::now();
     let (srv, _, _) = two_cameras().await;
+    let after_start = std::time::Instant::now();
     let mut viewer = MjpegClient::connect(&srv.url("/cameras/front/stream")).await;
     for _ in 0..20 {
         viewer.part().await;
     }
+    let asked = std::time::Instant::now();
     let state: serde_json::Value = reqwest::get(srv.url("/api/state"))
         .await
         .expect("request")
@@ -140,7 +143,17 @@ async fn api_state_reports_cameras_viewers_and_rates() {
         .await
         .expect("JSON");
     assert_eq!(state["version"], env!("CARGO_PKG_VERSION"));
-    assert!(state["uptime_seconds"].as_f64().expect("uptime") >= 0.0);
+    // The server started between the test's two clock reads around its start and answered
+    // between `asked` and now (20 frames make it far from zero; the value is rounded to 0.01 s).
+    let uptime = state["uptime_seconds"].as_f64().expect("uptime");
+    let (low, high) = (
+        (asked - after_start).as_secs_f64() - 0.01,
+        before_start.elapsed().as_secs_f64() + 0.01,
+    );
+    assert!(
+        uptime >= low && uptime <= high && uptime > 0.1,
+        "uptime {uptime} s, not within {low:.2}..{high:.2}"
+    );
     assert_eq!(state["viewers"], 1);
     let cams = state["cameras"].as_array().expect("cameras");
     assert_eq!(cams.len(), 2);
@@ -277,7 +290,7 @@ fn the_example_config_loads_and_checks() {
     assert_eq!(names, ["printer", "porch", "garage"]);
     assert_eq!(cams[0].transform.rotate, Rotate::R180);
     assert_eq!(cams[1].idle_timeout, Duration::from_secs(30));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let out = mjpegd_command()
         .args(["--check-config", path])
         .output()
         .expect("run");
@@ -315,7 +328,7 @@ fn a_broken_config_names_the_file_and_the_key() {
     ] {
         std::fs::write(&path, text).expect("write");
         for flag in ["--check-config", "--config"] {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            let out = mjpegd_command()
                 .args([
                     flag,
                     path.to_str().expect("utf-8 path"),

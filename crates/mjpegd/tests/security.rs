@@ -463,7 +463,7 @@ async fn cors_is_off_by_default_and_on_when_configured() {
 #[test]
 fn hash_password_subcommand_prints_a_usable_hash() {
     use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let mut child = mjpegd_command()
         .arg("hash-password")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

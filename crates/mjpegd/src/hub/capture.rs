@@ -48,6 +48,15 @@ fn capture_runtime() -> Option<&'static tokio::runtime::Runtime> {
 
 /// Starts the capture task of `camera`.
 pub(super) fn spawn(camera: Arc<Camera>) {
+    // The hub's unit tests (hub/tests.rs) drive capture on their own paused clock, which only
+    // governs tasks on their current-thread runtime.
+    #[cfg(test)]
+    if tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+    {
+        tokio::spawn(run(camera));
+        return;
+    }
     match capture_runtime() {
         Some(rt) => {
             rt.spawn(run(camera));

@@ -10,6 +10,8 @@ mod capture;
 pub mod meter;
 mod same;
 mod sizes;
+#[cfg(test)]
+mod tests;
 
 pub use camera::{
     Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo, ViewerWire,

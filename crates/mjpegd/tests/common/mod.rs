@@ -1,11 +1,16 @@
-//! Shared test support: an in-process server on 127.0.0.1:0, a scripted source, and a strict
-//! client-side reader of the MJPEG wire format that decodes every JPEG with a real decoder.
+//! Shared test support: an in-process server on 127.0.0.1:0, a scripted source, a strict
+//! client-side reader of the MJPEG wire format that decodes every JPEG with a real decoder, and
+//! one helper each for starting the binary, finding a tool and signalling a process.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -15,6 +20,9 @@ use mjpegd::hub::{Camera, CameraConfig};
 use mjpegd::render::Canvas;
 use mjpegd::server::{Server, ServerConfig};
 use mjpegd::source::{BoxFuture, Opener, Source, SourceError};
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::killpg;
+use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
 /// Bound on every wait in tests: long enough for a loaded CI machine, short enough to fail.
@@ -411,20 +419,9 @@ impl MjpegClient {
     }
 }
 
-/// Fails loudly when a required external tool is missing and CI demands it.
+/// Fails loudly when a required external tool is missing and CI demands it (see [`find_tool`]).
 pub fn require_tool(tool: &str) -> bool {
-    // Looked up on PATH rather than run: not every tool has a harmless version flag.
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
-    if !found {
-        if std::env::var_os("MJPEGD_REQUIRE_TOOLS").is_some() {
-            panic!("{tool} is required (MJPEGD_REQUIRE_TOOLS is set) but was not found");
-        }
-        eprintln!(
-            "\n*** SKIPPED: {tool} not found; install it (scripts/install-test-deps.sh) ***\n"
-        );
-    }
-    found
+    find_tool(tool, &[tool], None).is_some()
 }
 
 /// This process's resident memory in KiB (the in-process server and its clients).
@@ -472,4 +469,177 @@ pub fn tls_client(pem: &str, addr: SocketAddr) -> reqwest::Client {
         .resolve("localhost", addr)
         .build()
         .expect("client")
+}
+
+// External processes: the binary under test, tools on PATH, signals. One helper for each duty.
+
+/// A command running the `mjpegd` binary under test.
+pub fn mjpegd_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+}
+
+/// The first of `names` on PATH (or the path in the environment variable `override_var`), or
+/// `None` after a loud SKIPPED notice naming `tool`. With MJPEGD_REQUIRE_TOOLS set (as in CI) a
+/// missing tool fails the test instead.
+pub fn find_tool(tool: &str, names: &[&str], override_var: Option<&str>) -> Option<PathBuf> {
+    // Looked up on PATH rather than run: not every tool has a harmless version flag.
+    let found = override_var
+        .and_then(std::env::var_os)
+        .map(PathBuf::from)
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+                .find(|p| p.is_file())
+        });
+    if found.is_none() {
+        if std::env::var_os("MJPEGD_REQUIRE_TOOLS").is_some() {
+            panic!("{tool} is required (MJPEGD_REQUIRE_TOOLS is set) but was not found");
+        }
+        eprintln!(
+            "\n*** SKIPPED: {tool} not found; install it (scripts/install-test-deps.sh) ***\n"
+        );
+    }
+    found
+}
+
+/// Sends `signal` to the process `pid`.
+pub fn signal(pid: u32, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"));
+    nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to {pid}: {e}"));
+}
+
+/// Sends `signal` to the process group led by `pid` (a child spawned with `process_group(0)`).
+pub fn signal_group(pid: u32, signal: Signal) {
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid fits in i32"));
+    killpg(pid, signal).unwrap_or_else(|e| panic!("{signal} to group {pid}: {e}"));
+}
+
+/// Waits up to `limit` for `child` to exit.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ends a process group we started: SIGTERM first (so it can take its helpers down with it and
+/// end its streams), SIGKILL after 5 s.
+pub fn stop_group(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    let group = Pid::from_raw(pid);
+    let _ = killpg(group, Signal::SIGTERM);
+    if wait_exit(child, Duration::from_secs(5)).is_none() {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait();
+    }
+}
+
+/// Reads a child's stderr on a thread: keeps its recent lines for failure messages, and sends
+/// each line that `pick` accepts. Draining it also keeps a chatty child from blocking on a
+/// full pipe.
+pub fn watch_log(
+    stderr: impl Read + Send + 'static,
+    pick: fn(&str) -> Option<String>,
+) -> (mpsc::Receiver<String>, Arc<Mutex<Vec<String>>>) {
+    let (tx, rx) = mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(found) = pick(&line) {
+                let _ = tx.send(found);
+            }
+            let mut lines = keep.lock().unwrap_or_else(PoisonError::into_inner);
+            if lines.len() == 200 {
+                lines.remove(0);
+            }
+            lines.push(line);
+        }
+    });
+    (rx, log)
+}
+
+/// The lines a [`watch_log`] kept, for a failure message.
+pub fn joined(log: &Mutex<Vec<String>>) -> String {
+    log.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .join("\n")
+}
+
+/// The real `mjpegd` binary in its own process group, stopped (group and all) when dropped.
+pub struct MjpegdProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT` (or `https://`), from the server's own log line.
+    pub url: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl MjpegdProcess {
+    /// Starts the binary with `args` and waits until it logs where it serves. `Err` carries the
+    /// log of a server that exited or never said (a port still taken, say).
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<MjpegdProcess, String> {
+        let mut child = mjpegd_command()
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn mjpegd");
+        let (urls, log) = watch_log(child.stderr.take().expect("stderr"), |line| {
+            let at = line.find("streaming at http")?;
+            let url = line[at + "streaming at ".len()..]
+                .split_whitespace()
+                .next()?;
+            Some(url.trim_end_matches('/').to_owned())
+        });
+        let mut server = MjpegdProcess {
+            child,
+            url: String::new(),
+            log,
+        };
+        match urls.recv_timeout(WAIT) {
+            Ok(url) => {
+                server.url = url;
+                Ok(server)
+            }
+            Err(_) => {
+                stop_group(&mut server.child);
+                Err(format!(
+                    "mjpegd {:?} did not start; its log:\n{}",
+                    args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+                    joined(&server.log)
+                ))
+            }
+        }
+    }
+
+    /// The process id (also its process group's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it logged so far (the last 200 lines).
+    pub fn log(&self) -> String {
+        joined(&self.log)
+    }
+}
+
+impl Drop for MjpegdProcess {
+    fn drop(&mut self) {
+        stop_group(&mut self.child);
+    }
 }
