@@ -23,6 +23,9 @@ use mjpegd::mjpeg::read::{MAX_HEADER_LINE, boundary_from_content_type};
 /// [`MAX_HEADER_LINE`] bytes, the reader's limits, plus the blank line.
 pub const MAX_PART_HEAD: usize = (MAX_HEADERS + 1) * (MAX_HEADER_LINE + 2);
 
+/// How many bytes of a part head are collected per step.
+const HEAD_STEP: usize = 512;
+
 /// Largest response head accepted, in bytes.
 pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
@@ -469,11 +472,13 @@ impl Multipart {
 
     fn head(&mut self, data: &[u8], on_part: &mut impl FnMut(Part)) -> usize {
         let old = self.head.len();
-        let room = MAX_PART_HEAD + 1 - old;
+        // Copied a step at a time: a real header block fits in one step, and the body bytes
+        // copied with it before the blank line is found stay few.
+        let room = (MAX_PART_HEAD + 1 - old).min(HEAD_STEP);
         let take = room.min(data.len());
         self.head.extend_from_slice(&data[..take]);
         let Some(end) = blank_line_end(&self.head, old.saturating_sub(2)) else {
-            if self.head.len() >= MAX_PART_HEAD + 1 {
+            if self.head.len() > MAX_PART_HEAD {
                 on_part(Part::invalid(Invalid::HeadTooLarge));
                 self.state = self.search();
             }

@@ -7,9 +7,12 @@ use std::time::UNIX_EPOCH;
 use mjpegd::mjpeg::cases::{Case, cases};
 use mjpegd::mjpeg::read::{Limits, Mode, Reader, boundary_from_content_type};
 
+/// Frames as (JPEG, `X-Timestamp` in µs).
+type Frames = Vec<(Vec<u8>, Option<u64>)>;
+
 /// The frames (JPEG, timestamp in µs) and the count of errors the reader finds in `case`,
 /// fed `chunk` bytes at a time.
-fn read(case: &Case, chunk: usize) -> (Vec<(Vec<u8>, Option<u64>)>, u64) {
+fn read(case: &Case, chunk: usize) -> (Frames, u64) {
     let boundary = boundary_from_content_type(case.content_type)
         .unwrap_or_else(|| panic!("{}: no boundary in {:?}", case.name, case.content_type));
     let mut reader = Reader::new(Mode::Multipart { boundary }, Limits::default());
@@ -36,7 +39,7 @@ fn read(case: &Case, chunk: usize) -> (Vec<(Vec<u8>, Option<u64>)>, u64) {
 
 /// What is wrong with the reader's outcome for `case`, if anything.
 fn check(case: &Case) -> Option<String> {
-    let want: Vec<(Vec<u8>, Option<u64>)> = case
+    let want: Frames = case
         .frames
         .iter()
         .map(|f| (f.jpeg.clone(), f.timestamp_us))
