@@ -5,17 +5,33 @@
 //! header block (bounded by [`MAX_PART_HEAD`]): JPEG bodies are skipped by their
 //! `Content-Length`, looking only at their first and last two bytes, so the cost of ingesting a
 //! stream does not grow with the frame size. Malformed input is counted, never a panic.
+//!
+//! This is not [`mjpegd::mjpeg::read`]: that reader copies every body into its buffer so that
+//! it can hand frames out and recover from any damage, which costs about ten times more CPU per
+//! byte (BENCHMARKS.md, "Multipart parsing cost"); at the ~3 GB/s of 1000 viewers that is a
+//! large share of the one core the client runs on. The grammar is the same: the boundary
+//! parameter is read by [`mjpegd::mjpeg::read::boundary_from_content_type`], and both parsers
+//! pass the shared table of cases in `mjpegd::mjpeg::cases` (tests/grammar_cases.rs in each
+//! crate). They differ where a validator must: a part that strict clients reject (no
+//! `Content-Type: image/jpeg`, no or a wrong `Content-Length`, no boundary line before it) is
+//! counted [`Invalid`] here where the reader keeps its frame; the module docs of
+//! `mjpegd::mjpeg::cases` list the differences.
 
-use memchr::memmem;
+use mjpegd::mjpeg::read::{MAX_HEADER_LINE, boundary_from_content_type};
 
-/// Largest part header block accepted, in bytes.
-pub const MAX_PART_HEAD: usize = 8 * 1024;
+/// Largest part header block accepted, in bytes: [`MAX_HEADERS`] lines of at most
+/// [`MAX_HEADER_LINE`] bytes, the reader's limits, plus the blank line.
+pub const MAX_PART_HEAD: usize = (MAX_HEADERS + 1) * (MAX_HEADER_LINE + 2);
+
+/// How many bytes of a part head are collected per step.
+const HEAD_STEP: usize = 512;
 
 /// Largest response head accepted, in bytes.
 pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
-/// More headers than this in a response or part head is treated as malformed.
-const MAX_HEADERS: usize = 32;
+/// More headers than this in a response or part head is treated as malformed (the reader's
+/// limit for part heads).
+pub const MAX_HEADERS: usize = mjpegd::mjpeg::read::MAX_HEADERS;
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,25 +119,14 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<(usize, ResponseHead)>, 
     Ok(Some((len, head)))
 }
 
-/// The `boundary` parameter of a `multipart/*` content type, unquoted.
+/// The `boundary` parameter of a `multipart/*` content type, by the reader's rules (quoted or
+/// not, escapes, a leading `--` dropped, bounded length); `None` for other media types.
 pub fn multipart_boundary(content_type: &str) -> Option<String> {
-    let mut params = content_type.split(';');
-    let media = params.next()?.trim();
+    let media = content_type.split(';').next()?.trim();
     if !media.get(..10)?.eq_ignore_ascii_case("multipart/") {
         return None;
     }
-    params.find_map(|p| {
-        let (name, value) = p.split_once('=')?;
-        if !name.trim().eq_ignore_ascii_case("boundary") {
-            return None;
-        }
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        (!value.is_empty()).then(|| value.to_owned())
-    })
+    boundary_from_content_type(content_type)
 }
 
 /// Why a part was counted invalid.
@@ -129,11 +134,11 @@ pub fn multipart_boundary(content_type: &str) -> Option<String> {
 pub enum Invalid {
     /// The body did not start with the boundary line.
     Preamble,
-    /// The line after a boundary was neither CRLF nor `--`.
+    /// The rest of a boundary line was neither white space and a line end nor `--`.
     BadDelimiter,
     /// The part head could not be parsed.
     BadHead,
-    /// The part head was larger than [`MAX_PART_HEAD`].
+    /// The part head was larger than [`MAX_PART_HEAD`] or had a line over [`MAX_HEADER_LINE`].
     HeadTooLarge,
     /// `Content-Type` missing or not `image/jpeg`.
     ContentType,
@@ -243,11 +248,14 @@ impl Pending {
 
 #[derive(Debug, Clone, Copy)]
 enum State {
-    /// Matching `\r\n--boundary`, `matched` bytes of it seen. Strict: it must come right here
+    /// Where a boundary line must come: blank lines (CR, LF, white space) and lone `--` lines
+    /// are skipped, as the reader does; anything else but `-` is a missing boundary.
+    Gap,
+    /// Matching `\n--boundary`, `matched` bytes of it seen. Strict: it must come right here
     /// (a mismatch makes the pending part invalid); otherwise we are searching for it.
     Boundary { matched: usize, strict: bool },
-    /// After a boundary: CRLF opens a part, `--` closes the stream.
-    AfterBoundary { first: Option<u8> },
+    /// After a boundary: white space, then a line end opens a part and `--` closes the stream.
+    AfterBoundary { tail: Tail },
     /// Collecting a part's header block into `head`.
     Head,
     /// Skipping the rest of a part body.
@@ -256,16 +264,27 @@ enum State {
     Closed,
 }
 
+/// Where [`State::AfterBoundary`] is in the rest of the boundary line.
+#[derive(Debug, Clone, Copy)]
+enum Tail {
+    /// Right after the token, or after `spaces` bytes of white space.
+    Start { spaces: usize },
+    /// After a CR.
+    Cr,
+    /// After one `-`.
+    Dash,
+}
+
 /// Incremental multipart parser over the decoded body bytes.
 #[derive(Debug)]
 pub struct Multipart {
-    /// `\r\n--` + boundary: what ends every body.
+    /// `\n--` + boundary: what ends every body (the CR before the LF is optional).
     pattern: Box<[u8]>,
     /// KMP failure function of `pattern`, to resynchronise after garbage in one pass.
     fail: Box<[usize]>,
     state: State,
-    /// The header block being collected, seeded with the CRLF that ended the boundary line so
-    /// that an empty block is found by the same `\r\n\r\n` search.
+    /// The header block being collected, seeded with the LF that ended the boundary line so
+    /// that an empty block is found by the same blank-line search.
     head: Vec<u8>,
     pending: Option<Pending>,
 }
@@ -273,16 +292,13 @@ pub struct Multipart {
 impl Multipart {
     /// A parser for a body whose parts are separated by `--boundary`.
     pub fn new(boundary: &str) -> Self {
-        let pattern: Box<[u8]> = [b"\r\n--", boundary.as_bytes()].concat().into();
+        let pattern: Box<[u8]> = [b"\n--", boundary.as_bytes()].concat().into();
         let fail = kmp_failure(&pattern);
         Multipart {
             pattern,
             fail,
-            // The body starts with `--boundary` without the CRLF: pretend it was seen.
-            state: State::Boundary {
-                matched: 2,
-                strict: true,
-            },
+            // The body starts with `--boundary`, perhaps after blank lines.
+            state: State::Gap,
             head: Vec::new(),
             pending: None,
         }
@@ -297,10 +313,11 @@ impl Multipart {
     pub fn feed(&mut self, mut data: &[u8], on_part: &mut impl FnMut(Part)) {
         while !data.is_empty() {
             let used = match self.state {
+                State::Gap => self.gap(data[0], on_part),
                 State::Boundary { matched, strict } => {
                     self.boundary(data, matched, strict, on_part)
                 }
-                State::AfterBoundary { first } => self.after_boundary(data[0], first, on_part),
+                State::AfterBoundary { tail } => self.after_boundary(data[0], tail, on_part),
                 State::Head => self.head(data, on_part),
                 State::Body { remaining } => self.body(data, remaining),
                 State::Closed => data.len(),
@@ -325,7 +342,9 @@ impl Multipart {
                     if let Some(p) = self.pending.take() {
                         on_part(p.into_part());
                     }
-                    self.state = State::AfterBoundary { first: None };
+                    self.state = State::AfterBoundary {
+                        tail: Tail::Start { spaces: 0 },
+                    };
                     n
                 }
                 None => {
@@ -335,16 +354,13 @@ impl Multipart {
                     };
                     n
                 }
+                // `\n--` then a line end or white space: a lone `--` line, skipped.
+                Some(i) if matched + i == 3 && matches!(data[i], b'\r' | b'\n' | b' ' | b'\t') => {
+                    self.state = State::Gap;
+                    i
+                }
                 Some(i) => {
-                    match self.pending.take() {
-                        Some(mut p) => {
-                            if p.verdict.is_ok() {
-                                p.verdict = Err(Invalid::NoBoundary);
-                            }
-                            on_part(p.into_part());
-                        }
-                        None => on_part(Part::invalid(Invalid::Preamble)),
-                    }
+                    self.missing_boundary(on_part);
                     // The bytes matched so far are a prefix of the pattern: the KMP search
                     // continues from there, re-examining the mismatching byte.
                     self.state = State::Boundary {
@@ -377,7 +393,9 @@ impl Multipart {
                 }
                 i += 1;
                 if m == pat.len() {
-                    self.state = State::AfterBoundary { first: None };
+                    self.state = State::AfterBoundary {
+                        tail: Tail::Start { spaces: 0 },
+                    };
                     return i;
                 }
             }
@@ -389,20 +407,54 @@ impl Multipart {
         }
     }
 
-    fn after_boundary(
-        &mut self,
-        b: u8,
-        first: Option<u8>,
-        on_part: &mut impl FnMut(Part),
-    ) -> usize {
-        self.state = match (first, b) {
-            (None, b'\r' | b'-') => State::AfterBoundary { first: Some(b) },
-            (Some(b'\r'), b'\n') => {
+    /// The part before a boundary that did not come where it should is invalid, or if there
+    /// is none, the body did not open with a boundary.
+    fn missing_boundary(&mut self, on_part: &mut impl FnMut(Part)) {
+        match self.pending.take() {
+            Some(mut p) => {
+                if p.verdict.is_ok() {
+                    p.verdict = Err(Invalid::NoBoundary);
+                }
+                on_part(p.into_part());
+            }
+            None => on_part(Part::invalid(Invalid::Preamble)),
+        }
+    }
+
+    fn gap(&mut self, b: u8, on_part: &mut impl FnMut(Part)) -> usize {
+        match b {
+            b'\r' | b'\n' | b' ' | b'\t' => 1,
+            b'-' => {
+                // The LF of `\n--boundary` may have been skipped already (or never sent).
+                self.state = State::Boundary {
+                    matched: 1,
+                    strict: true,
+                };
+                0
+            }
+            _ => {
+                self.missing_boundary(on_part);
+                self.state = self.search();
+                0
+            }
+        }
+    }
+
+    fn after_boundary(&mut self, b: u8, tail: Tail, on_part: &mut impl FnMut(Part)) -> usize {
+        self.state = match (tail, b) {
+            (Tail::Start { spaces }, b' ' | b'\t') if spaces < MAX_HEADER_LINE => {
+                State::AfterBoundary {
+                    tail: Tail::Start { spaces: spaces + 1 },
+                }
+            }
+            (Tail::Start { .. }, b'\r') => State::AfterBoundary { tail: Tail::Cr },
+            (Tail::Start { .. } | Tail::Cr, b'\n') => {
                 self.head.clear();
-                self.head.extend_from_slice(b"\r\n");
+                self.head.push(b'\n');
                 State::Head
             }
-            (Some(b'-'), b'-') => State::Closed,
+            (Tail::Start { spaces: 0 }, b'-') => State::AfterBoundary { tail: Tail::Dash },
+            (Tail::Dash, b'-') => State::Closed,
             _ => {
                 on_part(Part::invalid(Invalid::BadDelimiter));
                 self.search()
@@ -420,18 +472,18 @@ impl Multipart {
 
     fn head(&mut self, data: &[u8], on_part: &mut impl FnMut(Part)) -> usize {
         let old = self.head.len();
-        let room = MAX_PART_HEAD + 2 - old;
+        // Copied a step at a time: a real header block fits in one step, and the body bytes
+        // copied with it before the blank line is found stay few.
+        let room = (MAX_PART_HEAD + 1 - old).min(HEAD_STEP);
         let take = room.min(data.len());
         self.head.extend_from_slice(&data[..take]);
-        let from = old.saturating_sub(3);
-        let Some(pos) = memmem::find(&self.head[from..], b"\r\n\r\n") else {
-            if self.head.len() >= MAX_PART_HEAD + 2 {
+        let Some(end) = blank_line_end(&self.head, old.saturating_sub(2)) else {
+            if self.head.len() > MAX_PART_HEAD {
                 on_part(Part::invalid(Invalid::HeadTooLarge));
                 self.state = self.search();
             }
             return take;
         };
-        let end = from + pos + 4;
         self.head.truncate(end);
         self.start_body(on_part);
         end - old
@@ -440,7 +492,16 @@ impl Multipart {
     /// Judges the complete header block in `head` and moves on to its body.
     fn start_body(&mut self, on_part: &mut impl FnMut(Part)) {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let block = &self.head[2..];
+        let block = &self.head[1..];
+        let long_line = block.split(|&b| b == b'\n').any(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            line.len() > MAX_HEADER_LINE
+        });
+        if long_line {
+            on_part(Part::invalid(Invalid::HeadTooLarge));
+            self.state = self.search();
+            return;
+        }
         let headers = match httparse::parse_headers(block, &mut headers) {
             Ok(httparse::Status::Complete((_, h))) => h,
             _ => {
@@ -456,9 +517,7 @@ impl Multipart {
             if h.name.eq_ignore_ascii_case("content-type") {
                 content_type_ok = h.value.trim_ascii().eq_ignore_ascii_case(b"image/jpeg");
             } else if h.name.eq_ignore_ascii_case("content-length") {
-                length = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok());
+                length = parse_length(h.value);
             } else if h.name.eq_ignore_ascii_case("x-timestamp") {
                 timestamp_us = parse_timestamp_us(h.value);
             }
@@ -482,10 +541,7 @@ impl Multipart {
         };
         if body_len == 0 {
             pending.finish_body();
-            self.state = State::Boundary {
-                matched: 0,
-                strict: true,
-            };
+            self.state = State::Gap;
         } else {
             self.state = State::Body {
                 remaining: body_len,
@@ -504,15 +560,36 @@ impl Multipart {
             }
         }
         self.state = if left == 0 {
-            State::Boundary {
-                matched: 0,
-                strict: true,
-            }
+            State::Gap
         } else {
             State::Body { remaining: left }
         };
         n
     }
+}
+
+/// The end of the first blank line (`\n\n` or `\n\r\n`) at or after `from`.
+fn blank_line_end(head: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(p) = memchr::memchr(b'\n', head.get(at..)?) {
+        let lf = at + p;
+        match head.get(lf + 1..lf + 3) {
+            Some([b'\n', _]) => return Some(lf + 2),
+            Some([b'\r', b'\n']) => return Some(lf + 3),
+            None if head.get(lf + 1) == Some(&b'\n') => return Some(lf + 2),
+            _ => at = lf + 1,
+        }
+    }
+    None
+}
+
+/// A decimal `Content-Length`, digits only as the reader takes it.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// The KMP failure function: `fail[i]` is the length of the longest proper prefix of
@@ -866,7 +943,7 @@ mod tests {
         );
         // No Content-Length: found by searching the boundary, which is then followed by garbage.
         wire.extend(
-            b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xd9\r\n--frame  \r\n--frame\r\n",
+            b"Content-Type: image/jpeg\r\n\r\n\xff\xd8\xff\xd9\r\n--frame!!\r\n--frame\r\n",
         );
         // Malformed header line.
         wire.extend(b"Content-Type image/jpeg\r\n\r\nxx\r\n--frame\r\n");

@@ -1,9 +1,13 @@
 //! The Motion JPEG wire format: `multipart/x-mixed-replace` parts carrying `image/jpeg`.
 //!
 //! [`write`](mod@write) builds the bytes we send; [`read`] parses streams we receive (relay and exec
-//! sources, the load client). Both are pure and synchronous over byte buffers so they can be
-//! unit-tested and fuzzed without a runtime. Nothing here does I/O.
+//! sources). Both are pure and synchronous over byte buffers so they can be unit-tested and
+//! fuzzed without a runtime. Nothing here does I/O. The load client (`mjpegd-load`) has its own
+//! zero-copy parser, several times cheaper than [`read`]; `cases` is the table of inputs and
+//! expected frames that both parsers are tested against, so they keep one grammar.
 
+#[doc(hidden)]
+pub mod cases;
 pub mod read;
 pub mod write;
 

@@ -4,7 +4,10 @@
 //!
 //! The [`Reader`] is pure and synchronous: the caller feeds it bytes as they arrive and pulls
 //! frames out; it does no I/O and knows nothing of sockets, processes or time. The relay and exec
-//! sources and the load client wrap it. What does not belong here: HTTP response handling (the
+//! sources wrap it. The load client does not: it has its own zero-copy parser (`mjpegd-load`'s
+//! `parse` module), which skips JPEG bodies by `Content-Length` instead of buffering them; both
+//! are tested against the same table of cases (`mjpeg::cases`), so they follow the same grammar.
+//! What does not belong here: HTTP response handling (the
 //! caller extracts the boundary from the response's `Content-Type` with
 //! [`boundary_from_content_type`]), timeouts, retries.
 //!
