@@ -14,6 +14,7 @@
 //! - [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle), latest-frame fan-out.
 //! - [`http`]: routes, pages, the stream body, snapshots, mjpg-streamer compatibility.
 //! - [`tls`]: rustls (ring) server certificates, reloadable on SIGHUP; the relay's crypto provider.
+//! - [`bus`]: scale-out over NATS: camera nodes publish frames, edges discover cameras and send demand.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
 //! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
 //! - [`config`]: the TOML config file: data plus validation with key paths in errors.
@@ -21,6 +22,7 @@
 //! - [`cli`]: command-line flags (and `MJPEGD_*` environment variables) into checked settings.
 
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod frame;
