@@ -134,11 +134,21 @@ pub struct Cli {
     pub max_viewers: Option<u64>,
 
     /// Publish every camera on this NATS bus (nats://[TOKEN@|USER:PASS@]HOST:4222[,HOST:PORT...]) for edges to serve.
-    #[arg(long, env = "MJPEGD_PUBLISH", value_name = "NATS_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MJPEGD_PUBLISH",
+        value_name = "NATS_URL",
+        hide_env_values = true
+    )]
     pub publish: Option<String>,
 
     /// Serve every camera announced on this NATS bus, each under its own name (an edge node).
-    #[arg(long, env = "MJPEGD_CAMERAS_FROM", value_name = "NATS_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MJPEGD_CAMERAS_FROM",
+        value_name = "NATS_URL",
+        hide_env_values = true
+    )]
     pub cameras_from: Option<String>,
 
     /// A subcommand instead of serving.
@@ -397,13 +407,19 @@ mod tests {
         let cli = Cli::try_parse_from(["mjpegd", "--cameras-from", "nats://127.0.0.1:4222"])
             .expect("parse");
         let s = cli.into_settings().expect("settings");
-        assert!(s.cameras.is_empty(), "an edge serves only what it discovers");
+        assert!(
+            s.cameras.is_empty(),
+            "an edge serves only what it discovers"
+        );
         assert!(s.bus.expect("bus").discover);
 
         let cli = Cli::try_parse_from(["mjpegd", "--publish", "nats://u:hunter2@h:1/cam"])
             .expect("parse");
         let e = cli.into_settings().err().expect("refused");
-        assert!(e.contains("without a camera") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("without a camera") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

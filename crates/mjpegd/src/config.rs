@@ -129,7 +129,11 @@ pub fn check_bus(
         if merged.servers.len() > crate::bus::MAX_SERVERS {
             return Err(err(
                 "bus.url",
-                format!("{} servers; the limit is {}", merged.servers.len(), crate::bus::MAX_SERVERS),
+                format!(
+                    "{} servers; the limit is {}",
+                    merged.servers.len(),
+                    crate::bus::MAX_SERVERS
+                ),
             ));
         }
         connect = Some(merged);
@@ -164,12 +168,13 @@ pub fn check_bus(
         }
         return Ok(None);
     };
-    let given = [b.token.is_some(), b.user.is_some() || b.password.is_some(), b.creds.is_some()];
+    let given = [
+        b.token.is_some(),
+        b.user.is_some() || b.password.is_some(),
+        b.creds.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() > 1 {
-        return Err(err(
-            "bus",
-            "give one of token, user + password, or creds",
-        ));
+        return Err(err("bus", "give one of token, user + password, or creds"));
     }
     if let Some(t) = &b.token {
         connect.auth = Auth::Token(t.clone());
@@ -182,7 +187,12 @@ pub fn check_bus(
             }
         }
         (None, None) => {}
-        (Some(_), None) => return Err(err("bus.password", "bus.user is set: give its password too")),
+        (Some(_), None) => {
+            return Err(err(
+                "bus.password",
+                "bus.user is set: give its password too",
+            ));
+        }
         (None, Some(_)) => return Err(err("bus.user", "bus.password is set: give the user too")),
     }
     if let Some(c) = &b.creds {
@@ -193,7 +203,12 @@ pub fn check_bus(
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         (None, None) => None,
         (Some(_), None) => return Err(err("bus.tls_key", "bus.tls_cert is set: give its key too")),
-        (None, Some(_)) => return Err(err("bus.tls_cert", "bus.tls_key is set: give its certificate too")),
+        (None, Some(_)) => {
+            return Err(err(
+                "bus.tls_cert",
+                "bus.tls_key is set: give its certificate too",
+            ));
+        }
     };
     let idle = in_range(b.idle_timeout, 10, 0, 86_400, "bus.idle_timeout")?;
     Ok(Some(BusSettings {

@@ -204,10 +204,7 @@ async fn edge_has(edge: &TestServer, name: &str) {
 }
 
 /// Live parts of one viewer for `dur`: seq → (X-Timestamp, JPEG).
-async fn collect(
-    mut c: MjpegClient,
-    dur: Duration,
-) -> HashMap<u64, (String, bytes::Bytes)> {
+async fn collect(mut c: MjpegClient, dur: Duration) -> HashMap<u64, (String, bytes::Bytes)> {
     let mut out = HashMap::new();
     let end = Instant::now() + dur;
     while Instant::now() < end {
@@ -253,10 +250,15 @@ async fn two_edges_serve_the_camera_nodes_frames_with_its_timestamps() {
     }
     let s = state(&e1).await;
     assert_eq!(s["bus"]["role"], "edge", "{s}");
-    assert!(s["bus"]["cameras"]["cam"]["received"].as_u64() > Some(10), "{s}");
-    assert!(camera_state(&s, "cam")["source"]
-        .as_str()
-        .is_some_and(|src| src.starts_with("nats:")));
+    assert!(
+        s["bus"]["cameras"]["cam"]["received"].as_u64() > Some(10),
+        "{s}"
+    );
+    assert!(
+        camera_state(&s, "cam")["source"]
+            .as_str()
+            .is_some_and(|src| src.starts_with("nats:"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +273,11 @@ async fn demand_follows_edge_viewers_and_the_camera_node_idles_without_them() {
     edge_has(&e, "cam").await;
     // Discovered but unwatched: nothing asks the camera node for frames.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(script.opens(), 0, "the camera must not capture for an edge nobody watches");
+    assert_eq!(
+        script.opens(),
+        0,
+        "the camera must not capture for an edge nobody watches"
+    );
     assert_eq!(camera_state(&state(&origin).await, "cam")["state"], "idle");
 
     let mut v = MjpegClient::connect(&e.url("/cameras/cam/stream")).await;
@@ -289,7 +295,10 @@ async fn demand_follows_edge_viewers_and_the_camera_node_idles_without_them() {
             assert_eq!(s["bus"]["cameras"]["cam"]["demand"], false, "{s}");
             break;
         }
-        assert!(Instant::now() < deadline, "the camera node kept capturing: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "the camera node kept capturing: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(camera_state(&state(&e).await, "cam")["state"], "idle");
@@ -302,7 +311,9 @@ async fn an_edge_discovers_a_camera_node_started_later_and_forgets_it_when_gone(
     }
     let nats = Nats::start(&[]);
     let e = node(vec![], edge(&nats.url())).await;
-    let resp = reqwest::get(e.url("/cameras/late/stream")).await.expect("get");
+    let resp = reqwest::get(e.url("/cameras/late/stream"))
+        .await
+        .expect("get");
     assert_eq!(resp.status(), 404);
 
     let (cam, _) = scripted("late", Duration::from_secs(1));
@@ -319,10 +330,15 @@ async fn an_edge_discovers_a_camera_node_started_later_and_forgets_it_when_gone(
     // Three missed announcements, and nobody watching: removed.
     let deadline = Instant::now() + Duration::from_secs(20);
     while e.state.hub().get("late").is_some() {
-        assert!(Instant::now() < deadline, "the edge never forgot the camera");
+        assert!(
+            Instant::now() < deadline,
+            "the edge never forgot the camera"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let resp = reqwest::get(e.url("/cameras/late/stream")).await.expect("get");
+    let resp = reqwest::get(e.url("/cameras/late/stream"))
+        .await
+        .expect("get");
     assert_eq!(resp.status(), 404);
 }
 
@@ -399,7 +415,9 @@ async fn video_continues_when_a_cluster_node_is_killed() {
     if !have_nats() {
         return;
     }
-    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+    let ports: Vec<(u16, u16, u16)> = (0..3)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
     let mut servers: Vec<Nats> = (0..3)
         .map(|i| {
             let routes: Vec<String> = (0..3)
@@ -486,9 +504,15 @@ async fn video_continues_when_a_cluster_node_is_killed() {
         if p.timestamp() > first {
             fresh += 1;
         }
-        assert!(killed.elapsed() < WAIT, "video did not continue after a node died");
+        assert!(
+            killed.elapsed() < WAIT,
+            "video did not continue after a node died"
+        );
     }
-    eprintln!("10 live frames {:?} after killing node {victim}", killed.elapsed());
+    eprintln!(
+        "10 live frames {:?} after killing node {victim}",
+        killed.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,7 +559,10 @@ async fn a_frame_over_max_payload_is_a_clear_error_not_a_crash() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(err.contains("max_payload of 20000 bytes"), "{err}");
-    assert!(err.contains("raise max_payload in the nats-server config"), "{err}");
+    assert!(
+        err.contains("raise max_payload in the nats-server config"),
+        "{err}"
+    );
     let size: usize = err
         .split("a frame of ")
         .nth(1)
@@ -582,7 +609,10 @@ async fn malformed_messages_are_counted_and_skipped() {
     bad_seq.insert("Mjpegd-Seq", "many");
     let sends: Vec<(Option<async_nats::HeaderMap>, bytes::Bytes)> = vec![
         (None, jpeg.clone()),
-        (Some(good.clone()), bytes::Bytes::from_static(b"not a jpeg at all")),
+        (
+            Some(good.clone()),
+            bytes::Bytes::from_static(b"not a jpeg at all"),
+        ),
         (Some(wrong_size), jpeg.clone()),
         (Some(bad_seq), jpeg.clone()),
         (Some(good), jpeg.slice(..jpeg.len() / 2)),
@@ -594,7 +624,10 @@ async fn malformed_messages_are_counted_and_skipped() {
                 .publish_with_headers("mjpegd.frames.cam", h, payload)
                 .await
                 .expect("publish"),
-            None => rogue.publish("mjpegd.frames.cam", payload).await.expect("publish"),
+            None => rogue
+                .publish("mjpegd.frames.cam", payload)
+                .await
+                .expect("publish"),
         }
         // One at a time, so the edge reads each rather than skipping to the newest.
         rogue.flush().await.expect("flush");
@@ -606,12 +639,17 @@ async fn malformed_messages_are_counted_and_skipped() {
         let c = &s["bus"]["cameras"]["cam"];
         if c["malformed"].as_u64() >= Some(n) {
             assert!(
-                c["last_error"].as_str().is_some_and(|e| e.contains("malformed")),
+                c["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("malformed")),
                 "{s}"
             );
             break;
         }
-        assert!(Instant::now() < deadline, "malformed messages not counted: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "malformed messages not counted: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The garbage was never shown; live frames go on.
@@ -641,8 +679,7 @@ async fn credentials_stay_out_of_state_and_logs() {
         "--publish",
         &url,
     ]);
-    let (mut edge, edge_url, edge_log) =
-        spawn_logged(&["--public-state", "--cameras-from", &url]);
+    let (mut edge, edge_url, edge_log) = spawn_logged(&["--public-state", "--cameras-from", &url]);
     let deadline = Instant::now() + WAIT;
     loop {
         let s = reqwest::get(format!("{edge_url}/api/state"))
@@ -654,7 +691,10 @@ async fn credentials_stay_out_of_state_and_logs() {
         if s.contains("\"default\"") {
             break;
         }
-        assert!(Instant::now() < deadline, "edge never discovered the camera: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "edge never discovered the camera: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Authenticated: frames flow from the camera node through the bus.

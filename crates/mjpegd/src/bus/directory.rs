@@ -263,7 +263,11 @@ fn on_announcement(
         };
         let config = CameraConfig {
             name: cam.name.clone(),
-            opener: Arc::new(NatsOpener::on_link(Arc::clone(link), cam.name.clone(), params)),
+            opener: Arc::new(NatsOpener::on_link(
+                Arc::clone(link),
+                cam.name.clone(),
+                params,
+            )),
             width: params.width,
             height: params.height,
             quality: defaults.quality,

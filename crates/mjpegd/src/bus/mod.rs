@@ -150,9 +150,11 @@ impl ConnectConfig {
                 "bus URL {shown:?}: the scheme must be nats:// or tls://, not {scheme}://"
             ));
         }
+        // `nats://a:1,nats://b:2/CAM`: later servers may repeat the scheme.
+        let rest = rest.replace(",nats://", ",").replace(",tls://", ",");
         let (hosts, camera) = match rest.split_once('/') {
             Some((h, c)) => (h, Some(c.trim_end_matches('/'))),
-            None => (rest, None),
+            None => (rest.as_str(), None),
         };
         let (auth, hosts) = match hosts.rsplit_once('@') {
             Some((userinfo, hosts)) => {
@@ -169,7 +171,7 @@ impl ConnectConfig {
         };
         let mut servers = Vec::new();
         for h in hosts.split(',') {
-            let h = h.trim().trim_start_matches("nats://").trim_start_matches("tls://");
+            let h = h.trim();
             let bad = |why: &str| format!("bus URL {shown:?}: {why}");
             if h.is_empty() {
                 return Err(bad("a server is missing: expected HOST:PORT"));
@@ -177,7 +179,10 @@ impl ConnectConfig {
             if h.contains(['@', '/', ' ']) {
                 return Err(bad("expected HOST:PORT for each server"));
             }
-            let with_port = if h.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            let with_port = if h
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
                 h.to_owned()
             } else {
                 format!("{h}:4222")
@@ -222,7 +227,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(b);
                 i += 3;
                 continue;
@@ -407,10 +415,7 @@ impl Link {
 }
 
 /// Connects (in the background: the server may come later) with tiny buffers and fast reconnects.
-async fn connect(
-    cfg: &ConnectConfig,
-    stats: Arc<BusStats>,
-) -> Result<async_nats::Client, String> {
+async fn connect(cfg: &ConnectConfig, stats: Arc<BusStats>) -> Result<async_nats::Client, String> {
     crate::tls::install_crypto_provider();
     let servers: Vec<async_nats::ServerAddr> = cfg
         .servers
@@ -518,13 +523,26 @@ mod tests {
                 password: "s3cr:t".into()
             }
         );
-        assert!(!format!("{c:?}").contains("s3cr"), "Debug never shows secrets");
+        assert!(
+            !format!("{c:?}").contains("s3cr"),
+            "Debug never shows secrets"
+        );
+
+        let (c, cam) = ConnectConfig::parse_url("nats://a:1,nats://b:2/cam").expect("ok");
+        assert_eq!(c.servers, ["nats://a:1", "nats://b:2"]);
+        assert_eq!(cam.as_deref(), Some("cam"));
 
         let (c, _) = ConnectConfig::parse_url("tls://tok3n@h:4443/").expect("ok");
         assert_eq!(c.auth, Auth::Token("tok3n".into()));
         assert_eq!(c.describe(), "tls://h:4443");
 
-        for bad in ["http://h:1/x", "nats://", "nats://h:1/a b", "h:4222", "nats://a,,b"] {
+        for bad in [
+            "http://h:1/x",
+            "nats://",
+            "nats://h:1/a b",
+            "h:4222",
+            "nats://a,,b",
+        ] {
             let e = ConnectConfig::parse_url(bad).expect_err(bad);
             assert!(e.contains("bus URL"), "{e}");
         }

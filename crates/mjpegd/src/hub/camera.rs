@@ -237,7 +237,12 @@ impl Camera {
     }
 
     /// Publishes an image with the capture time and online flag its source gave it.
-    pub(super) fn publish_stamped(&self, image: &Image, captured: SystemTime, online: bool) -> Frame {
+    pub(super) fn publish_stamped(
+        &self,
+        image: &Image,
+        captured: SystemTime,
+        online: bool,
+    ) -> Frame {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = Frame::new(seq, image, captured, online);
         self.latest.send_replace(Some(frame.clone()));

@@ -122,7 +122,10 @@ mod tests {
         let b = hub.add(config("b")).expect("added");
         let names: Vec<String> = hub.cameras().iter().map(|c| c.name().to_owned()).collect();
         assert_eq!(names, ["a", "b"], "configured first, then added");
-        assert_eq!(hub.first().map(|c| c.name().to_owned()).as_deref(), Some("a"));
+        assert_eq!(
+            hub.first().map(|c| c.name().to_owned()).as_deref(),
+            Some("a")
+        );
 
         // Watched: kept.
         let sub = b.subscribe();

@@ -167,15 +167,13 @@ impl FromStr for SourceSpec {
                 "exec: needs a command, e.g. exec:ffmpeg -i rtsp://cam/stream -f mjpeg -".into(),
             ),
             ("http" | "https", Some(_)) => Ok(SourceSpec::Http(s.to_owned())),
-            ("nats" | "tls", Some(_)) => {
-                match crate::bus::ConnectConfig::parse_url(s)? {
-                    (_, Some(_)) => Ok(SourceSpec::Nats(s.to_owned())),
-                    (_, None) => Err(format!(
-                        "{:?} names no camera: use nats://HOST:4222/CAMERA",
-                        crate::bus::redact(s)
-                    )),
-                }
-            }
+            ("nats" | "tls", Some(_)) => match crate::bus::ConnectConfig::parse_url(s)? {
+                (_, Some(_)) => Ok(SourceSpec::Nats(s.to_owned())),
+                (_, None) => Err(format!(
+                    "{:?} names no camera: use nats://HOST:4222/CAMERA",
+                    crate::bus::redact(s)
+                )),
+            },
             ("v4l2", Some(arg)) => {
                 let (device, format) = match arg.rsplit_once("?format=") {
                     Some((d, f)) => (d, Some(f.to_owned())),
@@ -266,9 +264,13 @@ mod tests {
             SourceSpec::Nats("nats://u:pw@127.0.0.1:4222/porch".into())
         );
         assert_eq!(spec.to_string(), "nats://***@127.0.0.1:4222/porch");
-        let e = "nats://127.0.0.1:4222".parse::<SourceSpec>().expect_err("no camera");
+        let e = "nats://127.0.0.1:4222"
+            .parse::<SourceSpec>()
+            .expect_err("no camera");
         assert!(e.contains("names no camera"), "{e}");
-        let e = "nats://u:pw@h:1/a b".parse::<SourceSpec>().expect_err("bad name");
+        let e = "nats://u:pw@h:1/a b"
+            .parse::<SourceSpec>()
+            .expect_err("bad name");
         assert!(!e.contains("pw"), "{e}");
     }
 

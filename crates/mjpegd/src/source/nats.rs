@@ -98,10 +98,8 @@ impl Opener for NatsOpener {
                         self.link.describe()
                     ))
                 })?;
-            let heartbeat = tokio::spawn(heartbeat(
-                client.clone(),
-                bus::demand_subject(&self.camera),
-            ));
+            let heartbeat =
+                tokio::spawn(heartbeat(client.clone(), bus::demand_subject(&self.camera)));
             let s: Box<dyn Source> = Box::new(NatsSource {
                 sub,
                 heartbeat,
@@ -170,7 +168,9 @@ impl NatsSource {
     fn count_gap(&mut self, seq: u64) {
         if let Some(last) = self.last_seq {
             if seq > last + 1 {
-                self.stats.dropped.fetch_add(seq - last - 1, Ordering::Relaxed);
+                self.stats
+                    .dropped
+                    .fetch_add(seq - last - 1, Ordering::Relaxed);
             }
             // seq <= last: the camera node restarted and counts from 1 again.
         }
@@ -178,8 +178,7 @@ impl NatsSource {
     }
 
     async fn no_signal(&mut self) -> Result<Image, SourceError> {
-        let reason = if self.client.connection_state() == async_nats::connection::State::Connected
-        {
+        let reason = if self.client.connection_state() == async_nats::connection::State::Connected {
             format!("bus: no frames from the camera node for {}", self.camera)
         } else {
             format!(
