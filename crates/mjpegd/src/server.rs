@@ -124,6 +124,13 @@ impl Server {
     /// Serves every listener until shutdown, then drains connections within the grace period.
     pub async fn run_all(self, listeners: Vec<Listener>) -> io::Result<()> {
         let bus = self.bus.as_ref().map(|b| self.start_bus(b));
+        if bus.is_none() && !crate::source::nats::source_links().is_empty() {
+            // `nats://` sources without a [bus]: still show their counters.
+            self.state.add_state_section(
+                "bus",
+                Arc::new(|| serde_json::json!({ "sources": bus_sources() })),
+            );
+        }
         let shared = Arc::new(Shared {
             router: http::router(self.state.clone()),
             config: self.config.clone(),
@@ -198,12 +205,8 @@ impl Server {
             "bus",
             Arc::new(move || {
                 let mut v = stats.to_json(&servers, role);
-                let sources: Vec<serde_json::Value> = crate::source::nats::source_links()
-                    .iter()
-                    .map(|l| l.stats().to_json(&l.describe(), "source"))
-                    .collect();
                 if let Some(o) = v.as_object_mut() {
-                    o.insert("sources".into(), sources.into());
+                    o.insert("sources".into(), bus_sources().into());
                 }
                 v
             }),
@@ -217,6 +220,14 @@ impl Server {
         });
         link
     }
+}
+
+/// The counters of every `nats://` source's own bus connection.
+fn bus_sources() -> Vec<serde_json::Value> {
+    crate::source::nats::source_links()
+        .iter()
+        .map(|l| l.stats().to_json(&l.describe(), "source"))
+        .collect()
 }
 
 struct Shared {

@@ -262,6 +262,45 @@ async fn two_edges_serve_the_camera_nodes_frames_with_its_timestamps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_source_serves_one_camera_from_the_bus_under_another_name() {
+    if !have_nats() {
+        return;
+    }
+    let nats = Nats::start(&[]);
+    let (cam, _) = scripted("cam", Duration::from_secs(10));
+    let _origin = node(vec![cam], publishing(&nats.url())).await;
+    let spec: mjpegd::source::SourceSpec = format!("{}/cam", nats.url()).parse().expect("spec");
+    let opener = spec
+        .opener(mjpegd::source::Params {
+            width: 160,
+            height: 120,
+            fps: 30.0,
+            quality: 70,
+        })
+        .expect("opener");
+    let relay = TestServer::start(
+        vec![camera("lobby", opener)],
+        HttpConfig {
+            public_state: true,
+            ..HttpConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    let mut v = MjpegClient::connect(&relay.url("/cameras/lobby/stream")).await;
+    let p = live_part(&mut v).await;
+    assert!(p.seq() >= 1);
+    let s = state(&relay).await;
+    assert_eq!(camera_state(&s, "lobby")["state"], "online", "{s}");
+    assert!(
+        s["bus"]["sources"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|x| x["cameras"]["cam"]["received"].as_u64() > Some(0))),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demand_follows_edge_viewers_and_the_camera_node_idles_without_them() {
     if !have_nats() {
         return;
