@@ -10,6 +10,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # systemd-socket-activate, for the socket-activation test.
 command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
+# nats-server, for tests/bus.rs (camera nodes and edges over NATS; Debian installs it in /usr/sbin).
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

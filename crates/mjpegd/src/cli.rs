@@ -141,6 +141,24 @@ pub struct Cli {
     #[arg(long, env = "MJPEGD_MAX_VIEWERS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_viewers: Option<u64>,
 
+    /// Publish every camera on this NATS bus (nats://[TOKEN@|USER:PASS@]HOST:4222[,HOST:PORT...]) for edges to serve.
+    #[arg(
+        long,
+        env = "MJPEGD_PUBLISH",
+        value_name = "NATS_URL",
+        hide_env_values = true
+    )]
+    pub publish: Option<String>,
+
+    /// Serve every camera announced on this NATS bus, each under its own name (an edge node).
+    #[arg(
+        long,
+        env = "MJPEGD_CAMERAS_FROM",
+        value_name = "NATS_URL",
+        hide_env_values = true
+    )]
+    pub cameras_from: Option<String>,
+
     /// A subcommand instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -167,6 +185,8 @@ pub struct Settings {
     pub http: HttpConfig,
     /// Connection settings.
     pub server: ServerConfig,
+    /// The NATS bus, when used.
+    pub bus: Option<crate::bus::BusSettings>,
 }
 
 impl Cli {
@@ -186,7 +206,7 @@ impl Cli {
     /// Merges flags and the config file into checked settings; errors name the flag or the
     /// file and key, and what is accepted.
     pub fn into_settings(self) -> Result<Settings, String> {
-        let (server_section, cameras, auth_section) = match &self.config {
+        let (server_section, cameras, auth_section, mut bus_section) = match &self.config {
             Some(path) => {
                 if self.camera_flags_given() {
                     return Err(format!(
@@ -195,12 +215,20 @@ impl Cli {
                         path.display()
                     ));
                 }
-                let file = config::load(path)?;
-                let cameras = config::check_cameras(&file.cameras)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut file = config::load(path)?;
+                // An edge may serve only what it discovers.
+                let edge_only = file.cameras.is_empty()
+                    && (file.bus.cameras_from.is_some() || self.cameras_from.is_some());
+                let cameras = if edge_only {
+                    Vec::new()
+                } else {
+                    config::check_cameras(&file.cameras)
+                        .map_err(|e| format!("{}: {e}", path.display()))?
+                };
+                let bus = std::mem::take(&mut file.bus);
                 let server = config::check_server(&file.server, "server.")
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                (server, cameras, Some((file.auth, path.clone())))
+                (server, cameras, Some((file.auth, path.clone())), bus)
             }
             None => {
                 let draft = CameraDraft {
@@ -220,17 +248,27 @@ impl Cli {
                     drop_same_frames: self.drop_same_frames.then_some(true),
                 };
                 let flag = |field: &str| format!("--{}", field.replace('_', "-"));
-                let camera = config::check_camera(&draft, &flag).map_err(|e| e.to_string())?;
+                // An edge (--cameras-from) without camera flags serves only what it discovers.
+                let cameras = if self.cameras_from.is_some() && !self.camera_flags_given() {
+                    Vec::new()
+                } else {
+                    vec![config::check_camera(&draft, &flag).map_err(|e| e.to_string())?]
+                };
                 let server = config::check_server(&ServerSection::default(), "--")
                     .map_err(|e| e.to_string())?;
-                (server, vec![camera], None)
+                let bus = config::BusSection {
+                    idle_timeout: self.idle_timeout,
+                    ..config::BusSection::default()
+                };
+                (server, cameras, None, bus)
             }
         };
         let snapshot_wait = cameras
             .iter()
             .map(|c| c.source_timeout)
             .max()
-            .unwrap_or_default()
+            // Cameras discovered on a bus use the default source timeout.
+            .unwrap_or(std::time::Duration::from_secs(5))
             + std::time::Duration::from_secs(1);
         let max_viewers = self
             .max_viewers
@@ -239,6 +277,21 @@ impl Cli {
             .send_timeout
             .map_or(server_section.send_timeout, std::time::Duration::from_secs);
         let names: Vec<String> = cameras.iter().map(|c| c.name.clone()).collect();
+        if let Some(url) = &self.publish {
+            bus_section.url = Some(config::OneOrMany::One(url.clone()));
+            if bus_section.publish.is_none() {
+                bus_section.publish = Some(config::PublishSection::All(true));
+            }
+        }
+        if let Some(url) = &self.cameras_from {
+            bus_section.cameras_from = Some(url.clone());
+        }
+        let bus = config::check_bus(&bus_section, &names).map_err(|e| match &self.config {
+            Some(path) if self.publish.is_none() && self.cameras_from.is_none() => {
+                format!("{}: {e}", path.display())
+            }
+            _ => format!("{e} (from --publish/--cameras-from or the config file)"),
+        })?;
         let (mut users, secret) = match auth_section {
             Some((a, path)) => (
                 config::check_auth(&a, &names).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -310,6 +363,7 @@ impl Cli {
                     .map_or(server_section.max_connections_per_ip, |v| v as usize),
                 ..ServerConfig::default()
             },
+            bus,
         })
     }
 }
@@ -350,6 +404,35 @@ mod tests {
         assert_eq!(s.cameras[0].name, "default");
         assert_eq!(s.cameras[0].fps, 1.0);
         assert_eq!(u32::from(s.cameras[0].transform.rotate), 90);
+    }
+
+    #[test]
+    fn bus_flags_make_camera_nodes_and_edges() {
+        let cli = Cli::try_parse_from(["mjpegd", "--publish", "nats://t0ken@127.0.0.1:4222"])
+            .expect("parse");
+        let s = cli.into_settings().expect("settings");
+        let bus = s.bus.expect("bus");
+        assert_eq!(bus.publish, crate::bus::Publish::All);
+        assert!(!bus.discover);
+        assert_eq!(bus.connect.auth, crate::bus::Auth::Token("t0ken".into()));
+        assert_eq!(s.cameras.len(), 1, "a camera node keeps its default camera");
+
+        let cli = Cli::try_parse_from(["mjpegd", "--cameras-from", "nats://127.0.0.1:4222"])
+            .expect("parse");
+        let s = cli.into_settings().expect("settings");
+        assert!(
+            s.cameras.is_empty(),
+            "an edge serves only what it discovers"
+        );
+        assert!(s.bus.expect("bus").discover);
+
+        let cli = Cli::try_parse_from(["mjpegd", "--publish", "nats://u:hunter2@h:1/cam"])
+            .expect("parse");
+        let e = cli.into_settings().err().expect("refused");
+        assert!(
+            e.contains("without a camera") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

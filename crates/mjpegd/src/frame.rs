@@ -33,6 +33,17 @@ impl fmt::Debug for Image {
     }
 }
 
+/// When and in what state a frame was captured, for a source that relays frames captured
+/// elsewhere (a bus subject carries the camera node's capture time and no-signal flag, so an
+/// edge's viewers get the same `X-Timestamp` as the camera node's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Wall-clock capture time at the origin.
+    pub captured: SystemTime,
+    /// False for a "no signal" frame generated at the origin.
+    pub online: bool,
+}
+
 /// A published frame, shared by every viewer of a camera.
 #[derive(Clone)]
 pub struct Frame(Arc<Inner>);

@@ -16,6 +16,7 @@
 //! - [`tls`]: rustls (ring) server certificates, reloadable on SIGHUP (feature `tls`; without it
 //!   `--tls-cert` is refused at startup).
 //! - `crypto`: the process-wide rustls provider (ring) shared by TLS and the relay.
+//! - [`bus`]: scale-out over NATS: camera nodes publish frames, edges discover cameras and send demand.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
 //! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
 //! - [`config`]: the TOML config file: data plus validation with key paths in errors.
@@ -29,6 +30,7 @@ pub mod auth;
 #[cfg(not(feature = "auth"))]
 #[path = "auth_off.rs"]
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 #[cfg(any(feature = "tls", feature = "relay"))]

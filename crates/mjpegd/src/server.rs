@@ -78,6 +78,7 @@ pub struct Server {
     config: ServerConfig,
     shutdown: CancellationToken,
     tls: Option<TlsConfig>,
+    bus: Option<crate::bus::BusSettings>,
 }
 
 impl Server {
@@ -94,7 +95,14 @@ impl Server {
             config,
             shutdown,
             tls: None,
+            bus: None,
         }
+    }
+
+    /// Publishes cameras on, and discovers cameras from, a NATS bus (started by `run_all`).
+    pub fn with_bus(mut self, bus: crate::bus::BusSettings) -> Server {
+        self.bus = Some(bus);
+        self
     }
 
     /// Serves TCP listeners over TLS with this configuration.
@@ -115,6 +123,14 @@ impl Server {
 
     /// Serves every listener until shutdown, then drains connections within the grace period.
     pub async fn run_all(self, listeners: Vec<Listener>) -> io::Result<()> {
+        let bus = self.bus.as_ref().map(|b| self.start_bus(b));
+        if bus.is_none() && !crate::source::nats::source_links().is_empty() {
+            // `nats://` sources without a [bus]: still show their counters.
+            self.state.add_state_section(
+                "bus",
+                Arc::new(|| serde_json::json!({ "sources": bus_sources() })),
+            );
+        }
         let shared = Arc::new(Shared {
             router: http::router(self.state.clone()),
             config: self.config.clone(),
@@ -131,6 +147,12 @@ impl Server {
         for l in loops {
             let _ = l.await;
         }
+        if let Some(link) = bus {
+            // Unsubscribe and flush at once: edges see this node leave now, not at a ping timeout.
+            if let Ok(client) = link.client().await {
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.drain()).await;
+            }
+        }
         shared.tracker.close();
         if tokio::time::timeout(self.config.shutdown_grace, shared.tracker.wait())
             .await
@@ -143,6 +165,69 @@ impl Server {
         }
         Ok(())
     }
+}
+
+impl Server {
+    /// Wires the bus: a publisher per published camera, the announcer, discovery, and the
+    /// `bus` section of `/api/state`. The hub and HTTP know nothing of it.
+    fn start_bus(&self, bus: &crate::bus::BusSettings) -> Arc<crate::bus::Link> {
+        use crate::bus::{Link, Publish, directory, publisher};
+        let link = Link::new(bus.connect.clone());
+        let hub = self.state.hub();
+        let published: Vec<Arc<crate::hub::Camera>> = match &bus.publish {
+            Publish::None => Vec::new(),
+            Publish::All => hub.cameras(),
+            Publish::Only(names) => names.iter().filter_map(|n| hub.get(n)).collect(),
+        };
+        for cam in &published {
+            publisher::spawn(Arc::clone(&link), Arc::clone(cam), self.shutdown.clone());
+        }
+        let role = match (published.is_empty(), bus.discover) {
+            (false, true) => "camera node and edge",
+            (false, false) => "camera node",
+            (true, true) => "edge",
+            (true, false) => "connected",
+        };
+        if !published.is_empty() {
+            directory::announce(Arc::clone(&link), published, self.shutdown.clone());
+        }
+        if bus.discover {
+            directory::discover(
+                Arc::clone(&link),
+                Arc::clone(hub),
+                bus.edge,
+                self.shutdown.clone(),
+            );
+        }
+        let stats = Arc::clone(link.stats());
+        let servers = link.describe();
+        self.state.add_state_section(
+            "bus",
+            Arc::new(move || {
+                let mut v = stats.to_json(&servers, role);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("sources".into(), bus_sources().into());
+                }
+                v
+            }),
+        );
+        // Connect now rather than at the first use, so the state page shows the bus at once.
+        let l = Arc::clone(&link);
+        tokio::spawn(async move {
+            if let Err(e) = l.client().await {
+                tracing::error!("{e}");
+            }
+        });
+        link
+    }
+}
+
+/// The counters of every `nats://` source's own bus connection.
+fn bus_sources() -> Vec<serde_json::Value> {
+    crate::source::nats::source_links()
+        .iter()
+        .map(|l| l.stats().to_json(&l.describe(), "source"))
+        .collect()
 }
 
 struct Shared {

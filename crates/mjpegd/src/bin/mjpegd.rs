@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // async-nats logs every client event (one per dropped message) at info.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -188,6 +190,10 @@ async fn async_main(cli: Cli) -> ExitCode {
         }
     );
     let server = Server::new(settings.cameras, settings.http, settings.server, shutdown);
+    let server = match settings.bus {
+        Some(bus) => server.with_bus(bus),
+        None => server,
+    };
     let server = match tls {
         Some(t) => server.with_tls(t),
         None => server,

@@ -14,7 +14,7 @@ mod status;
 mod stream;
 
 pub use error::HttpError;
-pub use state::{AppState, HttpConfig};
+pub use state::{AppState, HttpConfig, StateSection};
 
 use std::net::SocketAddr;
 

@@ -56,6 +56,12 @@ impl Default for HttpConfig {
     }
 }
 
+/// Camera names whose viewer semaphores are kept before unused ones of removed cameras are dropped.
+const MAX_SLOT_NAMES: usize = 1024;
+
+/// A part of `/api/state` computed by another subsystem (which HTTP knows nothing of).
+pub type StateSection = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// Shared state of the HTTP layer; cheap to clone.
 #[derive(Clone)]
 pub struct AppState(pub(super) Arc<Inner>);
@@ -67,8 +73,11 @@ pub(super) struct Inner {
     pub(super) viewer_slots: Arc<Semaphore>,
     pub(super) shutdown: CancellationToken,
     pub(super) started: std::time::Instant,
-    /// One semaphore per camera (same order as the hub) for the per-camera viewer limit.
-    pub(super) camera_slots: Vec<Arc<Semaphore>>,
+    /// One semaphore per camera name for the per-camera viewer limit, made on first use
+    /// (cameras may be added at run time); bounded by the number of camera names served.
+    pub(super) camera_slots: std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    /// Sections other subsystems add to `/api/state` (the bus).
+    pub(super) sections: std::sync::Mutex<Vec<(&'static str, StateSection)>>,
     pub(super) snapshot_bucket: std::sync::Mutex<TokenBucket>,
     /// One snapshot budget per address, within the server's; at most [`MAX_SNAPSHOT_ADDRESSES`].
     pub(super) snapshot_per_ip: std::sync::Mutex<HashMap<IpAddr, TokenBucket>>,
@@ -119,14 +128,11 @@ impl AppState {
     /// State over `hub`; stream bodies end when `shutdown` is cancelled.
     pub fn new(hub: Arc<Hub>, config: HttpConfig, shutdown: CancellationToken) -> AppState {
         let slots = Arc::new(Semaphore::new(config.max_viewers));
-        let camera_slots = hub
-            .cameras()
-            .iter()
-            .map(|_| Arc::new(Semaphore::new(config.max_viewers_per_camera)))
-            .collect();
+        let camera_slots = std::sync::Mutex::new(std::collections::HashMap::new());
         let snapshot_bucket = std::sync::Mutex::new(TokenBucket::new(config.snapshot_rate));
         AppState(Arc::new(Inner {
             camera_slots,
+            sections: std::sync::Mutex::new(Vec::new()),
             snapshot_bucket,
             snapshot_per_ip: std::sync::Mutex::new(HashMap::new()),
             hub,
@@ -204,11 +210,9 @@ impl AppState {
 
     /// The camera called `name`; the error lists the cameras `p` may watch.
     pub(crate) fn camera_named(&self, name: &str, p: &Principal) -> Result<Arc<Camera>, HttpError> {
-        self.0.hub.get(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = self
-                .0
-                .hub
-                .cameras()
+        self.0.hub.get(name).ok_or_else(|| {
+            let all = self.0.hub.cameras();
+            let known: Vec<&str> = all
                 .iter()
                 .map(|c| c.name())
                 .filter(|n| p.is_user() && p.may_watch(n))
@@ -226,13 +230,39 @@ impl AppState {
 
     /// The per-camera viewer semaphore of `camera`.
     pub(super) fn camera_slots(&self, camera: &Camera) -> Option<Arc<Semaphore>> {
-        let i = self
+        let mut slots = self.0.camera_slots.lock().ok()?;
+        let limit = self.0.config.max_viewers_per_camera;
+        if slots.len() >= MAX_SLOT_NAMES {
+            // Cameras come and go on a bus: forget names no longer served and unused.
+            let hub = &self.0.hub;
+            slots.retain(|name, s| s.available_permits() < limit || hub.get(name).is_some());
+        }
+        Some(Arc::clone(
+            slots
+                .entry(camera.name().to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit))),
+        ))
+    }
+
+    /// Adds a top-level section `name` to `/api/state`, computed at each request.
+    pub fn add_state_section(&self, name: &'static str, section: StateSection) {
+        if let Ok(mut s) = self.0.sections.lock() {
+            s.push((name, section));
+        }
+    }
+
+    /// The added `/api/state` sections, computed now.
+    pub(super) fn state_sections(&self) -> serde_json::Map<String, serde_json::Value> {
+        let sections: Vec<(&'static str, StateSection)> = self
             .0
-            .hub
-            .cameras()
-            .iter()
-            .position(|c| c.name() == camera.name())?;
-        self.0.camera_slots.get(i).cloned()
+            .sections
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        sections
+            .into_iter()
+            .map(|(name, f)| (name.to_owned(), f()))
+            .collect()
     }
 
     /// The HTTP settings.

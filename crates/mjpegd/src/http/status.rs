@@ -31,6 +31,9 @@ pub(crate) struct ServerState {
     viewers: usize,
     max_viewers: usize,
     cameras: Vec<CameraState>,
+    /// Sections added by other subsystems (`bus`).
+    #[serde(flatten)]
+    sections: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One camera's state.
@@ -187,6 +190,7 @@ pub(super) async fn state(
             .filter(|c| state.config().public_state || principal.may_watch(c.name()))
             .map(|c| camera_state(c))
             .collect(),
+        sections: state.state_sections(),
     };
     let mut resp = Json(body).into_response();
     resp.headers_mut()
@@ -272,7 +276,7 @@ pub(super) async fn metrics(
     let mut out = String::with_capacity(4096);
     let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&Camera) -> f64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for c in cams {
+        for c in &cams {
             let _ = writeln!(out, "{name}{{camera=\"{}\"}} {}", c.name(), value(c));
         }
     };
@@ -365,7 +369,7 @@ pub(super) async fn metrics(
         out,
         "# HELP {name} Time from a source delivering a frame to its publication.\n# TYPE {name} histogram"
     );
-    for c in cams {
+    for c in &cams {
         let (buckets, count, sum) = c.stats().capture_latency.snapshot();
         for (le, n) in buckets {
             let _ = writeln!(

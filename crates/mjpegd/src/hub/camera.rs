@@ -347,6 +347,16 @@ impl Camera {
 
     /// Publishes an image as the newest frame and returns it.
     pub(super) fn publish(&self, image: &Image, online: bool) -> Frame {
+        self.publish_stamped(image, SystemTime::now(), online)
+    }
+
+    /// Publishes an image with the capture time and online flag its source gave it.
+    pub(super) fn publish_stamped(
+        &self,
+        image: &Image,
+        captured: SystemTime,
+        online: bool,
+    ) -> Frame {
         if self.config.drop_same_frames {
             if let Ok(mut same) = self.same.lock() {
                 if !online {
@@ -360,7 +370,7 @@ impl Camera {
             }
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let frame = Frame::new(seq, image, SystemTime::now(), online);
+        let frame = Frame::new(seq, image, captured, online);
         self.latest.send_replace(Some(frame.clone()));
         frame
     }

@@ -155,11 +155,15 @@ async fn run_once(camera: &Camera) -> SourceError {
         match timeout(cfg.source_timeout, source.next_frame()).await {
             Ok(Ok(image)) => {
                 let delivered = Instant::now();
+                let stamp = source.stamp();
                 let image = match transform(camera, image).await {
                     Ok(i) => i,
                     Err(e) => return e,
                 };
-                camera.publish(&image, true);
+                match stamp {
+                    Some(s) => camera.publish_stamped(&image, s.captured, s.online),
+                    None => camera.publish(&image, true),
+                };
                 let stats = camera.stats();
                 stats.capture_latency.observe(delivered.elapsed());
                 stats.capture_rate.tick();

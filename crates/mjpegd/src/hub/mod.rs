@@ -20,13 +20,15 @@ pub use sizes::{
     Bounds, MAX_SIZES_PER_CAMERA, RequestedSize, SizeInfo, SizedSubscription, TooManySizes,
 };
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
-/// All cameras of a server, in configuration order.
+/// All cameras of a server: the configured ones in configuration order, then any added at run
+/// time (cameras discovered on a bus) in the order they came.
 pub struct Hub {
-    cameras: Vec<Arc<Camera>>,
+    cameras: RwLock<Vec<Arc<Camera>>>,
+    shutdown: CancellationToken,
 }
 
 impl Hub {
@@ -34,25 +36,117 @@ impl Hub {
     /// capture task.
     pub fn new(configs: Vec<CameraConfig>, shutdown: CancellationToken) -> Hub {
         Hub {
-            cameras: configs
-                .into_iter()
-                .map(|c| Arc::new(Camera::new(c, shutdown.child_token())))
-                .collect(),
+            cameras: RwLock::new(
+                configs
+                    .into_iter()
+                    .map(|c| Arc::new(Camera::new(c, shutdown.child_token())))
+                    .collect(),
+            ),
+            shutdown,
         }
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Camera>>> {
+        // A panic elsewhere while holding the lock leaves the list itself intact.
+        self.cameras.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The camera with this name.
-    pub fn get(&self, name: &str) -> Option<&Arc<Camera>> {
-        self.cameras.iter().find(|c| c.name() == name)
+    pub fn get(&self, name: &str) -> Option<Arc<Camera>> {
+        self.read().iter().find(|c| c.name() == name).cloned()
     }
 
     /// The first camera: the one served at the classic URLs.
-    pub fn first(&self) -> Option<&Arc<Camera>> {
-        self.cameras.first()
+    pub fn first(&self) -> Option<Arc<Camera>> {
+        self.read().first().cloned()
     }
 
-    /// All cameras in configuration order.
-    pub fn cameras(&self) -> &[Arc<Camera>] {
-        &self.cameras
+    /// All cameras now, in order (a snapshot: cameras may be added or removed meanwhile).
+    pub fn cameras(&self) -> Vec<Arc<Camera>> {
+        self.read().clone()
+    }
+
+    /// Adds a camera at run time; refused when the name is taken.
+    pub fn add(&self, config: CameraConfig) -> Result<Arc<Camera>, String> {
+        let mut cams = self.cameras.write().unwrap_or_else(|e| e.into_inner());
+        if cams.iter().any(|c| c.name() == config.name) {
+            return Err(format!("a camera named {:?} already exists", config.name));
+        }
+        let cam = Arc::new(Camera::new(config, self.shutdown.child_token()));
+        cams.push(Arc::clone(&cam));
+        Ok(cam)
+    }
+
+    /// Removes the camera `name` if nobody watches it and its capture has stopped, and returns
+    /// it; a watched camera stays (its viewers see no-signal rather than being cut).
+    pub fn remove_if_idle(&self, name: &str) -> Option<Arc<Camera>> {
+        let mut cams = self.cameras.write().unwrap_or_else(|e| e.into_inner());
+        let i = cams.iter().position(|c| c.name() == name)?;
+        if cams[i].demand() != Demand::default() {
+            return None;
+        }
+        let cam = cams.remove(i);
+        // A viewer that looked the camera up just before must not restart its capture.
+        cam.shutdown.cancel();
+        Some(cam)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{BoxFuture, Opener, Source, SourceError};
+    use std::time::Duration;
+
+    struct Never;
+    impl Opener for Never {
+        fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
+            Box::pin(async { Err(SourceError::new("never opens")) })
+        }
+        fn describe(&self) -> String {
+            "never".into()
+        }
+    }
+
+    fn config(name: &str) -> CameraConfig {
+        CameraConfig {
+            name: name.into(),
+            opener: Arc::new(Never),
+            width: 64,
+            height: 48,
+            quality: 50,
+            idle_timeout: Duration::from_millis(10),
+            source_timeout: Duration::from_secs(1),
+            transform: crate::transform::Transform::default(),
+            fps: 1.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn cameras_are_added_and_removed_at_run_time() {
+        let hub = Hub::new(vec![config("a")], CancellationToken::new());
+        assert!(hub.add(config("a")).is_err(), "names stay unique");
+        let b = hub.add(config("b")).expect("added");
+        let names: Vec<String> = hub.cameras().iter().map(|c| c.name().to_owned()).collect();
+        assert_eq!(names, ["a", "b"], "configured first, then added");
+        assert_eq!(
+            hub.first().map(|c| c.name().to_owned()).as_deref(),
+            Some("a")
+        );
+
+        // Watched: kept.
+        let sub = b.subscribe();
+        assert!(hub.remove_if_idle("b").is_none());
+        drop(sub);
+        let mut demand = b.watch_demand();
+        tokio::time::timeout(Duration::from_secs(10), demand.wait_for(|d| !d.running))
+            .await
+            .expect("capture stops when idle")
+            .expect("camera alive");
+        let gone = hub.remove_if_idle("b").expect("removed when idle");
+        assert!(hub.get("b").is_none());
+        // A late subscriber of the removed camera does not restart its capture.
+        let _late = gone.subscribe();
+        assert!(!gone.demand().running);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod exec;
 pub mod images;
+pub mod nats;
 pub mod pattern;
 #[cfg(feature = "relay")]
 pub mod relay;
@@ -19,7 +20,7 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::frame::Image;
+use crate::frame::{Image, Stamp};
 
 /// A boxed future, so [`Source`] and [`Opener`] can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -118,6 +119,12 @@ pub trait Source: Send {
     /// Waits for and returns the next frame. Sources pace themselves (a camera's rate, a
     /// timer); an error ends this opening and the hub retries through the [`Opener`].
     fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>>;
+
+    /// The origin's capture time and online flag of the image `next_frame` last returned, for
+    /// sources relaying frames captured elsewhere; `None` (the default): stamped on arrival, online.
+    fn stamp(&self) -> Option<Stamp> {
+        None
+    }
 }
 
 /// Opens a [`Source`]; held by a camera for its whole life and called at every (re)start.
@@ -155,6 +162,8 @@ pub enum SourceSpec {
     Exec(String),
     /// Another MJPEG HTTP camera (`http://…`, `https://…`).
     Http(String),
+    /// A camera another mjpegd publishes on a NATS bus (`nats://HOST:4222/CAMERA`).
+    Nats(String),
     /// A V4L2 camera (`v4l2:/dev/video0`, or `v4l2:/dev/video0?format=YUYV`); Linux only.
     V4l2 {
         /// The device node.
@@ -169,6 +178,8 @@ impl SourceSpec {
     pub fn default_fps(&self) -> f64 {
         match self {
             SourceSpec::TestPattern | SourceSpec::V4l2 { .. } => 30.0,
+            // Paced by the camera node; the rate only matters for snapshot polling.
+            SourceSpec::Nats(_) => 30.0,
             SourceSpec::BuiltinImages | SourceSpec::ImageDir(_) => 1.0,
             // Sources that pace themselves; the rate only matters for snapshot polling.
             SourceSpec::Exec(_) | SourceSpec::Http(_) => 5.0,
@@ -198,6 +209,7 @@ impl SourceSpec {
                     redact_url(url)
                 )));
             }
+            SourceSpec::Nats(url) => Arc::new(nats::NatsOpener::new(url, params)?),
             #[cfg(all(target_os = "linux", feature = "v4l2"))]
             SourceSpec::V4l2 { device, format } => Arc::new(v4l2::V4l2Opener::new(
                 device.clone(),
@@ -244,6 +256,13 @@ impl FromStr for SourceSpec {
                 "exec: needs a command, e.g. exec:ffmpeg -i rtsp://cam/stream -f mjpeg -".into(),
             ),
             ("http" | "https", Some(_)) => Ok(SourceSpec::Http(s.to_owned())),
+            ("nats" | "tls", Some(_)) => match crate::bus::ConnectConfig::parse_url(s)? {
+                (_, Some(_)) => Ok(SourceSpec::Nats(s.to_owned())),
+                (_, None) => Err(format!(
+                    "{:?} names no camera: use nats://HOST:4222/CAMERA",
+                    crate::bus::redact(s)
+                )),
+            },
             ("v4l2", Some(arg)) => {
                 let (device, format) = match arg.rsplit_once("?format=") {
                     Some((d, f)) => (d, Some(f.to_owned())),
@@ -263,7 +282,7 @@ impl FromStr for SourceSpec {
                 "v4l2: needs a device, e.g. v4l2:/dev/video0 (see mjpegd --list-devices)".into(),
             ),
             _ => Err(format!(
-                "unknown source {:?}: expected testpattern, images, images:DIR, exec:COMMAND, http://URL, https://URL or v4l2:DEVICE",
+                "unknown source {:?}: expected testpattern, images, images:DIR, exec:COMMAND, http://URL, https://URL, nats://HOST:PORT/CAMERA or v4l2:DEVICE",
                 redact_url(s)
             )),
         }
@@ -278,6 +297,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::ImageDir(d) => write!(f, "images:{}", d.display()),
             SourceSpec::Exec(cmd) => write!(f, "exec:{cmd}"),
             SourceSpec::Http(url) => f.write_str(&redact_url(url)),
+            SourceSpec::Nats(url) => f.write_str(&crate::bus::redact(url)),
             SourceSpec::V4l2 { device, format } => {
                 write!(f, "v4l2:{}", device.display())?;
                 match format {
@@ -357,6 +377,24 @@ mod tests {
         let slash = redact_url("http://u:pa/ss@cam:81/stream");
         assert_eq!(slash, "http://u:***@cam:81/stream");
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn parses_nats_specs() {
+        let spec: SourceSpec = "nats://u:pw@127.0.0.1:4222/porch".parse().expect("parse");
+        assert_eq!(
+            spec,
+            SourceSpec::Nats("nats://u:pw@127.0.0.1:4222/porch".into())
+        );
+        assert_eq!(spec.to_string(), "nats://***@127.0.0.1:4222/porch");
+        let e = "nats://127.0.0.1:4222"
+            .parse::<SourceSpec>()
+            .expect_err("no camera");
+        assert!(e.contains("names no camera"), "{e}");
+        let e = "nats://u:pw@h:1/a b"
+            .parse::<SourceSpec>()
+            .expect_err("bad name");
+        assert!(!e.contains("pw"), "{e}");
     }
 
     #[test]

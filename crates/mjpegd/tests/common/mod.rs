@@ -81,7 +81,7 @@ impl TestServer {
     }
 
     pub fn camera(&self) -> Arc<Camera> {
-        Arc::clone(self.state.hub().first().expect("a camera"))
+        self.state.hub().first().expect("a camera")
     }
 
     /// Waits until the server's open viewer count satisfies `pred`.

@@ -1,0 +1,308 @@
+//! Which cameras the bus carries: camera nodes announce, edges discover.
+//!
+//! A camera node publishes its published cameras on [`super::DIRECTORY_SUBJECT`] every
+//! [`super::ANNOUNCE_INTERVAL`], and at once when an edge asks on [`super::QUERY_SUBJECT`]. An
+//! edge adds each announced camera to its hub (served under its own name, fed by a
+//! `source::nats` source on the edge's link) and removes one not announced for
+//! [`super::FORGET_AFTER`] once nobody watches it; a watched camera stays and shows no-signal
+//! until its camera node is back.
+//!
+//! Why announcements and not a JetStream key-value bucket: they need nothing but core NATS (a
+//! stock `nats-server` or cluster, no JetStream storage or quorum to keep up when a node dies),
+//! and a camera node that dies simply stops announcing, which is its TTL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::time::{Instant, MissedTickBehavior, interval};
+use tokio_util::sync::CancellationToken;
+
+use super::{ANNOUNCE_INTERVAL, DIRECTORY_SUBJECT, FORGET_AFTER, Link, QUERY_SUBJECT};
+use crate::hub::{Camera, CameraConfig, Hub};
+use crate::source::Params;
+use crate::source::nats::NatsOpener;
+
+/// Largest announcement read; one names at most [`MAX_ANNOUNCED`] cameras.
+pub const MAX_ANNOUNCEMENT_BYTES: usize = 64 * 1024;
+/// Most cameras one announcement may list (the per-server camera limit).
+pub const MAX_ANNOUNCED: usize = crate::config::MAX_CAMERAS;
+
+/// One camera node's announcement.
+#[derive(Debug, Serialize, Deserialize)]
+struct Announcement {
+    cameras: Vec<Announced>,
+}
+
+/// One announced camera.
+#[derive(Debug, Serialize, Deserialize)]
+struct Announced {
+    name: String,
+    width: u32,
+    height: u32,
+    fps: f64,
+}
+
+/// Announces `cameras` on the bus of `link` until `shutdown`.
+pub fn announce(link: Arc<Link>, cameras: Vec<Arc<Camera>>, shutdown: CancellationToken) {
+    let body = Announcement {
+        cameras: cameras
+            .iter()
+            .map(|c| Announced {
+                name: c.name().to_owned(),
+                width: c.config().width,
+                height: c.config().height,
+                fps: c.config().fps,
+            })
+            .collect(),
+    };
+    let payload = match serde_json::to_vec(&body) {
+        Ok(p) => Bytes::from(p),
+        Err(e) => {
+            tracing::error!(error = %e, "bus: cannot encode the camera announcement");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {}
+            () = run_announcer(&link, payload) => {}
+        }
+    });
+}
+
+async fn run_announcer(link: &Link, payload: Bytes) {
+    let client = match link.client().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}; cameras are not announced");
+            return;
+        }
+    };
+    let mut queries = match client.subscribe(QUERY_SUBJECT).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "bus: cannot answer directory queries; announcing on a timer only");
+            None
+        }
+    };
+    let mut ticks = interval(ANNOUNCE_INTERVAL);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            q = async {
+                match queries.as_mut() {
+                    Some(s) => s.next().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if q.is_none() {
+                    queries = None;
+                }
+            }
+        }
+        if client.connection_state() == async_nats::connection::State::Connected {
+            let _ = client.publish(DIRECTORY_SUBJECT, payload.clone()).await;
+        }
+    }
+}
+
+/// Settings of the cameras an edge discovers.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeDefaults {
+    /// How long a discovered camera keeps its bus subscription (and demand) after its last viewer.
+    pub idle_timeout: Duration,
+    /// The hub's source timeout for discovered cameras.
+    pub source_timeout: Duration,
+    /// JPEG quality of the edge's own no-signal frames.
+    pub quality: u8,
+    /// Most cameras discovered (past it, new ones are ignored with a warning).
+    pub max_cameras: usize,
+}
+
+/// Adds the cameras announced on the bus of `link` to `hub`, and removes them when gone.
+pub fn discover(
+    link: Arc<Link>,
+    hub: Arc<Hub>,
+    defaults: EdgeDefaults,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {}
+            () = run_discovery(&link, &hub, defaults) => {}
+        }
+    });
+}
+
+async fn run_discovery(link: &Arc<Link>, hub: &Hub, defaults: EdgeDefaults) {
+    let client = match link.client().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}; no camera is discovered");
+            return;
+        }
+    };
+    let mut known: HashMap<String, Instant> = HashMap::new();
+    let mut warned_full = false;
+    let mut sweep = interval(Duration::from_secs(1));
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let mut dir = match client.subscribe(DIRECTORY_SUBJECT).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "bus: cannot subscribe to the camera directory; retrying");
+                tokio::time::sleep(ANNOUNCE_INTERVAL).await;
+                continue;
+            }
+        };
+        tracing::info!(servers = %link.describe(), "bus: discovering cameras");
+        // Ask camera nodes to announce now rather than at their next round; a query lost
+        // because the server is not reached yet is covered by the rounds.
+        let _ = client.publish(QUERY_SUBJECT, Bytes::new()).await;
+        loop {
+            tokio::select! {
+                m = dir.next() => {
+                    let Some(m) = m else { break };
+                    match parse(&m.payload) {
+                        Ok(a) => on_announcement(link, hub, &defaults, &mut known, &mut warned_full, a),
+                        Err(e) => {
+                            link.stats().malformed_announcements.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!("bus: skipped a malformed announcement: {e}");
+                        }
+                    }
+                }
+                _ = sweep.tick() => {
+                    known.retain(|name, seen| {
+                        if seen.elapsed() < FORGET_AFTER {
+                            return true;
+                        }
+                        if hub.remove_if_idle(name).is_some() {
+                            tracing::info!(camera = %name, "bus: camera no longer announced; removed");
+                            return false;
+                        }
+                        // Watched (or gone from the hub already): keep until nobody watches.
+                        hub.get(name).is_some()
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn parse(payload: &[u8]) -> Result<Announcement, String> {
+    if payload.len() > MAX_ANNOUNCEMENT_BYTES {
+        return Err(format!(
+            "{} bytes is over the {MAX_ANNOUNCEMENT_BYTES}-byte limit",
+            payload.len()
+        ));
+    }
+    let a: Announcement = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if a.cameras.len() > MAX_ANNOUNCED {
+        return Err(format!(
+            "{} cameras listed; the limit is {MAX_ANNOUNCED}",
+            a.cameras.len()
+        ));
+    }
+    Ok(a)
+}
+
+fn on_announcement(
+    link: &Arc<Link>,
+    hub: &Hub,
+    defaults: &EdgeDefaults,
+    known: &mut HashMap<String, Instant>,
+    warned_full: &mut bool,
+    a: Announcement,
+) {
+    let now = Instant::now();
+    for cam in a.cameras {
+        if let Some(seen) = known.get_mut(&cam.name) {
+            *seen = now;
+            continue;
+        }
+        if !crate::config::valid_name(&cam.name) || hub.get(&cam.name).is_some() {
+            // Not usable, or a camera of this node's own configuration: the local one wins.
+            continue;
+        }
+        if known.len() >= defaults.max_cameras {
+            if !*warned_full {
+                *warned_full = true;
+                tracing::warn!(
+                    limit = defaults.max_cameras,
+                    camera = %cam.name,
+                    "bus: camera limit reached; further announced cameras are not served"
+                );
+            }
+            continue;
+        }
+        let dims = |v: u32, d: u32| {
+            if (16..=crate::render::MAX_DIMENSION).contains(&v) {
+                v
+            } else {
+                d
+            }
+        };
+        let (lo, hi) = crate::config::FPS_RANGE;
+        let params = Params {
+            width: dims(cam.width, 1280),
+            height: dims(cam.height, 720),
+            fps: if cam.fps.is_finite() {
+                cam.fps.clamp(lo, hi)
+            } else {
+                30.0
+            },
+            quality: defaults.quality,
+        };
+        let config = CameraConfig {
+            name: cam.name.clone(),
+            opener: Arc::new(NatsOpener::on_link(
+                Arc::clone(link),
+                cam.name.clone(),
+                params,
+            )),
+            width: params.width,
+            height: params.height,
+            quality: defaults.quality,
+            idle_timeout: defaults.idle_timeout,
+            source_timeout: defaults.source_timeout,
+            transform: crate::transform::Transform {
+                quality: defaults.quality,
+                ..Default::default()
+            },
+            fps: params.fps,
+        };
+        match hub.add(config) {
+            Ok(_) => {
+                tracing::info!(camera = %cam.name, servers = %link.describe(), "bus: camera discovered");
+                known.insert(cam.name, now);
+            }
+            Err(e) => tracing::debug!("bus: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_are_bounded() {
+        let one = br#"{"cameras":[{"name":"a","width":640,"height":480,"fps":30.0}]}"#;
+        assert_eq!(parse(one).expect("ok").cameras.len(), 1);
+        assert!(parse(b"not json").is_err());
+        let cam = r#"{"name":"a","width":1,"height":1,"fps":1.0}"#;
+        let list = |n: usize| format!(r#"{{"cameras":[{}]}}"#, vec![cam; n].join(","));
+        assert!(parse(list(MAX_ANNOUNCED).as_bytes()).is_ok());
+        assert!(parse(list(MAX_ANNOUNCED + 1).as_bytes()).is_err());
+        let big = vec![b' '; MAX_ANNOUNCEMENT_BYTES + 1];
+        assert!(parse(&big).expect_err("too big").contains("limit"));
+    }
+}

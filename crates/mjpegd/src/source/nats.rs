@@ -1,0 +1,264 @@
+//! `nats://HOST:PORT/CAMERA`: a camera that another mjpegd (its camera node) publishes on the bus.
+//!
+//! While open, the source subscribes to the camera's frame subject and sends a demand heartbeat
+//! every [`bus::DEMAND_INTERVAL`], so the camera node captures only while this edge has viewers
+//! (plus its idle grace): closing the source (the hub does when the edge's viewers are gone)
+//! stops the heartbeats. Each image carries the camera node's capture time and online flag
+//! ([`Source::stamp`]), so the edge's `X-Timestamp` is the camera node's.
+//!
+//! The client buffers at most [`bus::SUBSCRIPTION_CAPACITY`] messages and the source always takes
+//! the newest waiting one: an edge that falls behind drops frames (counted), it never queues
+//! them. Bus faults do not close the source: when no frame has come for [`NO_SIGNAL_AFTER`]
+//! (server away, camera node down, frames too large for the server) it yields a no-signal frame
+//! saying why, the client reconnects by itself, and live frames resume as soon as they arrive,
+//! with no reopening backoff.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use async_nats::Subscriber;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use tokio::time::Instant;
+
+use super::{BoxFuture, Opener, Params, Source, SourceError};
+use crate::bus::{self, CameraBusStats, ConnectConfig, Link, wire};
+use crate::frame::{Image, Stamp};
+
+/// How long without a frame before the source yields a no-signal frame (and again each time
+/// this passes): under the hub's source timeout, so a bus fault never makes the hub reopen.
+pub const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
+
+/// Opens a camera from the bus.
+pub struct NatsOpener {
+    link: Arc<Link>,
+    camera: String,
+    params: Params,
+}
+
+impl std::fmt::Debug for NatsOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsOpener")
+            .field("link", &self.link)
+            .field("camera", &self.camera)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Links of `nats://` sources given as URLs, for the state page.
+static SOURCE_LINKS: Mutex<Vec<Weak<Link>>> = Mutex::new(Vec::new());
+
+/// The bus links of `nats://` sources still in use.
+pub fn source_links() -> Vec<Arc<Link>> {
+    let mut l = SOURCE_LINKS.lock().unwrap_or_else(|e| e.into_inner());
+    l.retain(|w| w.strong_count() > 0);
+    l.iter().filter_map(Weak::upgrade).collect()
+}
+
+impl NatsOpener {
+    /// A source for `nats://[credentials@]HOST:PORT[,HOST:PORT...]/CAMERA`.
+    pub fn new(url: &str, params: Params) -> Result<NatsOpener, SourceError> {
+        let (config, camera) = ConnectConfig::parse_url(url).map_err(SourceError::new)?;
+        let camera = camera.ok_or_else(|| {
+            SourceError::new(format!(
+                "nats: {:?} names no camera: use nats://HOST:PORT/CAMERA",
+                bus::redact(url)
+            ))
+        })?;
+        let link = Link::new(config);
+        if let Ok(mut l) = SOURCE_LINKS.lock() {
+            l.retain(|w| w.strong_count() > 0);
+            l.push(Arc::downgrade(&link));
+        }
+        Ok(NatsOpener::on_link(link, camera, params))
+    }
+
+    /// A source for `camera` over an existing link (a camera discovered on the server's bus).
+    pub fn on_link(link: Arc<Link>, camera: String, params: Params) -> NatsOpener {
+        NatsOpener {
+            link,
+            camera,
+            params,
+        }
+    }
+}
+
+impl Opener for NatsOpener {
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
+        Box::pin(async move {
+            let client = self.link.client().await.map_err(SourceError::new)?;
+            let sub = client
+                .subscribe(bus::frames_subject(&self.camera))
+                .await
+                .map_err(|e| {
+                    SourceError::new(format!(
+                        "nats: cannot subscribe to camera {} on {}: {e}",
+                        self.camera,
+                        self.link.describe()
+                    ))
+                })?;
+            let heartbeat =
+                tokio::spawn(heartbeat(client.clone(), bus::demand_subject(&self.camera)));
+            let s: Box<dyn Source> = Box::new(NatsSource {
+                sub,
+                heartbeat,
+                client,
+                stats: self.link.stats().camera(&self.camera),
+                link: Arc::clone(&self.link),
+                camera: self.camera.clone(),
+                params: self.params,
+                last_seq: None,
+                stamp: None,
+                malformed_logged: false,
+            });
+            Ok(s)
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("nats:{}/{}", self.link.describe(), self.camera)
+    }
+}
+
+/// Says "this edge wants the camera" every [`bus::DEMAND_INTERVAL`] until aborted, and at once
+/// after a reconnection, so a camera node that let go during an outage starts again promptly.
+async fn heartbeat(client: async_nats::Client, subject: String) {
+    let mut ticks = tokio::time::interval(HEARTBEAT_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<Instant> = None;
+    loop {
+        ticks.tick().await;
+        if client.connection_state() != async_nats::connection::State::Connected {
+            last = None;
+            continue;
+        }
+        if last.is_none_or(|t| t.elapsed() >= bus::DEMAND_INTERVAL) {
+            // A lost heartbeat is covered by the next ones (the camera node waits for three).
+            let _ = client.publish(subject.clone(), Bytes::new()).await;
+            last = Some(Instant::now());
+        }
+    }
+}
+
+/// How often the heartbeat task looks at the connection (only while the camera is captured).
+const HEARTBEAT_CHECK: Duration = Duration::from_millis(100);
+
+struct NatsSource {
+    sub: Subscriber,
+    heartbeat: tokio::task::JoinHandle<()>,
+    client: async_nats::Client,
+    stats: Arc<CameraBusStats>,
+    link: Arc<Link>,
+    camera: String,
+    params: Params,
+    last_seq: Option<u64>,
+    stamp: Option<Stamp>,
+    malformed_logged: bool,
+}
+
+impl Drop for NatsSource {
+    fn drop(&mut self) {
+        // No viewers here any more: stop asking the camera node for frames.
+        self.heartbeat.abort();
+    }
+}
+
+impl NatsSource {
+    fn count_gap(&mut self, seq: u64) {
+        if let Some(last) = self.last_seq {
+            if seq > last + 1 {
+                self.stats
+                    .dropped
+                    .fetch_add(seq - last - 1, Ordering::Relaxed);
+            }
+            // seq <= last: the camera node restarted and counts from 1 again.
+        }
+        self.last_seq = Some(seq);
+    }
+
+    async fn no_signal(&mut self) -> Result<Image, SourceError> {
+        let reason = if self.client.connection_state() == async_nats::connection::State::Connected {
+            format!("bus: no frames from the camera node for {}", self.camera)
+        } else {
+            format!(
+                "bus: nats-server {} unreachable; reconnecting",
+                self.link.describe()
+            )
+        };
+        let Params {
+            width,
+            height,
+            quality,
+            ..
+        } = self.params;
+        let name = self.camera.clone();
+        let now = SystemTime::now();
+        let jpeg = super::blocking("no-signal render", move || {
+            crate::render::no_signal(width, height, &name, &reason, now, quality)
+        })
+        .await?
+        .map_err(|e| SourceError::new(format!("nats: cannot render the no-signal frame: {e}")))?;
+        let (width, height) = crate::jpeg::dimensions(&jpeg).unwrap_or((width, height));
+        self.stamp = Some(Stamp {
+            captured: now,
+            online: false,
+        });
+        Ok(Image {
+            jpeg,
+            width,
+            height,
+        })
+    }
+}
+
+impl Source for NatsSource {
+    fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + NO_SIGNAL_AFTER;
+            loop {
+                let msg = match tokio::time::timeout_at(deadline, self.sub.next()).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        return Err(SourceError::new(format!(
+                            "nats: the subscription to camera {} on {} closed",
+                            self.camera,
+                            self.link.describe()
+                        )));
+                    }
+                    Err(_) => return self.no_signal().await,
+                };
+                // Take the newest waiting frame: the ones before it are dropped, never queued.
+                let mut msg = msg;
+                while let Some(Some(newer)) = self.sub.next().now_or_never() {
+                    msg = newer;
+                }
+                match wire::decode(msg.headers.as_ref(), msg.payload) {
+                    Ok(r) => {
+                        self.count_gap(r.seq);
+                        self.stats.received.fetch_add(1, Ordering::Relaxed);
+                        self.stamp = Some(r.stamp);
+                        return Ok(r.image);
+                    }
+                    Err(e) => {
+                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        let e = format!(
+                            "nats: camera {}: skipped a malformed message: {e}",
+                            self.camera
+                        );
+                        if !self.malformed_logged {
+                            // Once per opening: a flood of bad messages must not flood the log.
+                            self.malformed_logged = true;
+                            tracing::warn!("{e}");
+                        }
+                        self.stats.set_error(e);
+                    }
+                }
+            }
+        })
+    }
+
+    fn stamp(&self) -> Option<Stamp> {
+        self.stamp
+    }
+}
