@@ -13,6 +13,7 @@
 //! - [`source`]: the [`source::Source`] trait and its backends (test pattern, image files, ...).
 //! - [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle), latest-frame fan-out.
 //! - [`http`]: routes, pages, the stream body, snapshots, mjpg-streamer compatibility.
+//! - [`record`]: recording to segment files; catalogue, retention, replay and computed exports.
 //! - [`tls`]: rustls (ring) server certificates, reloadable on SIGHUP; the relay's crypto provider.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
 //! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
@@ -28,6 +29,7 @@ pub mod http;
 pub mod hub;
 pub mod jpeg;
 pub mod mjpeg;
+pub mod record;
 pub mod render;
 pub mod server;
 pub mod shutdown;
