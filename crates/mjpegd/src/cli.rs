@@ -133,6 +133,28 @@ pub struct Cli {
     #[arg(long, env = "MJPEGD_MAX_VIEWERS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_viewers: Option<u64>,
 
+    /// Record the camera into DIR/default/ (segments of the published JPEGs; see docs/recording.md).
+    #[arg(long, env = "MJPEGD_RECORD", value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: most bytes kept, e.g. 500M, 10G, 1T [default: 10G].
+    #[arg(
+        long,
+        env = "MJPEGD_RECORD_MAX_BYTES",
+        value_name = "BYTES",
+        requires = "record"
+    )]
+    pub record_max_bytes: Option<String>,
+
+    /// With --record: delete recordings older than this, e.g. 3600, 12h, 7d [default: no limit].
+    #[arg(
+        long,
+        env = "MJPEGD_RECORD_MAX_AGE",
+        value_name = "AGE",
+        requires = "record"
+    )]
+    pub record_max_age: Option<String>,
+
     /// A subcommand instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -159,6 +181,8 @@ pub struct Settings {
     pub http: HttpConfig,
     /// Connection settings.
     pub server: ServerConfig,
+    /// Cameras that record, with their settings.
+    pub recordings: Vec<(String, crate::record::RecordConfig)>,
 }
 
 impl Cli {
@@ -171,16 +195,17 @@ impl Cli {
             || self.flip.is_some()
             || self.idle_timeout.is_some()
             || self.source_timeout.is_some()
+            || self.record.is_some()
     }
 
     /// Merges flags and the config file into checked settings; errors name the flag or the
     /// file and key, and what is accepted.
     pub fn into_settings(self) -> Result<Settings, String> {
-        let (server_section, cameras, auth_section) = match &self.config {
+        let (server_section, cameras, auth_section, recordings) = match &self.config {
             Some(path) => {
                 if self.camera_flags_given() {
                     return Err(format!(
-                        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout) \
+                        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --record) \
                          cannot be combined with --config: set them in {}'s [[cameras]] tables",
                         path.display()
                     ));
@@ -190,7 +215,9 @@ impl Cli {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let server = config::check_server(&file.server, "server.")
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                (server, cameras, Some((file.auth, path.clone())))
+                let recordings = config::check_recordings(&file.cameras)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                (server, cameras, Some((file.auth, path.clone())), recordings)
             }
             None => {
                 let draft = CameraDraft {
@@ -206,12 +233,33 @@ impl Cli {
                     source_timeout: self.source_timeout,
                     rotate: self.rotate.as_deref().and_then(|r| r.parse().ok()),
                     flip: self.flip.clone(),
+                    record: self.record.clone().map(|dir| config::RecordSection {
+                        dir,
+                        max_bytes: self
+                            .record_max_bytes
+                            .clone()
+                            .map(config::NumberOrText::Text),
+                        max_age: self.record_max_age.clone().map(config::NumberOrText::Text),
+                        mode: None,
+                        segment_seconds: None,
+                    }),
                 };
                 let flag = |field: &str| format!("--{}", field.replace('_', "-"));
                 let camera = config::check_camera(&draft, &flag).map_err(|e| e.to_string())?;
+                let record_flag = |field: &str| match field {
+                    "dir" => "--record".to_owned(),
+                    f => format!("--record-{}", f.replace('_', "-")),
+                };
+                let recordings = match &draft.record {
+                    Some(r) => vec![(
+                        draft.name.clone(),
+                        config::check_record(r, &record_flag).map_err(|e| e.to_string())?,
+                    )],
+                    None => Vec::new(),
+                };
                 let server = config::check_server(&ServerSection::default(), "--")
                     .map_err(|e| e.to_string())?;
-                (server, vec![camera], None)
+                (server, vec![camera], None, recordings)
             }
         };
         let snapshot_wait = cameras
@@ -297,6 +345,7 @@ impl Cli {
                     .map_or(server_section.max_connections_per_ip, |v| v as usize),
                 ..ServerConfig::default()
             },
+            recordings,
         })
     }
 }

@@ -177,6 +177,13 @@ async fn async_main(cli: Cli) -> ExitCode {
         }
     );
     let server = Server::new(settings.cameras, settings.http, settings.server, shutdown);
+    let server = match server.with_recordings(settings.recordings) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match tls {
         Some(t) => server.with_tls(t),
         None => server,

@@ -64,6 +64,10 @@ pub(super) struct Inner {
     /// One semaphore per camera (same order as the hub) for the per-camera viewer limit.
     pub(super) camera_slots: Vec<Arc<Semaphore>>,
     pub(super) snapshot_bucket: std::sync::Mutex<TokenBucket>,
+    /// The recorders, when any camera records; set once at startup.
+    pub(super) recordings: std::sync::OnceLock<Arc<crate::record::Recordings>>,
+    /// One permit per running export, held by the export body.
+    pub(super) export_slots: Arc<Semaphore>,
 }
 
 /// A token bucket refilled continuously: `rate` per second, bursts up to `rate`.
@@ -116,6 +120,8 @@ impl AppState {
             viewer_slots: slots,
             shutdown,
             started: std::time::Instant::now(),
+            recordings: std::sync::OnceLock::new(),
+            export_slots: Arc::new(Semaphore::new(super::recordings::MAX_EXPORTS)),
         }))
     }
 
@@ -165,6 +171,16 @@ impl AppState {
             .iter()
             .position(|c| c.name() == camera.name())?;
         self.0.camera_slots.get(i).cloned()
+    }
+
+    /// Attaches the recorders (once; later calls are ignored).
+    pub fn set_recordings(&self, r: Arc<crate::record::Recordings>) {
+        let _ = self.0.recordings.set(r);
+    }
+
+    /// The recorders, if any camera records.
+    pub fn recordings(&self) -> Option<&Arc<crate::record::Recordings>> {
+        self.0.recordings.get()
     }
 
     /// The HTTP settings.

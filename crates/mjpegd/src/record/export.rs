@@ -317,7 +317,11 @@ impl Export {
             &[0x57, 0x41],
             concat!("mjpegd ", env!("CARGO_PKG_VERSION")).as_bytes(),
         ); // WritingApp
-        el(&mut info, &[0x44, 0x89], &(self.duration_ms() as f64).to_be_bytes()); // Duration
+        el(
+            &mut info,
+            &[0x44, 0x89],
+            &(self.duration_ms() as f64).to_be_bytes(),
+        ); // Duration
         // DateUTC: the first frame's capture time, ns since 2001-01-01.
         let date_ns = (self.time_range().0 - 978_307_200_000_000).saturating_mul(1000);
         el(&mut info, &[0x44, 0x61], &date_ns.to_be_bytes());
@@ -333,7 +337,11 @@ impl Export {
         uint_el(&mut track, &[0x9C], 0); // FlagLacing
         el(&mut track, &[0x86], b"V_MJPEG"); // CodecID
         if self.timelapse {
-            uint_el(&mut track, &[0x23, 0xE3, 0x83], 1_000_000_000 / TIMELAPSE_FPS); // DefaultDuration
+            uint_el(
+                &mut track,
+                &[0x23, 0xE3, 0x83],
+                1_000_000_000 / TIMELAPSE_FPS,
+            ); // DefaultDuration
         }
         el(&mut track, &[0xE0], &video);
         let mut tracks = Vec::new();
@@ -351,9 +359,16 @@ impl Export {
 
     /// The first item at or after byte `pos` of the body, and where it starts.
     fn locate(&self, pos: u64) -> (usize, u64) {
-        let k = self.checkpoints.partition_point(|&c| c <= pos).saturating_sub(1);
+        let k = self
+            .checkpoints
+            .partition_point(|&c| c <= pos)
+            .saturating_sub(1);
         let mut item = k * CHECKPOINT;
-        let mut start = self.checkpoints.get(k).copied().unwrap_or(self.head.len() as u64);
+        let mut start = self
+            .checkpoints
+            .get(k)
+            .copied()
+            .unwrap_or(self.head.len() as u64);
         while item < self.sel.frames.len() {
             let len = self.item_len(item);
             if start + len > pos {
@@ -477,7 +492,8 @@ mod tests {
             let mut jpeg = vec![(i % 251) as u8; 100 + (i as usize * 7) % 900];
             jpeg[0] = 0xFF;
             jpeg[1] = 0xD8;
-            w.append(1_000_000 + i64::from(i) * 150_000, u64::from(i), &jpeg).expect("append");
+            w.append(1_000_000 + i64::from(i) * 150_000, u64::from(i), &jpeg)
+                .expect("append");
         }
         w.finish().expect("finish");
         let (store, _) = Store::open(dir.path()).expect("open");
@@ -486,7 +502,9 @@ mod tests {
         let mut files = OpenFile::default();
         let mut whole = Vec::new();
         while (whole.len() as u64) < e.len() {
-            let chunk = e.read(whole.len() as u64, 1 << 20, &mut files).expect("read");
+            let chunk = e
+                .read(whole.len() as u64, 1 << 20, &mut files)
+                .expect("read");
             assert!(!chunk.is_empty());
             whole.extend_from_slice(&chunk);
         }
@@ -526,11 +544,18 @@ mod tests {
         let (_dir, e, whole) = export(Format::Mkv, false);
         assert_eq!(&whole[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
         // The Segment's declared size runs exactly to the end of the file.
-        let seg = whole.windows(4).position(|w| w == [0x18, 0x53, 0x80, 0x67]).expect("segment");
-        let size = u64::from_be_bytes(whole[seg + 4..seg + 12].try_into().expect("8")) & ((1 << 56) - 1);
+        let seg = whole
+            .windows(4)
+            .position(|w| w == [0x18, 0x53, 0x80, 0x67])
+            .expect("segment");
+        let size =
+            u64::from_be_bytes(whole[seg + 4..seg + 12].try_into().expect("8")) & ((1 << 56) - 1);
         assert_eq!(seg as u64 + 12 + size, e.len());
         // 300 frames at 150 ms: clusters every 30 s (201 frames) → 2 clusters.
-        let clusters = whole.windows(4).filter(|w| w == &[0x1F, 0x43, 0xB6, 0x75]).count();
+        let clusters = whole
+            .windows(4)
+            .filter(|w| w == &[0x1F, 0x43, 0xB6, 0x75])
+            .count();
         assert!(clusters >= 2, "{clusters}");
         assert_eq!(e.duration(), Duration::from_millis(299 * 150 + 150));
         let (_d, lapse, _) = export(Format::Mkv, true);

@@ -153,7 +153,9 @@ impl Recorder {
 
     /// The catalogue, locked; hold it briefly (the writer takes it once per frame).
     pub fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Gap between frames that splits spans.
@@ -223,7 +225,10 @@ impl Recorder {
             self.dir.display(),
             RETRY_INTERVAL.as_secs()
         );
-        let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut h = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if h.error.is_none() {
             tracing::error!(camera = %self.camera.name(), "{msg}");
             h.since = Some(SystemTime::now());
@@ -234,9 +239,16 @@ impl Recorder {
     }
 
     fn resumed(&self) {
-        let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut h = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if h.error.take().is_some() {
-            let paused = h.since.take().and_then(|s| s.elapsed().ok()).unwrap_or_default();
+            let paused = h
+                .since
+                .take()
+                .and_then(|s| s.elapsed().ok())
+                .unwrap_or_default();
             tracing::info!(
                 camera = %self.camera.name(),
                 "recording resumed after {:.0}s paused",
@@ -315,7 +327,9 @@ impl Recordings {
             std::thread::Builder::new()
                 .name(format!("record-{name}"))
                 .spawn(move || Writer::new(writer).run(&rx))
-                .map_err(|e| format!("cannot start the recording thread of camera {name:?}: {e}"))?;
+                .map_err(|e| {
+                    format!("cannot start the recording thread of camera {name:?}: {e}")
+                })?;
             tokio::spawn(feed(Arc::clone(&rec), tx, shutdown.child_token()));
             recorders.push(rec);
         }
@@ -463,7 +477,9 @@ impl Writer {
                 }
             }
         }
-        let Some((w, id)) = &mut self.open else { return };
+        let Some((w, id)) = &mut self.open else {
+            return;
+        };
         match w.append(t, frame.seq(), &jpeg) {
             Ok(entry) => {
                 let len = w.len();
@@ -489,7 +505,9 @@ impl Writer {
 
     /// Syncs and closes the open segment, if any.
     fn close(&mut self) {
-        let Some((w, id)) = self.open.take() else { return };
+        let Some((w, id)) = self.open.take() else {
+            return;
+        };
         let path = w.path().to_owned();
         let empty = w.is_empty();
         if let Err(e) = w.finish() {

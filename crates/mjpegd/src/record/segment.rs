@@ -154,7 +154,14 @@ impl SegmentWriter {
     }
 
     /// Whether a record of `jpeg_len` bytes captured at `t` belongs in this segment.
-    pub fn fits(&self, t: Micros, jpeg_len: usize, width: u16, height: u16, max_age: Micros) -> bool {
+    pub fn fits(
+        &self,
+        t: Micros,
+        jpeg_len: usize,
+        width: u16,
+        height: u16,
+        max_age: Micros,
+    ) -> bool {
         t > self.last_t
             && t - self.start < max_age
             && self.len + RECORD_HEADER_LEN + jpeg_len as u64 <= MAX_SEGMENT_BYTES
@@ -167,7 +174,10 @@ impl SegmentWriter {
         if jpeg.len() > MAX_JPEG_LEN as usize {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("a {}-byte frame is over the {MAX_JPEG_LEN}-byte record limit", jpeg.len()),
+                format!(
+                    "a {}-byte frame is over the {MAX_JPEG_LEN}-byte record limit",
+                    jpeg.len()
+                ),
             ));
         }
         let head = header_bytes(t, seq, self.width, self.height, jpeg);
@@ -245,11 +255,17 @@ pub fn scan(path: &Path, verify: bool) -> io::Result<Scan> {
     let file_len = file.metadata()?.len();
     let mut head = [0u8; 16];
     if file_len < FILE_HEADER_LEN {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "shorter than a segment header"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "shorter than a segment header",
+        ));
     }
     file.read_exact_at(&mut head, 0)?;
     if &head[0..8] != FILE_MAGIC {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not an mjpegd segment (bad magic)"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not an mjpegd segment (bad magic)",
+        ));
     }
     let start = i64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
     let mut entries = Vec::new();
@@ -274,7 +290,9 @@ pub fn scan(path: &Path, verify: bool) -> io::Result<Scan> {
         let w = u16::from_le_bytes([h[24], h[25]]);
         let hh = u16::from_le_bytes([h[26], h[27]]);
         if len > MAX_JPEG_LEN || u64::from(len) > file_len - pos - RECORD_HEADER_LEN {
-            break Some(format!("record at byte {pos} runs past the end of the file"));
+            break Some(format!(
+                "record at byte {pos} runs past the end of the file"
+            ));
         }
         if t <= last_t || (!entries.is_empty() && (w, hh) != size) {
             break Some(format!("record at byte {pos} is out of order"));
@@ -332,7 +350,14 @@ mod tests {
         let mut w = SegmentWriter::create(dir.path(), 1000, 320, 240).expect("create");
         let mut want = Vec::new();
         for i in 0..10u8 {
-            want.push(w.append(1000 + i64::from(i) * 33_333, u64::from(i), &jpeg(i, 500 + usize::from(i))).expect("append"));
+            want.push(
+                w.append(
+                    1000 + i64::from(i) * 33_333,
+                    u64::from(i),
+                    &jpeg(i, 500 + usize::from(i)),
+                )
+                .expect("append"),
+            );
         }
         let path = w.path().to_owned();
         let full_len = w.len();
@@ -340,7 +365,10 @@ mod tests {
         for verify in [false, true] {
             let s = scan(&path, verify).expect("scan");
             assert_eq!(s.entries, want);
-            assert_eq!((s.start, s.size, s.good_len, s.torn.is_none()), (1000, (320, 240), full_len, true));
+            assert_eq!(
+                (s.start, s.size, s.good_len, s.torn.is_none()),
+                (1000, (320, 240), full_len, true)
+            );
         }
         // A crash in the middle of the last record: the header scan notices it runs past the end.
         let f = OpenOptions::new().write(true).open(&path).expect("open");
@@ -350,11 +378,16 @@ mod tests {
         assert!(s.torn.is_some());
         // A flipped byte inside a JPEG is caught by the verifying scan only.
         f.set_len(full_len).expect("restore length");
-        f.write_all_at(&[0x42], u64::from(want[9].off) + 10).expect("corrupt");
+        f.write_all_at(&[0x42], u64::from(want[9].off) + 10)
+            .expect("corrupt");
         assert_eq!(scan(&path, false).expect("scan").entries.len(), 10);
         let s = scan(&path, true).expect("scan");
         assert_eq!(s.entries, want[..9]);
-        assert!(s.torn.as_deref().is_some_and(|t| t.contains("CRC")), "{:?}", s.torn);
+        assert!(
+            s.torn.as_deref().is_some_and(|t| t.contains("CRC")),
+            "{:?}",
+            s.torn
+        );
         truncate(&path, s.good_len).expect("truncate");
         let s = scan(&path, true).expect("scan");
         assert_eq!((s.entries.len(), s.torn), (9, None));

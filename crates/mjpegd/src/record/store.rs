@@ -256,9 +256,8 @@ impl Store {
                 break;
             };
             let too_big = self.bytes() > max_bytes;
-            let too_old = max_age.is_some_and(|age| {
-                self.segs[i].last().is_some_and(|l| l < now - age)
-            });
+            let too_old =
+                max_age.is_some_and(|age| self.segs[i].last().is_some_and(|l| l < now - age));
             if !too_big && !too_old {
                 break;
             }
@@ -293,9 +292,9 @@ impl Store {
 
     /// Segments with frames in `from..=to`, oldest first.
     fn overlapping(&self, from: Micros, to: Micros) -> impl Iterator<Item = &Seg> {
-        self.segs.iter().filter(move |s| {
-            matches!((s.first(), s.last()), (Some(a), Some(b)) if a <= to && b >= from)
-        })
+        self.segs.iter().filter(
+            move |s| matches!((s.first(), s.last()), (Some(a), Some(b)) if a <= to && b >= from),
+        )
     }
 
     /// The recorded stretches in `from..=to`: a gap longer than `gap` between two frames
@@ -346,6 +345,22 @@ impl Store {
         every: Option<Micros>,
         max: usize,
     ) -> Result<Selection, usize> {
+        self.pick(from, to, every, max, false)
+    }
+
+    /// The first `max` frames in `from..=to` (a replay's next batch).
+    pub fn batch(&self, from: Micros, to: Micros, max: usize) -> Selection {
+        self.pick(from, to, None, max, true).unwrap_or_default()
+    }
+
+    fn pick(
+        &self,
+        from: Micros,
+        to: Micros,
+        every: Option<Micros>,
+        max: usize,
+        first_only: bool,
+    ) -> Result<Selection, usize> {
         let mut sel = Selection::default();
         let mut next_keep = from;
         let mut last_t = Micros::MIN;
@@ -368,6 +383,9 @@ impl Store {
                 }
                 last_t = e.t;
                 if sel.frames.len() == max {
+                    if first_only {
+                        return Ok(sel);
+                    }
                     over += 1;
                     continue;
                 }
@@ -420,8 +438,12 @@ mod tests {
     fn record(dir: &Path, start: Micros, n: usize, step: Micros) -> (PathBuf, u64) {
         let mut w = SegmentWriter::create(dir, start, 64, 48).expect("create");
         for i in 0..n {
-            w.append(start + i as Micros * step, i as u64, &[0xFF, 0xD8, i as u8, 0xFF, 0xD9])
-                .expect("append");
+            w.append(
+                start + i as Micros * step,
+                i as u64,
+                &[0xFF, 0xD8, i as u8, 0xFF, 0xD9],
+            )
+            .expect("append");
         }
         let out = (w.path().to_owned(), w.len());
         w.finish().expect("finish");
@@ -439,15 +461,24 @@ mod tests {
         assert_eq!((report.segments, report.frames), (3, 70));
         let (spans, truncated) = store.spans(0, i64::MAX / 2, 2_000_000, 100);
         assert!(!truncated);
-        let shape: Vec<(Micros, Micros, u64)> =
-            spans.iter().map(|s| (s.start_us, s.end_us, s.frames)).collect();
-        assert_eq!(shape, [(1_000_000, 6_900_000, 60), (107_000_000, 107_900_000, 10)]);
+        let shape: Vec<(Micros, Micros, u64)> = spans
+            .iter()
+            .map(|s| (s.start_us, s.end_us, s.frames))
+            .collect();
+        assert_eq!(
+            shape,
+            [(1_000_000, 6_900_000, 60), (107_000_000, 107_900_000, 10)]
+        );
 
-        let sel = store.select(2_000_000, 5_000_000, None, 1000).expect("select");
+        let sel = store
+            .select(2_000_000, 5_000_000, None, 1000)
+            .expect("select");
         assert_eq!(sel.frames.len(), 31);
         assert_eq!(sel.files.len(), 2);
         assert_eq!(store.select(2_000_000, 5_000_000, None, 30).err(), Some(31));
-        let lapse = store.select(0, i64::MAX / 2, Some(1_000_000), 1000).expect("select");
+        let lapse = store
+            .select(0, i64::MAX / 2, Some(1_000_000), 1000)
+            .expect("select");
         let times: Vec<Micros> = lapse.frames.iter().map(|f| f.t / 100_000).collect();
         assert_eq!(times, [10, 20, 30, 40, 50, 60, 1070]);
 
@@ -457,12 +488,17 @@ mod tests {
         assert!(store.nearest(50_000_000, 1_000_000).is_none());
 
         // Retention by size: the oldest segment goes first, its file once nobody reads it.
-        let held = store.select(1_000_000, 1_000_000, None, 10).expect("select");
+        let held = store
+            .select(1_000_000, 1_000_000, None, 10)
+            .expect("select");
         let total = store.bytes();
         assert_eq!(store.retain(total - 1, None, 0), 1);
         assert_eq!(store.segments(), 2);
         assert!(store.collect_garbage().is_empty());
-        assert!(held.files[0].path.exists(), "deleted while a reader held it");
+        assert!(
+            held.files[0].path.exists(),
+            "deleted while a reader held it"
+        );
         drop((held, sel, lapse));
         store.collect_garbage();
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2);
