@@ -785,7 +785,7 @@ mod tests {
             let text = format!(
                 "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n[cameras.record]\ndir = \"/tmp/r\"\n{field} = {value}\n"
             );
-            let e = check_recordings(&parse(&text).expect("parses")).expect_err(field);
+            let e = check_recordings(&parse(&text).expect("parses").cameras).expect_err(field);
             assert_eq!(e.key, format!("cameras[0].record.{field}"), "{e}");
         }
         let e = parse("[[cameras]]\nname = \"a\"\nsource = \"x\"\n[cameras.record]\ndir = \"/r\"\nmax_size = 3\n")

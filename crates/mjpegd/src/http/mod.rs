@@ -139,7 +139,10 @@ async fn camera_page(
 ) -> Result<Response, HttpError> {
     access::require_user(&principal)?;
     let camera = access::camera_named(&state, &principal, &name)?;
-    Ok(pages::camera(&camera))
+    let records = state
+        .recordings()
+        .is_some_and(|r| r.get(camera.name()).is_some());
+    Ok(pages::camera(&camera, records))
 }
 
 async fn camera_stream(

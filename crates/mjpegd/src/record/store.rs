@@ -244,17 +244,14 @@ impl Store {
     /// segment ends before `now - max_age`; returns how many were dropped.
     pub fn retain(&mut self, max_bytes: u64, max_age: Option<Micros>, now: Micros) -> usize {
         let mut dropped = 0;
-        loop {
-            let Some(i) = self
-                .segs
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !s.open)
-                .min_by_key(|(_, s)| s.first().unwrap_or(Micros::MIN))
-                .map(|(i, _)| i)
-            else {
-                break;
-            };
+        while let Some(i) = self
+            .segs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.open)
+            .min_by_key(|(_, s)| s.first().unwrap_or(Micros::MIN))
+            .map(|(i, _)| i)
+        {
             let too_big = self.bytes() > max_bytes;
             let too_old =
                 max_age.is_some_and(|age| self.segs[i].last().is_some_and(|l| l < now - age));
