@@ -944,3 +944,66 @@ async fn concurrent_exports_are_limited_and_recording_can_be_started_on_request(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_only_users_allowed_the_camera_reach_its_recordings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = mjpegd::auth::hash_password("pw").expect("hash");
+    let config = write_config(dir.path(), "mode = \"off\"\n");
+    let mut text = std::fs::read_to_string(&config).expect("read");
+    text.push_str(&format!(
+        "\n[auth]\n[[auth.users]]\nname = \"owner\"\npassword_hash = \"{hash}\"\ncameras = [\"cam\"]\n\
+         [[auth.users]]\nname = \"other\"\npassword_hash = \"{hash}\"\ncameras = [\"plain\"]\n"
+    ));
+    std::fs::write(&config, text).expect("write");
+    let srv = Mjpegd::start(&config);
+    let start = srv.url("/cameras/cam/record/start");
+    let anonymous = client().post(&start).send().await.expect("post");
+    assert_eq!(anonymous.status(), 401);
+    let other = client()
+        .post(&start)
+        .basic_auth("other", Some("pw"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(other.status(), 403);
+    for path in [
+        "/cameras/cam/recordings",
+        "/cameras/cam/export.mkv?from=0&to=1",
+        "/cameras/cam/replay?from=0",
+    ] {
+        let r = client()
+            .get(srv.url(path))
+            .basic_auth("other", Some("pw"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // A URL token opens the live stream only, not the recordings.
+    let token: Value = client()
+        .get(srv.url("/api/token?camera=cam"))
+        .basic_auth("owner", Some("pw"))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let t = token["token"].as_str().expect("token");
+    let r = client()
+        .get(srv.url(&format!("/cameras/cam/recordings?token={t}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 403);
+    let owner = client()
+        .post(&start)
+        .basic_auth("owner", Some("pw"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(owner.status(), 200);
+    let state: Value = owner.json().await.expect("json");
+    assert_eq!(state["state"], "recording");
+}
