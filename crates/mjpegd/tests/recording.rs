@@ -1007,3 +1007,50 @@ async fn with_authentication_only_users_allowed_the_camera_reach_its_recordings(
     let state: Value = owner.json().await.expect("json");
     assert_eq!(state["state"], "recording");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_the_open_segment_before_exiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let mut srv = Mjpegd::start(&config);
+    let rec = await_recording(&srv, "frames", |r| r["frames_written"].as_u64() >= Some(20)).await;
+    assert_eq!(rec["state"], "recording");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(srv.child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mjpegd did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    // The log thread may still be reading the last lines.
+    let deadline = Instant::now() + WAIT;
+    while !srv.log_has("stopped") {
+        assert!(Instant::now() < deadline, "no 'stopped' line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!srv.log_has("did not finish in time"));
+    let again = Mjpegd::start(&config);
+    let deadline = Instant::now() + WAIT;
+    while !again.log_has("recordings catalogued") {
+        assert!(Instant::now() < deadline, "no catalogue line in the log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !again.log_has("repaired"),
+        "a clean stop left a torn segment"
+    );
+    let s = spans(&again).await;
+    assert!(
+        s.iter()
+            .map(|x| x["frames"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            >= 20
+    );
+}

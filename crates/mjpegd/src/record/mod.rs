@@ -268,6 +268,7 @@ pub fn read_at(file: &std::fs::File, off: u64, len: usize) -> std::io::Result<Ve
 /// Every camera's recorder.
 pub struct Recordings {
     recorders: Vec<Arc<Recorder>>,
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Recordings {
@@ -280,6 +281,7 @@ impl Recordings {
         shutdown: CancellationToken,
     ) -> Result<Arc<Recordings>, String> {
         let mut recorders = Vec::with_capacity(configs.len());
+        let mut writers = Vec::with_capacity(configs.len());
         for (name, config) in configs {
             let camera = hub
                 .get(&name)
@@ -324,16 +326,44 @@ impl Recordings {
             }
             let (tx, rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
             let writer = Arc::clone(&rec);
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("record-{name}"))
                 .spawn(move || Writer::new(writer).run(&rx))
                 .map_err(|e| {
                     format!("cannot start the recording thread of camera {name:?}: {e}")
                 })?;
+            writers.push(thread);
             tokio::spawn(feed(Arc::clone(&rec), tx, shutdown.child_token()));
             recorders.push(rec);
         }
-        Ok(Arc::new(Recordings { recorders }))
+        Ok(Arc::new(Recordings {
+            recorders,
+            writers: Mutex::new(writers),
+        }))
+    }
+
+    /// After shutdown: waits (at most `limit`) for the writers to sync and close their open
+    /// segments, so a clean stop leaves nothing unsynced. Blocking.
+    pub fn wait_closed(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let writers = std::mem::take(
+            &mut *self
+                .writers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for w in writers {
+            while !w.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            } else {
+                tracing::warn!(
+                    "a recording writer did not finish in time; its last second may be unsynced"
+                );
+            }
+        }
     }
 
     /// The recorder of camera `name`.
