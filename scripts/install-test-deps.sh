@@ -8,6 +8,8 @@ set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# curl, for the recording tests' Range and resumed downloads (tests/recording.rs).
+command -v curl >/dev/null 2>&1 || need+=(curl)
 # systemd-socket-activate, for the socket-activation test.
 command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
 # nats-server, for tests/bus.rs (camera nodes and edges over NATS; Debian installs it in /usr/sbin).

@@ -52,6 +52,8 @@ function watchStreams(state) {
   lastUptime = state.uptime_seconds;
   const now = Date.now();
   for (const s of streams) {
+    // A replay is not a live viewer of the camera: leave it alone.
+    if (s.paused) continue;
     const cam = state.cameras.find((c) => c.name === s.camera);
     const settled = now - s.since > STREAM_GRACE_MS;
     const broken = s.img.complete && s.img.naturalWidth === 0;
@@ -98,4 +100,134 @@ document.addEventListener("DOMContentLoaded", () => {
     if (img && img.requestFullscreen) img.requestFullscreen();
   });
   pollState();
+  const rec = document.getElementById("recordings");
+  if (rec) setupRecordings(rec);
 });
+
+// The recordings timeline of a camera page: spans from /cameras/NAME/recordings, a click
+// replays from that moment in the live view, a drag selects a range for "Export".
+const RECORDINGS_POLL_MS = 5000;
+// The timeline shows at least this much, so a fresh recording is not one full-width block.
+const MIN_TIMELINE_S = 60;
+
+function setupRecordings(root) {
+  const cam = root.dataset.camera;
+  const bar = root.querySelector("#timeline");
+  const selEl = bar.querySelector(".sel");
+  const cursor = bar.querySelector(".cursor");
+  const img = document.querySelector(".single img");
+  const toggle = root.querySelector("#rec-toggle");
+  let view = null;
+  let spans = [];
+  let sel = null;
+  let replayAt = null;
+  let recording = null;
+  const fmt = (t) => new Date(t * 1000).toISOString().replace(".000Z", "Z");
+  const pct = (t) => (100 * (t - view.t0) / (view.t1 - view.t0)) + "%";
+  const stream = () => streams.find((s) => s.img === img);
+
+  function draw() {
+    if (!view) return;
+    bar.querySelectorAll(".span").forEach((e) => e.remove());
+    for (const s of spans) {
+      const a = Math.max(s.start_us / 1e6, view.t0), b = s.end_us / 1e6;
+      const d = document.createElement("div");
+      d.className = "span";
+      d.style.left = pct(a);
+      d.style.width = `max(2px, ${pct(view.t0 + b - a)})`;
+      d.title = `${fmt(s.start_us / 1e6)} – ${fmt(b)}: ${s.frames} frames`;
+      bar.insertBefore(d, selEl);
+    }
+    selEl.hidden = !sel;
+    if (sel) { selEl.style.left = pct(sel.a); selEl.style.width = pct(view.t0 + sel.b - sel.a); }
+    cursor.hidden = replayAt === null;
+    if (replayAt !== null) cursor.style.left = pct(replayAt);
+    root.querySelector(".t0").textContent = fmt(view.t0);
+    root.querySelector(".t1").textContent = fmt(view.t1);
+  }
+
+  async function refresh() {
+    try {
+      const resp = await fetch(`/cameras/${cam}/recordings`, { cache: "no-store" });
+      if (!resp.ok) throw new Error("recordings: HTTP " + resp.status);
+      const j = await resp.json();
+      spans = j.spans;
+      recording = j.recording;
+      const now = Date.now() / 1000;
+      const t0 = spans.length ? spans[0].start_us / 1e6 : now - MIN_TIMELINE_S;
+      view = { t0: Math.min(t0, now - MIN_TIMELINE_S), t1: now };
+      root.dataset.spans = spans.length;
+      root.dataset.state = recording.state;
+      root.querySelector(".rec-status").textContent = recording.state + ", " +
+        spans.length + (spans.length === 1 ? " span" : " spans");
+      root.querySelector(".rec-error").textContent = recording.error || "";
+      toggle.textContent = recording.state === "off" ? "Start recording" : "Stop recording";
+      draw();
+    } catch (e) {
+      root.querySelector(".rec-error").textContent = String(e);
+    }
+  }
+
+  function replayFrom(t) {
+    const s = stream();
+    if (s) s.paused = true;
+    replayAt = t;
+    img.src = `/cameras/${cam}/replay?from=${t.toFixed(3)}`;
+    root.dataset.replayFrom = t.toFixed(3);
+    root.querySelector(".rec-position").textContent = "replaying from " + fmt(t);
+    draw();
+  }
+
+  const timeAt = (clientX) => {
+    const b = bar.getBoundingClientRect();
+    const x = Math.min(Math.max(clientX - b.left, 0), b.width);
+    return view.t0 + (x / b.width) * (view.t1 - view.t0);
+  };
+  let down = null;
+  bar.addEventListener("mousedown", (e) => { if (view) down = { x: e.clientX, t: timeAt(e.clientX) }; e.preventDefault(); });
+  window.addEventListener("mousemove", (e) => {
+    if (!down || Math.abs(e.clientX - down.x) < 4) return;
+    const t = timeAt(e.clientX);
+    sel = { a: Math.min(down.t, t), b: Math.max(down.t, t) };
+    draw();
+  });
+  window.addEventListener("mouseup", (e) => {
+    if (!down) return;
+    const start = down;
+    down = null;
+    if (Math.abs(e.clientX - start.x) < 4) replayFrom(start.t);
+  });
+
+  root.querySelector("#rec-live").addEventListener("click", () => {
+    const s = stream();
+    replayAt = null;
+    delete root.dataset.replayFrom;
+    root.querySelector(".rec-position").textContent = "";
+    if (s) { s.paused = false; restartStream(s); }
+    draw();
+  });
+
+  // Exports the selection, or without one the whole of the last span.
+  root.querySelector("#rec-export").addEventListener("click", () => {
+    const last = spans[spans.length - 1];
+    const range = sel || (last && { a: last.start_us / 1e6, b: last.end_us / 1e6 });
+    if (!range) return;
+    const href = `/cameras/${cam}/export.mkv?from=${range.a.toFixed(3)}&to=${range.b.toFixed(3)}`;
+    root.dataset.exportHref = href;
+    const a = document.createElement("a");
+    a.href = href;
+    a.download = "";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  });
+
+  toggle.addEventListener("click", async () => {
+    const verb = recording && recording.state === "off" ? "start" : "stop";
+    await fetch(`/cameras/${cam}/record/${verb}`, { method: "POST" });
+    refresh();
+  });
+
+  refresh();
+  setInterval(refresh, RECORDINGS_POLL_MS);
+}

@@ -159,6 +159,28 @@ pub struct Cli {
     )]
     pub cameras_from: Option<String>,
 
+    /// Record the camera into DIR/default/ (segments of the published JPEGs; see docs/recording.md).
+    #[arg(long, env = "MJPEGD_RECORD", value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// With --record: most bytes kept, e.g. 500M, 10G, 1T [default: 10G].
+    #[arg(
+        long,
+        env = "MJPEGD_RECORD_MAX_BYTES",
+        value_name = "BYTES",
+        requires = "record"
+    )]
+    pub record_max_bytes: Option<String>,
+
+    /// With --record: delete recordings older than this, e.g. 3600, 12h, 7d [default: no limit].
+    #[arg(
+        long,
+        env = "MJPEGD_RECORD_MAX_AGE",
+        value_name = "AGE",
+        requires = "record"
+    )]
+    pub record_max_age: Option<String>,
+
     /// A subcommand instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -187,6 +209,8 @@ pub struct Settings {
     pub server: ServerConfig,
     /// The NATS bus, when used.
     pub bus: Option<crate::bus::BusSettings>,
+    /// Cameras that record, with their settings.
+    pub recordings: Vec<(String, crate::record::RecordConfig)>,
 }
 
 impl Cli {
@@ -201,16 +225,17 @@ impl Cli {
             || self.source_timeout.is_some()
             || self.stream_size.is_some()
             || self.drop_same_frames
+            || self.record.is_some()
     }
 
     /// Merges flags and the config file into checked settings; errors name the flag or the
     /// file and key, and what is accepted.
     pub fn into_settings(self) -> Result<Settings, String> {
-        let (server_section, cameras, auth_section, mut bus_section) = match &self.config {
+        let (server_section, cameras, auth_section, mut bus_section, recordings) = match &self.config {
             Some(path) => {
                 if self.camera_flags_given() {
                     return Err(format!(
-                        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames) \
+                        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames, --record) \
                          cannot be combined with --config: set them in {}'s [[cameras]] tables",
                         path.display()
                     ));
@@ -228,7 +253,9 @@ impl Cli {
                 let bus = std::mem::take(&mut file.bus);
                 let server = config::check_server(&file.server, "server.")
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                (server, cameras, Some((file.auth, path.clone())), bus)
+                let recordings = config::check_recordings(&file.cameras)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                (server, cameras, Some((file.auth, path.clone())), bus, recordings)
             }
             None => {
                 let draft = CameraDraft {
@@ -246,6 +273,16 @@ impl Cli {
                     flip: self.flip.clone(),
                     stream_size: self.stream_size.map(|(w, h)| format!("{w}x{h}")),
                     drop_same_frames: self.drop_same_frames.then_some(true),
+                    record: self.record.clone().map(|dir| config::RecordSection {
+                        dir,
+                        max_bytes: self
+                            .record_max_bytes
+                            .clone()
+                            .map(config::NumberOrText::Text),
+                        max_age: self.record_max_age.clone().map(config::NumberOrText::Text),
+                        mode: None,
+                        segment_seconds: None,
+                    }),
                 };
                 let flag = |field: &str| format!("--{}", field.replace('_', "-"));
                 // An edge (--cameras-from) without camera flags serves only what it discovers.
@@ -254,13 +291,24 @@ impl Cli {
                 } else {
                     vec![config::check_camera(&draft, &flag).map_err(|e| e.to_string())?]
                 };
+                let record_flag = |field: &str| match field {
+                    "dir" => "--record".to_owned(),
+                    f => format!("--record-{}", f.replace('_', "-")),
+                };
+                let recordings = match &draft.record {
+                    Some(r) => vec![(
+                        draft.name.clone(),
+                        config::check_record(r, &record_flag).map_err(|e| e.to_string())?,
+                    )],
+                    None => Vec::new(),
+                };
                 let server = config::check_server(&ServerSection::default(), "--")
                     .map_err(|e| e.to_string())?;
                 let bus = config::BusSection {
                     idle_timeout: self.idle_timeout,
                     ..config::BusSection::default()
                 };
-                (server, cameras, None, bus)
+                (server, cameras, None, bus, recordings)
             }
         };
         let snapshot_wait = cameras
@@ -364,6 +412,7 @@ impl Cli {
                 ..ServerConfig::default()
             },
             bus,
+            recordings,
         })
     }
 }

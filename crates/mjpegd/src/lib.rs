@@ -17,6 +17,7 @@
 //!   `--tls-cert` is refused at startup).
 //! - `crypto`: the process-wide rustls provider (ring) shared by TLS and the relay.
 //! - [`bus`]: scale-out over NATS: camera nodes publish frames, edges discover cameras and send demand.
+//! - [`record`]: recording to segment files; catalogue, retention, replay and computed exports.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
 //! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
 //! - [`config`]: the TOML config file: data plus validation with key paths in errors.
@@ -43,6 +44,7 @@ pub mod hub;
 pub mod jpeg;
 pub mod mjpeg;
 pub mod principal;
+pub mod record;
 pub mod render;
 pub mod server;
 pub mod shutdown;

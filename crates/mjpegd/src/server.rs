@@ -105,6 +105,20 @@ impl Server {
         self
     }
 
+    /// Starts recording the cameras in `configs` (scanning their catalogues first). Must be
+    /// called within the tokio runtime that will run the server.
+    pub fn with_recordings(
+        self,
+        configs: Vec<(String, crate::record::RecordConfig)>,
+    ) -> Result<Server, String> {
+        if !configs.is_empty() {
+            let r =
+                crate::record::Recordings::start(self.state.hub(), configs, self.shutdown.clone())?;
+            self.state.set_recordings(r);
+        }
+        Ok(self)
+    }
+
     /// Serves TCP listeners over TLS with this configuration.
     pub fn with_tls(mut self, tls: TlsConfig) -> Server {
         self.tls = Some(tls);

@@ -1214,4 +1214,163 @@ fn measure_paint_lag() {
             }
         }
     }
+/// Where an element is on the page, if it exists, scrolled into view first (mouse events
+/// only reach what is on screen).
+fn rect_of(cdp: &mut Cdp, selector: &str) -> Option<Rect> {
+    cdp.eval(&format!(
+        "(() => {{ const e = document.querySelector({selector:?}); if (!e) return null; \
+         e.scrollIntoView({{ block: 'center' }}); \
+         const b = e.getBoundingClientRect(); return {{ x: b.x, y: b.y, w: b.width, h: b.height }}; }})()"
+    ))
+}
+
+fn mouse(cdp: &mut Cdp, kind: &str, x: f64, y: f64) {
+    cdp.page(
+        "Input.dispatchMouseEvent",
+        json!({ "type": kind, "x": x, "y": y, "button": "left", "buttons": 1, "clickCount": 1 }),
+    );
+}
+
+#[test]
+fn camera_page_timeline_replays_a_clicked_moment_and_exports_a_dragged_range() {
+    let _serial = serial();
+    let Some(exe) = chromium() else { return };
+    let rec_dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[[cameras]]\nname = \"rec\"\nsource = \"testpattern\"\nsize = \"320x240\"\nfps = 15\n\
+         [cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n",
+        rec_dir.path().display()
+    );
+    let server = Mjpegd::start(&config, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    // Record a few seconds before looking.
+    wait_until(
+        "3 s recorded",
+        3 * WAIT,
+        || server.state()["cameras"][0]["recording"]["frames_written"].as_u64(),
+        |n| n.is_some_and(|n| n >= 45),
+    );
+    let (_browser, mut cdp) = browser_with_page(&exe);
+    cdp.navigate(&format!("{}/cameras/rec", server.url));
+    let span = wait_until(
+        "a recorded span on the timeline",
+        WAIT,
+        || rect_of(&mut cdp, "#timeline .span"),
+        |r| r.as_ref().is_some_and(|r| r.w >= 2.0),
+    )
+    .expect("span");
+    cdp.screenshot("timeline.png");
+    let spans: Value =
+        cdp.eval("fetch('/cameras/rec/recordings').then(r => r.json()).then(j => j.spans[0])");
+    let (start, end) = (
+        spans["start_us"].as_f64().expect("start") / 1e6,
+        spans["end_us"].as_f64().expect("end") / 1e6,
+    );
+
+    // A click in the span replays from that moment in the page's view.
+    let (x, y) = (span.x + span.w * 0.5, span.y + span.h / 2.0);
+    mouse(&mut cdp, "mousePressed", x, y);
+    mouse(&mut cdp, "mouseReleased", x, y);
+    let from: f64 = wait_until(
+        "the replay to start",
+        WAIT,
+        || {
+            cdp.eval::<Option<String>>(
+                "document.getElementById('recordings').dataset.replayFrom || null",
+            )
+        },
+        Option::is_some,
+    )
+    .and_then(|s| s.parse().ok())
+    .expect("replay time");
+    // The timeline may extend past the span (it runs to now); the moment clicked is inside.
+    assert!(
+        from >= start - 1.0 && from <= end + 1.0,
+        "clicked {from}, span {start}..{end}"
+    );
+    let shown = wait_until(
+        "the replay painted in the view",
+        WAIT,
+        || {
+            cdp.eval::<(String, u32)>("(() => { const i = document.querySelector('.single img'); return [i.currentSrc, i.naturalWidth]; })()")
+        },
+        |(src, w)| src.contains("/cameras/rec/replay?from=") && *w == 320,
+    );
+    assert!(shown.0.contains(&format!("from={from:.3}")), "{}", shown.0);
+    cdp.screenshot("timeline-replay.png");
+    // The page's live-stream watchdog leaves the replay alone (it is not a live viewer).
+    std::thread::sleep(Duration::from_millis(6500));
+    let src: String = cdp.eval("document.querySelector('.single img').currentSrc");
+    assert!(src.contains("/replay?"), "the replay was replaced by {src}");
+
+    // A drag over the span selects a range; Export downloads it as Matroska.
+    let downloads = tempfile::tempdir().expect("tempdir");
+    cdp.browser(
+        "Browser.setDownloadBehavior",
+        json!({ "behavior": "allow", "downloadPath": downloads.path().to_str().expect("utf-8 path") }),
+    );
+    let span = rect_of(&mut cdp, "#timeline .span").expect("span");
+    let (x0, x1) = (span.x + span.w * 0.1, span.x + span.w * 0.9);
+    mouse(&mut cdp, "mousePressed", x0, y);
+    for i in 1..=5 {
+        mouse(
+            &mut cdp,
+            "mouseMoved",
+            x0 + (x1 - x0) * f64::from(i) / 5.0,
+            y,
+        );
+    }
+    mouse(&mut cdp, "mouseReleased", x1, y);
+    let sel = rect_of(&mut cdp, "#timeline .sel").expect("selection");
+    assert!(sel.w > span.w * 0.5, "selection {sel:?} over span {span:?}");
+    cdp.click("#rec-export");
+    let href: String = cdp.eval("document.getElementById('recordings').dataset.exportHref || ''");
+    assert!(href.starts_with("/cameras/rec/export.mkv?from="), "{href}");
+    let file = wait_until(
+        "the export download",
+        2 * WAIT,
+        || {
+            std::fs::read_dir(downloads.path())
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|x| x == "mkv"))
+        },
+        Option::is_some,
+    )
+    .expect("downloaded");
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned();
+    assert!(name.starts_with("rec_"), "download named {name}");
+    let bytes = std::fs::read(&file).expect("read export");
+    assert_eq!(&bytes[..4], &[0x1A, 0x45, 0xDF, 0xA3], "a Matroska file");
+    if common::require_tool("ffprobe") {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-show_entries",
+                "stream=codec_name,nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&file)
+            .output()
+            .expect("ffprobe");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let (codec, n) = text.split_once(',').expect("codec,frames");
+        assert_eq!(codec, "mjpeg");
+        assert!(n.parse::<u64>().is_ok_and(|n| n > 5), "{text}");
+    }
+
+    // Live goes back to the camera's stream.
+    cdp.click("#rec-live");
+    wait_until(
+        "the live stream back",
+        WAIT,
+        || cdp.eval::<String>("document.querySelector('.single img').currentSrc"),
+        |s| s.contains("/cameras/rec/stream"),
+    );
 }

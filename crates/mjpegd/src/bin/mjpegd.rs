@@ -194,11 +194,27 @@ async fn async_main(cli: Cli) -> ExitCode {
         Some(bus) => server.with_bus(bus),
         None => server,
     };
+    let server = match server.with_recordings(settings.recordings) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match tls {
         Some(t) => server.with_tls(t),
         None => server,
     };
-    match server.run_all(listeners).await {
+    let recordings = server.state().recordings().cloned();
+    let result = server.run_all(listeners).await;
+    if let Some(r) = recordings {
+        // Writers stop when shutdown ends their feeds: let them sync their last segment.
+        let _ = tokio::task::spawn_blocking(move || {
+            r.wait_closed(std::time::Duration::from_secs(3));
+        })
+        .await;
+    }
+    match result {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

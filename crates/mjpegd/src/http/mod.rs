@@ -8,6 +8,7 @@ mod access;
 mod error;
 mod pages;
 pub mod query;
+pub mod recordings;
 mod snapshot;
 mod state;
 mod status;
@@ -23,7 +24,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
 use axum::http::Method;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::auth::Principal;
 
@@ -40,6 +41,16 @@ pub fn router(state: AppState) -> Router {
         .route("/cameras/{name}/video_feed", get(camera_stream))
         .route("/cameras/{name}/snapshot.jpg", get(camera_snapshot))
         .route("/cameras/{name}/snapshot", get(camera_snapshot))
+        .route("/cameras/{name}/recordings", get(recordings::list))
+        .route("/cameras/{name}/replay", get(recordings::replay))
+        .route("/cameras/{name}/frame.jpg", get(recordings::frame))
+        .route("/cameras/{name}/export.mkv", get(recordings::export_mkv))
+        .route(
+            "/cameras/{name}/export.mjpeg",
+            get(recordings::export_mjpeg),
+        )
+        .route("/cameras/{name}/record/start", post(recordings::start))
+        .route("/cameras/{name}/record/stop", post(recordings::stop))
         .route("/api/state", get(status::state))
         .route("/metrics", get(status::metrics))
         .route("/api/token", get(status::token))
@@ -136,7 +147,10 @@ async fn camera_page(
 ) -> Result<Response, HttpError> {
     access::require_user(&principal)?;
     let camera = access::camera_named(&state, &principal, &name)?;
-    Ok(pages::camera(&camera))
+    let records = state
+        .recordings()
+        .is_some_and(|r| r.get(camera.name()).is_some());
+    Ok(pages::camera(&camera, records))
 }
 
 async fn camera_stream(

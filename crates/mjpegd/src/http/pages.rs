@@ -92,16 +92,39 @@ pub(super) fn index(state: &AppState, principal: &Principal) -> Response {
     page("mjpegd", &body)
 }
 
-/// `/cameras/{name}`: one camera, larger, with snapshot and fullscreen buttons.
-pub(super) fn camera(camera: &Camera) -> Response {
+/// The recordings panel of a camera page: a timeline of the recorded spans (click: replay from
+/// there; drag: select a range), export and start/stop buttons. Filled in by app.js.
+fn recordings_panel(name: &str) -> String {
+    format!(
+        "<section class=\"recordings\" id=\"recordings\" data-camera=\"{name}\">\
+         <div class=\"rec-bar\"><span class=\"rec-title\">Recordings</span>\
+         <span class=\"rec-status\"></span><span class=\"rec-position\"></span>\
+         <button type=\"button\" id=\"rec-live\">Live</button>\
+         <button type=\"button\" id=\"rec-export\">Export selection (.mkv)</button>\
+         <button type=\"button\" id=\"rec-toggle\">Stop recording</button></div>\
+         <div class=\"timeline\" id=\"timeline\" title=\"click: replay from there; drag: select a range to export\">\
+         <div class=\"sel\"></div><div class=\"cursor\"></div></div>\
+         <div class=\"axis\"><span class=\"t0\"></span><span class=\"t1\"></span></div>\
+         <div class=\"rec-error error\"></div></section>"
+    )
+}
+
+/// `/cameras/{name}`: one camera, larger, with snapshot and fullscreen buttons, and the
+/// recordings timeline when the camera records.
+pub(super) fn camera(camera: &Camera, records: bool) -> Response {
     let name = escape(camera.name());
+    let panel = if records {
+        recordings_panel(&name)
+    } else {
+        String::new()
+    };
     let body = format!(
         "<header><h1><a href=\"/\">mjpegd</a> / {name}</h1>\
          <a href=\"/cameras/{name}/snapshot.jpg\" download=\"{name}.jpg\"><button type=\"button\">Snapshot</button></a>\
          <button type=\"button\" id=\"fullscreen\">Fullscreen</button>\
          <a href=\"/cameras/{name}/stream\">raw stream</a></header>\n\
          <main><div class=\"tile single\" data-camera=\"{name}\">\
-         <img data-src=\"/cameras/{name}/stream\" data-mode=\"stream\" alt=\"live video from {name}\">{}</div></main>",
+         <img data-src=\"/cameras/{name}/stream\" data-mode=\"stream\" alt=\"live video from {name}\">{}</div>{panel}</main>",
         meta(camera)
     );
     page(&format!("mjpegd — {}", camera.name()), &body)

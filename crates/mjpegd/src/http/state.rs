@@ -81,6 +81,10 @@ pub(super) struct Inner {
     pub(super) snapshot_bucket: std::sync::Mutex<TokenBucket>,
     /// One snapshot budget per address, within the server's; at most [`MAX_SNAPSHOT_ADDRESSES`].
     pub(super) snapshot_per_ip: std::sync::Mutex<HashMap<IpAddr, TokenBucket>>,
+    /// The recorders, when any camera records; set once at startup.
+    pub(super) recordings: std::sync::OnceLock<Arc<crate::record::Recordings>>,
+    /// One permit per running export, held by the export body.
+    pub(super) export_slots: Arc<Semaphore>,
 }
 
 /// Addresses whose snapshot budgets are remembered. Past it, full (idle for a second) budgets
@@ -140,6 +144,8 @@ impl AppState {
             viewer_slots: slots,
             shutdown,
             started: std::time::Instant::now(),
+            recordings: std::sync::OnceLock::new(),
+            export_slots: Arc::new(Semaphore::new(super::recordings::MAX_EXPORTS)),
         }))
     }
 
@@ -263,6 +269,16 @@ impl AppState {
             .into_iter()
             .map(|(name, f)| (name.to_owned(), f()))
             .collect()
+    }
+
+    /// Attaches the recorders (once; later calls are ignored).
+    pub fn set_recordings(&self, r: Arc<crate::record::Recordings>) {
+        let _ = self.0.recordings.set(r);
+    }
+
+    /// The recorders, if any camera records.
+    pub fn recordings(&self) -> Option<&Arc<crate::record::Recordings>> {
+        self.0.recordings.get()
     }
 
     /// The HTTP settings.

@@ -79,6 +79,9 @@ pub(crate) struct SizeState {
     height: Option<u32>,
     viewers: usize,
     frames_scaled: u64,
+    /// Present when the camera is set up for recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recording: Option<crate::record::RecorderStatus>,
 }
 
 /// One stream viewer.
@@ -167,6 +170,7 @@ fn camera_state(c: &Camera) -> CameraState {
                 frames_scaled: z.frames_scaled,
             })
             .collect(),
+        recording: None,
     }
 }
 
@@ -188,7 +192,14 @@ pub(super) async fn state(
             .cameras()
             .iter()
             .filter(|c| state.config().public_state || principal.may_watch(c.name()))
-            .map(|c| camera_state(c))
+            .map(|c| {
+                let mut cs = camera_state(c);
+                cs.recording = state
+                    .recordings()
+                    .and_then(|r| r.get(c.name()))
+                    .map(|r| r.status());
+                cs
+            })
             .collect(),
         sections: state.state_sections(),
     };
@@ -386,10 +397,80 @@ pub(super) async fn metrics(
         let _ = writeln!(out, "{name}_sum{{camera=\"{}\"}} {sum}", c.name());
         let _ = writeln!(out, "{name}_count{{camera=\"{}\"}} {count}", c.name());
     }
+    if let Some(recs) = state.recordings() {
+        recording_metrics(&mut out, recs);
+    }
     let mut resp = out.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(resp)
+}
+
+/// The recorders' families, for cameras that record.
+fn recording_metrics(out: &mut String, recs: &crate::record::Recordings) {
+    type Value<'a> = dyn Fn(&crate::record::Recorder) -> f64 + 'a;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let families: [(&str, &str, &str, &Value<'_>); 8] = [
+        (
+            "mjpegd_recording",
+            "gauge",
+            "1 while the camera records (0 when off or paused).",
+            &|r| f64::from(u8::from(r.enabled() && r.error().is_none())),
+        ),
+        (
+            "mjpegd_recording_paused",
+            "gauge",
+            "1 while recording is paused by a disk error (see /api/state).",
+            &|r| f64::from(u8::from(r.enabled() && r.error().is_some())),
+        ),
+        (
+            "mjpegd_recording_bytes",
+            "gauge",
+            "Bytes of recorded segments on disk.",
+            &|r| r.store().bytes() as f64,
+        ),
+        (
+            "mjpegd_recording_frames_written_total",
+            "counter",
+            "Frames written to disk.",
+            &|r| load(&r.stats().frames_written),
+        ),
+        (
+            "mjpegd_recording_bytes_written_total",
+            "counter",
+            "Bytes written to disk.",
+            &|r| load(&r.stats().bytes_written),
+        ),
+        (
+            "mjpegd_recording_frames_dropped_total",
+            "counter",
+            "Frames not recorded (disk too slow, or paused).",
+            &|r| load(&r.stats().frames_dropped),
+        ),
+        (
+            "mjpegd_recording_write_errors_total",
+            "counter",
+            "Disk errors while recording.",
+            &|r| load(&r.stats().write_errors),
+        ),
+        (
+            "mjpegd_recording_segments_deleted_total",
+            "counter",
+            "Segments deleted by retention.",
+            &|r| load(&r.stats().segments_deleted),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in recs.all() {
+            let _ = writeln!(
+                out,
+                "{name}{{camera=\"{}\"}} {}",
+                r.camera().name(),
+                value(r)
+            );
+        }
+    }
 }

@@ -36,20 +36,25 @@ pub fn timestamp_value(t: SystemTime) -> String {
     format!("{}.{:06}", d.as_secs(), d.subsec_micros())
 }
 
+/// The header block of a part carrying a JPEG of `jpeg_len` bytes, blank line included.
+pub fn part_header(jpeg_len: usize, captured: SystemTime) -> String {
+    let mut head = String::with_capacity(96);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        head,
+        "Content-Type: image/jpeg\r\nContent-Length: {jpeg_len}\r\nX-Timestamp: {}\r\n\r\n",
+        timestamp_value(captured)
+    );
+    head
+}
+
 /// Builds one complete part: headers, the JPEG, and the trailing boundary.
 ///
 /// Returns the bytes and the offset at which the JPEG starts inside them, so the JPEG can be
 /// handed out later as a zero-copy slice. The part is built once per frame and shared by every
 /// viewer: this one copy of the JPEG is the only copy the server ever makes of it.
 pub fn part(jpeg: &[u8], captured: SystemTime) -> (Bytes, usize) {
-    let mut head = String::with_capacity(96);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        head,
-        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\n\r\n",
-        jpeg.len(),
-        timestamp_value(captured)
-    );
+    let head = part_header(jpeg.len(), captured);
     let mut buf = BytesMut::with_capacity(head.len() + jpeg.len() + PART_TRAILER.len());
     buf.put_slice(head.as_bytes());
     buf.put_slice(jpeg);

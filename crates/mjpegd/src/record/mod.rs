@@ -1,0 +1,572 @@
+//! Recording: every published frame of a camera written to disk, and read back as spans,
+//! replays, single frames and exports.
+//!
+//! A [`Recorder`] is a consumer of its camera like any viewer: it holds a
+//! [`crate::hub::Subscription`] (so capture runs while it records) and hands each frame to a
+//! dedicated writer thread through a small bounded channel; when the disk is slower than the
+//! camera, frames are dropped and counted, never queued. Frames are written exactly as
+//! published (no re-encode). The hub knows nothing of this module; HTTP reads the catalogue
+//! through it. See `docs/recording.md` for the format and the reasons behind it.
+//!
+//! - [`segment`]: the append-only segment file format (write, scan, repair).
+//! - [`store`]: the in-memory catalogue rebuilt from the segments; retention; garbage list.
+//! - [`export`]: computed exports (Matroska and raw multipart) laid out before the first byte.
+//! - [`time`]: RFC 3339 / Unix-seconds parsing and formatting.
+
+pub mod export;
+pub mod segment;
+pub mod store;
+pub mod time;
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::frame::Frame;
+use crate::hub::{Camera, Hub};
+use segment::SegmentWriter;
+use store::Store;
+use time::Micros;
+
+/// Frames queued between a camera and its writer thread: about half a second at 30 fps,
+/// enough to ride out an `fdatasync`; past it frames are dropped and counted.
+pub const WRITE_QUEUE: usize = 16;
+/// How long a paused recorder (disk full, directory unwritable) waits before trying again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the writer applies retention and deletes released segments.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest the writer sleeps without looking at its state (stop requests, syncs).
+const TICK: Duration = Duration::from_millis(200);
+
+/// Whether a camera records from startup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Record all the time (capture runs even without viewers).
+    Continuous,
+    /// Only when started with `POST /cameras/NAME/record/start`.
+    Off,
+}
+
+/// Recording settings of one camera, checked.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// Base directory; the camera's segments go into `DIR/CAMERA/`.
+    pub dir: PathBuf,
+    /// Most bytes of segments kept; the oldest are deleted past it.
+    pub max_bytes: u64,
+    /// Segments whose last frame is older than this are deleted.
+    pub max_age: Option<Duration>,
+    /// Recording at startup or only on request.
+    pub mode: Mode,
+    /// Length of one segment file.
+    pub segment: Duration,
+}
+
+/// Counters of a recorder.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    /// Frames written to disk.
+    pub frames_written: AtomicU64,
+    /// Bytes written (records, headers included).
+    pub bytes_written: AtomicU64,
+    /// Frames not written: queue full (disk slower than the camera) or recording paused.
+    pub frames_dropped: AtomicU64,
+    /// Failed writes, creates and syncs.
+    pub write_errors: AtomicU64,
+    /// Segments deleted by retention.
+    pub segments_deleted: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    /// Set while paused by an I/O error.
+    error: Option<String>,
+    since: Option<SystemTime>,
+}
+
+/// One camera's recorder.
+pub struct Recorder {
+    camera: Arc<Camera>,
+    config: RecordConfig,
+    dir: PathBuf,
+    store: Mutex<Store>,
+    enabled: watch::Sender<bool>,
+    health: Mutex<Health>,
+    stats: RecorderStats,
+    /// A pause between frames longer than this splits spans (3 frame intervals, at least 2 s).
+    span_gap: Micros,
+}
+
+/// The recording state shown in `/api/state`.
+#[derive(Debug, serde::Serialize)]
+pub struct RecorderStatus {
+    /// `recording`, `paused` (I/O error, retrying) or `off`.
+    pub state: &'static str,
+    /// Configured mode: `continuous` or `off`.
+    pub mode: &'static str,
+    /// The I/O error that paused recording.
+    pub error: Option<String>,
+    /// The camera's segment directory.
+    pub dir: String,
+    /// Bytes of segments on disk.
+    pub bytes: u64,
+    /// `max_bytes`.
+    pub max_bytes: u64,
+    /// `max_age` in seconds.
+    pub max_age_seconds: Option<u64>,
+    /// Segments in the catalogue.
+    pub segments: usize,
+    /// Frames in the catalogue.
+    pub frames: usize,
+    /// Oldest recorded frame (RFC 3339).
+    pub oldest: Option<String>,
+    /// Newest recorded frame (RFC 3339).
+    pub newest: Option<String>,
+    /// Frames written since start.
+    pub frames_written: u64,
+    /// Bytes written since start.
+    pub bytes_written: u64,
+    /// Frames not written (disk too slow, or paused).
+    pub frames_dropped: u64,
+    /// I/O errors.
+    pub write_errors: u64,
+    /// Segments deleted by retention.
+    pub segments_deleted: u64,
+}
+
+impl Recorder {
+    /// The camera recorded.
+    pub fn camera(&self) -> &Arc<Camera> {
+        &self.camera
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &RecorderStats {
+        &self.stats
+    }
+
+    /// The catalogue, locked; hold it briefly (the writer takes it once per frame).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gap between frames that splits spans.
+    pub fn span_gap(&self) -> Micros {
+        self.span_gap
+    }
+
+    /// Starts recording (idempotent).
+    pub fn start(&self) {
+        self.enabled.send_replace(true);
+    }
+
+    /// Stops recording (idempotent): the open segment is closed and capture may go idle.
+    pub fn stop(&self) {
+        self.enabled.send_replace(false);
+    }
+
+    /// Whether recording is switched on.
+    pub fn enabled(&self) -> bool {
+        *self.enabled.borrow()
+    }
+
+    /// The I/O error recording is paused by, if any.
+    pub fn error(&self) -> Option<String> {
+        self.health.lock().ok().and_then(|h| h.error.clone())
+    }
+
+    /// The state for `/api/state`.
+    pub fn status(&self) -> RecorderStatus {
+        let error = self.error();
+        let (bytes, segments, frames, range) = {
+            let s = self.store();
+            (s.bytes(), s.segments(), s.frames(), s.range())
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RecorderStatus {
+            state: match (self.enabled(), error.is_some()) {
+                (false, _) => "off",
+                (true, false) => "recording",
+                (true, true) => "paused",
+            },
+            mode: match self.config.mode {
+                Mode::Continuous => "continuous",
+                Mode::Off => "off",
+            },
+            error,
+            dir: self.dir.display().to_string(),
+            bytes,
+            max_bytes: self.config.max_bytes,
+            max_age_seconds: self.config.max_age.map(|d| d.as_secs()),
+            segments,
+            frames,
+            oldest: range.map(|r| time::rfc3339(r.0)),
+            newest: range.map(|r| time::rfc3339(r.1)),
+            frames_written: load(&self.stats.frames_written),
+            bytes_written: load(&self.stats.bytes_written),
+            frames_dropped: load(&self.stats.frames_dropped),
+            write_errors: load(&self.stats.write_errors),
+            segments_deleted: load(&self.stats.segments_deleted),
+        }
+    }
+
+    fn pause(&self, what: &str, e: &std::io::Error) {
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        let msg = format!(
+            "{what} in {}: {e} — recording paused, retrying every {}s; free disk space or fix the directory",
+            self.dir.display(),
+            RETRY_INTERVAL.as_secs()
+        );
+        let mut h = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if h.error.is_none() {
+            tracing::error!(camera = %self.camera.name(), "{msg}");
+            h.since = Some(SystemTime::now());
+        } else {
+            tracing::debug!(camera = %self.camera.name(), "still failing: {msg}");
+        }
+        h.error = Some(msg);
+    }
+
+    fn resumed(&self) {
+        let mut h = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if h.error.take().is_some() {
+            let paused = h
+                .since
+                .take()
+                .and_then(|s| s.elapsed().ok())
+                .unwrap_or_default();
+            tracing::info!(
+                camera = %self.camera.name(),
+                "recording resumed after {:.0}s paused",
+                paused.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Reads `len` bytes at `off` of a segment file (blocking: call from a blocking thread).
+pub fn read_at(file: &std::fs::File, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, off)?;
+    Ok(buf)
+}
+
+/// Every camera's recorder.
+pub struct Recordings {
+    recorders: Vec<Arc<Recorder>>,
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Recordings {
+    /// Opens each camera's catalogue (scanning its segments, repairing a torn tail) and starts
+    /// its recorder. A directory that cannot be used does not stop the server: that recorder
+    /// starts paused with the error and retries. Must be called within a tokio runtime.
+    pub fn start(
+        hub: &Hub,
+        configs: Vec<(String, RecordConfig)>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Recordings>, String> {
+        let mut recorders = Vec::with_capacity(configs.len());
+        let mut writers = Vec::with_capacity(configs.len());
+        for (name, config) in configs {
+            let camera = hub
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| format!("recording configured for unknown camera {name:?}"))?;
+            let dir = config.dir.join(&name);
+            let (store, error) = match Store::open(&dir) {
+                Ok((store, report)) => {
+                    for r in &report.repaired {
+                        tracing::warn!(camera = %name, "repaired a torn segment: {r}");
+                    }
+                    for s in &report.skipped {
+                        tracing::warn!(camera = %name, "skipped a file that is not a usable segment: {s}");
+                    }
+                    tracing::info!(
+                        camera = %name,
+                        dir = %dir.display(),
+                        segments = report.segments,
+                        frames = report.frames,
+                        bytes = report.bytes,
+                        "recordings catalogued in {:.1} ms",
+                        report.took.as_secs_f64() * 1000.0
+                    );
+                    (store, None)
+                }
+                Err(e) => (Store::default(), Some(e)),
+            };
+            let fps = camera.config().fps.max(0.01);
+            let span_gap = Duration::from_secs_f64((3.0 / fps).max(2.0));
+            let rec = Arc::new(Recorder {
+                camera,
+                dir,
+                store: Mutex::new(store),
+                enabled: watch::channel(config.mode == Mode::Continuous).0,
+                health: Mutex::new(Health::default()),
+                stats: RecorderStats::default(),
+                span_gap: span_gap.as_micros() as Micros,
+                config,
+            });
+            if let Some(e) = error {
+                rec.pause("cannot open the recording directory", &e);
+            }
+            let (tx, rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+            let writer = Arc::clone(&rec);
+            let thread = std::thread::Builder::new()
+                .name(format!("record-{name}"))
+                .spawn(move || Writer::new(writer).run(&rx))
+                .map_err(|e| {
+                    format!("cannot start the recording thread of camera {name:?}: {e}")
+                })?;
+            writers.push(thread);
+            tokio::spawn(feed(Arc::clone(&rec), tx, shutdown.child_token()));
+            recorders.push(rec);
+        }
+        Ok(Arc::new(Recordings {
+            recorders,
+            writers: Mutex::new(writers),
+        }))
+    }
+
+    /// After shutdown: waits (at most `limit`) for the writers to sync and close their open
+    /// segments, so a clean stop leaves nothing unsynced. Blocking.
+    pub fn wait_closed(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let writers = std::mem::take(
+            &mut *self
+                .writers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for w in writers {
+            while !w.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            } else {
+                tracing::warn!(
+                    "a recording writer did not finish in time; its last second may be unsynced"
+                );
+            }
+        }
+    }
+
+    /// The recorder of camera `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Recorder>> {
+        self.recorders.iter().find(|r| r.camera.name() == name)
+    }
+
+    /// Every recorder.
+    pub fn all(&self) -> &[Arc<Recorder>] {
+        &self.recorders
+    }
+}
+
+/// Forwards the camera's frames to the writer while recording is on; the subscription it holds
+/// meanwhile keeps capture running.
+async fn feed(rec: Arc<Recorder>, tx: SyncSender<Frame>, shutdown: CancellationToken) {
+    let mut enabled = rec.enabled.subscribe();
+    loop {
+        while !*enabled.borrow_and_update() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = enabled.changed() => if r.is_err() { return },
+            }
+        }
+        let mut sub = rec.camera.subscribe();
+        let mut last_seq = 0;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                r = enabled.changed() => {
+                    if r.is_err() { return }
+                    if !*enabled.borrow_and_update() { break }
+                }
+                r = sub.frames().changed() => {
+                    if r.is_err() { return }
+                    let frame = sub.frames().borrow_and_update().clone();
+                    let Some(frame) = frame else { continue };
+                    // No-signal frames are not video: their absence is the gap in the catalogue.
+                    if !frame.online() || frame.seq() <= last_seq {
+                        continue;
+                    }
+                    last_seq = frame.seq();
+                    match tx.try_send(frame) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            rec.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The writer thread's state: the open segment and whether writing is paused.
+struct Writer {
+    rec: Arc<Recorder>,
+    open: Option<(SegmentWriter, u64)>,
+    retry_at: Option<Instant>,
+    last_maintenance: Instant,
+}
+
+impl Writer {
+    fn new(rec: Arc<Recorder>) -> Writer {
+        let paused = rec.error().is_some();
+        Writer {
+            rec,
+            open: None,
+            retry_at: paused.then(|| Instant::now() + RETRY_INTERVAL),
+            last_maintenance: Instant::now(),
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<Frame>) {
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(frame) => self.write(&frame),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.close();
+                    return;
+                }
+            }
+            if !self.rec.enabled() {
+                self.close();
+                if self.retry_at.take().is_some() {
+                    // Stopped while paused: nothing is failing any more.
+                    self.rec.resumed();
+                }
+            }
+            if let Some((w, _)) = &mut self.open {
+                if let Err(e) = w.sync_if_due() {
+                    self.rec.pause("cannot sync the segment", &e);
+                    self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
+                    self.close();
+                }
+            }
+            if self.last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
+                self.last_maintenance = Instant::now();
+                self.maintain();
+            }
+        }
+    }
+
+    fn write(&mut self, frame: &Frame) {
+        let rec = Arc::clone(&self.rec);
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            rec.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let t = time::of(frame.captured());
+        let jpeg = frame.jpeg();
+        let size = (
+            u16::try_from(frame.width()).unwrap_or(u16::MAX),
+            u16::try_from(frame.height()).unwrap_or(u16::MAX),
+        );
+        let max_age = rec.config.segment.as_micros() as Micros;
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|(w, _)| !w.fits(t, jpeg.len(), size.0, size.1, max_age))
+        {
+            self.close();
+            self.maintain();
+        }
+        if self.open.is_none() {
+            let created = std::fs::create_dir_all(&rec.dir)
+                .and_then(|()| SegmentWriter::create(&rec.dir, t, size.0, size.1));
+            match created {
+                Ok(w) => {
+                    let id = rec.store().add_open(w.path().to_owned(), size, w.len());
+                    self.open = Some((w, id));
+                }
+                Err(e) => {
+                    rec.pause("cannot create a segment", &e);
+                    self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
+                    rec.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        let Some((w, id)) = &mut self.open else {
+            return;
+        };
+        match w.append(t, frame.seq(), &jpeg) {
+            Ok(entry) => {
+                let len = w.len();
+                let id = *id;
+                rec.store().push(id, entry, len);
+                rec.stats.frames_written.fetch_add(1, Ordering::Relaxed);
+                rec.stats.bytes_written.fetch_add(
+                    segment::RECORD_HEADER_LEN + jpeg.len() as u64,
+                    Ordering::Relaxed,
+                );
+                if self.retry_at.take().is_some() {
+                    rec.resumed();
+                }
+            }
+            Err(e) => {
+                rec.pause("cannot write a frame", &e);
+                self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
+                rec.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                self.close();
+            }
+        }
+    }
+
+    /// Syncs and closes the open segment, if any.
+    fn close(&mut self) {
+        let Some((w, id)) = self.open.take() else {
+            return;
+        };
+        let path = w.path().to_owned();
+        let empty = w.is_empty();
+        if let Err(e) = w.finish() {
+            self.rec.pause("cannot sync the segment", &e);
+        }
+        self.rec.store().seal(id);
+        if empty {
+            tracing::debug!(path = %path.display(), "dropped an empty segment");
+        }
+    }
+
+    /// Retention and deletion of released segments.
+    fn maintain(&mut self) {
+        let rec = &self.rec;
+        let now = time::of(SystemTime::now());
+        let max_age = rec.config.max_age.map(|d| d.as_micros() as Micros);
+        let (dropped, errors) = {
+            let mut store = rec.store();
+            let dropped = store.retain(rec.config.max_bytes, max_age, now);
+            (dropped, store.collect_garbage())
+        };
+        if dropped > 0 {
+            rec.stats
+                .segments_deleted
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::debug!(camera = %rec.camera.name(), dropped, "retention deleted segments");
+        }
+        for e in errors {
+            tracing::warn!(camera = %rec.camera.name(), "{e}");
+        }
+    }
+}

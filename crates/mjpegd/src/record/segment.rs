@@ -1,0 +1,403 @@
+//! The segment file: a self-describing, append-only log of the JPEGs of one camera.
+//!
+//! ```text
+//! file   = header record*
+//! header = "MJPEGDS1" (8 bytes) | start time, µs since the epoch (i64 LE)           16 bytes
+//! record = "MJRF" | jpeg len (u32) | capture time µs (i64) | seq (u64)
+//!          | width (u16) | height (u16) | crc32 (u32, of the 28 bytes before it + the JPEG)
+//!          | the JPEG exactly as published                                         32 + len bytes
+//! ```
+//!
+//! All integers are little-endian. The file is the truth: the catalogue is rebuilt from the
+//! record headers at startup (seeking over the JPEGs), and a torn tail left by `kill -9` or a
+//! power cut (a partial record, or a CRC mismatch in the last file) is cut at the last good
+//! record. No separate index can disagree with the data because there is none.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::time::Micros;
+
+/// First bytes of every segment file (format version 1).
+pub const FILE_MAGIC: &[u8; 8] = b"MJPEGDS1";
+/// Length of the file header.
+pub const FILE_HEADER_LEN: u64 = 16;
+/// First bytes of every record.
+pub const RECORD_MAGIC: &[u8; 4] = b"MJRF";
+/// Length of a record header.
+pub const RECORD_HEADER_LEN: u64 = 32;
+/// Largest JPEG a record may hold: larger lengths in a header mean a damaged file (a 4K
+/// frame at high quality is ~5 MB).
+pub const MAX_JPEG_LEN: u32 = 64 * 1024 * 1024;
+/// A segment is closed once it reaches this size, whatever its age, so every offset in it
+/// fits the index's `u32`.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+/// How often written data is forced to disk: bounds what a power cut loses (a `kill -9` loses
+/// nothing already written; the page cache survives the process).
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// File name extension of segments.
+pub const EXTENSION: &str = "seg";
+
+/// One frame in a segment: when it was captured and where its JPEG is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Capture time.
+    pub t: Micros,
+    /// Offset of the JPEG (not of its record header) in the file.
+    pub off: u32,
+    /// Length of the JPEG.
+    pub len: u32,
+}
+
+fn header_bytes(t: Micros, seq: u64, width: u16, height: u16, jpeg: &[u8]) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    h[0..4].copy_from_slice(RECORD_MAGIC);
+    h[4..8].copy_from_slice(&(jpeg.len() as u32).to_le_bytes());
+    h[8..16].copy_from_slice(&t.to_le_bytes());
+    h[16..24].copy_from_slice(&seq.to_le_bytes());
+    h[24..26].copy_from_slice(&width.to_le_bytes());
+    h[26..28].copy_from_slice(&height.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&h[0..28]);
+    crc.update(jpeg);
+    h[28..32].copy_from_slice(&crc.finalize().to_le_bytes());
+    h
+}
+
+/// A segment being written.
+pub struct SegmentWriter {
+    file: File,
+    path: PathBuf,
+    start: Micros,
+    len: u64,
+    width: u16,
+    height: u16,
+    last_t: Micros,
+    last_sync: Instant,
+    dirty: bool,
+}
+
+impl SegmentWriter {
+    /// Creates `DIR/STAMP.seg` for frames from `start` on and makes its name durable.
+    pub fn create(dir: &Path, start: Micros, width: u16, height: u16) -> io::Result<SegmentWriter> {
+        let mut path = dir.join(format!("{}.{EXTENSION}", super::time::stamp_micros(start)));
+        let mut n = 1;
+        let mut file = loop {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(f) => break f,
+                // Same microsecond as an existing segment (clock stepped back): take a suffix.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => {
+                    path = dir.join(format!(
+                        "{}-{n}.{EXTENSION}",
+                        super::time::stamp_micros(start)
+                    ));
+                    n += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut head = [0u8; 16];
+        head[0..8].copy_from_slice(FILE_MAGIC);
+        head[8..16].copy_from_slice(&start.to_le_bytes());
+        let written = file.write_all(&head).and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        // The new name must survive a crash too, or the records in it would be lost with it.
+        File::open(dir).and_then(|d| d.sync_all())?;
+        Ok(SegmentWriter {
+            file,
+            path,
+            start,
+            len: FILE_HEADER_LEN,
+            width,
+            height,
+            last_t: start - 1,
+            last_sync: Instant::now(),
+            dirty: false,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Start time given at creation.
+    pub fn start(&self) -> Micros {
+        self.start
+    }
+
+    /// Bytes in the file.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether no record was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == FILE_HEADER_LEN
+    }
+
+    /// Frame size of this segment (a new size starts a new segment).
+    pub fn size(&self) -> (u16, u16) {
+        (self.width, self.height)
+    }
+
+    /// Capture time of the last record.
+    pub fn last_t(&self) -> Micros {
+        self.last_t
+    }
+
+    /// Whether a record of `jpeg_len` bytes captured at `t` belongs in this segment.
+    pub fn fits(
+        &self,
+        t: Micros,
+        jpeg_len: usize,
+        width: u16,
+        height: u16,
+        max_age: Micros,
+    ) -> bool {
+        t > self.last_t
+            && t - self.start < max_age
+            && self.len + RECORD_HEADER_LEN + jpeg_len as u64 <= MAX_SEGMENT_BYTES
+            && (width, height) == (self.width, self.height)
+    }
+
+    /// Appends one record. On failure the file is cut back to its last whole record, so a
+    /// failed write (disk full) never leaves a torn record behind a good one.
+    pub fn append(&mut self, t: Micros, seq: u64, jpeg: &[u8]) -> io::Result<Entry> {
+        if jpeg.len() > MAX_JPEG_LEN as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a {}-byte frame is over the {MAX_JPEG_LEN}-byte record limit",
+                    jpeg.len()
+                ),
+            ));
+        }
+        let head = header_bytes(t, seq, self.width, self.height, jpeg);
+        let result = write_all_vectored(&mut self.file, &head, jpeg);
+        if let Err(e) = result {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        let entry = Entry {
+            t,
+            off: (self.len + RECORD_HEADER_LEN) as u32,
+            len: jpeg.len() as u32,
+        };
+        self.len += RECORD_HEADER_LEN + jpeg.len() as u64;
+        self.last_t = t;
+        self.dirty = true;
+        Ok(entry)
+    }
+
+    /// Forces written records to disk if the last sync is older than [`SYNC_INTERVAL`].
+    pub fn sync_if_due(&mut self) -> io::Result<()> {
+        if self.dirty && self.last_sync.elapsed() >= SYNC_INTERVAL {
+            self.file.sync_data()?;
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Syncs and closes the segment.
+    pub fn finish(self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+fn write_all_vectored(file: &mut File, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let total = head.len() + body.len();
+    let mut done = 0;
+    while done < total {
+        let n = if done < head.len() {
+            file.write_vectored(&[IoSlice::new(&head[done..]), IoSlice::new(body)])?
+        } else {
+            file.write(&body[done - head.len()..])?
+        };
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// What a scan of a segment file found.
+#[derive(Debug)]
+pub struct Scan {
+    /// Start time from the file header.
+    pub start: Micros,
+    /// Every whole record, in file order.
+    pub entries: Vec<Entry>,
+    /// Frame size of the records (0×0 when there are none).
+    pub size: (u16, u16),
+    /// Bytes up to the end of the last good record.
+    pub good_len: u64,
+    /// Length of the file as found; more than `good_len` when the tail is torn.
+    pub file_len: u64,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub torn: Option<String>,
+}
+
+/// Reads a segment's record headers. With `verify`, also reads every JPEG and checks its CRC
+/// (done for the newest segment of a camera, the only one a crash can have left torn);
+/// without it, only the headers are read and the JPEGs skipped.
+pub fn scan(path: &Path, verify: bool) -> io::Result<Scan> {
+    let file = File::open(path)?;
+    let file_len = file.metadata()?.len();
+    let mut head = [0u8; 16];
+    if file_len < FILE_HEADER_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "shorter than a segment header",
+        ));
+    }
+    file.read_exact_at(&mut head, 0)?;
+    if &head[0..8] != FILE_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not an mjpegd segment (bad magic)",
+        ));
+    }
+    let start = i64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
+    let mut entries = Vec::new();
+    let mut size = (0, 0);
+    let mut pos = FILE_HEADER_LEN;
+    let mut last_t = i64::MIN;
+    let mut jpeg = Vec::new();
+    let torn = loop {
+        if pos == file_len {
+            break None;
+        }
+        if file_len - pos < RECORD_HEADER_LEN {
+            break Some(format!("partial record header at byte {pos}"));
+        }
+        let mut h = [0u8; 32];
+        file.read_exact_at(&mut h, pos)?;
+        if &h[0..4] != RECORD_MAGIC {
+            break Some(format!("no record magic at byte {pos}"));
+        }
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let t = i64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
+        let w = u16::from_le_bytes([h[24], h[25]]);
+        let hh = u16::from_le_bytes([h[26], h[27]]);
+        if len > MAX_JPEG_LEN || u64::from(len) > file_len - pos - RECORD_HEADER_LEN {
+            break Some(format!(
+                "record at byte {pos} runs past the end of the file"
+            ));
+        }
+        if t <= last_t || (!entries.is_empty() && (w, hh) != size) {
+            break Some(format!("record at byte {pos} is out of order"));
+        }
+        if verify {
+            jpeg.resize(len as usize, 0);
+            file.read_exact_at(&mut jpeg, pos + RECORD_HEADER_LEN)?;
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&h[0..28]);
+            crc.update(&jpeg);
+            if crc.finalize().to_le_bytes() != h[28..32] {
+                break Some(format!("CRC mismatch in the record at byte {pos}"));
+            }
+        }
+        size = (w, hh);
+        last_t = t;
+        entries.push(Entry {
+            t,
+            off: (pos + RECORD_HEADER_LEN) as u32,
+            len,
+        });
+        pos += RECORD_HEADER_LEN + u64::from(len);
+    };
+    Ok(Scan {
+        start,
+        entries,
+        size,
+        good_len: pos,
+        file_len,
+        torn,
+    })
+}
+
+/// Cuts a torn tail off and syncs, so the file again ends at a whole record.
+pub fn truncate(path: &Path, len: u64) -> io::Result<()> {
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(len)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(n: u8, len: usize) -> Vec<u8> {
+        let mut v = vec![n; len];
+        v[0] = 0xFF;
+        v[1] = 0xD8;
+        v
+    }
+
+    #[test]
+    fn written_records_scan_back_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = SegmentWriter::create(dir.path(), 1000, 320, 240).expect("create");
+        let mut want = Vec::new();
+        for i in 0..10u8 {
+            want.push(
+                w.append(
+                    1000 + i64::from(i) * 33_333,
+                    u64::from(i),
+                    &jpeg(i, 500 + usize::from(i)),
+                )
+                .expect("append"),
+            );
+        }
+        let path = w.path().to_owned();
+        let full_len = w.len();
+        w.finish().expect("finish");
+        for verify in [false, true] {
+            let s = scan(&path, verify).expect("scan");
+            assert_eq!(s.entries, want);
+            assert_eq!(
+                (s.start, s.size, s.good_len, s.torn.is_none()),
+                (1000, (320, 240), full_len, true)
+            );
+        }
+        // A crash in the middle of the last record: the header scan notices it runs past the end.
+        let f = OpenOptions::new().write(true).open(&path).expect("open");
+        f.set_len(full_len - 100).expect("cut");
+        let s = scan(&path, false).expect("scan");
+        assert_eq!(s.entries, want[..9]);
+        assert!(s.torn.is_some());
+        // A flipped byte inside a JPEG is caught by the verifying scan only.
+        f.set_len(full_len).expect("restore length");
+        f.write_all_at(&[0x42], u64::from(want[9].off) + 10)
+            .expect("corrupt");
+        assert_eq!(scan(&path, false).expect("scan").entries.len(), 10);
+        let s = scan(&path, true).expect("scan");
+        assert_eq!(s.entries, want[..9]);
+        assert!(
+            s.torn.as_deref().is_some_and(|t| t.contains("CRC")),
+            "{:?}",
+            s.torn
+        );
+        truncate(&path, s.good_len).expect("truncate");
+        let s = scan(&path, true).expect("scan");
+        assert_eq!((s.entries.len(), s.torn), (9, None));
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.seg");
+        std::fs::write(&p, b"hello, this is not a segment").expect("write");
+        assert!(scan(&p, false).is_err());
+    }
+}

@@ -1,0 +1,1056 @@
+//! Recording through the real binary and real files: catalogue, exports probed by ffprobe,
+//! `Range` with curl, replay pacing, single frames, retention, `kill -9` recovery, and a disk
+//! that fills up or turns read-only.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// The binary, started from a config file, killed when dropped.
+struct Mjpegd {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Mjpegd {
+    fn start(config: &Path) -> Mjpegd {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mjpegd");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("streaming at http") {
+                    let url = line[at + "streaming at ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("");
+                    let _ = tx.send(url.trim_end_matches('/').to_owned());
+                }
+                lines.lock().expect("log").push(line);
+            }
+        });
+        let url = rx.recv_timeout(WAIT).expect("mjpegd did not log its URL");
+        Mjpegd { child, url, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    fn log_has(&self, needle: &str) -> bool {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Mjpegd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn write_config(dir: &Path, record: &str) -> PathBuf {
+    let path = dir.join("mjpegd.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[cameras]]\nname = \"cam\"\nsource = \"testpattern\"\n\
+         size = \"320x240\"\nfps = 30\n\n[cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n{record}\n\
+         [[cameras]]\nname = \"plain\"\nsource = \"testpattern\"\nsize = \"160x120\"\n",
+        dir.join("rec").display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn client() -> reqwest::Client {
+    mjpegd::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+async fn json(url: &str) -> Value {
+    let resp = client().get(url).send().await.expect("request");
+    assert_eq!(resp.status(), 200, "{url}");
+    resp.json().await.expect("json")
+}
+
+/// Polls `/api/state` until `pred` holds for camera `cam`'s recording; returns it.
+async fn await_recording(srv: &Mjpegd, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + 2 * WAIT;
+    loop {
+        let state = json(&srv.url("/api/state")).await;
+        let rec = state["cameras"][0]["recording"].clone();
+        if pred(&rec) {
+            return rec;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recording never got {what}: {rec}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn spans(srv: &Mjpegd) -> Vec<Value> {
+    json(&srv.url("/cameras/cam/recordings")).await["spans"]
+        .as_array()
+        .expect("spans")
+        .clone()
+}
+
+/// Splits a multipart export into its JPEGs (by Content-Length, checking every boundary),
+/// decoding each; returns (X-Timestamp, size) of each part.
+fn parse_mjpeg_export(body: &[u8]) -> Vec<(f64, (usize, usize))> {
+    assert!(
+        body.starts_with(b"--frame\r\n"),
+        "export starts with a boundary"
+    );
+    let mut rest = &body[9..];
+    let mut out = Vec::new();
+    loop {
+        let end = memchr::memmem::find(rest, b"\r\n\r\n").expect("part headers");
+        let head = std::str::from_utf8(&rest[..end]).expect("ascii");
+        let mut len = None;
+        let mut ts = None;
+        for line in head.split("\r\n") {
+            match line.split_once(": ") {
+                Some(("Content-Length", v)) => len = v.parse::<usize>().ok(),
+                Some(("X-Timestamp", v)) => ts = v.parse::<f64>().ok(),
+                Some(("Content-Type", v)) => assert_eq!(v, "image/jpeg"),
+                _ => panic!("unexpected header line {line:?}"),
+            }
+        }
+        let len = len.expect("Content-Length");
+        let jpeg = &rest[end + 4..end + 4 + len];
+        let part = Part {
+            headers: vec![],
+            jpeg: bytes::Bytes::copy_from_slice(jpeg),
+            received: std::time::SystemTime::now(),
+        };
+        out.push((ts.expect("X-Timestamp"), part.decode()));
+        rest = &rest[end + 4 + len..];
+        if rest == b"\r\n--frame--\r\n" {
+            return out;
+        }
+        assert!(
+            rest.starts_with(b"\r\n--frame\r\n"),
+            "boundary after part {}",
+            out.len()
+        );
+        rest = &rest[11..];
+    }
+}
+
+fn ffprobe(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_entries",
+        ])
+        .arg("stream=codec_name,nb_read_frames,width,height:format=duration,format_name")
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe json")
+}
+
+fn frames_of(probe: &Value) -> u64 {
+    probe["streams"][0]["nb_read_frames"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .expect("nb_read_frames")
+}
+
+/// Records a few seconds, stops, and returns the single span recorded.
+async fn record_a_few_seconds(srv: &Mjpegd, seconds: f64) -> Value {
+    let deadline = Instant::now() + 3 * WAIT;
+    loop {
+        let s = spans(srv).await;
+        if let Some(first) = s.first() {
+            let len = (first["end_us"].as_i64().unwrap_or(0)
+                - first["start_us"].as_i64().unwrap_or(0)) as f64
+                / 1e6;
+            if len >= seconds {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {seconds}s span recorded: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = client()
+        .post(srv.url("/cameras/cam/record/stop"))
+        .send()
+        .await
+        .expect("stop");
+    assert_eq!(resp.status(), 200);
+    await_recording(srv, "off", |r| r["state"] == "off").await;
+    let s = spans(srv).await;
+    assert_eq!(s.len(), 1, "one continuous span: {s:?}");
+    s[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_of_recorded_test_pattern_matches_the_catalogue_in_ffprobe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = Mjpegd::start(&write_config(dir.path(), ""));
+    let span = record_a_few_seconds(&srv, 3.0).await;
+    let frames = span["frames"].as_u64().expect("frames");
+    let (from, to) = (
+        span["start"].as_str().expect("start"),
+        span["end"].as_str().expect("end"),
+    );
+    assert!(
+        frames >= 45,
+        "a 3 s span at 30 fps holds more than {frames} frames"
+    );
+
+    // Matroska: ffprobe reads every catalogued frame, as MJPEG, for the span's duration.
+    let resp = client()
+        .get(srv.url(&format!("/cameras/cam/export.mkv?from={from}&to={to}")))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-type"], "video/x-matroska");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert!(h.contains_key("etag"));
+    let disposition = h["content-disposition"].to_str().expect("ascii");
+    assert!(
+        disposition.starts_with("attachment; filename=\"cam_") && disposition.ends_with(".mkv\""),
+        "{disposition}"
+    );
+    let length: u64 = h["content-length"]
+        .to_str()
+        .expect("len")
+        .parse()
+        .expect("len");
+    let body = resp.bytes().await.expect("body");
+    assert_eq!(body.len() as u64, length);
+    let mkv = dir.path().join("out.mkv");
+    std::fs::write(&mkv, &body).expect("write");
+    if require_tool("ffprobe") {
+        let probe = ffprobe(&mkv);
+        assert_eq!(probe["streams"][0]["codec_name"], "mjpeg");
+        assert_eq!(probe["streams"][0]["width"], 320);
+        assert_eq!(frames_of(&probe), frames);
+        let duration: f64 = probe["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .expect("duration");
+        let span_secs = (span["end_us"].as_i64().expect("e")
+            - span["start_us"].as_i64().expect("s")) as f64
+            / 1e6;
+        assert!(
+            (duration - span_secs).abs() < 0.2,
+            "duration {duration} vs span {span_secs}"
+        );
+        // ffmpeg decodes every frame without an error.
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-xerror", "-i"])
+            .arg(&mkv)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Raw multipart: the same frames, each decoded, with the recorded timestamps in order.
+    let resp = client()
+        .get(srv.url(&format!("/cameras/cam/export.mjpeg?from={from}&to={to}")))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "multipart/x-mixed-replace;boundary=frame"
+    );
+    let body = resp.bytes().await.expect("body");
+    let parts = parse_mjpeg_export(&body);
+    assert_eq!(parts.len() as u64, frames);
+    assert!(
+        parts.windows(2).all(|w| w[0].0 < w[1].0),
+        "timestamps increase"
+    );
+    assert!(parts.iter().all(|p| p.1 == (320, 240)));
+    let start_s = span["start_us"].as_i64().expect("s") as f64 / 1e6;
+    assert!(
+        (parts[0].0 - start_s).abs() < 1e-5,
+        "first X-Timestamp is the span start"
+    );
+    let raw = dir.path().join("out.mjpeg");
+    std::fs::write(&raw, &body).expect("write");
+    if require_tool("ffprobe") {
+        assert_eq!(frames_of(&ffprobe(&raw)), frames);
+    }
+
+    // Timelapse: one frame a second of recording, at 30 fps.
+    let resp = client()
+        .get(srv.url(&format!(
+            "/cameras/cam/export.mkv?from={from}&to={to}&every=1"
+        )))
+        .send()
+        .await
+        .expect("timelapse");
+    assert_eq!(resp.status(), 200);
+    let n: u64 = resp.headers()["x-frames"]
+        .to_str()
+        .expect("n")
+        .parse()
+        .expect("n");
+    let span_secs =
+        (span["end_us"].as_i64().expect("e") - span["start_us"].as_i64().expect("s")) as f64 / 1e6;
+    assert_eq!(
+        n,
+        span_secs.floor() as u64 + 1,
+        "one frame per second of {span_secs}s"
+    );
+    let lapse = dir.path().join("lapse.mkv");
+    std::fs::write(&lapse, resp.bytes().await.expect("body")).expect("write");
+    if require_tool("ffprobe") {
+        let probe = ffprobe(&lapse);
+        assert_eq!(frames_of(&probe), n);
+        let d: f64 = probe["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .expect("duration");
+        assert!((d - n as f64 / 30.0).abs() < 0.01, "timelapse duration {d}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_resume_downloads_with_curl_and_bad_input_gets_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = Mjpegd::start(&write_config(dir.path(), ""));
+    let span = record_a_few_seconds(&srv, 2.0).await;
+    let (from, to) = (
+        span["start_us"].as_i64().expect("s"),
+        span["end_us"].as_i64().expect("e"),
+    );
+    // Unix seconds with a fraction work as well as RFC 3339.
+    let url = srv.url(&format!(
+        "/cameras/cam/export.mkv?from={}.{:06}&to={}.{:06}",
+        from / 1_000_000,
+        from % 1_000_000,
+        to / 1_000_000,
+        to % 1_000_000
+    ));
+    let full = client().get(&url).send().await.expect("get");
+    let etag = full.headers()["etag"].to_str().expect("etag").to_owned();
+    let full = full.bytes().await.expect("body");
+    let total = full.len();
+
+    // reqwest: a middle range, a suffix range, an If-Range that no longer matches, past the end.
+    let part = client()
+        .get(&url)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 1000-1999/{total}").as_str()
+    );
+    assert_eq!(part.headers()["content-length"], "1000");
+    assert_eq!(part.bytes().await.expect("body"), full.slice(1000..2000));
+    let tail = client()
+        .get(&url)
+        .header("range", "bytes=-300")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.expect("body"), full.slice(total - 300..));
+    let stale = client()
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .header("if-range", "\"not-this-one\"")
+        .send()
+        .await
+        .expect("if-range");
+    assert_eq!(stale.status(), 200, "a changed export is sent whole");
+    let past = client()
+        .get(&url)
+        .header("range", format!("bytes={total}-"))
+        .send()
+        .await
+        .expect("416");
+    assert_eq!(past.status(), 416);
+    assert_eq!(
+        past.headers()["content-range"],
+        format!("bytes */{total}").as_str()
+    );
+
+    if require_tool("curl") {
+        // A download cut short, then resumed with `curl -C -`, is the same file.
+        let out = dir.path().join("resumed.mkv");
+        std::fs::write(&out, &full[..total / 3]).expect("partial");
+        let status = Command::new("curl")
+            .args(["-sS", "-f", "-C", "-", "-o"])
+            .arg(&out)
+            .arg(&url)
+            .status()
+            .expect("curl");
+        assert!(status.success());
+        assert_eq!(
+            std::fs::read(&out).expect("read"),
+            full,
+            "resumed download differs"
+        );
+        let ranged = Command::new("curl")
+            .args(["-sS", "-f", "-r", "500-1499", "-H"])
+            .arg(format!("If-Range: {etag}"))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        assert_eq!(ranged.stdout, full.slice(500..1500));
+    }
+
+    // Bad input: a 4xx that says what is wrong.
+    let now = 4_000_000_000u64;
+    for (path, status, says) in [
+        (
+            format!("/cameras/cam/export.mkv?from={}&to=1", now),
+            400,
+            "is after to",
+        ),
+        (
+            "/cameras/cam/export.mkv?from=yesterday&to=now".to_owned(),
+            400,
+            "RFC 3339",
+        ),
+        ("/cameras/cam/export.mkv?from=0".to_owned(), 400, "give to="),
+        (
+            "/cameras/cam/export.mkv?from=0&to=1&every=0".to_owned(),
+            400,
+            "bad every",
+        ),
+        (
+            "/cameras/cam/export.mkv?from=0&to=1".to_owned(),
+            404,
+            "no recording between",
+        ),
+        (
+            "/cameras/nope/export.mkv?from=0&to=1".to_owned(),
+            404,
+            "no camera named",
+        ),
+        (
+            "/cameras/plain/export.mkv?from=0&to=1".to_owned(),
+            404,
+            "not set up for recording",
+        ),
+        (
+            "/cameras/cam/replay?from=0&speed=100".to_owned(),
+            400,
+            "bad speed",
+        ),
+        (
+            "/cameras/cam/replay?from=0&to=1".to_owned(),
+            404,
+            "no recording from",
+        ),
+        (
+            "/cameras/cam/frame.jpg?at=1".to_owned(),
+            404,
+            "no recorded frame within",
+        ),
+        ("/cameras/cam/frame.jpg".to_owned(), 400, "give at="),
+        (
+            "/cameras/cam/recordings?from=5&to=4".to_owned(),
+            400,
+            "is after to",
+        ),
+    ] {
+        let resp = client().get(srv.url(&path)).send().await.expect("get");
+        assert_eq!(resp.status(), status, "{path}");
+        let text = resp.text().await.expect("text");
+        assert!(text.contains(says), "{path}: {text}");
+    }
+    // Starting and stopping is POST only, never a GET a crawler or an <img> could trigger.
+    let get = client()
+        .get(srv.url("/cameras/cam/record/start"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(get.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_is_paced_by_the_recorded_times_and_frame_jpg_finds_the_nearest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = Mjpegd::start(&write_config(dir.path(), ""));
+    let span = record_a_few_seconds(&srv, 3.0).await;
+    let (from, to) = (
+        span["start_us"].as_i64().expect("s"),
+        span["end_us"].as_i64().expect("e"),
+    );
+    let frames = span["frames"].as_u64().expect("frames");
+    let recorded_fps = (frames - 1) as f64 / ((to - from) as f64 / 1e6);
+
+    for speed in [1.0, 4.0] {
+        let url = srv.url(&format!(
+            "/cameras/cam/replay?from={}&to={}&speed={speed}",
+            from as f64 / 1e6,
+            to as f64 / 1e6
+        ));
+        let mut c = MjpegClient::connect(&url).await;
+        let first = c.part().await;
+        let started = Instant::now();
+        let mut last = first.timestamp();
+        let mut n = 1u64;
+        while let Some(p) = c.next_part().await {
+            assert_eq!(p.decode(), (320, 240));
+            assert!(p.timestamp() > last, "recorded timestamps in order");
+            last = p.timestamp();
+            n += 1;
+        }
+        let took = started.elapsed().as_secs_f64();
+        let recorded = last - first.timestamp();
+        assert_eq!(
+            n, frames,
+            "speed {speed}: every frame of the span (the client keeps up)"
+        );
+        let expected = recorded / speed;
+        assert!(
+            (took - expected).abs() < 0.25 + expected * 0.15,
+            "speed {speed}: {recorded:.2}s of recording took {took:.2}s (expected {expected:.2}s)"
+        );
+        eprintln!(
+            "replay speed {speed}: {n} frames in {took:.2}s ({:.1} fps, recorded at {recorded_fps:.1})",
+            n as f64 / took
+        );
+    }
+
+    // The nearest frame to a moment, with its capture time.
+    let mid = (from + to) / 2;
+    let resp = client()
+        .get(srv.url(&format!("/cameras/cam/frame.jpg?at={}", mid as f64 / 1e6)))
+        .send()
+        .await
+        .expect("frame");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    let ts: f64 = resp.headers()["x-timestamp"]
+        .to_str()
+        .expect("ts")
+        .parse()
+        .expect("ts");
+    assert!(
+        (ts - mid as f64 / 1e6).abs() < 1.5 / recorded_fps,
+        "nearest frame at {ts}, asked {mid}"
+    );
+    let jpeg = resp.bytes().await.expect("body");
+    let p = Part {
+        headers: vec![],
+        jpeg,
+        received: std::time::SystemTime::now(),
+    };
+    assert_eq!(p.decode(), (320, 240));
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_recording_within_max_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 1 MiB is the smallest max_bytes: a few seconds of 320x240 at 30 fps.
+    let srv = Mjpegd::start(&write_config(dir.path(), "max_bytes = \"1M\"\n"));
+    let rec = await_recording(&srv, "segments deleted", |r| {
+        r["segments_deleted"].as_u64() >= Some(3)
+    })
+    .await;
+    let seg_dir = dir.path().join("rec/cam");
+    // What is on disk stays within the limit plus the segment being written.
+    let on_disk = dir_bytes(&seg_dir);
+    let one_segment = rec["bytes_written"].as_u64().expect("written")
+        / rec["frames_written"].as_u64().expect("frames")
+        * 40;
+    assert!(
+        on_disk <= (1 << 20) + one_segment,
+        "{on_disk} bytes on disk"
+    );
+    assert!(rec["bytes"].as_u64().expect("bytes") <= (1 << 20) + one_segment);
+    // The catalogue forgot the deleted segments: the oldest frame moved forward and the
+    // export of everything still works.
+    let s = spans(&srv).await;
+    let oldest = s[0]["start"].as_str().expect("start").to_owned();
+    let resp = client()
+        .get(srv.url(&format!(
+            "/cameras/cam/export.mjpeg?from={oldest}&to=4000000000"
+        )))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    let parts = parse_mjpeg_export(&resp.bytes().await.expect("body"));
+    assert!(!parts.is_empty());
+    let metrics = client()
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("mjpegd_recording_segments_deleted_total{camera=\"cam\"}")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_recording_then_restart_gives_a_consistent_catalogue_and_a_valid_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let seg_dir = dir.path().join("rec/cam");
+    for round in 0..3u64 {
+        let mut srv = Mjpegd::start(&config);
+        // Let it record a little, a different amount each round, then kill it mid-write.
+        let target = 20 + round * 17;
+        await_recording(&srv, "frames", |r| {
+            r["frames_written"].as_u64() >= Some(target)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(37 * round)).await;
+        srv.kill9();
+    }
+    // Make the newest segment end in a torn record, as a power cut in mid-write would.
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(&seg_dir)
+        .expect("ls")
+        .map(|e| e.expect("e").path())
+        .collect();
+    segs.sort();
+    let newest = segs.last().expect("a segment").clone();
+    let before = std::fs::metadata(&newest).expect("meta").len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .expect("open");
+    f.write_all(b"MJRF\x00\x10\x00\x00 half a record")
+        .expect("append");
+    drop(f);
+
+    let srv = Mjpegd::start(&config);
+    let deadline = Instant::now() + WAIT;
+    while !srv.log_has("recordings catalogued") {
+        assert!(Instant::now() < deadline, "no catalogue line in the log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        srv.log_has("repaired a torn segment"),
+        "the torn tail was not reported"
+    );
+    assert_eq!(
+        std::fs::metadata(&newest)
+            .map(|m| m.len())
+            .unwrap_or(before),
+        before,
+        "cut back to the last whole record"
+    );
+    let s = spans(&srv).await;
+    assert!(!s.is_empty());
+    let (from, to) = (
+        s[0]["start"].as_str().expect("s").to_owned(),
+        s.last().expect("l")["end"].as_str().expect("e").to_owned(),
+    );
+    let listed: u64 = s
+        .iter()
+        .map(|x| x["frames"].as_u64().expect("frames"))
+        .sum();
+    // Export what was recorded before the restart (the new process records on).
+    let resp = client()
+        .get(srv.url(&format!("/cameras/cam/export.mjpeg?from={from}&to={to}")))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    let parts = parse_mjpeg_export(&resp.bytes().await.expect("body"));
+    assert_eq!(
+        parts.len() as u64,
+        listed,
+        "every catalogued frame exported and decoded"
+    );
+    assert!(
+        listed >= 20 + 37 + 54,
+        "frames of all three runs kept: {listed}"
+    );
+    let resp = client()
+        .get(srv.url(&format!("/cameras/cam/export.mkv?from={from}&to={to}")))
+        .send()
+        .await
+        .expect("export");
+    let mkv = dir.path().join("after-crash.mkv");
+    std::fs::write(&mkv, resp.bytes().await.expect("body")).expect("write");
+    if require_tool("ffprobe") {
+        let probe = ffprobe(&mkv);
+        assert_eq!(frames_of(&probe), listed);
+    }
+}
+
+/// Mounts a tmpfs (needs root); `None` with a loud skip when that is not possible here.
+fn mount_tmpfs(dir: &Path, size: &str) -> Option<()> {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var_os("MJPEGD_REQUIRE_TOOLS").is_some() {
+            panic!("cannot mount a tmpfs (needs root), and MJPEGD_REQUIRE_TOOLS is set");
+        }
+        eprintln!("\n*** SKIPPED: cannot mount a tmpfs here (needs root) ***\n");
+        return None;
+    }
+    Some(())
+}
+
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn remount(dir: &Path, opts: &str) {
+    let ok = Command::new("mount")
+        .args(["-o", &format!("remount,{opts}")])
+        .arg(dir)
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "remount {opts}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_or_read_only_disk_pauses_recording_visibly_without_disturbing_viewers_then_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = dir.path().join("rec");
+    if mount_tmpfs(&disk, "2m").is_none() {
+        return;
+    }
+    let _unmount = Unmount(disk.clone());
+    // max_bytes above the disk size: the disk fills before retention would act.
+    let srv = Mjpegd::start(&write_config(dir.path(), "max_bytes = \"100M\"\n"));
+    let mut viewer = MjpegClient::connect(&srv.url("/cameras/cam/stream")).await;
+    let rec = await_recording(&srv, "paused", |r| r["state"] == "paused").await;
+    let error = rec["error"].as_str().expect("error");
+    assert!(
+        error.contains("No space left") && error.contains("retrying"),
+        "{error}"
+    );
+    assert!(srv.log_has("recording paused"), "the pause is logged");
+    let metrics = client()
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
+    assert!(
+        metrics.contains("mjpegd_recording_paused{camera=\"cam\"} 1"),
+        "{metrics}"
+    );
+    // The live viewer never noticed.
+    let t = viewer.part().await.timestamp();
+    for _ in 0..30 {
+        assert!(viewer.part().await.timestamp() > t);
+    }
+    // Space is back: recording resumes by itself.
+    let written = rec["frames_written"].as_u64().expect("written");
+    remount(&disk, "size=64m");
+    let rec = await_recording(&srv, "resumed", |r| {
+        r["state"] == "recording" && r["frames_written"].as_u64() > Some(written + 30)
+    })
+    .await;
+    assert!(rec["error"].is_null());
+    assert!(srv.log_has("recording resumed"));
+
+    // A read-only disk pauses it the same way. (Linux refuses to make a file system read-only
+    // while a file on it is open for writing: stop recording first, then start it again.)
+    let stop = client()
+        .post(srv.url("/cameras/cam/record/stop"))
+        .send()
+        .await
+        .expect("stop");
+    assert_eq!(stop.status(), 200);
+    let deadline = Instant::now() + WAIT;
+    while !Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&disk)
+        .stderr(Stdio::null())
+        .status()
+        .expect("mount")
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the open segment was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = client()
+        .post(srv.url("/cameras/cam/record/start"))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(start.status(), 200);
+    let rec = await_recording(&srv, "paused (read-only)", |r| r["state"] == "paused").await;
+    assert!(
+        rec["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Read-only")),
+        "{rec}"
+    );
+    let t = viewer.part().await.timestamp();
+    assert!(viewer.part().await.timestamp() > t);
+    remount(&disk, "rw");
+    let written = rec["frames_written"].as_u64().expect("written");
+    await_recording(&srv, "resumed", |r| {
+        r["state"] == "recording" && r["frames_written"].as_u64() > Some(written + 30)
+    })
+    .await;
+    // Everything recorded between the pauses exports cleanly.
+    let s = spans(&srv).await;
+    let resp = client()
+        .get(srv.url(&format!(
+            "/cameras/cam/export.mjpeg?from={}&to=4000000000",
+            s[0]["start"].as_str().expect("s")
+        )))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    assert!(!parse_mjpeg_export(&resp.bytes().await.expect("body")).is_empty());
+    drop(srv);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_exports_are_limited_and_recording_can_be_started_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Noise compresses badly: ~1 MB frames make an export larger than what the socket
+    // buffers of a client that does not read can absorb, so it stays running.
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).expect("mkdir");
+    for i in 0..3 {
+        std::fs::write(
+            images.join(format!("{i}.jpg")),
+            numbered_jpeg(i, 1280, 720, true),
+        )
+        .expect("jpeg");
+    }
+    let config = dir.path().join("mjpegd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[cameras]]\nname = \"cam\"\nsource = \"images:{}\"\nfps = 30\n\
+             [cameras.record]\ndir = \"{}\"\nmode = \"off\"\n",
+            images.display(),
+            dir.path().join("rec").display()
+        ),
+    )
+    .expect("config");
+    let srv = Mjpegd::start(&config);
+    let rec = await_recording(&srv, "off", |r| r["state"] == "off").await;
+    assert_eq!(
+        rec["frames_written"], 0,
+        "mode off records nothing until started"
+    );
+    let resp = client()
+        .post(srv.url("/cameras/cam/record/start"))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(resp.status(), 200);
+    let span = record_a_few_seconds(&srv, 1.0).await;
+    let url = srv.url(&format!(
+        "/cameras/cam/export.mjpeg?from={}&to={}",
+        span["start"].as_str().expect("s"),
+        span["end"].as_str().expect("e")
+    ));
+    // Open exports that are not read hold their places; one more is refused.
+    let limit = mjpegd::http::recordings::MAX_EXPORTS;
+    let mut open = Vec::new();
+    for _ in 0..limit {
+        let r = client().get(&url).send().await.expect("export");
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let refused = client().get(&url).send().await.expect("export");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Finishing one frees its place.
+    let done = open.pop().expect("one").bytes().await.expect("body");
+    assert!(!done.is_empty());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = client().get(&url).send().await.expect("export");
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "export slot never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_only_users_allowed_the_camera_reach_its_recordings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = mjpegd::auth::hash_password("pw").expect("hash");
+    let config = write_config(dir.path(), "mode = \"off\"\n");
+    let mut text = std::fs::read_to_string(&config).expect("read");
+    text.push_str(&format!(
+        "\n[auth]\n[[auth.users]]\nname = \"owner\"\npassword_hash = \"{hash}\"\ncameras = [\"cam\"]\n\
+         [[auth.users]]\nname = \"other\"\npassword_hash = \"{hash}\"\ncameras = [\"plain\"]\n"
+    ));
+    std::fs::write(&config, text).expect("write");
+    let srv = Mjpegd::start(&config);
+    let start = srv.url("/cameras/cam/record/start");
+    let anonymous = client().post(&start).send().await.expect("post");
+    assert_eq!(anonymous.status(), 401);
+    let other = client()
+        .post(&start)
+        .basic_auth("other", Some("pw"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(other.status(), 403);
+    for path in [
+        "/cameras/cam/recordings",
+        "/cameras/cam/export.mkv?from=0&to=1",
+        "/cameras/cam/replay?from=0",
+    ] {
+        let r = client()
+            .get(srv.url(path))
+            .basic_auth("other", Some("pw"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // A URL token opens the live stream only, not the recordings.
+    let token: Value = client()
+        .get(srv.url("/api/token?camera=cam"))
+        .basic_auth("owner", Some("pw"))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let t = token["token"].as_str().expect("token");
+    let r = client()
+        .get(srv.url(&format!("/cameras/cam/recordings?token={t}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 403);
+    let owner = client()
+        .post(&start)
+        .basic_auth("owner", Some("pw"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(owner.status(), 200);
+    let state: Value = owner.json().await.expect("json");
+    assert_eq!(state["state"], "recording");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_the_open_segment_before_exiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let mut srv = Mjpegd::start(&config);
+    let rec = await_recording(&srv, "frames", |r| r["frames_written"].as_u64() >= Some(20)).await;
+    assert_eq!(rec["state"], "recording");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(srv.child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mjpegd did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    // The log thread may still be reading the last lines.
+    let deadline = Instant::now() + WAIT;
+    while !srv.log_has("stopped") {
+        assert!(Instant::now() < deadline, "no 'stopped' line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!srv.log_has("did not finish in time"));
+    let again = Mjpegd::start(&config);
+    let deadline = Instant::now() + WAIT;
+    while !again.log_has("recordings catalogued") {
+        assert!(Instant::now() < deadline, "no catalogue line in the log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !again.log_has("repaired"),
+        "a clean stop left a torn segment"
+    );
+    let s = spans(&again).await;
+    assert!(
+        s.iter()
+            .map(|x| x["frames"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            >= 20
+    );
+}
