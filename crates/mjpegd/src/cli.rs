@@ -231,7 +231,9 @@ impl Cli {
     /// Merges flags and the config file into checked settings; errors name the flag or the
     /// file and key, and what is accepted.
     pub fn into_settings(self) -> Result<Settings, String> {
-        let (server_section, cameras, auth_section, mut bus_section, recordings) = match &self.config {
+        let (server_section, cameras, auth_section, mut bus_section, recordings) = match &self
+            .config
+        {
             Some(path) => {
                 if self.camera_flags_given() {
                     return Err(format!(
@@ -255,7 +257,13 @@ impl Cli {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let recordings = config::check_recordings(&file.cameras)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                (server, cameras, Some((file.auth, path.clone())), bus, recordings)
+                (
+                    server,
+                    cameras,
+                    Some((file.auth, path.clone())),
+                    bus,
+                    recordings,
+                )
             }
             None => {
                 let draft = CameraDraft {

@@ -1214,6 +1214,8 @@ fn measure_paint_lag() {
             }
         }
     }
+}
+
 /// Where an element is on the page, if it exists, scrolled into view first (mouse events
 /// only reach what is on screen).
 fn rect_of(cdp: &mut Cdp, selector: &str) -> Option<Rect> {

@@ -278,6 +278,8 @@ fn on_announcement(
                 ..Default::default()
             },
             fps: params.fps,
+            stream_size: None,
+            drop_same_frames: false,
         };
         match hub.add(config) {
             Ok(_) => {

@@ -68,6 +68,9 @@ pub(crate) struct CameraState {
     frames_same: u64,
     /// The per-request sizes computed now, each once per frame for all its viewers.
     sizes: Vec<SizeState>,
+    /// Present when the camera is set up for recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recording: Option<crate::record::RecorderStatus>,
 }
 
 /// One size computed for viewers (`?width=`/`?height=`, or the camera's `stream_size`).
@@ -79,9 +82,6 @@ pub(crate) struct SizeState {
     height: Option<u32>,
     viewers: usize,
     frames_scaled: u64,
-    /// Present when the camera is set up for recording.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recording: Option<crate::record::RecorderStatus>,
 }
 
 /// One stream viewer.
@@ -361,7 +361,7 @@ pub(super) async fn metrics(
         out,
         "# HELP {name} Source failures by kind: permanent (someone must act) or transient.\n# TYPE {name} counter"
     );
-    for c in cams {
+    for c in &cams {
         let s = c.stats();
         for (kind, n) in [
             ("permanent", &s.source_errors_permanent),

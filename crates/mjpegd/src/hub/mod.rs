@@ -92,8 +92,9 @@ impl Hub {
     }
 }
 
+/// The run-time camera list (cameras added and removed by the bus).
 #[cfg(test)]
-mod tests {
+mod registry_tests {
     use super::*;
     use crate::source::{BoxFuture, Opener, Source, SourceError};
     use std::time::Duration;
@@ -119,6 +120,8 @@ mod tests {
             source_timeout: Duration::from_secs(1),
             transform: crate::transform::Transform::default(),
             fps: 1.0,
+            stream_size: None,
+            drop_same_frames: false,
         }
     }
 

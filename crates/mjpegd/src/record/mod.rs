@@ -285,7 +285,6 @@ impl Recordings {
         for (name, config) in configs {
             let camera = hub
                 .get(&name)
-                .cloned()
                 .ok_or_else(|| format!("recording configured for unknown camera {name:?}"))?;
             let dir = config.dir.join(&name);
             let (store, error) = match Store::open(&dir) {
