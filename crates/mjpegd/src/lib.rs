@@ -28,6 +28,7 @@ pub mod http;
 pub mod hub;
 pub mod jpeg;
 pub mod mjpeg;
+pub mod pool;
 pub mod render;
 pub mod server;
 pub mod shutdown;

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::camera::Camera;
 use crate::frame::Image;
+use crate::pool::{JobError, Ordered};
 use crate::render;
 use crate::source::SourceError;
 
@@ -130,7 +132,7 @@ async fn supervise(camera: &Camera) {
 async fn run_once(camera: &Camera) -> SourceError {
     let cfg = &camera.config;
     camera.stats().source_opens.fetch_add(1, Ordering::Relaxed);
-    let mut source = match timeout(cfg.source_timeout, cfg.opener.open()).await {
+    let source = match timeout(cfg.source_timeout, cfg.opener.open()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return e,
         Err(_) => {
@@ -140,6 +142,72 @@ async fn run_once(camera: &Camera) -> SourceError {
             ));
         }
     };
+    let Some(pool) = crate::pool::Pool::global() else {
+        return run_inline(camera, source).await;
+    };
+    // Frames being transformed, published in order; a few more than the pool's threads, so
+    // that every thread has work while the oldest result waits for its turn.
+    let mut pipeline = Ordered::new(Arc::clone(&pool), pool.workers() + 1);
+    let t = cfg.transform;
+    // A stream owns the frame being read, so that publishing a result meanwhile (the other
+    // branch of the select) never cancels a read half-way.
+    let frames = futures_util::stream::unfold(source, |mut s| async move {
+        let r = s.next_frame().await;
+        Some((r, s))
+    });
+    tokio::pin!(frames);
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = pipeline.next() => match done {
+                Ok((Ok(image), delivered)) => published(camera, &image, delivered),
+                Ok((Err(e), _)) => return SourceError::new(format!("transform ({t}): {e}")),
+                Err(JobError::Panicked) => {
+                    return SourceError::new(format!("transform ({t}) panicked (a bug)"));
+                }
+            },
+            next = timeout(cfg.source_timeout, frames.next()) => match next {
+                Ok(Some(Ok(image))) => {
+                    let delivered = Instant::now();
+                    if pipeline.is_empty() && t.is_identity_for(image.width, image.height) {
+                        // Nothing to encode and nothing ahead of it: no trip through the pool.
+                        published(camera, &image, delivered);
+                        continue;
+                    }
+                    let dropped = pipeline.submit(move || (t.apply(&image), delivered));
+                    if dropped > 0 {
+                        camera.stats().frames_dropped.fetch_add(dropped, Ordering::Relaxed);
+                    }
+                }
+                Ok(Some(Err(e))) => return e,
+                Ok(None) => return SourceError::new("source ended"),
+                Err(_) => {
+                    return SourceError::new(format!(
+                        "no frame for {}s",
+                        cfg.source_timeout.as_secs_f64()
+                    ));
+                }
+            },
+        }
+    }
+}
+
+/// Publishes a live frame and counts it.
+fn published(camera: &Camera, image: &Image, delivered: Instant) {
+    camera.publish(image, true);
+    let stats = camera.stats();
+    stats.capture_latency.observe(delivered.elapsed());
+    stats.capture_rate.tick();
+    stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut last) = camera.last_error.lock() {
+        last.take();
+    }
+}
+
+/// [`run_once`]'s loop without the encoder pool (no thread could be started for it): one frame
+/// at a time.
+async fn run_inline(camera: &Camera, mut source: Box<dyn crate::source::Source>) -> SourceError {
+    let cfg = &camera.config;
     loop {
         match timeout(cfg.source_timeout, source.next_frame()).await {
             Ok(Ok(image)) => {
@@ -148,14 +216,7 @@ async fn run_once(camera: &Camera) -> SourceError {
                     Ok(i) => i,
                     Err(e) => return e,
                 };
-                camera.publish(&image, true);
-                let stats = camera.stats();
-                stats.capture_latency.observe(delivered.elapsed());
-                stats.capture_rate.tick();
-                stats.frames_captured.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut last) = camera.last_error.lock() {
-                    last.take();
-                }
+                published(camera, &image, delivered);
             }
             Ok(Err(e)) => return e,
             Err(_) => {
