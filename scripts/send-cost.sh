@@ -64,12 +64,31 @@ run() {
         kill -0 "$SERVER_PID" 2>/dev/null || die "$name: server exited: $(tail -n 5 "$RESULTS/$name.log")"
         sleep 0.1
     done
+    local before
+    before=$(cpu_ticks "$SERVER_PID")
     taskset -c "$CLIENT_CPU" "$LOAD" run --url "http://127.0.0.1:$PORT/stream" --pid "$SERVER_PID" \
         --json --label "$name" --viewers "$n" --duration "$DURATION" >"$RESULTS/$name.json"
+    # User and system time apart: the kernel's share per byte is the same for both servers,
+    # what differs is mostly user time.
+    echo "$before $(cpu_ticks "$SERVER_PID")" >"$RESULTS/$name.ticks"
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
     sleep 1
+}
+
+# utime and stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"
+}
+
+# User and system CPU seconds per GB delivered.
+user_sys() {
+    local hz
+    hz=$(getconf CLK_TCK)
+    read -r u0 s0 u1 s1 <"$1.ticks"
+    jq -r --argjson u "$(( u1 - u0 ))" --argjson s "$(( s1 - s0 ))" --argjson hz "$hz" \
+        '[($u / $hz / (.bytes / 1e9)), ($s / $hz / (.bytes / 1e9))] | @tsv' "$1.json"
 }
 
 # CPU seconds per GB delivered, frames delivered, errors.
@@ -79,7 +98,7 @@ summary() {
         .invalid_parts] | @tsv' "$1"
 }
 
-printf 'viewers\trun\tmjpegd cpu-s/GB\tceiling cpu-s/GB\tcpu ratio\tframes ratio\tmjpegd fps\tceiling fps\terrors m/c\tinvalid m/c\n'
+printf 'viewers\trun\tmjpegd cpu-s/GB\tceiling cpu-s/GB\tcpu ratio\tframes ratio\tmjpegd fps\tceiling fps\terrors m/c\tinvalid m/c\tuser-s/GB m/c\tsys-s/GB m/c\n'
 for n in $VIEWERS; do
     for r in $(seq 1 "$REPEAT"); do
         run "mjpegd-$n-$r" "$n" "$SERVER" --source "images:$FRAMES" --fps 30 --max-viewers 5000 \
@@ -87,8 +106,10 @@ for n in $VIEWERS; do
         run "ceiling-$n-$r" "$n" "$LOAD" ceiling --frame "$FRAME" --fps 30
         read -r mc mf mfps me mi < <(summary "$RESULTS/mjpegd-$n-$r.json")
         read -r cc cf cfps ce ci < <(summary "$RESULTS/ceiling-$n-$r.json")
-        printf '%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s/%s\t%s/%s\n' "$n" "$r" "$mc" "$cc" \
-            "$(echo "$mc / $cc" | bc -l)" "$(echo "$mf / $cf" | bc -l)" "$mfps" "$cfps" \
-            "$me" "$ce" "$mi" "$ci"
+        read -r mu ms < <(user_sys "$RESULTS/mjpegd-$n-$r")
+        read -r cu cs < <(user_sys "$RESULTS/ceiling-$n-$r")
+        printf '%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%s/%s\t%s/%s\t%.3f/%.3f\t%.3f/%.3f\n' \
+            "$n" "$r" "$mc" "$cc" "$(echo "$mc / $cc" | bc -l)" "$(echo "$mf / $cf" | bc -l)" \
+            "$mfps" "$cfps" "$me" "$ce" "$mi" "$ci" "$mu" "$cu" "$ms" "$cs"
     done
 done
