@@ -268,6 +268,17 @@ impl<T: Send + 'static> Ordered<T> {
     }
 }
 
+impl<T> Drop for Ordered<T> {
+    fn drop(&mut self) {
+        // A stopped camera's frames are nobody's: those not started yet are skipped.
+        for p in &self.pending {
+            let _ =
+                p.state
+                    .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +408,34 @@ mod tests {
         ordered.submit(|| 4u8);
         assert_eq!(ordered.next().await, Some(Ok(4)));
         assert_eq!(ordered.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_pipeline_skips_its_jobs_not_yet_started() {
+        let pool = pool(1);
+        let mut ordered = Ordered::new(Arc::clone(&pool), 4);
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        ordered.submit(move || {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv_timeout(Duration::from_secs(10));
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("job 0 started");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ran2 = Arc::clone(&ran);
+        ordered.submit(move || ran2.store(true, Ordering::SeqCst));
+        drop(ordered);
+        release_tx.send(()).expect("release job 0");
+        // One worker, first in first out: once a later job is done, the skipped one was seen.
+        let mut after = Ordered::new(Arc::clone(&pool), 1);
+        after.submit(|| ());
+        assert_eq!(after.next().await, Some(Ok(())));
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "a dropped pipeline's job still ran"
+        );
     }
 
     #[test]

@@ -192,9 +192,10 @@ async fn run_once(camera: &Camera) -> SourceError {
     }
 }
 
-/// Publishes a live frame and counts it.
+/// Counts a live frame and publishes it.
 fn published(camera: &Camera, image: &Image, delivered: Instant) {
-    camera.publish(image, true);
+    // Counted (and the error cleared) first: a viewer may have the frame, and ask /metrics or
+    // /api/state, before this thread runs again.
     let stats = camera.stats();
     stats.capture_latency.observe(delivered.elapsed());
     stats.capture_rate.tick();
@@ -202,6 +203,7 @@ fn published(camera: &Camera, image: &Image, delivered: Instant) {
     if let Ok(mut last) = camera.last_error.lock() {
         last.take();
     }
+    camera.publish(image, true);
 }
 
 /// [`run_once`]'s loop without the encoder pool (no thread could be started for it): one frame
