@@ -10,6 +10,9 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # systemd-socket-activate, for the socket-activation test.
 command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
+# cmake and nasm build the libjpeg-turbo bundled with the `turbojpeg` feature (CI builds it).
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v nasm >/dev/null 2>&1 || need+=(nasm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
