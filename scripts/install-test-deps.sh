@@ -14,6 +14,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
 # nats-server, for tests/bus.rs (camera nodes and edges over NATS; Debian installs it in /usr/sbin).
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+# cmake and nasm build the libjpeg-turbo bundled with the `turbojpeg` feature (CI builds it).
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v nasm >/dev/null 2>&1 || need+=(nasm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

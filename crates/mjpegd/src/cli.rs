@@ -125,6 +125,10 @@ pub struct Cli {
     #[arg(long, env = "MJPEGD_SEND_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub send_timeout: Option<u64>,
 
+    /// Threads that encode and transform frames, shared by all cameras, 0-256; 0 is one per core [default: 0].
+    #[arg(long, env = "MJPEGD_ENCODE_WORKERS", value_parser = clap::value_parser!(u64).range(0..=crate::pool::MAX_WORKERS as u64))]
+    pub encode_workers: Option<u64>,
+
     /// Seconds without a frame before viewers see "no signal" and the source is reopened, 1-3600 [default: 5].
     #[arg(long, env = "MJPEGD_SOURCE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub source_timeout: Option<u64>,
@@ -417,6 +421,9 @@ impl Cli {
                 max_connections_per_ip: self
                     .max_connections_per_ip
                     .map_or(server_section.max_connections_per_ip, |v| v as usize),
+                encode_workers: self
+                    .encode_workers
+                    .map_or(server_section.encode_workers, |v| v as usize),
                 ..ServerConfig::default()
             },
             bus,

@@ -333,6 +333,8 @@ pub struct ServerSection {
     pub max_viewers: Option<u64>,
     /// Seconds a viewer's socket may accept nothing before it is cut (default 10).
     pub send_timeout: Option<u64>,
+    /// Threads that encode and transform frames, shared by every camera (0, the default: one per core).
+    pub encode_workers: Option<u64>,
 }
 
 /// One `[[cameras]]` entry.
@@ -595,6 +597,8 @@ pub struct ServerSettings {
     pub public_metrics: bool,
     /// Open state.
     pub public_state: bool,
+    /// Encoder threads (0: one per core).
+    pub encode_workers: usize,
 }
 
 /// Checks the `[server]` section.
@@ -691,6 +695,13 @@ pub fn check_server(s: &ServerSection, prefix: &str) -> Result<ServerSettings, C
         allow_origin: s.allow_origin.clone(),
         public_metrics: s.public_metrics.unwrap_or(false),
         public_state: s.public_state.unwrap_or(false),
+        encode_workers: in_range(
+            s.encode_workers,
+            0,
+            0,
+            crate::pool::MAX_WORKERS as u64,
+            &key("encode_workers"),
+        )? as usize,
     })
 }
 
@@ -1024,6 +1035,26 @@ mod tests {
             Ok(3 << 29)
         );
         assert_eq!(parse_age(&NumberOrText::Text("90s".into())), Ok(90));
+    }
+
+    #[test]
+    fn encode_workers_is_bounded() {
+        let with = |n| ServerSection {
+            encode_workers: Some(n),
+            ..ServerSection::default()
+        };
+        let at_limit = check_server(&with(crate::pool::MAX_WORKERS as u64), "server.");
+        assert_eq!(
+            at_limit.expect("at the limit").encode_workers,
+            crate::pool::MAX_WORKERS
+        );
+        let past = check_server(&with(crate::pool::MAX_WORKERS as u64 + 1), "server.");
+        assert_eq!(
+            past.expect_err("past the limit").key,
+            "server.encode_workers"
+        );
+        let default = check_server(&ServerSection::default(), "server.").expect("default");
+        assert_eq!(default.encode_workers, 0);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod jpeg;
 pub mod mjpeg;
 pub mod principal;
 pub mod record;
+pub mod pool;
 pub mod render;
 pub mod server;
 pub mod shutdown;

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most open connections from one IP address.
     pub max_connections_per_ip: usize,
+    /// Threads of the encoder pool shared by every camera (0: one per core).
+    pub encode_workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_millis(1500),
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            encode_workers: 0,
         }
     }
 }
@@ -89,6 +92,9 @@ impl Server {
         config: ServerConfig,
         shutdown: CancellationToken,
     ) -> Server {
+        // The pool is process-wide and starts on first use: only the first server's size counts
+        // (a test process runs many servers; a deployment one).
+        crate::pool::configure_global(config.encode_workers);
         let hub = Arc::new(Hub::new(cameras, shutdown.clone()));
         Server {
             state: AppState::new(hub, http_config, shutdown.clone()),

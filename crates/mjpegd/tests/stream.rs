@@ -42,6 +42,67 @@ async fn stream_follows_the_wire_format() {
     }
 }
 
+/// Issue 13: the body is close-delimited (HTTP/1.0 style, as µStreamer's), not chunked, so each
+/// part reaches the socket as it is: the bytes after the response head are the multipart body
+/// itself, and parts decode straight from them.
+#[tokio::test]
+async fn stream_body_is_close_delimited_not_chunked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::with_source(Scripted::new(Script::default())).await;
+    let mut sock = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    sock.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Read until two complete parts are in (head + preamble + part + part).
+    let body_start = loop {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = tokio::time::timeout_at(deadline.into(), sock.read(&mut chunk))
+            .await
+            .expect("two parts within 10 s")
+            .expect("read");
+        assert!(n > 0, "server closed the stream");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body = &buf[end + 4..];
+            if body.windows(9).filter(|w| w == b"--frame\r\n").count() >= 3 {
+                break end + 4;
+            }
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    let body = &buf[body_start..];
+    assert!(
+        body.starts_with(b"--frame\r\n"),
+        "body starts with a chunk size?"
+    );
+    // The first part: headers, then exactly Content-Length JPEG bytes, then the next boundary.
+    let part = &body[b"--frame\r\n".len()..];
+    let headers_end = part
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("part headers");
+    let headers = String::from_utf8_lossy(&part[..headers_end]).to_string();
+    let len: usize = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("Content-Length")
+        .parse()
+        .expect("length");
+    let jpeg = &part[headers_end + 4..headers_end + 4 + len];
+    assert_eq!(&part[headers_end + 4 + len..][..11], b"\r\n--frame\r\n");
+    let mut d = zune_jpeg::JpegDecoder::new(jpeg);
+    d.decode().expect("the first part's JPEG decodes");
+    assert_eq!(d.dimensions(), Some((160, 120)));
+}
+
 #[tokio::test]
 async fn every_stream_url_streams_and_unknown_parameters_are_ignored() {
     let srv = TestServer::with_source(Scripted::new(Script::default())).await;

@@ -61,6 +61,7 @@ pub(crate) struct CameraState {
     frames_sent: u64,
     bytes_sent: u64,
     frames_skipped: u64,
+    frames_dropped: u64,
     source_errors: u64,
     source_opens: u64,
     viewer_list: Vec<ViewerState>,
@@ -156,6 +157,7 @@ fn camera_state(c: &Camera) -> CameraState {
         frames_sent: s.frames_sent.load(Ordering::Relaxed),
         bytes_sent: s.bytes_sent.load(Ordering::Relaxed),
         frames_skipped: s.frames_skipped.load(Ordering::Relaxed),
+        frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
         source_errors: s.source_errors.load(Ordering::Relaxed),
         source_opens: s.source_opens.load(Ordering::Relaxed),
         viewer_list,
@@ -343,6 +345,12 @@ pub(super) async fn metrics(
         "counter",
         "Frames viewers skipped for being slower than the camera.",
         &|c| load(&c.stats().frames_skipped),
+    );
+    family(
+        "mjpegd_frames_dropped_total",
+        "counter",
+        "Source frames dropped unencoded because the encoder pool was behind.",
+        &|c| load(&c.stats().frames_dropped),
     );
     family(
         "mjpegd_source_errors_total",

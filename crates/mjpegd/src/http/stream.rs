@@ -3,24 +3,28 @@
 //! The body sends the preamble boundary, then each frame's prebuilt part (headers, JPEG,
 //! trailing boundary) as one shared `Bytes`: no per-viewer copy. Browsers get the
 //! "advance headers" wire instead (see [`wants_advance_headers`]): the JPEG alone, as a slice of
-//! the same shared buffer, then a static chunk holding the boundary and the next part's headers. It only asks for the next frame
+//! the same shared buffer, then a static chunk holding the boundary and the next part's headers.
+//! The response is HTTP/1.0-style, delimited by the connection's close (as µStreamer's): hyper
+//! then writes each chunk as it is instead of wrapping it in chunked framing (a size line and a
+//! CRLF around every part). It only asks for the next frame
 //! when hyper polls it, which hyper does once the previous write has drained into the socket,
 //! so a slow viewer simply gets the newest frame when it is ready and skips the rest. A viewer
 //! whose socket stops draining altogether is cut by the server's write timeout.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{Instant, sleep_until};
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::query::Query;
 use super::{AppState, HttpError, PeerAddr};
@@ -110,7 +114,9 @@ pub(super) fn respond(
         // Headers only: a HEAD must not count as a viewer or start capture. The body has no
         // known length, so no misleading `Content-Length: 0` is sent.
         let endless = futures_util::stream::empty::<Result<Bytes, Infallible>>();
-        return Ok((StatusCode::OK, headers, Body::from_stream(endless)).into_response());
+        return Ok(close_delimited(
+            (StatusCode::OK, headers, Body::from_stream(endless)).into_response(),
+        ));
     }
     let permit = Arc::clone(&state.0.viewer_slots)
         .try_acquire_owned()
@@ -155,7 +161,9 @@ pub(super) fn respond(
         _camera_permit: camera_permit,
         min_interval,
         keepalive: state.0.config.keepalive,
-        shutdown: state.0.shutdown.clone(),
+        shutdown: Box::pin(state.0.shutdown.clone().cancelled_owned()),
+        // Far enough away to never fire before the first frame.
+        timer: Box::pin(sleep_until(Instant::now() + NO_FRAME_YET)),
         last: None,
         started: false,
         advance,
@@ -166,8 +174,25 @@ pub(super) fn respond(
         let chunk = v.next_chunk().await?;
         Some((Ok::<Bytes, Infallible>(chunk), v))
     });
-    Ok((StatusCode::OK, headers, Body::from_stream(chunks)).into_response())
+    Ok(close_delimited(
+        (StatusCode::OK, headers, Body::from_stream(chunks)).into_response(),
+    ))
 }
+
+/// Makes hyper send `response`'s body as is, ended by closing the connection: an HTTP/1.0
+/// response has no chunked framing, and `Connection: close` tells HTTP/1.1 clients too that the
+/// body runs to the close. An endless stream never shares its connection with a next request
+/// anyway.
+fn close_delimited(mut response: Response) -> Response {
+    *response.version_mut() = Version::HTTP_10;
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// The keep-alive timer's deadline before the first frame: never, in practice.
+const NO_FRAME_YET: Duration = Duration::from_secs(86_400);
 
 fn stream_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -215,7 +240,12 @@ struct Viewer {
     _camera_permit: Option<OwnedSemaphorePermit>,
     min_interval: Option<Duration>,
     keepalive: Duration,
-    shutdown: CancellationToken,
+    /// Resolves when the server shuts down. Kept across frames, like `timer`, so that waiting for
+    /// a frame registers no new waiter or timer each time (that was a cost per viewer per frame).
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The rate cap's and the keep-alive's deadline; only ever moved later while a frame is
+    /// awaited, which tokio does without touching its timer wheel.
+    timer: Pin<Box<Sleep>>,
     /// Sequence number and send time of the last frame sent.
     last: Option<(u64, Instant)>,
     started: bool,
@@ -241,10 +271,11 @@ impl Viewer {
             return Some(chunk);
         }
         if let (Some(min), Some((_, at))) = (self.min_interval, self.last) {
+            self.timer.as_mut().reset(at + min);
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return None,
-                () = sleep_until(at + min) => {}
+                () = self.shutdown.as_mut() => return None,
+                () = self.timer.as_mut() => {}
             }
         }
         loop {
@@ -254,20 +285,21 @@ impl Viewer {
                     return Some(self.send(frame));
                 }
             }
-            // Far enough away to never fire before the first frame.
-            let keepalive_at = self.last.map_or_else(
-                || Instant::now() + Duration::from_secs(86_400),
-                |(_, at)| at + self.keepalive,
-            );
+            if let Some((_, at)) = self.last {
+                let keepalive_at = at + self.keepalive;
+                if self.timer.deadline() != keepalive_at {
+                    self.timer.as_mut().reset(keepalive_at);
+                }
+            }
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return None,
+                () = self.shutdown.as_mut() => return None,
                 changed = self.feed.frames().changed() => {
                     if changed.is_err() {
                         return None;
                     }
                 }
-                () = sleep_until(keepalive_at) => {
+                () = self.timer.as_mut() => {
                     // No new frame for a while: send the latest again.
                     let latest = self.feed.frames().borrow_and_update().clone();
                     if let Some(frame) = latest {
@@ -305,12 +337,13 @@ impl Viewer {
             let sent = part.len();
             (part, sent)
         };
+        let now = Instant::now();
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         let me = self.handle.info();
         me.frames.fetch_add(1, Ordering::Relaxed);
-        me.rate.tick();
+        me.rate.tick_at(now.into_std());
         stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
-        self.last = Some((frame.seq(), Instant::now()));
+        self.last = Some((frame.seq(), now));
         part
     }
 }

@@ -76,6 +76,8 @@ pub struct CameraStats {
     pub bytes_sent: AtomicU64,
     /// Frames viewers skipped because they were slower than the camera (or rate-capped).
     pub frames_skipped: AtomicU64,
+    /// Source frames dropped unencoded because the encoder pool was behind (latest-frame rule).
+    pub frames_dropped: AtomicU64,
     /// Times the source failed (open error, read error, stall).
     pub source_errors: AtomicU64,
     /// Of `source_errors`, those that need someone to act ([`ErrorKind::Permanent`]).

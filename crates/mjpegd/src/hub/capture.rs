@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::camera::Camera;
-use crate::frame::Image;
+use crate::frame::{Image, Stamp};
+use crate::pool::{JobError, Ordered};
 use crate::render;
 use crate::source::{ErrorKind, SourceError};
 
@@ -141,7 +143,7 @@ async fn supervise(camera: &Camera) -> Infallible {
 async fn run_once(camera: &Camera) -> SourceError {
     let cfg = &camera.config;
     camera.stats().source_opens.fetch_add(1, Ordering::Relaxed);
-    let mut source = match timeout(cfg.source_timeout, cfg.opener.open()).await {
+    let source = match timeout(cfg.source_timeout, cfg.opener.open()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return e,
         Err(_) => {
@@ -151,6 +153,78 @@ async fn run_once(camera: &Camera) -> SourceError {
             ));
         }
     };
+    let Some(pool) = crate::pool::Pool::global() else {
+        return run_inline(camera, source).await;
+    };
+    // Frames being transformed, published in order; a few more than the pool's threads, so
+    // that every thread has work while the oldest result waits for its turn.
+    let mut pipeline = Ordered::new(Arc::clone(&pool), pool.workers() + 1);
+    let t = cfg.transform;
+    // A stream owns the frame being read, so that publishing a result meanwhile (the other
+    // branch of the select) never cancels a read half-way.
+    let frames = futures_util::stream::unfold(source, |mut s| async move {
+        let r = s.next_frame().await;
+        // Read with the frame: a bus source's capture time and online flag belong to it.
+        let stamp = s.stamp();
+        Some(((r, stamp), s))
+    });
+    tokio::pin!(frames);
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = pipeline.next() => match done {
+                Ok((Ok(image), delivered, stamp)) => published(camera, &image, delivered, stamp),
+                Ok((Err(e), _, _)) => return SourceError::new(format!("transform ({t}): {e}")),
+                Err(JobError::Panicked) => {
+                    return SourceError::new(format!("transform ({t}) panicked (a bug)"));
+                }
+            },
+            next = timeout(cfg.source_timeout, frames.next()) => match next {
+                Ok(Some((Ok(image), stamp))) => {
+                    let delivered = Instant::now();
+                    if pipeline.is_empty() && t.is_identity_for(image.width, image.height) {
+                        // Nothing to encode and nothing ahead of it: no trip through the pool.
+                        published(camera, &image, delivered, stamp);
+                        continue;
+                    }
+                    let dropped = pipeline.submit(move || (t.apply(&image), delivered, stamp));
+                    if dropped > 0 {
+                        camera.stats().frames_dropped.fetch_add(dropped, Ordering::Relaxed);
+                    }
+                }
+                Ok(Some((Err(e), _))) => return e,
+                Ok(None) => return SourceError::new("source ended"),
+                Err(_) => {
+                    return SourceError::new(format!(
+                        "no frame for {}s",
+                        cfg.source_timeout.as_secs_f64()
+                    ));
+                }
+            },
+        }
+    }
+}
+
+/// Counts a live frame and publishes it, with the capture time and online flag its source
+/// gave it (a bus source), else now and online.
+fn published(camera: &Camera, image: &Image, delivered: Instant, stamp: Option<Stamp>) {
+    // Counted (and the error cleared) first: a viewer may have the frame, and ask /metrics or
+    // /api/state, before this thread runs again.
+    let stats = camera.stats();
+    stats.capture_latency.observe(delivered.elapsed());
+    stats.capture_rate.tick();
+    stats.frames_captured.fetch_add(1, Ordering::Relaxed);
+    camera.clear_failure();
+    match stamp {
+        Some(s) => camera.publish_stamped(image, s.captured, s.online),
+        None => camera.publish(image, true),
+    };
+}
+
+/// [`run_once`]'s loop without the encoder pool (no thread could be started for it): one frame
+/// at a time.
+async fn run_inline(camera: &Camera, mut source: Box<dyn crate::source::Source>) -> SourceError {
+    let cfg = &camera.config;
     loop {
         match timeout(cfg.source_timeout, source.next_frame()).await {
             Ok(Ok(image)) => {
@@ -160,15 +234,7 @@ async fn run_once(camera: &Camera) -> SourceError {
                     Ok(i) => i,
                     Err(e) => return e,
                 };
-                match stamp {
-                    Some(s) => camera.publish_stamped(&image, s.captured, s.online),
-                    None => camera.publish(&image, true),
-                };
-                let stats = camera.stats();
-                stats.capture_latency.observe(delivered.elapsed());
-                stats.capture_rate.tick();
-                stats.frames_captured.fetch_add(1, Ordering::Relaxed);
-                camera.clear_failure();
+                published(camera, &image, delivered, stamp);
             }
             Ok(Err(e)) => return e,
             Err(_) => {
