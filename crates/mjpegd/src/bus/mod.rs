@@ -276,9 +276,11 @@ pub struct CameraBusStats {
 impl CameraBusStats {
     /// Records a problem for the state page.
     pub fn set_error(&self, e: impl Into<String>) {
-        if let Ok(mut l) = self.last_error.lock() {
-            *l = Some(e.into());
-        }
+        // Poison recovered: an Option<String> is consistent after any panic.
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.into());
     }
 }
 
@@ -346,7 +348,11 @@ impl BusStats {
                                 received: load(&s.received),
                                 dropped: load(&s.dropped),
                                 malformed: load(&s.malformed),
-                                last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
+                                last_error: s
+                                    .last_error
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .clone(),
                             },
                         )
                     })
@@ -361,7 +367,7 @@ impl BusStats {
             "disconnects": load(&self.disconnects),
             "slow_consumer_drops": load(&self.slow_consumer_drops),
             "malformed_announcements": load(&self.malformed_announcements),
-            "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
+            "last_error": self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
             "cameras": cams,
         })
     }
@@ -494,9 +500,11 @@ fn on_event(stats: &BusStats, shown: &str, event: async_nats::Event) {
         other => {
             let msg = other.to_string();
             tracing::warn!(servers = %shown, "bus: {msg}");
-            if let Ok(mut l) = stats.last_error.lock() {
-                *l = Some(msg);
-            }
+            // Poison recovered: an Option<String> is consistent after any panic.
+            *stats
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(msg);
         }
     }
 }

@@ -236,7 +236,12 @@ impl AppState {
 
     /// The per-camera viewer semaphore of `camera`.
     pub(super) fn camera_slots(&self, camera: &Camera) -> Option<Arc<Semaphore>> {
-        let mut slots = self.0.camera_slots.lock().ok()?;
+        // Poison recovered: a map of semaphores is consistent after any panic.
+        let mut slots = self
+            .0
+            .camera_slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let limit = self.0.config.max_viewers_per_camera;
         if slots.len() >= MAX_SLOT_NAMES {
             // Cameras come and go on a bus: forget names no longer served and unused.
@@ -252,9 +257,12 @@ impl AppState {
 
     /// Adds a top-level section `name` to `/api/state`, computed at each request.
     pub fn add_state_section(&self, name: &'static str, section: StateSection) {
-        if let Ok(mut s) = self.0.sections.lock() {
-            s.push((name, section));
-        }
+        // Poison recovered: a list of sections is consistent after any panic.
+        self.0
+            .sections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name, section));
     }
 
     /// The added `/api/state` sections, computed now.

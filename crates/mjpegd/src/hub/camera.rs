@@ -360,7 +360,12 @@ impl Camera {
         online: bool,
     ) -> Frame {
         if self.config.drop_same_frames {
-            if let Ok(mut same) = self.same.lock() {
+            // Poison recovered: the last frame seen is consistent after any panic.
+            {
+                let mut same = self
+                    .same
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if !online {
                     same.reset();
                 } else if !same.publish(&image.jpeg) {

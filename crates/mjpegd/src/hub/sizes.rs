@@ -53,10 +53,15 @@ impl Drop for SizeChannel {
     fn drop(&mut self) {
         // A viewer arriving just now may already have put a new channel under the same bounds:
         // remove the entry only if it is this (dead) one.
-        if let Ok(mut map) = self.camera.sizes.channels.lock() {
-            if map.get(&self.bounds).is_some_and(|w| w.upgrade().is_none()) {
-                map.remove(&self.bounds);
-            }
+        // Poison recovered: a map of weak channels is consistent after any panic.
+        let mut map = self
+            .camera
+            .sizes
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.get(&self.bounds).is_some_and(|w| w.upgrade().is_none()) {
+            map.remove(&self.bounds);
         }
     }
 }

@@ -180,7 +180,12 @@ impl Recorder {
 
     /// The I/O error recording is paused by, if any.
     pub fn error(&self) -> Option<String> {
-        self.health.lock().ok().and_then(|h| h.error.clone())
+        // Poison recovered: the health record is plain data, consistent after any panic.
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .error
+            .clone()
     }
 
     /// The state for `/api/state`.

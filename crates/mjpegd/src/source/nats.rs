@@ -67,10 +67,13 @@ impl NatsOpener {
             ))
         })?;
         let link = Link::new(config);
-        if let Ok(mut l) = SOURCE_LINKS.lock() {
-            l.retain(|w| w.strong_count() > 0);
-            l.push(Arc::downgrade(&link));
-        }
+        // Poison recovered: a list of weak links is consistent after any panic.
+        let mut l = SOURCE_LINKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        l.retain(|w| w.strong_count() > 0);
+        l.push(Arc::downgrade(&link));
+        drop(l);
         Ok(NatsOpener::on_link(link, camera, params))
     }
 
