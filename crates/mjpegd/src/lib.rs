@@ -15,7 +15,7 @@
 //! - [`http`]: routes, pages, the stream body, snapshots, mjpg-streamer compatibility.
 //! - [`tls`]: rustls (ring) server certificates, reloadable on SIGHUP (feature `tls`; without it
 //!   `--tls-cert` is refused at startup).
-//! - `crypto`: the process-wide rustls provider (ring) shared by TLS and the relay.
+//! - [`crypto`]: the process-wide rustls provider (ring) shared by TLS, the relay and the bus.
 //! - [`bus`]: scale-out over NATS: camera nodes publish frames, edges discover cameras and send demand.
 //! - [`record`]: recording to segment files; catalogue, retention, replay and computed exports.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
@@ -34,7 +34,6 @@ pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod config;
-#[cfg(any(feature = "tls", feature = "relay"))]
 pub mod crypto;
 pub mod frame;
 #[doc(hidden)]

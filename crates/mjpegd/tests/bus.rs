@@ -97,7 +97,7 @@ impl Drop for Nats {
 
 /// Starts an in-process mjpegd with these cameras on the bus; `/api/state` is public.
 async fn node(cameras: Vec<CameraConfig>, bus: BusSection) -> TestServer {
-    mjpegd::tls::install_crypto_provider();
+    mjpegd::crypto::install_crypto_provider();
     let names: Vec<String> = cameras.iter().map(|c| c.name.clone()).collect();
     let bus = mjpegd::config::check_bus(&bus, &names)
         .expect("valid bus settings")

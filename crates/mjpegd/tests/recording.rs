@@ -87,7 +87,7 @@ fn write_config(dir: &Path, record: &str) -> PathBuf {
 }
 
 fn client() -> reqwest::Client {
-    mjpegd::tls::install_crypto_provider();
+    mjpegd::crypto::install_crypto_provider();
     reqwest::Client::new()
 }
 

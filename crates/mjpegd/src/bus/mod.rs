@@ -422,7 +422,7 @@ impl Link {
 
 /// Connects (in the background: the server may come later) with tiny buffers and fast reconnects.
 async fn connect(cfg: &ConnectConfig, stats: Arc<BusStats>) -> Result<async_nats::Client, String> {
-    crate::tls::install_crypto_provider();
+    crate::crypto::install_crypto_provider();
     let servers: Vec<async_nats::ServerAddr> = cfg
         .servers
         .iter()
