@@ -171,7 +171,8 @@ mod tests {
     #[test]
     fn meter_measures_a_steady_rate() {
         let m = RateMeter::default();
-        let t0 = Instant::now();
+        // The common origin first: an instant from before it would count as the origin itself.
+        let t0 = origin().max(Instant::now());
         // 30 events a second for 5 s: the window holds the last 2 s of them.
         for i in 0..150u32 {
             m.tick_at(t0 + Duration::from_secs(i.into()) / 30);
@@ -190,7 +191,8 @@ mod tests {
     #[test]
     fn meter_falls_to_zero_when_events_stop() {
         let m = RateMeter::default();
-        let t0 = Instant::now();
+        // The common origin first: an instant from before it would count as the origin itself.
+        let t0 = origin().max(Instant::now());
         for i in 0..60u32 {
             m.tick_at(t0 + Duration::from_secs(i.into()) / 30);
         }
@@ -203,7 +205,8 @@ mod tests {
     #[test]
     fn meter_counts_ticks_from_many_threads() {
         let m = std::sync::Arc::new(RateMeter::default());
-        let t0 = Instant::now();
+        // The common origin first: an instant from before it would count as the origin itself.
+        let t0 = origin().max(Instant::now());
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let m = std::sync::Arc::clone(&m);
