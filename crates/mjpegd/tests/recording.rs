@@ -945,6 +945,7 @@ async fn concurrent_exports_are_limited_and_recording_can_be_started_on_request(
     }
 }
 
+#[cfg(feature = "auth")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_authentication_only_users_allowed_the_camera_reach_its_recordings() {
     let dir = tempfile::tempdir().expect("tempdir");
