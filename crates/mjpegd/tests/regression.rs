@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,39 +21,12 @@ use mjpegd::source::exec::ExecOpener;
 use mjpegd::source::relay::RelayOpener;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Starts the binary with `args` on a free port and returns it with its base URL (from its log).
-fn spawn_mjpegd(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mjpegd");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("streaming at http") {
-                let url = line[at + "streaming at ".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("");
-                let _ = tx.send(url.trim_end_matches('/').to_owned());
-            }
-        }
-    });
-    let url = rx.recv_timeout(WAIT).expect("mjpegd did not log its URL");
-    (child, url)
-}
-
-/// Sends `signal` to `pid` through the `kill` command (the tests stay free of `unsafe`).
-fn send_signal(signal: &str, pid: u32) -> bool {
-    Command::new("kill")
-        .args([signal, "--", &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
+/// Starts the binary with `args` on a free port (the shared helper: it waits for the URL the
+/// server logs and stops the process group when dropped).
+fn spawn_mjpegd(args: &[&str]) -> MjpegdProcess {
+    let mut all = vec!["--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    MjpegdProcess::start(&all).unwrap_or_else(|log| panic!("mjpegd did not start: {log}"))
 }
 
 /// A small JPEG file for shell-loop exec sources.
@@ -116,7 +88,11 @@ async fn assert_group_dies_within(pgid: u32, limit: Duration, what: &str) {
         }
         if start.elapsed() > limit {
             for pid in &alive {
-                send_signal("-KILL", *pid);
+                // Already gone is fine: this only cleans up before failing.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(*pid).expect("pid")),
+                    Signal::SIGKILL,
+                );
             }
             panic!("{what}: exec children {alive:?} still alive {limit:?} later");
         }
@@ -137,7 +113,8 @@ async fn defect_2_exec_children_die_when_mjpegd_is_killed() {
         pid_file.display(),
         frame.display()
     );
-    let (mut server, url) = spawn_mjpegd(&["--source", &source]);
+    let mut server = spawn_mjpegd(&["--source", &source]);
+    let url = server.url.clone();
     let mut viewer = MjpegClient::connect(&format!("{url}/stream")).await;
     viewer.part().await.decode();
     let child = await_pid_file(&pid_file).await;
@@ -146,8 +123,8 @@ async fn defect_2_exec_children_die_when_mjpegd_is_killed() {
         Some(child),
         "the child leads its own group"
     );
-    assert!(send_signal("-KILL", server.id()), "kill -9 mjpegd");
-    let _ = server.wait();
+    signal(server.child.id(), Signal::SIGKILL);
+    let _ = server.child.wait();
     assert_group_dies_within(child, Duration::from_secs(1), "after kill -9 of mjpegd").await;
 }
 
@@ -166,7 +143,8 @@ async fn defect_2_second_signal_kills_the_exec_process_groups() {
         pid_file.display(),
         frame.display()
     );
-    let (mut server, url) = spawn_mjpegd(&["--source", &source]);
+    let mut server = spawn_mjpegd(&["--source", &source]);
+    let url = server.url.clone();
     let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().expect("addr");
     // A viewer that never reads keeps the graceful shutdown waiting for its grace period, so
     // the second signal surely comes during it.
@@ -187,10 +165,10 @@ async fn defect_2_second_signal_kills_the_exec_process_groups() {
         live_group_members(child).len() >= 2,
         "the shell and its background sleep"
     );
-    assert!(send_signal("-INT", server.id()), "first SIGINT");
+    signal(server.child.id(), Signal::SIGINT);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(send_signal("-INT", server.id()), "second SIGINT");
-    let status = server.wait().expect("wait");
+    signal(server.child.id(), Signal::SIGINT);
+    let status = server.child.wait().expect("wait");
     // The children first: a failure there also kills the survivors.
     assert_group_dies_within(child, Duration::from_secs(1), "after the second SIGINT").await;
     assert_eq!(status.code(), Some(130), "the immediate exit");
@@ -209,12 +187,13 @@ async fn defect_2_graceful_exit_kills_children_that_ignore_sigterm() {
         pid_file.display(),
         frame.display()
     );
-    let (mut server, url) = spawn_mjpegd(&["--source", &source]);
+    let mut server = spawn_mjpegd(&["--source", &source]);
+    let url = server.url.clone();
     let mut viewer = MjpegClient::connect(&format!("{url}/stream")).await;
     viewer.part().await.decode();
     let child = await_pid_file(&pid_file).await;
-    assert!(send_signal("-TERM", server.id()), "SIGTERM");
-    let status = server.wait().expect("wait");
+    signal(server.child.id(), Signal::SIGTERM);
+    let status = server.child.wait().expect("wait");
     assert_group_dies_within(child, Duration::from_secs(1), "after a graceful exit").await;
     assert!(status.success(), "graceful exit: {status:?}");
 }
@@ -268,7 +247,7 @@ async fn defect_3_socket_activated_listeners_do_not_leak_into_exec_children() {
         .map(|target| target.display().to_string())
         .collect();
     let group = i32::try_from(activator.id()).expect("pid");
-    send_signal("-TERM", u32::try_from(group).expect("pid"));
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(group), Signal::SIGTERM);
     Command::new("kill")
         .args(["-TERM", "--", &(-group).to_string()])
         .status()
