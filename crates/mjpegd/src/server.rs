@@ -6,6 +6,7 @@
 //! byte is parsed, and TLS, unix sockets and systemd socket activation share one code path.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -401,11 +402,25 @@ where
     let config = &shared.config;
     let io = TokioIo::new(WriteTimeout::new(stream, config.send_timeout));
     let router = shared.router.clone();
+    // A stream response's viewer, once hyper has its head: the parts then go to the socket
+    // without hyper (see `http::stream`).
+    let claimed: Arc<Mutex<Option<http::ClaimedStream>>> = Arc::default();
+    let claim = Arc::clone(&claimed);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         if let Some(p) = peer {
             req.extensions_mut().insert(ConnectInfo(p));
         }
-        router.clone().oneshot(req)
+        let response = router.clone().oneshot(req);
+        let claim = Arc::clone(&claim);
+        // Boxed: `poll_without_shutdown` needs an `Unpin` service future (once per request).
+        Box::pin(async move {
+            let mut response = response.await?;
+            if let Some(direct) = response.extensions_mut().remove::<http::DirectStream>() {
+                // Poison recovered: the slot is only ever swapped whole.
+                *claim.lock().unwrap_or_else(PoisonError::into_inner) = direct.claim();
+            }
+            Ok::<_, Infallible>(response)
+        })
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -413,16 +428,30 @@ where
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(MAX_BUF_SIZE)
         .max_headers(MAX_HEADERS);
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
+    let mut conn = builder.serve_connection(io, service);
+    // Without shutdown: a stream response is done for hyper once its head is out (its body
+    // ends at once, the viewer having been claimed), and the socket is needed after that.
     let result = tokio::select! {
-        r = conn.as_mut() => r,
+        r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
         () = shared.shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            Pin::new(&mut conn).graceful_shutdown();
+            std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
         }
     };
     if let Err(e) = result {
+        tracing::debug!(?peer, error = %e, "connection ended with an error");
+        return;
+    }
+    let viewer = claimed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let mut io = conn.into_parts().io.into_inner();
+    let ended = match viewer {
+        Some(v) => v.send_to(&mut io).await,
+        None => io.shutdown().await,
+    };
+    if let Err(e) = ended {
         tracing::debug!(?peer, error = %e, "connection ended with an error");
     }
 }

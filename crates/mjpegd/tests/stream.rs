@@ -329,3 +329,70 @@ async fn latest_frame_is_resent_when_the_source_is_quiet() {
         "re-sent after {gap:?}, not after the keep-alive interval"
     );
 }
+
+/// A camera that sends a frame every 5 s and never re-sends in between: any end of a stream
+/// seen sooner than that came from something other than a frame write.
+async fn slow_camera_server() -> TestServer {
+    let script = Script {
+        fps: 0.2,
+        ..Script::default()
+    };
+    let http = HttpConfig {
+        keepalive: Duration::from_secs(60),
+        ..HttpConfig::default()
+    };
+    TestServer::start(
+        vec![camera("cam", Scripted::new(script))],
+        http,
+        ServerConfig::default(),
+    )
+    .await
+}
+
+/// Issue 13: the server writes stream parts itself once hyper has sent the head, so hyper no
+/// longer notices a viewer hanging up. The stream reads for that: a viewer that closes between
+/// frames stops counting (and holding capture) at once, not two frame writes later.
+#[tokio::test]
+async fn a_viewer_that_hangs_up_between_frames_is_gone_at_once() {
+    let srv = slow_camera_server().await;
+    let mut c = MjpegClient::connect(&srv.url("/stream")).await;
+    c.part().await;
+    srv.await_viewers(|n| n == 1).await;
+    let left = Instant::now();
+    drop(c);
+    srv.await_viewers(|n| n == 0).await;
+    assert!(
+        left.elapsed() < Duration::from_secs(3),
+        "the viewer was counted for {:?} after it hung up; the next frame was 5 s away",
+        left.elapsed()
+    );
+}
+
+/// Issue 13: streams no longer poll the shutdown token per frame; shutdown wakes them through
+/// their frame channels instead. Every kind of viewer (full size, a per-request size, a
+/// rate-capped one) must still see its stream end at once, between frames.
+#[tokio::test]
+async fn shutdown_ends_every_kind_of_stream_between_frames() {
+    let srv = slow_camera_server().await;
+    let mut viewers = Vec::new();
+    for path in ["/stream", "/stream?width=80", "/stream?fps=0.1"] {
+        let mut c = MjpegClient::connect(&srv.url(path)).await;
+        c.part().await;
+        viewers.push((path, c));
+    }
+    srv.await_viewers(|n| n == 3).await;
+    let started = Instant::now();
+    srv.shutdown.cancel();
+    for (path, mut c) in viewers {
+        let end = tokio::time::timeout(WAIT, c.next_part())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the stream did not end at shutdown"));
+        assert!(end.is_none(), "{path}: a part after shutdown, not the end");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path}: the stream ended {:?} after shutdown; the next frame was 5 s away",
+            started.elapsed()
+        );
+    }
+    srv.stop().await;
+}

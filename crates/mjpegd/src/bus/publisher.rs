@@ -54,6 +54,7 @@ async fn run(link: &Link, camera: &Arc<Camera>) {
         let mut held: Option<Subscription> = None;
         let mut deadline = Instant::now();
         let mut oversize_logged = false;
+        let mut last_seq = 0;
         loop {
             tokio::select! {
                 m = demand.next() => {
@@ -73,7 +74,7 @@ async fn run(link: &Link, camera: &Arc<Camera>) {
                     stats.demand.store(false, Ordering::Relaxed);
                     tracing::info!(camera = %name, "bus: no edge watches any more");
                 }
-                frame = next_frame(&mut held) => {
+                frame = next_frame(&mut held, &mut last_seq) => {
                     if let Some(frame) = frame {
                         publish(&client, &subject, &frame, &stats, &name, &mut oversize_logged).await;
                     }
@@ -84,16 +85,26 @@ async fn run(link: &Link, camera: &Arc<Camera>) {
     }
 }
 
-/// The next frame of the held subscription; pending while none is held.
-async fn next_frame(held: &mut Option<Subscription>) -> Option<Frame> {
+/// The next new frame of the held subscription; pending while none is held.
+async fn next_frame(held: &mut Option<Subscription>, last_seq: &mut u64) -> Option<Frame> {
     let Some(sub) = held.as_mut() else {
         return std::future::pending().await;
     };
     let frames = sub.frames();
-    if frames.changed().await.is_err() {
-        return std::future::pending().await;
+    loop {
+        if frames.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        // A wake without a new frame (`Camera::wake_viewers`) is not one to publish.
+        let frame = frames.borrow_and_update().clone();
+        if let Some(f) = &frame {
+            if f.seq() <= *last_seq {
+                continue;
+            }
+            *last_seq = f.seq();
+        }
+        return frame;
     }
-    frames.borrow_and_update().clone()
 }
 
 async fn publish(

@@ -16,6 +16,7 @@ mod stream;
 
 pub use error::HttpError;
 pub use state::{AppState, HttpConfig, StateSection};
+pub use stream::{ClaimedStream, DirectStream};
 
 use std::net::SocketAddr;
 

@@ -72,6 +72,8 @@ pub(super) struct Inner {
     /// One permit per open stream, held by the stream body itself.
     pub(super) viewer_slots: Arc<Semaphore>,
     pub(super) shutdown: CancellationToken,
+    /// The same shutdown, cheap to poll per frame (stream bodies).
+    pub(super) closing: crate::shutdown::Closing,
     pub(super) started: std::time::Instant,
     /// One semaphore per camera name for the per-camera viewer limit, made on first use
     /// (cameras may be added at run time); bounded by the number of camera names served.
@@ -134,6 +136,12 @@ impl AppState {
         let slots = Arc::new(Semaphore::new(config.max_viewers));
         let camera_slots = std::sync::Mutex::new(std::collections::HashMap::new());
         let snapshot_bucket = std::sync::Mutex::new(TokenBucket::new(config.snapshot_rate));
+        let weak = Arc::downgrade(&hub);
+        let closing = crate::shutdown::Closing::new(shutdown.clone(), move || {
+            if let Some(hub) = weak.upgrade() {
+                hub.wake_viewers();
+            }
+        });
         AppState(Arc::new(Inner {
             camera_slots,
             sections: std::sync::Mutex::new(Vec::new()),
@@ -142,6 +150,7 @@ impl AppState {
             hub,
             config,
             viewer_slots: slots,
+            closing,
             shutdown,
             started: std::time::Instant::now(),
             recordings: std::sync::OnceLock::new(),

@@ -4,17 +4,22 @@
 //! trailing boundary) as one shared `Bytes`: no per-viewer copy. Browsers get the
 //! "advance headers" wire instead (see [`wants_advance_headers`]): the JPEG alone, as a slice of
 //! the same shared buffer, then a static chunk holding the boundary and the next part's headers.
-//! The response is HTTP/1.0-style, delimited by the connection's close (as µStreamer's): hyper
-//! then writes each chunk as it is instead of wrapping it in chunked framing (a size line and a
-//! CRLF around every part). It only asks for the next frame
-//! when hyper polls it, which hyper does once the previous write has drained into the socket,
-//! so a slow viewer simply gets the newest frame when it is ready and skips the rest. A viewer
-//! whose socket stops draining altogether is cut by the server's write timeout.
+//! The response is HTTP/1.0-style, delimited by the connection's close (as µStreamer's), so the
+//! body needs no framing at all. hyper writes the response head; the server then takes the socket
+//! back and writes the parts itself ([`DirectStream`]), one `writev` per part, the way the
+//! zero-work ceiling does: hyper's dispatcher cost about as much user time per part as all the
+//! rest of the send path. Where no server takes the socket (the router called on its own, as in
+//! unit tests), the same viewer feeds the response body instead, chunk by chunk.
+//!
+//! Either way the viewer only asks for the next frame once the previous one has drained into the
+//! socket, so a slow viewer simply gets the newest frame when it is ready and skips the rest. A
+//! viewer whose socket stops draining altogether is cut by the server's write timeout.
 
 use std::convert::Infallible;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -22,9 +27,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::query::Query;
 use super::{AppState, HttpError, PeerAddr};
@@ -32,6 +37,7 @@ use crate::frame::Frame;
 use crate::hub::{Camera, SizedSubscription, Subscription, ViewerHandle};
 use crate::mjpeg::STREAM_CONTENT_TYPE;
 use crate::mjpeg::write::{ADVANCE_PREAMBLE, ADVANCE_TRAILER, STREAM_PREAMBLE};
+use crate::shutdown::Closing;
 
 /// `/stream`, `/video_feed`, `/?action=stream`: the first camera's stream.
 pub(super) async fn first_camera(
@@ -161,22 +167,112 @@ pub(super) fn respond(
         _camera_permit: camera_permit,
         min_interval,
         keepalive: state.0.config.keepalive,
-        shutdown: Box::pin(state.0.shutdown.clone().cancelled_owned()),
+        closing: {
+            state.0.closing.watch();
+            state.0.closing.clone()
+        },
         // Far enough away to never fire before the first frame.
         timer: Box::pin(sleep_until(Instant::now() + NO_FRAME_YET)),
         last: None,
         started: false,
         advance,
-        pending: None,
     };
     tracing::debug!(camera = %camera.name(), peer = ?peer.0, advance_headers = advance, "viewer connected");
-    let chunks = futures_util::stream::unfold(viewer, |mut v| async move {
-        let chunk = v.next_chunk().await?;
-        Some((Ok::<Bytes, Infallible>(chunk), v))
-    });
-    Ok(close_delimited(
-        (StatusCode::OK, headers, Body::from_stream(chunks)).into_response(),
-    ))
+    let direct = DirectStream(Arc::new(Mutex::new(Some(viewer))));
+    // Only runs when no server took the viewer for itself (see the module docs). The body has
+    // no known length either way, so hyper sends no `Content-Length: 0` when it ends at once.
+    let fallback = direct.clone();
+    let chunks = futures_util::stream::unfold(
+        (fallback, None::<Viewer>, None::<Bytes>),
+        |(slot, mut viewer, pending)| async move {
+            if let Some(chunk) = pending {
+                return Some((Ok::<Bytes, Infallible>(chunk), (slot, viewer, None)));
+            }
+            if viewer.is_none() {
+                viewer = slot.take();
+            }
+            let (part, trailer) = viewer.as_mut()?.next_chunk().await?;
+            let pending = trailer.map(Bytes::from_static);
+            Some((Ok(part), (slot, viewer, pending)))
+        },
+    );
+    let mut response =
+        close_delimited((StatusCode::OK, headers, Body::from_stream(chunks)).into_response());
+    response.extensions_mut().insert(direct);
+    Ok(response)
+}
+
+/// A stream response's viewer, carried in the response's extensions so that the server can
+/// take it and write the parts to the socket itself once hyper has written the head.
+#[derive(Clone)]
+pub struct DirectStream(Arc<Mutex<Option<Viewer>>>);
+
+impl DirectStream {
+    /// Takes the viewer; `None` once taken (by the server or by the response body).
+    fn take(&self) -> Option<Viewer> {
+        // Poison recovered: the slot is only ever swapped whole, so a panic while holding it
+        // cannot leave a half-taken viewer behind.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// Takes the body's place: the server writes the parts to `io` itself from now on, and
+    /// the response body hyper is sending ends at once.
+    pub fn claim(&self) -> Option<ClaimedStream> {
+        self.take().map(ClaimedStream)
+    }
+}
+
+/// A viewer whose parts the server writes to its socket directly.
+pub struct ClaimedStream(Viewer);
+
+impl ClaimedStream {
+    /// Writes parts to `io` until the viewer leaves (closes its side, or a write fails or times
+    /// out) or the server shuts down; then ends the stream cleanly.
+    pub async fn send_to<W: AsyncRead + AsyncWrite + Unpin>(
+        mut self,
+        io: &mut W,
+    ) -> io::Result<()> {
+        // Reads only to notice a viewer that hung up while no frame is due (a 1 fps camera, a
+        // source that is down): a write would notice only two writes later, and until then
+        // the viewer counts as demand. Whatever a client sends after its request is ignored.
+        let mut scratch = [0u8; 256];
+        loop {
+            let next = tokio::select! {
+                // Frames first: when a frame woke the task the read is not polled at all.
+                biased;
+                next = self.0.next_chunk() => next,
+                read = io.read(&mut scratch) => match read {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            let Some((part, trailer)) = next else { break };
+            match trailer {
+                None => io.write_all(&part).await?,
+                Some(t) => write_all_vectored(io, &part, t).await?,
+            }
+        }
+        io.shutdown().await
+    }
+}
+
+/// Writes `a` then `b`, in one `writev` when the socket takes both.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    a: &[u8],
+    b: &[u8],
+) -> io::Result<()> {
+    let mut slices = [IoSlice::new(a), IoSlice::new(b)];
+    let mut rest: &mut [IoSlice<'_>] = &mut slices;
+    while !rest.is_empty() {
+        let n = io.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 /// Makes hyper send `response`'s body as is, ended by closing the connection: an HTTP/1.0
@@ -231,7 +327,7 @@ impl Feed {
 }
 
 /// One viewer's position in the camera's frame sequence.
-struct Viewer {
+pub(super) struct Viewer {
     camera: Arc<Camera>,
     feed: Feed,
     handle: ViewerHandle,
@@ -240,9 +336,9 @@ struct Viewer {
     _camera_permit: Option<OwnedSemaphorePermit>,
     min_interval: Option<Duration>,
     keepalive: Duration,
-    /// Resolves when the server shuts down. Kept across frames, like `timer`, so that waiting for
-    /// a frame registers no new waiter or timer each time (that was a cost per viewer per frame).
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Says whether the server is shutting down, for a load per frame; the frame channel's
+    /// wake-up at shutdown makes the viewer look (see [`Closing`]).
+    closing: Closing,
     /// The rate cap's and the keep-alive's deadline; only ever moved later while a frame is
     /// awaited, which tokio does without touching its timer wheel.
     timer: Pin<Box<Sleep>>,
@@ -251,13 +347,14 @@ struct Viewer {
     started: bool,
     /// Advance-headers wire (browsers): frames go out as JPEG + [`ADVANCE_TRAILER`].
     advance: bool,
-    /// A chunk to send before waiting for the next frame (the trailer after a bare JPEG).
-    pending: Option<Bytes>,
 }
 
+/// What goes out next: a part (or the preamble), and for browsers the static trailer after it.
+type Chunk = (Bytes, Option<&'static [u8]>);
+
 impl Viewer {
-    /// The next chunk of the body; `None` ends the stream (server shutting down).
-    async fn next_chunk(&mut self) -> Option<Bytes> {
+    /// What to write next; `None` ends the stream (server shutting down).
+    async fn next_chunk(&mut self) -> Option<Chunk> {
         if !self.started {
             self.started = true;
             let preamble = if self.advance {
@@ -265,20 +362,27 @@ impl Viewer {
             } else {
                 STREAM_PREAMBLE
             };
-            return Some(Bytes::from_static(preamble));
-        }
-        if let Some(chunk) = self.pending.take() {
-            return Some(chunk);
+            return Some((Bytes::from_static(preamble), None));
         }
         if let (Some(min), Some((_, at))) = (self.min_interval, self.last) {
             self.timer.as_mut().reset(at + min);
-            tokio::select! {
-                biased;
-                () = self.shutdown.as_mut() => return None,
-                () = self.timer.as_mut() => {}
+            loop {
+                // Frames arriving meanwhile only wake it to look for a shutdown.
+                tokio::select! {
+                    biased;
+                    changed = self.feed.frames().changed() => {
+                        if changed.is_err() || self.closing.is_closed() {
+                            return None;
+                        }
+                    }
+                    () = self.timer.as_mut() => break,
+                }
             }
         }
         loop {
+            if self.closing.is_closed() {
+                return None;
+            }
             let newest = self.feed.frames().borrow_and_update().clone();
             if let Some(frame) = newest {
                 if self.last.is_none_or(|(seq, _)| frame.seq() > seq) {
@@ -293,7 +397,6 @@ impl Viewer {
             }
             tokio::select! {
                 biased;
-                () = self.shutdown.as_mut() => return None,
                 changed = self.feed.frames().changed() => {
                     if changed.is_err() {
                         return None;
@@ -313,7 +416,7 @@ impl Viewer {
         }
     }
 
-    fn send(&mut self, frame: Frame) -> Bytes {
+    fn send(&mut self, frame: Frame) -> Chunk {
         let stats = self.camera.stats();
         if let Some((seq, _)) = self.last {
             let skipped = frame.seq().saturating_sub(seq).saturating_sub(1);
@@ -325,17 +428,16 @@ impl Viewer {
                     .fetch_add(skipped, Ordering::Relaxed);
             }
         }
-        let (part, sent) = if self.advance {
+        let (chunk, sent) = if self.advance {
             // The JPEG is a slice of the frame's shared buffer, the trailer a static: still no
             // per-viewer copy.
             let jpeg = frame.jpeg();
-            self.pending = Some(Bytes::from_static(ADVANCE_TRAILER));
             let sent = jpeg.len() + ADVANCE_TRAILER.len();
-            (jpeg, sent)
+            ((jpeg, Some(ADVANCE_TRAILER)), sent)
         } else {
             let part = frame.part();
             let sent = part.len();
-            (part, sent)
+            ((part, None), sent)
         };
         let now = Instant::now();
         stats.frames_sent.fetch_add(1, Ordering::Relaxed);
@@ -344,7 +446,7 @@ impl Viewer {
         me.rate.tick_at(now.into_std());
         stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
         self.last = Some((frame.seq(), now));
-        part
+        chunk
     }
 }
 

@@ -160,6 +160,11 @@ pub struct Camera {
     /// Per-request sizes derived from this camera's frames (see `sizes.rs`).
     pub(super) sizes: super::sizes::Sizes,
     same: std::sync::Mutex<super::same::SameFrames>,
+    /// The runtime the viewers run on (the one the camera was made on), where publishing
+    /// happens; see [`Camera::deliver`].
+    viewers_runtime: Option<tokio::runtime::Handle>,
+    /// The newest sequence number when capture last stopped: frames up to it are stale.
+    stale_up_to: Arc<AtomicU64>,
 }
 
 impl Camera {
@@ -176,6 +181,8 @@ impl Camera {
             next_viewer: AtomicU64::new(0),
             sizes: super::sizes::Sizes::default(),
             same: std::sync::Mutex::default(),
+            viewers_runtime: tokio::runtime::Handle::try_current().ok(),
+            stale_up_to: Arc::default(),
         }
     }
 
@@ -333,7 +340,10 @@ impl Camera {
                 d.running = false;
                 // A frame from a stopped capture is stale: the next viewer waits for a fresh
                 // one. Cleared under the demand lock, so it cannot erase a frame of the next
-                // capture (which that viewer starts only once this returns).
+                // capture (which that viewer starts only once this returns); a publish of the
+                // old capture still on its way is refused by its sequence number.
+                self.stale_up_to
+                    .store(self.seq.load(Ordering::Relaxed), Ordering::Relaxed);
                 self.latest.send_replace(None);
                 true
             } else {
@@ -378,8 +388,47 @@ impl Camera {
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = Frame::new(seq, image, captured, online);
-        self.latest.send_replace(Some(frame.clone()));
+        self.deliver(frame.clone());
         frame
+    }
+
+    /// Wakes everyone waiting for this camera's frames (its sizes' viewers too) without a new
+    /// frame; subscribers tell by the unchanged sequence number.
+    pub(super) fn wake_viewers(&self) {
+        self.latest.send_modify(|_| {});
+    }
+
+    /// Makes `frame` the newest, waking every viewer, on the viewers' own runtime.
+    ///
+    /// Capture runs on its own thread. A publish there woke each of a thousand viewer tasks
+    /// from outside their runtime: a lock on the runtime's shared queue per viewer, a quarter
+    /// of the server's user time at 1000 viewers. Sent from a task on their runtime, the wakes
+    /// go to the worker's own queue, and the capture thread pays for one task.
+    fn deliver(&self, frame: Frame) {
+        let here = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+        match &self.viewers_runtime {
+            Some(rt) if here != Some(rt.id()) => {
+                let latest = self.latest.clone();
+                let stale = Arc::clone(&self.stale_up_to);
+                rt.spawn(async move {
+                    // Two such tasks may run at once on two workers: never go back to an
+                    // older frame, nor revive one from a capture that has stopped (read
+                    // under the channel's lock, which the stop takes after storing it).
+                    latest.send_if_modified(|current| {
+                        let newer = current.as_ref().is_none_or(|c| c.seq() < frame.seq());
+                        if newer && frame.seq() > stale.load(Ordering::Relaxed) {
+                            *current = Some(frame);
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                });
+            }
+            _ => {
+                self.latest.send_replace(Some(frame));
+            }
+        }
     }
 }
 

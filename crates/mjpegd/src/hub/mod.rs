@@ -66,6 +66,13 @@ impl Hub {
         self.read().clone()
     }
 
+    /// Wakes every viewer of every camera without a new frame (shutdown: they check why).
+    pub fn wake_viewers(&self) {
+        for cam in self.read().iter() {
+            cam.wake_viewers();
+        }
+    }
+
     /// Adds a camera at run time; refused when the name is taken.
     pub fn add(&self, config: CameraConfig) -> Result<Arc<Camera>, String> {
         let mut cams = self.cameras.write().unwrap_or_else(|e| e.into_inner());

@@ -215,7 +215,8 @@ async fn run(
                     tx.send_replace(Some(out));
                 }
             }
-            Some(_) => {}
+            // Woken without a new frame (`Camera::wake_viewers`): pass it on.
+            Some(_) => tx.send_modify(|_| {}),
         }
         tokio::select! {
             biased;
