@@ -33,6 +33,7 @@ pub mod auth;
 pub mod auth;
 pub mod bus;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod frame;

@@ -5,9 +5,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::codec::EncodeError;
 use bytes::Bytes;
 use font8x8::{BASIC_FONTS, UnicodeFonts};
-use jpeg_encoder::{ColorType, Encoder};
 
 /// An RGB color.
 pub type Rgb = [u8; 3];
@@ -110,13 +110,9 @@ impl Canvas {
         self.text((i64::from(self.width) - w) / 2, y, scale, color, text);
     }
 
-    /// Encodes the canvas as a baseline JPEG at `quality` (1-100).
-    pub fn encode(&self, quality: u8) -> Result<Bytes, jpeg_encoder::EncodingError> {
-        let mut out = Vec::with_capacity(self.rgb.len() / 8);
-        // Dimensions are clamped to MAX_DIMENSION, well within u16.
-        let (w, h) = (self.width as u16, self.height as u16);
-        Encoder::new(&mut out, quality.clamp(1, 100)).encode(&self.rgb, w, h, ColorType::Rgb)?;
-        Ok(Bytes::from(out))
+    /// Encodes the canvas as a baseline JPEG at `quality` (1-100), with this build's encoder.
+    pub fn encode(&self, quality: u8) -> Result<Bytes, EncodeError> {
+        crate::codec::encode_rgb(&self.rgb, self.width, self.height, quality)
     }
 }
 
@@ -168,7 +164,7 @@ pub fn no_signal(
     reason: &str,
     now: SystemTime,
     quality: u8,
-) -> Result<Bytes, jpeg_encoder::EncodingError> {
+) -> Result<Bytes, EncodeError> {
     let mut c = Canvas::new(width, height, [24, 24, 32]);
     let w = c.width();
     let h = i64::from(c.height());

@@ -143,6 +143,12 @@ async fn api_state_reports_cameras_viewers_and_rates() {
         .await
         .expect("JSON");
     assert_eq!(state["version"], env!("CARGO_PKG_VERSION"));
+    let encoder = if cfg!(feature = "turbojpeg") {
+        "libjpeg-turbo"
+    } else {
+        "jpeg-encoder"
+    };
+    assert_eq!(state["jpeg_encoder"], encoder);
     // The server started between the test's two clock reads around its start and answered
     // between `asked` and now (20 frames make it far from zero; the value is rounded to 0.01 s).
     let uptime = state["uptime_seconds"].as_f64().expect("uptime");

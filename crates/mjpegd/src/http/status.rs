@@ -27,6 +27,8 @@ use crate::principal::Principal;
 #[derive(Debug, Serialize)]
 pub(crate) struct ServerState {
     version: &'static str,
+    /// The JPEG encoder this build uses (`jpeg-encoder`, or `libjpeg-turbo` with the feature).
+    jpeg_encoder: &'static str,
     uptime_seconds: f64,
     viewers: usize,
     max_viewers: usize,
@@ -186,6 +188,7 @@ pub(super) async fn state(
     }
     let body = ServerState {
         version: env!("CARGO_PKG_VERSION"),
+        jpeg_encoder: crate::codec::ENCODER,
         uptime_seconds: round2(state.started().elapsed().as_secs_f64()),
         viewers: state.viewers(),
         max_viewers: state.0.config.max_viewers,
