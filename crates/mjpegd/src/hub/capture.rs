@@ -13,7 +13,8 @@ use super::camera::Camera;
 use crate::frame::{Image, Stamp};
 use crate::pool::{JobError, Ordered};
 use crate::render;
-use crate::source::{ErrorKind, SourceError};
+use crate::source::{Captured, ErrorKind, SourceError};
+use crate::transform::Transform;
 
 /// First retry delay after a source failure.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -163,7 +164,7 @@ async fn run_once(camera: &Camera) -> SourceError {
     // A stream owns the frame being read, so that publishing a result meanwhile (the other
     // branch of the select) never cancels a read half-way.
     let frames = futures_util::stream::unfold(source, |mut s| async move {
-        let r = s.next_frame().await;
+        let r = s.next_capture().await;
         // Read with the frame: a bus source's capture time and online flag belong to it.
         let stamp = s.stamp();
         Some(((r, stamp), s))
@@ -174,20 +175,26 @@ async fn run_once(camera: &Camera) -> SourceError {
             biased;
             Some(done) = pipeline.next() => match done {
                 Ok((Ok(image), delivered, stamp)) => published(camera, &image, delivered, stamp),
-                Ok((Err(e), _, _)) => return SourceError::new(format!("transform ({t}): {e}")),
+                Ok((Err(e), _, _)) => return e,
                 Err(JobError::Panicked) => {
-                    return SourceError::new(format!("transform ({t}) panicked (a bug)"));
+                    return SourceError::new(format!("encoding or transform ({t}) panicked (a bug)"));
                 }
             },
             next = timeout(cfg.source_timeout, frames.next()) => match next {
-                Ok(Some((Ok(image), stamp))) => {
+                Ok(Some((Ok(captured), stamp))) => {
                     let delivered = Instant::now();
-                    if pipeline.is_empty() && t.is_identity_for(image.width, image.height) {
-                        // Nothing to encode and nothing ahead of it: no trip through the pool.
-                        published(camera, &image, delivered, stamp);
-                        continue;
-                    }
-                    let dropped = pipeline.submit(move || (t.apply(&image), delivered, stamp));
+                    let captured = match captured {
+                        Captured::Jpeg(image)
+                            if pipeline.is_empty() && t.is_identity_for(image.width, image.height) =>
+                        {
+                            // Nothing to encode and nothing ahead of it: no trip through the pool.
+                            published(camera, &image, delivered, stamp);
+                            continue;
+                        }
+                        c => c,
+                    };
+                    let dropped =
+                        pipeline.submit(move || (encode_and_transform(captured, t), delivered, stamp));
                     if dropped > 0 {
                         camera.stats().frames_dropped.fetch_add(dropped, Ordering::Relaxed);
                     }
@@ -203,6 +210,16 @@ async fn run_once(camera: &Camera) -> SourceError {
             },
         }
     }
+}
+
+/// A captured frame as it is published: encoded if the source left that to us, then transformed.
+fn encode_and_transform(captured: Captured, t: Transform) -> Result<Image, SourceError> {
+    let image = captured.into_image()?;
+    if t.is_identity_for(image.width, image.height) {
+        return Ok(image);
+    }
+    t.apply(&image)
+        .map_err(|e| SourceError::new(format!("transform ({t}): {e}")))
 }
 
 /// Counts a live frame and publishes it, with the capture time and online flag its source

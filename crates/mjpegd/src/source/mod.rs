@@ -114,11 +114,49 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
+/// Encodes one raw frame into JPEG; runs on an encoder thread.
+pub type EncodeJob = Box<dyn FnOnce() -> Result<Image, SourceError> + Send>;
+
+/// A frame as a source has it: JPEG already, or pixels whose encoding is left to the caller.
+pub enum Captured {
+    /// A JPEG image, ready to publish.
+    Jpeg(Image),
+    /// A raw frame and the job that encodes it. The capture loop runs it on the encoder pool,
+    /// so that one camera's frames are encoded on every core, several at once.
+    Encode(EncodeJob),
+}
+
+impl std::fmt::Debug for Captured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Captured::Jpeg(image) => f.debug_tuple("Jpeg").field(image).finish(),
+            Captured::Encode(_) => f.write_str("Encode(..)"),
+        }
+    }
+}
+
+impl Captured {
+    /// The JPEG image, encoding it here if it is still raw.
+    pub fn into_image(self) -> Result<Image, SourceError> {
+        match self {
+            Captured::Jpeg(image) => Ok(image),
+            Captured::Encode(job) => job(),
+        }
+    }
+}
+
 /// An open source of frames.
 pub trait Source: Send {
     /// Waits for and returns the next frame. Sources pace themselves (a camera's rate, a
     /// timer); an error ends this opening and the hub retries through the [`Opener`].
     fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>>;
+
+    /// As [`Source::next_frame`], but a source that encodes (the test pattern, raw V4L2
+    /// formats) may return the encoding as a job instead of running it. The default: the
+    /// frame `next_frame` returns.
+    fn next_capture(&mut self) -> BoxFuture<'_, Result<Captured, SourceError>> {
+        Box::pin(async move { self.next_frame().await.map(Captured::Jpeg) })
+    }
 
     /// The origin's capture time and online flag of the image `next_frame` last returned, for
     /// sources relaying frames captured elsewhere; `None` (the default): stamped on arrival, online.

@@ -1,13 +1,15 @@
 //! The built-in test pattern: the default camera, so `cargo run` shows live video anywhere.
 //!
 //! Scrolling colour bars, a bouncing box, the frame counter and the wall-clock time; every frame
-//! differs. Rendering and encoding run on a blocking thread (about 5 ms for 720p with SIMD).
+//! differs. Rendering and encoding are a job for the encoder pool (about 5 ms for 720p with
+//! SIMD), so that several frames are made at once on a machine with cores to spare.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::{BoxFuture, Opener, Params, Source, SourceError, blocking, interval_of};
+use super::{BoxFuture, Captured, Opener, Params, Source, SourceError, blocking, interval_of};
 use crate::frame::Image;
 use crate::render::{Canvas, fit_scale, format_utc};
 
@@ -35,7 +37,7 @@ impl Opener for PatternOpener {
                 params,
                 ticks,
                 counter: 0,
-                canvas: None,
+                canvases: Arc::default(),
             });
             Ok(source)
         })
@@ -51,36 +53,56 @@ struct Pattern {
     params: Params,
     ticks: Interval,
     counter: u64,
-    /// Reused between frames to avoid a 2.7 MB allocation per 720p frame.
-    canvas: Option<Canvas>,
+    /// Canvases to draw on, reused between frames to avoid a 2.7 MB allocation per 720p
+    /// frame; one per frame being made at once.
+    canvases: Arc<Mutex<Vec<Canvas>>>,
 }
 
-impl Source for Pattern {
-    fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
-        Box::pin(async move {
-            self.ticks.tick().await;
-            self.counter += 1;
-            let (n, p) = (self.counter, self.params);
-            let canvas = self
-                .canvas
-                .take()
-                .unwrap_or_else(|| Canvas::new(p.width, p.height, [0, 0, 0]));
-            let (canvas, jpeg) = blocking("test pattern render", move || {
-                let mut canvas = canvas;
-                draw(&mut canvas, n, SystemTime::now());
-                let jpeg = canvas.encode(p.quality);
-                (canvas, jpeg)
-            })
-            .await?;
+/// Most canvases kept for reuse: more than frames the encoder pool ever has in flight for one
+/// camera on the machines mjpegd runs on; past it a canvas is freed after use.
+const MAX_SPARE_CANVASES: usize = 8;
+
+impl Pattern {
+    /// Waits for the next tick; returns the job that renders and encodes that frame.
+    async fn next_job(&mut self) -> impl FnOnce() -> Result<Image, SourceError> + Send + 'static {
+        self.ticks.tick().await;
+        self.counter += 1;
+        let (n, p, now) = (self.counter, self.params, SystemTime::now());
+        let canvases = Arc::clone(&self.canvases);
+        move || {
+            // Poison recovered: the list only ever gains or loses whole canvases.
+            let spare = canvases
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let mut canvas = spare.unwrap_or_else(|| Canvas::new(p.width, p.height, [0, 0, 0]));
+            draw(&mut canvas, n, now);
+            let jpeg = canvas.encode(p.quality);
             let (width, height) = (canvas.width(), canvas.height());
-            self.canvas = Some(canvas);
-            let jpeg = jpeg.map_err(|e| SourceError::new(format!("test pattern: encode: {e}")))?;
+            let mut spares = canvases.lock().unwrap_or_else(PoisonError::into_inner);
+            if spares.len() < MAX_SPARE_CANVASES {
+                spares.push(canvas);
+            }
+            let jpeg = jpeg.map_err(|e| SourceError::new(format!("test pattern: {e}")))?;
             Ok(Image {
                 jpeg,
                 width,
                 height,
             })
+        }
+    }
+}
+
+impl Source for Pattern {
+    fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
+        Box::pin(async move {
+            let job = self.next_job().await;
+            blocking("test pattern render", job).await?
         })
+    }
+
+    fn next_capture(&mut self) -> BoxFuture<'_, Result<Captured, SourceError>> {
+        Box::pin(async move { Ok(Captured::Encode(Box::new(self.next_job().await))) })
     }
 }
 

@@ -32,7 +32,7 @@ pub use list::list_devices;
 
 use self::convert::{PixelFormat, RawLayout, fourcc_str};
 use self::device::{Device, FrameInfo, Stream, fps_of};
-use super::{BoxFuture, Opener, Params, Source, SourceError, blocking};
+use super::{BoxFuture, Captured, Opener, Params, Source, SourceError, blocking};
 use crate::frame::Image;
 use crate::jpeg::{self, EndScanner, Scan};
 
@@ -124,26 +124,40 @@ struct V4l2Source {
     path: PathBuf,
 }
 
+impl V4l2Source {
+    /// Dequeues the next usable frame on a blocking thread (the ioctls block).
+    async fn captured(&mut self) -> Result<Captured, SourceError> {
+        let Some(mut capture) = self.capture.take() else {
+            return Err(SourceError::new(format!(
+                "v4l2: {}: an earlier capture was interrupted; reopening",
+                self.path.display()
+            )));
+        };
+        let (capture, result) = blocking("v4l2 capture", move || {
+            let result = capture.next_captured();
+            // After an error, close the device here (STREAMOFF can take a USB round trip)
+            // so it is free when the hub reopens it.
+            let capture = result.is_ok().then_some(capture);
+            (capture, result)
+        })
+        .await?;
+        self.capture = capture;
+        result
+    }
+}
+
 impl Source for V4l2Source {
     fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
         Box::pin(async move {
-            let Some(mut capture) = self.capture.take() else {
-                return Err(SourceError::new(format!(
-                    "v4l2: {}: an earlier capture was interrupted; reopening",
-                    self.path.display()
-                )));
-            };
-            let (capture, result) = blocking("v4l2 capture", move || {
-                let result = capture.next_image();
-                // After an error, close the device here (STREAMOFF can take a USB round trip)
-                // so it is free when the hub reopens it.
-                let capture = result.is_ok().then_some(capture);
-                (capture, result)
-            })
-            .await?;
-            self.capture = capture;
-            result
+            match self.captured().await? {
+                Captured::Jpeg(image) => Ok(image),
+                raw => blocking("v4l2 encode", move || raw.into_image()).await?,
+            }
         })
+    }
+
+    fn next_capture(&mut self) -> BoxFuture<'_, Result<Captured, SourceError>> {
+        Box::pin(self.captured())
     }
 }
 
@@ -332,7 +346,9 @@ impl Capture {
     }
 
     /// Waits for the next usable frame and returns it as JPEG.
-    fn next_image(&mut self) -> Result<Image, SourceError> {
+    /// The next usable frame: a JPEG the camera compressed, or a raw frame (copied out of the
+    /// driver's buffer) with the job that encodes it.
+    fn next_captured(&mut self) -> Result<Captured, SourceError> {
         loop {
             let Capture {
                 stream,
@@ -391,8 +407,8 @@ impl Drop for Capture {
     }
 }
 
-/// One dequeued buffer to a JPEG image, or why it is unusable.
-fn process(kind: Kind, quality: u8, data: &[u8], info: FrameInfo) -> Result<Image, String> {
+/// One dequeued buffer to a JPEG image or a raw frame to encode, or why it is unusable.
+fn process(kind: Kind, quality: u8, data: &[u8], info: FrameInfo) -> Result<Captured, String> {
     if info.flags & sys::BUF_FLAG_ERROR != 0 {
         return Err("the driver flagged the frame as corrupt".into());
     }
@@ -411,28 +427,38 @@ fn process(kind: Kind, quality: u8, data: &[u8], info: FrameInfo) -> Result<Imag
             let jpeg = ensure_huffman_tables(&data[..end]);
             let (width, height) =
                 jpeg::dimensions(&jpeg).map_err(|e| format!("unusable JPEG: {e}"))?;
-            Ok(Image {
+            Ok(Captured::Jpeg(Image {
                 jpeg: Bytes::copy_from_slice(&jpeg),
                 width,
                 height,
-            })
+            }))
         }
         Kind::Raw(layout) => {
-            let jpeg = layout.encode(data, quality).ok_or_else(|| {
-                format!(
+            // Checked here, not in the job: a short frame counts as unusable at once.
+            if data.len() < layout.frame_len() {
+                return Err(format!(
                     "short frame: {} bytes, a {}x{} {} frame needs {}",
                     data.len(),
                     layout.width,
                     layout.height,
                     fourcc_str(layout.format.fourcc()),
                     layout.frame_len()
-                )
-            })??;
-            Ok(Image {
-                jpeg,
-                width: u32::from(layout.width),
-                height: u32::from(layout.height),
-            })
+                ));
+            }
+            // The driver's buffer goes back to it before the frame is encoded: a copy (1.8 MB
+            // for 720p YUYV, well under a millisecond) lets the encode run on the pool.
+            let data = data[..layout.frame_len()].to_vec();
+            Ok(Captured::Encode(Box::new(move || {
+                let jpeg = layout
+                    .encode(&data, quality)
+                    .ok_or_else(|| SourceError::new("v4l2: short frame"))?
+                    .map_err(|e| SourceError::new(format!("v4l2: {e}")))?;
+                Ok(Image {
+                    jpeg,
+                    width: u32::from(layout.width),
+                    height: u32::from(layout.height),
+                })
+            })))
         }
     }
 }
@@ -638,7 +664,9 @@ mod tests {
             .expect("jpeg");
         let mut padded = good.to_vec();
         padded.extend_from_slice(&[0; 100]);
-        let image = process(Kind::Jpeg, 80, &padded, ok).expect("usable");
+        let Ok(Captured::Jpeg(image)) = process(Kind::Jpeg, 80, &padded, ok) else {
+            panic!("a camera's JPEG is passed through, not encoded");
+        };
         assert_eq!(image.jpeg, good, "padding after EOI is cut");
         assert_eq!((image.width, image.height), (32, 16));
         assert!(process(Kind::Jpeg, 80, &good, flagged).is_err());
@@ -647,6 +675,20 @@ mod tests {
         let layout = RawLayout::new(PixelFormat::Yuyv, 4, 2, 8, 0).expect("layout");
         let e = process(Kind::Raw(layout), 80, &[0; 15], ok).unwrap_err();
         assert!(e.contains("needs 16"), "{e}");
-        assert!(process(Kind::Raw(layout), 80, &[128; 16], ok).is_ok());
+        // A raw frame is encoded by the job it comes with (on the pool), from a copy: the
+        // driver's buffer may be reused meanwhile.
+        let mut buffer = vec![128u8; 16];
+        let Ok(Captured::Encode(job)) = process(Kind::Raw(layout), 80, &buffer, ok) else {
+            panic!("a raw frame comes with its encoding job");
+        };
+        buffer.fill(0);
+        let image = job().expect("encodes");
+        assert_eq!((image.width, image.height), (4, 2));
+        let mut d = zune_jpeg::JpegDecoder::new(&image.jpeg[..]);
+        let px = d.decode().expect("decodes");
+        assert!(
+            px.iter().all(|&c| c.abs_diff(128) < 8),
+            "grey, not the zeroed buffer: {px:?}"
+        );
     }
 }
