@@ -6,6 +6,8 @@
 # Environment:
 #   ENCODE_BIN       the mjpegd binary (default target/release/mjpegd)
 #   ENCODE_ARGS      extra mjpegd arguments (e.g. "--encode-workers 1")
+#   ENCODE_SOURCE    the source (default images:FRAMES; e.g. testpattern with ENCODE_ARGS="--size 1920x1080")
+#   ENCODE_TRANSFORM the transform arguments (default "--rotate 90"; "" for none)
 #   ENCODE_DURATION  seconds (default 15)
 #   ENCODE_REPEAT    runs (default 2)
 #   ENCODE_FRAMES    directory of JPEG frames (default ../shared/frames/720p)
@@ -24,6 +26,8 @@ REPEAT=${ENCODE_REPEAT:-2}
 PORT=${ENCODE_PORT:-19700}
 LOAD=target/release/mjpegd-load
 read -r -a EXTRA <<<"${ENCODE_ARGS:-}"
+SOURCE=${ENCODE_SOURCE:-images:$FRAMES}
+read -r -a TRANSFORM <<<"${ENCODE_TRANSFORM---rotate 90}"
 command -v jq >/dev/null || { echo "encode-fps: needs jq" >&2; exit 1; }
 
 SERVER_PID=
@@ -37,7 +41,7 @@ trap cleanup EXIT
 
 printf 'run\tfps median\tserver CPU %%\tcaptured\tdropped\n'
 for r in $(seq 1 "$REPEAT"); do
-    "$BIN" --source "images:$FRAMES" --fps 60 --rotate 90 --listen "127.0.0.1:$PORT" "${EXTRA[@]}" \
+    "$BIN" --source "$SOURCE" --fps 60 "${TRANSFORM[@]}" --listen "127.0.0.1:$PORT" "${EXTRA[@]}" \
         >/dev/null 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 100); do

@@ -20,6 +20,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::camera::{Camera, Subscription};
 use crate::frame::{Frame, Image};
+use crate::pool::{JobError, Ordered};
 use crate::transform::Transform;
 
 /// Most distinct sizes one camera computes at once: each costs a decode and an encode per
@@ -192,6 +193,10 @@ impl Camera {
 }
 
 /// The size channel's task: each new camera frame, once, at `bounds`.
+///
+/// Downscales run on the encoder pool, several frames at once and published in order, so that
+/// a size a single core cannot keep up with (1080p to 640 on a Raspberry Pi) uses every core;
+/// when the pool is behind, the oldest frame waiting is dropped, as at full size.
 async fn run(
     mut sub: Subscription,
     bounds: Bounds,
@@ -200,35 +205,84 @@ async fn run(
     scaled: Arc<AtomicU64>,
 ) {
     let quality = sub.camera().config().quality;
-    let name = sub.camera().name().to_owned();
+    let name: Arc<str> = sub.camera().name().into();
+    let new_pipeline =
+        || crate::pool::Pool::global().map(|p| Ordered::new(Arc::clone(&p), p.workers() + 1));
+    let mut pipeline = new_pipeline();
     let mut last_seq = None;
+    // Look at the channel at once: a frame may be there already.
+    let mut woken = true;
     loop {
-        let newest = sub.frames().borrow_and_update().clone();
-        match newest {
-            // Capture stopped: viewers of this size wait for a fresh frame too.
-            None => {
-                tx.send_replace(None);
-            }
-            Some(frame) if last_seq.is_none_or(|s| frame.seq() > s) => {
-                last_seq = Some(frame.seq());
-                if let Some(out) = resize(&frame, bounds, quality, &scaled, &name).await {
-                    tx.send_replace(Some(out));
+        if woken {
+            woken = false;
+            let newest = sub.frames().borrow_and_update().clone();
+            match newest {
+                // Capture stopped: viewers of this size wait for a fresh frame too, and
+                // frames of the stopped capture still being scaled are forgotten.
+                None => {
+                    pipeline = new_pipeline();
+                    tx.send_replace(None);
                 }
+                Some(frame) if last_seq.is_none_or(|s| frame.seq() > s) => {
+                    last_seq = Some(frame.seq());
+                    let fits = frame.width() <= bounds.0 && frame.height() <= bounds.1;
+                    let (scaled, camera) = (Arc::clone(&scaled), Arc::clone(&name));
+                    let job = move || scale(&frame, bounds, quality, &scaled, &camera);
+                    match &mut pipeline {
+                        // Nothing to scale and nothing ahead of it: no trip through the pool.
+                        Some(p) if !(fits && p.is_empty()) => {
+                            p.submit(job);
+                        }
+                        Some(_) => {
+                            tx.send_replace(job());
+                        }
+                        None => match tokio::task::spawn_blocking(job).await {
+                            Ok(Some(out)) => {
+                                tx.send_replace(Some(out));
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(camera = %name, error = %e, "downscale task failed")
+                            }
+                        },
+                    }
+                }
+                // Woken without a new frame (`Camera::wake_viewers`): pass it on.
+                Some(_) => tx.send_modify(|_| {}),
             }
-            // Woken without a new frame (`Camera::wake_viewers`): pass it on.
-            Some(_) => tx.send_modify(|_| {}),
         }
+        let done = async {
+            match pipeline.as_mut() {
+                Some(p) => p.next().await,
+                None => None,
+            }
+        };
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            changed = sub.frames().changed() => if changed.is_err() { break },
+            Some(done) = done => match done {
+                Ok(Some(out)) => {
+                    tx.send_replace(Some(out));
+                }
+                Ok(None) => {}
+                Err(JobError::Panicked) => {
+                    tracing::warn!(camera = %name, size = %describe(bounds), "downscale panicked (a bug)");
+                }
+            },
+            changed = sub.frames().changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                woken = true;
+            }
         }
     }
     tracing::debug!(camera = %name, size = %describe(bounds), "size channel stopped");
 }
 
 /// `frame` fitted inside `bounds`; the frame itself when it already fits (never upscaled).
-async fn resize(
+/// Runs on an encoder thread.
+fn scale(
     frame: &Frame,
     bounds: Bounds,
     quality: u8,
@@ -249,8 +303,8 @@ async fn resize(
         quality,
         ..Transform::default()
     };
-    match tokio::task::spawn_blocking(move || t.apply(&image)).await {
-        Ok(Ok(small)) => {
+    match t.apply(&image) {
+        Ok(small) => {
             scaled.fetch_add(1, Ordering::Relaxed);
             Some(Frame::new(
                 frame.seq(),
@@ -259,14 +313,10 @@ async fn resize(
                 frame.online(),
             ))
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             // A frame the decoder refuses is skipped at this size, as at full size a viewer
             // would show it broken; the next frame is tried afresh.
             tracing::debug!(camera = %camera, size = %describe(bounds), error = %e, "cannot downscale a frame");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(camera = %camera, error = %e, "downscale task failed");
             None
         }
     }

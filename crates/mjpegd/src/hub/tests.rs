@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::{Camera, CameraConfig, Demand};
-use crate::frame::Image;
+use crate::frame::{Frame, Image};
 use crate::render::Canvas;
 use crate::source::{BoxFuture, Opener, Source, SourceError};
 
@@ -368,4 +368,55 @@ async fn a_stalled_source_gives_no_signal_after_the_source_timeout() {
         None,
         "the stall's error is cleared once frames flow again"
     );
+}
+
+/// Frames published off the viewers' runtime (capture runs on its own thread) reach the
+/// channel through tasks on the viewers' runtime: they arrive, and a publish still on its way
+/// when capture stops never brings that stale frame back.
+#[tokio::test(flavor = "current_thread")]
+async fn publishes_from_the_capture_thread_arrive_and_never_revive_a_stopped_capture() {
+    let (cam, _) = camera(&[Opening::Forever], Duration::from_secs(1));
+    let image = Image {
+        jpeg: Canvas::new(16, 16, [10, 200, 10])
+            .encode(70)
+            .expect("encode"),
+        width: 16,
+        height: 16,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let mut rx = cam.latest.subscribe();
+    // Three frames published from another thread; this runtime is busy in the test until it
+    // awaits, so their tasks are all still queued when capture stops.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..3 {
+                cam.publish(&image, true);
+            }
+        });
+    });
+    assert!(cam.stop_if_idle(), "nobody watches: capture stops");
+    assert!(
+        rx.borrow_and_update().is_none(),
+        "stopping clears the frame"
+    );
+    // Tasks queued from outside run in order: once this marker has run, so have the three.
+    runtime.spawn(async {}).await.expect("marker task");
+    assert!(
+        rx.borrow().is_none(),
+        "a stopped capture's frame came back: seq {:?}",
+        rx.borrow().as_ref().map(Frame::seq)
+    );
+    assert!(
+        !rx.has_changed().expect("open"),
+        "no wake for refused frames"
+    );
+    // A frame of the next capture is delivered.
+    std::thread::scope(|s| {
+        s.spawn(|| cam.publish(&image, true));
+    });
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("delivered")
+        .expect("open");
+    assert_eq!(rx.borrow().as_ref().map(Frame::seq), Some(4));
 }
