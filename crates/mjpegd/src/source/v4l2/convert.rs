@@ -1,11 +1,13 @@
 //! Pixel formats we capture, and raw frames to JPEG.
 //!
-//! Raw frames are handed to `jpeg-encoder` row by row through its [`ImageBuffer`] trait, as
-//! YCbCr where the camera delivers YCbCr: no intermediate RGB image, no colour conversion,
-//! only the studio-range (16-235) to full-range (0-255) expansion JPEG expects. Pure code over
+//! Raw frames are handed to `jpeg-encoder` row by row through its `ImageBuffer` trait (or, with
+//! the `turbojpeg` feature, to libjpeg-turbo as planes), as YCbCr where the camera delivers
+//! YCbCr: no intermediate RGB image, no colour conversion, only the studio-range (16-235) to
+//! full-range (0-255) expansion JPEG expects. Pure code over
 //! byte slices, unit-tested without a device.
 
 use bytes::Bytes;
+#[cfg(not(feature = "turbojpeg"))]
 use jpeg_encoder::{ColorType, Encoder, ImageBuffer, JpegColorType, rgb_to_ycbcr};
 
 use super::sys;
@@ -208,6 +210,16 @@ impl RawLayout {
         if data.len() < self.frame_len() {
             return None;
         }
+        #[cfg(feature = "turbojpeg")]
+        let result = self.encode_turbo(data, quality);
+        #[cfg(not(feature = "turbojpeg"))]
+        let result = self.encode_rust(data, quality);
+        Some(result.map_err(|e| format!("JPEG encoding failed: {e}")))
+    }
+
+    /// With jpeg-encoder: row by row through [`Raw`], or its own paths for plain RGB and luma.
+    #[cfg(not(feature = "turbojpeg"))]
+    fn encode_rust(&self, data: &[u8], quality: u8) -> Result<Bytes, String> {
         let mut out = Vec::with_capacity(data.len() / 8);
         let encoder = Encoder::new(&mut out, quality.clamp(1, 100));
         let result = match self.format {
@@ -224,11 +236,107 @@ impl RawLayout {
             }
             _ => encoder.encode_image(Raw { layout: self, data }),
         };
-        Some(
-            result
-                .map(|()| Bytes::from(out))
-                .map_err(|e| format!("JPEG encoding failed: {e}")),
-        )
+        result.map(|()| Bytes::from(out)).map_err(|e| e.to_string())
+    }
+
+    /// With libjpeg-turbo: RGB and BGR as they are; YCbCr split into full-range planes at the
+    /// camera's chroma resolution (4:2:2 for YUYV and UYVY, 4:2:0 for NV12), luma likewise.
+    #[cfg(feature = "turbojpeg")]
+    fn encode_turbo(&self, data: &[u8], quality: u8) -> Result<Bytes, String> {
+        use crate::codec::{Packed, encode_packed, encode_ycbcr_planes};
+        let (w, h) = (usize::from(self.width), usize::from(self.height));
+        let (yt, ct) = if self.full_range {
+            (&IDENTITY, &IDENTITY)
+        } else {
+            (&Y_STUDIO_TO_FULL, &C_STUDIO_TO_FULL)
+        };
+        let row = |y: usize| {
+            let start = y * self.stride;
+            &data[start..start + self.format.min_stride(w)]
+        };
+        let result = match self.format {
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 => {
+                let packed = if self.format == PixelFormat::Rgb24 {
+                    Packed::Rgb
+                } else {
+                    Packed::Bgr
+                };
+                encode_packed(data, self.width, self.height, self.stride, packed, quality)
+            }
+            PixelFormat::Grey if self.full_range => encode_packed(
+                data,
+                self.width,
+                self.height,
+                self.stride,
+                Packed::Grey,
+                quality,
+            ),
+            PixelFormat::Grey => {
+                let luma: Vec<u8> = (0..h)
+                    .flat_map(|y| row(y).iter().map(|&s| yt[usize::from(s)]))
+                    .collect();
+                encode_packed(&luma, self.width, self.height, w, Packed::Grey, quality)
+            }
+            PixelFormat::Yuyv | PixelFormat::Uyvy => {
+                let (luma, u, v) = if self.format == PixelFormat::Yuyv {
+                    (0, 1, 3)
+                } else {
+                    (1, 0, 2)
+                };
+                let cw = w.div_ceil(2);
+                let (mut py, mut pb, mut pr) = (
+                    Vec::with_capacity(cw * 2 * h),
+                    Vec::with_capacity(cw * h),
+                    Vec::with_capacity(cw * h),
+                );
+                // With an odd width the last pair holds one pixel; its second luma sample is
+                // kept as the padding column libjpeg-turbo reads.
+                for y in 0..h {
+                    for p in row(y).chunks_exact(4) {
+                        py.extend_from_slice(&[
+                            yt[usize::from(p[luma])],
+                            yt[usize::from(p[luma + 2])],
+                        ]);
+                        pb.push(ct[usize::from(p[u])]);
+                        pr.push(ct[usize::from(p[v])]);
+                    }
+                }
+                encode_ycbcr_planes([&py, &pb, &pr], self.width, self.height, false, quality)
+            }
+            PixelFormat::Nv12 => {
+                let cw = w.div_ceil(2);
+                // Luma padded to whole 2x2 blocks (libjpeg-turbo reads them): a last odd
+                // column and row repeated.
+                let mut py = Vec::with_capacity(2 * cw * 2 * h.div_ceil(2));
+                for y in 0..h {
+                    let start = py.len();
+                    py.extend(row(y)[..w].iter().map(|&s| yt[usize::from(s)]));
+                    if w % 2 == 1 {
+                        py.push(py[start + w - 1]);
+                    }
+                }
+                if h % 2 == 1 {
+                    py.extend_from_within(py.len() - 2 * cw..);
+                }
+                let (mut pb, mut pr) = (
+                    Vec::with_capacity(cw * h.div_ceil(2)),
+                    Vec::with_capacity(cw * h.div_ceil(2)),
+                );
+                for cy in 0..h.div_ceil(2) {
+                    let start = self.stride * (h + cy);
+                    for p in data[start..start + cw * 2].chunks_exact(2) {
+                        pb.push(ct[usize::from(p[0])]);
+                        pr.push(ct[usize::from(p[1])]);
+                    }
+                }
+                encode_ycbcr_planes([&py, &pb, &pr], self.width, self.height, true, quality)
+            }
+            // Not raw: `RawLayout` is never built for these (see `Capture::open`).
+            PixelFormat::Mjpg | PixelFormat::Jpeg => {
+                return Err("a JPEG format is passed through, not encoded".into());
+            }
+        };
+        result.map_err(|e| e.to_string())
     }
 }
 
@@ -265,11 +373,13 @@ const fn range_table(offset: i32, span: i32, base: i32) -> [u8; 256] {
 }
 
 /// A raw frame as `jpeg-encoder` reads it: one row of Y, Cb, Cr (or luma) at a time.
+#[cfg(not(feature = "turbojpeg"))]
 struct Raw<'a> {
     layout: &'a RawLayout,
     data: &'a [u8],
 }
 
+#[cfg(not(feature = "turbojpeg"))]
 impl Raw<'_> {
     fn row(&self, y: usize) -> &[u8] {
         let start = y * self.layout.stride;
@@ -278,6 +388,7 @@ impl Raw<'_> {
     }
 }
 
+#[cfg(not(feature = "turbojpeg"))]
 impl ImageBuffer for Raw<'_> {
     fn get_jpeg_color_type(&self) -> JpegColorType {
         if self.layout.format == PixelFormat::Grey {
@@ -327,7 +438,9 @@ impl ImageBuffer for Raw<'_> {
                 }
             }
             PixelFormat::Nv12 => {
-                let luma = self.row(y);
+                // A row's width is the chroma row's (pairs), one sample more than the luma
+                // row's at an odd width.
+                let luma = &self.row(y)[..w];
                 let uv_start = l.stride * (usize::from(l.height) + y / 2);
                 let uv = &self.data[uv_start..uv_start + w.div_ceil(2) * 2];
                 let start = by.len();
@@ -445,7 +558,7 @@ mod tests {
     #[test]
     fn every_raw_format_encodes_to_the_right_colours() {
         for format in PixelFormat::ALL.into_iter().filter(|f| !f.is_jpeg()) {
-            for (w, h, pad) in [(64, 32, 0), (64, 32, 16), (62, 17, 6)] {
+            for (w, h, pad) in [(64, 32, 0), (64, 32, 16), (62, 17, 6), (61, 17, 6)] {
                 let (layout, data) = bars(format, w, h, pad);
                 let jpeg = layout
                     .encode(&data, 95)
@@ -455,22 +568,26 @@ mod tests {
                 let (px, dw, dh) = decode(&jpeg);
                 assert_eq!((dw, dh), (w, h));
                 let channels = px.len() / (dw * dh);
-                for (bar, want) in COLOURS.iter().enumerate() {
-                    // Sample the middle of each bar, away from edges blurred by subsampling.
-                    let x = (2 * bar + 1) * w / 8;
-                    let at = (h / 2 * w + x) * channels;
-                    let got = &px[at..at + channels];
-                    let want: Vec<u8> = if format == PixelFormat::Grey {
-                        let [r, g, b] = want.map(f64::from);
-                        vec![(0.299 * r + 0.587 * g + 0.114 * b).round() as u8]
-                    } else {
-                        want.to_vec()
-                    };
-                    for (g, e) in got.iter().zip(&want) {
-                        assert!(
-                            g.abs_diff(*e) <= 8,
-                            "{format:?} {w}x{h}+{pad}: bar {bar}: got {got:?}, want {want:?}"
-                        );
+                // Top, middle and bottom: rows that drift (a sample too many per row) show
+                // as bars shifted further down the image.
+                for row in [1, h / 2, h - 2] {
+                    for (bar, want) in COLOURS.iter().enumerate() {
+                        // Sample the middle of each bar, away from edges blurred by subsampling.
+                        let x = (2 * bar + 1) * w / 8;
+                        let at = (row * w + x) * channels;
+                        let got = &px[at..at + channels];
+                        let want: Vec<u8> = if format == PixelFormat::Grey {
+                            let [r, g, b] = want.map(f64::from);
+                            vec![(0.299 * r + 0.587 * g + 0.114 * b).round() as u8]
+                        } else {
+                            want.to_vec()
+                        };
+                        for (g, e) in got.iter().zip(&want) {
+                            assert!(
+                                g.abs_diff(*e) <= 8,
+                                "{format:?} {w}x{h}+{pad}: row {row}, bar {bar}: got {got:?}, want {want:?}"
+                            );
+                        }
                     }
                 }
             }
