@@ -6,7 +6,7 @@
 //! one thread. Any request gets the stream as an HTTP/1.0-style response (no chunking,
 //! `Connection: close`), so clients must handle identity bodies.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -19,7 +19,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::Error;
 use mjpegd::mjpeg::STREAM_CONTENT_TYPE;
-use mjpegd::mjpeg::write::{PART_TRAILER, STREAM_PREAMBLE, timestamp_value};
+use mjpegd::mjpeg::write::{PART_TRAILER, STREAM_PREAMBLE, timestamp_value, write_all_vectored};
 
 /// Longest request head accepted.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -147,19 +147,6 @@ async fn read_request(stream: &mut TcpStream) -> io::Result<()> {
             ));
         }
     }
-}
-
-async fn write_all_vectored(stream: &mut TcpStream, parts: [&[u8]; 3]) -> io::Result<()> {
-    let mut slices = parts.map(IoSlice::new);
-    let mut rest: &mut [IoSlice<'_>] = &mut slices;
-    while !rest.is_empty() {
-        let n = stream.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
 }
 
 async fn connection(

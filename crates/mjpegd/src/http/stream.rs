@@ -16,7 +16,7 @@
 //! viewer whose socket stops draining altogether is cut by the server's write timeout.
 
 use std::convert::Infallible;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,7 +36,7 @@ use super::{AppState, HttpError, PeerAddr};
 use crate::frame::Frame;
 use crate::hub::{Camera, SizedSubscription, Subscription, ViewerHandle};
 use crate::mjpeg::STREAM_CONTENT_TYPE;
-use crate::mjpeg::write::{ADVANCE_PREAMBLE, ADVANCE_TRAILER, STREAM_PREAMBLE};
+use crate::mjpeg::write::{ADVANCE_PREAMBLE, ADVANCE_TRAILER, STREAM_PREAMBLE, write_all_vectored};
 use crate::shutdown::Closing;
 
 /// `/stream`, `/video_feed`, `/?action=stream`: the first camera's stream.
@@ -250,29 +250,11 @@ impl ClaimedStream {
             let Some((part, trailer)) = next else { break };
             match trailer {
                 None => io.write_all(&part).await?,
-                Some(t) => write_all_vectored(io, &part, t).await?,
+                Some(t) => write_all_vectored(io, [&part, t]).await?,
             }
         }
         io.shutdown().await
     }
-}
-
-/// Writes `a` then `b`, in one `writev` when the socket takes both.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    a: &[u8],
-    b: &[u8],
-) -> io::Result<()> {
-    let mut slices = [IoSlice::new(a), IoSlice::new(b)];
-    let mut rest: &mut [IoSlice<'_>] = &mut slices;
-    while !rest.is_empty() {
-        let n = io.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
 }
 
 /// Makes hyper send `response`'s body as is, ended by closing the connection: an HTTP/1.0
@@ -327,7 +309,7 @@ impl Feed {
 }
 
 /// One viewer's position in the camera's frame sequence.
-pub(super) struct Viewer {
+struct Viewer {
     camera: Arc<Camera>,
     feed: Feed,
     handle: ViewerHandle,

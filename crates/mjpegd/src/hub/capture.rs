@@ -214,11 +214,7 @@ async fn run_once(camera: &Camera) -> SourceError {
 
 /// A captured frame as it is published: encoded if the source left that to us, then transformed.
 fn encode_and_transform(captured: Captured, t: Transform) -> Result<Image, SourceError> {
-    let image = captured.into_image()?;
-    if t.is_identity_for(image.width, image.height) {
-        return Ok(image);
-    }
-    t.apply(&image)
+    t.apply(&captured.into_image()?)
         .map_err(|e| SourceError::new(format!("transform ({t}): {e}")))
 }
 

@@ -6,9 +6,11 @@
 //! one frame late.
 
 use std::fmt::Write as _;
+use std::io::{self, IoSlice};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// What a stream body starts with: strict clients refuse a body that does not open with a boundary.
 pub const STREAM_PREAMBLE: &[u8] = b"--frame\r\n";
@@ -60,6 +62,24 @@ pub fn part(jpeg: &[u8], captured: SystemTime) -> (Bytes, usize) {
     buf.put_slice(jpeg);
     buf.put_slice(PART_TRAILER);
     (buf.freeze(), head.len())
+}
+
+/// Writes `bufs` in order, one `writev` for all of them when the socket takes them: a part's
+/// pieces (headers, the shared JPEG, a trailer) go out without being copied together.
+pub async fn write_all_vectored<W: AsyncWrite + Unpin, const N: usize>(
+    io: &mut W,
+    bufs: [&[u8]; N],
+) -> io::Result<()> {
+    let mut slices = bufs.map(IoSlice::new);
+    let mut rest: &mut [IoSlice<'_>] = &mut slices;
+    while !rest.is_empty() {
+        let n = io.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
