@@ -4,73 +4,34 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
-/// The binary, started from a config file, killed when dropped.
-struct Mjpegd {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
+/// The binary, started from a config file (the shared [`MjpegdProcess`]), stopped when dropped.
+struct Mjpegd(MjpegdProcess);
 
 impl Mjpegd {
     fn start(config: &Path) -> Mjpegd {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mjpegd"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mjpegd");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("streaming at http") {
-                    let url = line[at + "streaming at ".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("");
-                    let _ = tx.send(url.trim_end_matches('/').to_owned());
-                }
-                lines.lock().expect("log").push(line);
-            }
-        });
-        let url = rx.recv_timeout(WAIT).expect("mjpegd did not log its URL");
-        Mjpegd { child, url, log }
+        let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+        Mjpegd(MjpegdProcess::start(&args).unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
+        format!("{}{path}", self.0.url)
     }
 
     fn log_has(&self, needle: &str) -> bool {
-        self.log
-            .lock()
-            .expect("log")
-            .iter()
-            .any(|l| l.contains(needle))
+        self.0.log().contains(needle)
     }
 
     fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Mjpegd {
-    fn drop(&mut self) {
-        self.kill9();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
     }
 }
 
@@ -1016,11 +977,11 @@ async fn sigterm_closes_the_open_segment_before_exiting() {
     let mut srv = Mjpegd::start(&config);
     let rec = await_recording(&srv, "frames", |r| r["frames_written"].as_u64() >= Some(20)).await;
     assert_eq!(rec["state"], "recording");
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(srv.child.id()).expect("pid"));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(srv.0.child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let deadline = Instant::now() + WAIT;
     let status = loop {
-        if let Some(s) = srv.child.try_wait().expect("wait") {
+        if let Some(s) = srv.0.child.try_wait().expect("wait") {
             break s;
         }
         assert!(
