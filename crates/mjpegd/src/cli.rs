@@ -478,7 +478,7 @@ mod tests {
         let bus = s.bus.expect("bus");
         assert_eq!(bus.publish, crate::bus::Publish::All);
         assert!(!bus.discover);
-        assert_eq!(bus.connect.auth, crate::bus::Auth::Token("t0ken".into()));
+        assert_eq!(bus.connect.auth, crate::link::Auth::Token("t0ken".into()));
         assert_eq!(s.cameras.len(), 1, "a camera node keeps its default camera");
 
         let cli = Cli::try_parse_from(["mjpegd", "--cameras-from", "nats://127.0.0.1:4222"])

@@ -42,7 +42,9 @@ pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
+pub mod link;
 pub mod mjpeg;
+pub mod name;
 pub mod pool;
 pub mod principal;
 pub mod record;
@@ -56,3 +58,4 @@ pub mod tls;
 #[path = "tls_off.rs"]
 pub mod tls;
 pub mod transform;
+pub mod url;

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -93,20 +93,6 @@ impl Pool {
         }
     }
 
-    /// The process-wide pool, started on first use with the size set by [`configure_global`].
-    /// `None` if no thread could be started (callers then encode inline).
-    pub fn global() -> Option<Arc<Pool>> {
-        GLOBAL
-            .get_or_init(|| {
-                let n = GLOBAL_WORKERS.get().copied().unwrap_or(0);
-                Pool::new(n)
-                    .map(Arc::new)
-                    .map_err(|e| tracing::error!(error = %e, "encoding on the capture thread"))
-                    .ok()
-            })
-            .clone()
-    }
-
     /// Number of worker threads.
     pub fn workers(&self) -> usize {
         self.workers
@@ -129,15 +115,6 @@ impl Drop for Pool {
         drop(jobs);
         self.queue.ready.notify_all();
     }
-}
-
-static GLOBAL: OnceLock<Option<Arc<Pool>>> = OnceLock::new();
-static GLOBAL_WORKERS: OnceLock<usize> = OnceLock::new();
-
-/// Sets the size of [`Pool::global`] (0: one thread per core). Effective only before the pool's
-/// first use; returns false when it is too late (or already set).
-pub fn configure_global(workers: usize) -> bool {
-    GLOBAL.get().is_none() && GLOBAL_WORKERS.set(workers).is_ok()
 }
 
 fn work(queue: &Queue) {

@@ -76,7 +76,13 @@ pub enum Listener {
     Unix(UnixListener),
 }
 
-/// A server ready to run: the hub and the HTTP state over it.
+/// Longest wait at shutdown for recording writers to sync and close their segments.
+const RECORDINGS_CLOSE: Duration = Duration::from_secs(3);
+/// Longest wait at shutdown for captures to stop (an exec child's SIGTERM grace is 2 s).
+const CAPTURE_STOP: Duration = Duration::from_millis(2500);
+
+/// A server ready to run: the hub and the HTTP state over it, with optional TLS, bus and
+/// recordings; it owns their whole lifecycle, from start to the last segment synced.
 pub struct Server {
     state: AppState,
     config: ServerConfig,
@@ -93,10 +99,11 @@ impl Server {
         config: ServerConfig,
         shutdown: CancellationToken,
     ) -> Server {
-        // The pool is process-wide and starts on first use: only the first server's size counts
-        // (a test process runs many servers; a deployment one).
-        crate::pool::configure_global(config.encode_workers);
-        let hub = Arc::new(Hub::new(cameras, shutdown.clone()));
+        let hub = Arc::new(Hub::with_context(
+            cameras,
+            capture_context(config.encode_workers),
+            shutdown.clone(),
+        ));
         Server {
             state: AppState::new(hub, http_config, shutdown.clone()),
             config,
@@ -145,11 +152,12 @@ impl Server {
     /// Serves every listener until shutdown, then drains connections within the grace period.
     pub async fn run_all(self, listeners: Vec<Listener>) -> io::Result<()> {
         let bus = self.bus.as_ref().map(|b| self.start_bus(b));
-        if bus.is_none() && !crate::source::nats::source_links().is_empty() {
+        if bus.is_none() && !bus_sources(self.state.hub()).is_empty() {
             // `nats://` sources without a [bus]: still show their counters.
+            let hub = Arc::clone(self.state.hub());
             self.state.add_state_section(
                 "bus",
-                Arc::new(|| serde_json::json!({ "sources": bus_sources() })),
+                Arc::new(move || serde_json::json!({ "sources": bus_sources(&hub) })),
             );
         }
         let shared = Arc::new(Shared {
@@ -184,15 +192,41 @@ impl Server {
                 "connections still open after the shutdown grace period; closing them"
             );
         }
+        self.finish().await;
         Ok(())
+    }
+
+    /// The end of a run, after the connections: recording writers sync and close their last
+    /// segment, captures stop (an exec child gets its SIGTERM and grace), and whatever is still
+    /// running then is killed. Each wait is bounded, so a stuck disk or child cannot hold the
+    /// stop; an embedder that runs a `Server` gets the same clean stop as the binary.
+    async fn finish(&self) {
+        if let Some(r) = self.state.recordings().cloned() {
+            // Writers stop when shutdown ends their feeds: let them sync their last segment.
+            let _ = tokio::task::spawn_blocking(move || r.wait_closed(RECORDINGS_CLOSE)).await;
+        }
+        let hub = self.state.hub();
+        let stopped = async {
+            for cam in hub.cameras() {
+                let mut demand = cam.watch_demand();
+                let _ = demand.wait_for(|d| !d.running).await;
+            }
+        };
+        if tokio::time::timeout(CAPTURE_STOP, stopped).await.is_err() {
+            tracing::debug!("a capture was still stopping at the end of the shutdown");
+        }
+        for cam in hub.cameras() {
+            cam.config().opener.stop_now();
+        }
     }
 }
 
 impl Server {
     /// Wires the bus: a publisher per published camera, the announcer, discovery, and the
     /// `bus` section of `/api/state`. The hub and HTTP know nothing of it.
-    fn start_bus(&self, bus: &crate::bus::BusSettings) -> Arc<crate::bus::Link> {
-        use crate::bus::{Link, Publish, directory, publisher};
+    fn start_bus(&self, bus: &crate::bus::BusSettings) -> Arc<crate::link::Link> {
+        use crate::bus::{Publish, directory, publisher};
+        use crate::link::Link;
         let link = Link::new(bus.connect.clone());
         let hub = self.state.hub();
         let published: Vec<Arc<crate::hub::Camera>> = match &bus.publish {
@@ -222,12 +256,13 @@ impl Server {
         }
         let stats = Arc::clone(link.stats());
         let servers = link.describe();
+        let hub = Arc::clone(hub);
         self.state.add_state_section(
             "bus",
             Arc::new(move || {
                 let mut v = stats.to_json(&servers, role);
                 if let Some(o) = v.as_object_mut() {
-                    o.insert("sources".into(), bus_sources().into());
+                    o.insert("sources".into(), bus_sources(&hub).into());
                 }
                 v
             }),
@@ -243,9 +278,37 @@ impl Server {
     }
 }
 
-/// The counters of every `nats://` source's own bus connection.
-fn bus_sources() -> Vec<serde_json::Value> {
-    crate::source::nats::source_links()
+/// A capture thread and an encoder pool of `workers` threads (0: one per core). Either one that
+/// the system refuses to start is logged, and capture runs on the server's threads or encodes
+/// inline instead: slower, but serving.
+fn capture_context(workers: usize) -> crate::hub::Context {
+    let pool = match crate::pool::Pool::new(workers) {
+        Ok(p) => Some(Arc::new(p)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the encoder threads; encoding inline");
+            None
+        }
+    };
+    match crate::hub::Context::new(true, pool.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the capture thread; capturing on the server's threads");
+            crate::hub::Context::new(false, pool).unwrap_or_default()
+        }
+    }
+}
+
+/// The counters of every `nats://` source's own bus connection, one entry per link.
+fn bus_sources(hub: &Hub) -> Vec<serde_json::Value> {
+    let mut links: Vec<Arc<crate::link::Link>> = Vec::new();
+    for cam in hub.cameras() {
+        if let Some(l) = cam.config().opener.own_link() {
+            if !links.iter().any(|k| Arc::ptr_eq(k, &l)) {
+                links.push(l);
+            }
+        }
+    }
+    links
         .iter()
         .map(|l| l.stats().to_json(&l.describe(), "source"))
         .collect()

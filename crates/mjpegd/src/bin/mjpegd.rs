@@ -33,9 +33,6 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async_main(cli));
     // Blocking render threads may still be finishing a frame; do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    // An exec child that ignores SIGTERM may still be in its grace period: it must not
-    // outlive us (it would keep the camera busy).
-    mjpegd::source::exec::kill_all();
     code
 }
 
@@ -205,16 +202,7 @@ async fn async_main(cli: Cli) -> ExitCode {
         Some(t) => server.with_tls(t),
         None => server,
     };
-    let recordings = server.state().recordings().cloned();
-    let result = server.run_all(listeners).await;
-    if let Some(r) = recordings {
-        // Writers stop when shutdown ends their feeds: let them sync their last segment.
-        let _ = tokio::task::spawn_blocking(move || {
-            r.wait_closed(std::time::Duration::from_secs(3));
-        })
-        .await;
-    }
-    match result {
+    match server.run_all(listeners).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

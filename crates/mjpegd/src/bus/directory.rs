@@ -1,10 +1,10 @@
 //! Which cameras the bus carries: camera nodes announce, edges discover.
 //!
-//! A camera node publishes its published cameras on [`super::DIRECTORY_SUBJECT`] every
-//! [`super::ANNOUNCE_INTERVAL`], and at once when an edge asks on [`super::QUERY_SUBJECT`]. An
+//! A camera node publishes its published cameras on [`crate::link::DIRECTORY_SUBJECT`] every
+//! [`crate::link::ANNOUNCE_INTERVAL`], and at once when an edge asks on [`crate::link::QUERY_SUBJECT`]. An
 //! edge adds each announced camera to its hub (served under its own name, fed by a
 //! `source::nats` source on the edge's link) and removes one not announced for
-//! [`super::FORGET_AFTER`] once nobody watches it; a watched camera stays and shows no-signal
+//! [`crate::link::FORGET_AFTER`] once nobody watches it; a watched camera stays and shows no-signal
 //! until its camera node is back.
 //!
 //! Why announcements and not a JetStream key-value bucket: they need nothing but core NATS (a
@@ -22,15 +22,14 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 
-use super::{ANNOUNCE_INTERVAL, DIRECTORY_SUBJECT, FORGET_AFTER, Link, QUERY_SUBJECT};
-use crate::hub::{Camera, CameraConfig, Hub};
-use crate::source::Params;
+use crate::hub::{Camera, CameraConfig, Hub, peer_params};
+use crate::link::{ANNOUNCE_INTERVAL, DIRECTORY_SUBJECT, FORGET_AFTER, Link, QUERY_SUBJECT};
 use crate::source::nats::NatsOpener;
 
 /// Largest announcement read; one names at most [`MAX_ANNOUNCED`] cameras.
 pub const MAX_ANNOUNCEMENT_BYTES: usize = 64 * 1024;
 /// Most cameras one announcement may list (the per-server camera limit).
-pub const MAX_ANNOUNCED: usize = crate::config::MAX_CAMERAS;
+pub const MAX_ANNOUNCED: usize = crate::hub::MAX_CAMERAS;
 
 /// One camera node's announcement.
 #[derive(Debug, Serialize, Deserialize)]
@@ -228,7 +227,7 @@ fn on_announcement(
             *seen = now;
             continue;
         }
-        if !crate::config::valid_name(&cam.name) || hub.get(&cam.name).is_some() {
+        if !crate::name::valid_name(&cam.name) || hub.get(&cam.name).is_some() {
             // Not usable, or a camera of this node's own configuration: the local one wins.
             continue;
         }
@@ -243,44 +242,11 @@ fn on_announcement(
             }
             continue;
         }
-        let dims = |v: u32, d: u32| {
-            if (16..=crate::render::MAX_DIMENSION).contains(&v) {
-                v
-            } else {
-                d
-            }
-        };
-        let (lo, hi) = crate::config::FPS_RANGE;
-        let params = Params {
-            width: dims(cam.width, 1280),
-            height: dims(cam.height, 720),
-            fps: if cam.fps.is_finite() {
-                cam.fps.clamp(lo, hi)
-            } else {
-                30.0
-            },
-            quality: defaults.quality,
-        };
-        let config = CameraConfig {
-            name: cam.name.clone(),
-            opener: Arc::new(NatsOpener::on_link(
-                Arc::clone(link),
-                cam.name.clone(),
-                params,
-            )),
-            width: params.width,
-            height: params.height,
-            quality: defaults.quality,
-            idle_timeout: defaults.idle_timeout,
-            source_timeout: defaults.source_timeout,
-            transform: crate::transform::Transform {
-                quality: defaults.quality,
-                ..Default::default()
-            },
-            fps: params.fps,
-            stream_size: None,
-            drop_same_frames: false,
-        };
+        let params = peer_params(cam.width, cam.height, cam.fps, defaults.quality);
+        let opener = NatsOpener::on_link(Arc::clone(link), cam.name.clone(), params);
+        let mut config = CameraConfig::new(cam.name.clone(), Arc::new(opener), params)
+            .with_source_timeout(defaults.source_timeout);
+        config.idle_timeout = defaults.idle_timeout;
         match hub.add(config) {
             Ok(_) => {
                 tracing::info!(camera = %cam.name, servers = %link.describe(), "bus: camera discovered");

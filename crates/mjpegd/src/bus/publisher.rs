@@ -3,7 +3,7 @@
 //!
 //! The task listens for heartbeats on the camera's demand subject. On the first one it
 //! subscribes to the camera (starting capture, as a viewer would) and publishes every new frame;
-//! [`super::DEMAND_HOLD`] after the last heartbeat it drops the subscription, and the camera then
+//! [`crate::link::DEMAND_HOLD`] after the last heartbeat it drops the subscription, and the camera then
 //! idles after its own idle timeout as it does when its last local viewer leaves. It reads the
 //! camera's latest frame like any viewer: if the bus is slower than the camera, frames are
 //! skipped here, never queued, and the camera and its local viewers are not slowed.
@@ -15,9 +15,11 @@ use futures_util::StreamExt;
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::{CameraBusStats, DEFAULT_MAX_PAYLOAD, Link, demand_subject, frames_subject, wire};
 use crate::frame::Frame;
 use crate::hub::{Camera, Subscription};
+use crate::link::{
+    CameraBusStats, DEFAULT_MAX_PAYLOAD, Link, demand_subject, frames_subject, wire,
+};
 
 /// Starts publishing `camera` on the bus of `link` until `shutdown`.
 pub fn spawn(link: Arc<Link>, camera: Arc<Camera>, shutdown: CancellationToken) {
@@ -46,7 +48,7 @@ async fn run(link: &Link, camera: &Arc<Camera>) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(camera = %name, error = %e, "bus: cannot listen for demand; retrying");
-                sleep(super::DEMAND_INTERVAL).await;
+                sleep(crate::link::DEMAND_INTERVAL).await;
                 continue;
             }
         };
@@ -62,7 +64,7 @@ async fn run(link: &Link, camera: &Arc<Camera>) {
                         // The client closed the subscription: listen again.
                         break;
                     }
-                    deadline = Instant::now() + super::DEMAND_HOLD;
+                    deadline = Instant::now() + crate::link::DEMAND_HOLD;
                     if held.is_none() {
                         held = Some(camera.subscribe());
                         stats.demand.store(true, Ordering::Relaxed);

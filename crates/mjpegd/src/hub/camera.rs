@@ -4,95 +4,18 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::meter::{Histogram, RateMeter};
+use super::capture::{self, Context, Target};
+use super::config::CameraConfig;
+use super::meter::RateMeter;
+use super::sizes::{Bounds, SizeInfo, SizedSubscription, Sizes, TooManySizes};
+use super::stats::{CameraStats, Demand};
 use crate::frame::{Frame, Image};
-use crate::source::{ErrorKind, Opener, SourceError};
-use crate::transform::Transform;
-
-/// How a camera is set up.
-#[derive(Clone)]
-pub struct CameraConfig {
-    /// URL-safe name, unique in the server.
-    pub name: String,
-    /// Opens the camera's source at each capture start.
-    pub opener: Arc<dyn Opener>,
-    /// Size of generated frames (no signal).
-    pub width: u32,
-    /// Size of generated frames (no signal).
-    pub height: u32,
-    /// JPEG quality of generated frames.
-    pub quality: u8,
-    /// How long capture keeps running after the last viewer left.
-    pub idle_timeout: Duration,
-    /// How long without a frame before viewers get the no-signal frame and the source is reopened.
-    pub source_timeout: Duration,
-    /// Rotate/flip/downscale applied once per frame before publishing.
-    pub transform: Transform,
-    /// Configured capture rate (informational: sources pace themselves).
-    pub fps: f64,
-    /// Size streams fit in when the viewer asks for none (`stream_size`); snapshots stay at the
-    /// full size. `None`: streams at the full size.
-    pub stream_size: Option<(u32, u32)>,
-    /// Do not publish a frame byte-identical to the previous one (`--drop-same-frames`).
-    pub drop_same_frames: bool,
-}
-
-impl std::fmt::Debug for CameraConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CameraConfig")
-            .field("name", &self.name)
-            .field("source", &self.opener.describe())
-            .field("size", &(self.width, self.height))
-            .field("fps", &self.fps)
-            .field("transform", &self.transform)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Demand on a camera and whether its capture task runs; both change under one lock (the
-/// watch channel's), so a viewer arriving just as capture stops always restarts it. Only
-/// [`Camera`]'s own methods change them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Demand {
-    /// Viewers and snapshot requests currently holding a [`Subscription`].
-    pub watchers: usize,
-    /// Whether a capture task is running.
-    pub running: bool,
-}
-
-/// Counters of a camera, for the state page and metrics.
-#[derive(Debug, Default)]
-pub struct CameraStats {
-    /// Frames published from the source (not counting no-signal frames).
-    pub frames_captured: AtomicU64,
-    /// Frame parts sent to viewers, keep-alive re-sends included.
-    pub frames_sent: AtomicU64,
-    /// Bytes of parts sent to viewers.
-    pub bytes_sent: AtomicU64,
-    /// Frames viewers skipped because they were slower than the camera (or rate-capped).
-    pub frames_skipped: AtomicU64,
-    /// Source frames dropped unencoded because the encoder pool was behind (latest-frame rule).
-    pub frames_dropped: AtomicU64,
-    /// Times the source failed (open error, read error, stall).
-    pub source_errors: AtomicU64,
-    /// Of `source_errors`, those that need someone to act ([`ErrorKind::Permanent`]).
-    pub source_errors_permanent: AtomicU64,
-    /// Of `source_errors`, those that can pass by themselves ([`ErrorKind::Transient`]).
-    pub source_errors_transient: AtomicU64,
-    /// Times the capture task opened the source.
-    pub source_opens: AtomicU64,
-    /// Recent capture rate of live frames.
-    pub capture_rate: RateMeter,
-    /// Time from a source delivering a frame to its publication (transform included).
-    pub capture_latency: Histogram,
-    /// Frames not published for being byte-identical to the previous one (`drop_same_frames`).
-    pub frames_same: AtomicU64,
-}
+use crate::source::{ErrorKind, SourceError};
 
 /// One connected stream viewer, as shown on the state page.
 #[derive(Debug)]
@@ -148,17 +71,19 @@ impl Drop for ViewerHandle {
 
 /// A camera shared by every viewer.
 pub struct Camera {
-    pub(super) config: CameraConfig,
-    pub(super) latest: watch::Sender<Option<Frame>>,
+    config: CameraConfig,
+    latest: watch::Sender<Option<Frame>>,
     demand: watch::Sender<Demand>,
     last_error: std::sync::Mutex<Option<SourceError>>,
-    pub(super) seq: AtomicU64,
-    pub(super) shutdown: CancellationToken,
+    seq: AtomicU64,
+    shutdown: CancellationToken,
+    /// Where capture and encoding run (passed down from the server).
+    context: Arc<Context>,
     stats: CameraStats,
     viewers: std::sync::Mutex<BTreeMap<u64, Arc<ViewerInfo>>>,
     next_viewer: AtomicU64,
     /// Per-request sizes derived from this camera's frames (see `sizes.rs`).
-    pub(super) sizes: super::sizes::Sizes,
+    sizes: Sizes,
     same: std::sync::Mutex<super::same::SameFrames>,
     /// The runtime the viewers run on (the one the camera was made on), where publishing
     /// happens; see [`Camera::deliver`].
@@ -168,9 +93,14 @@ pub struct Camera {
 }
 
 impl Camera {
-    pub(super) fn new(config: CameraConfig, shutdown: CancellationToken) -> Camera {
+    pub(super) fn new(
+        config: CameraConfig,
+        context: Arc<Context>,
+        shutdown: CancellationToken,
+    ) -> Camera {
         Camera {
             config,
+            context,
             latest: watch::channel(None).0,
             demand: watch::channel(Demand::default()).0,
             last_error: std::sync::Mutex::new(None),
@@ -179,7 +109,7 @@ impl Camera {
             stats: CameraStats::default(),
             viewers: std::sync::Mutex::new(BTreeMap::new()),
             next_viewer: AtomicU64::new(0),
-            sizes: super::sizes::Sizes::default(),
+            sizes: Sizes::default(),
             same: std::sync::Mutex::default(),
             viewers_runtime: tokio::runtime::Handle::try_current().ok(),
             stale_up_to: Arc::default(),
@@ -261,7 +191,7 @@ impl Camera {
         // capture task starts is not missed.
         let frames = self.latest.subscribe();
         if self.add_watcher() {
-            super::capture::spawn(Arc::clone(self));
+            capture::spawn(Arc::clone(self), &self.context);
         }
         Subscription {
             frames,
@@ -357,7 +287,14 @@ impl Camera {
         self.demand.send_modify(|d| d.running = false);
     }
 
+    /// A receiver of published frames that counts as no demand (tests watch publishing).
+    #[cfg(test)]
+    pub(super) fn frames_unwatched(&self) -> watch::Receiver<Option<Frame>> {
+        self.latest.subscribe()
+    }
+
     /// Publishes an image as the newest frame and returns it.
+    #[cfg(test)]
     pub(super) fn publish(&self, image: &Image, online: bool) -> Frame {
         self.publish_stamped(image, SystemTime::now(), online)
     }
@@ -432,6 +369,66 @@ impl Camera {
     }
 }
 
+impl Camera {
+    /// Starts watching this camera at a size that fits in `bounds`: shares the size's channel
+    /// with every other viewer asking for the same bounds, starting it if this is the first.
+    pub fn subscribe_sized(
+        self: &Arc<Self>,
+        bounds: Bounds,
+    ) -> Result<SizedSubscription, TooManySizes> {
+        self.sizes.subscribe(
+            bounds,
+            self.name(),
+            self.config.quality,
+            self.config.stream_size,
+            self.context.pool(),
+            || self.subscribe(),
+        )
+    }
+
+    /// The sizes computed for viewers now.
+    pub fn sizes(&self) -> Vec<SizeInfo> {
+        self.sizes.list()
+    }
+
+    /// Stops this camera for good: its capture ends and no viewer restarts it (a camera removed
+    /// from the hub).
+    pub(super) fn retire(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What the capture task uses of its camera; nothing else of the camera is visible to it.
+impl Target for Camera {
+    fn config(&self) -> &CameraConfig {
+        &self.config
+    }
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+    fn stats(&self) -> &CameraStats {
+        &self.stats
+    }
+    fn watch_demand(&self) -> watch::Receiver<Demand> {
+        Camera::watch_demand(self)
+    }
+    fn stop_if_idle(&self) -> bool {
+        Camera::stop_if_idle(self)
+    }
+    fn capture_ended(&self) {
+        Camera::capture_ended(self);
+    }
+    fn record_failure(&self, err: &SourceError) {
+        Camera::record_failure(self, err);
+    }
+    fn clear_failure(&self) {
+        Camera::clear_failure(self);
+    }
+    fn publish(&self, image: &Image, captured: SystemTime, online: bool) {
+        self.publish_stamped(image, captured, online);
+    }
+}
+
 /// A viewer's (or snapshot's) hold on a camera: receives frames and keeps capture running.
 pub struct Subscription {
     frames: watch::Receiver<Option<Frame>>,
@@ -446,6 +443,12 @@ impl Subscription {
 
     /// The latest-frame receiver; `changed()` wakes on every publish.
     pub fn frames(&mut self) -> &mut watch::Receiver<Option<Frame>> {
+        &mut self.frames
+    }
+}
+
+impl super::sizes::Feed for Subscription {
+    fn frames(&mut self) -> &mut watch::Receiver<Option<Frame>> {
         &mut self.frames
     }
 }

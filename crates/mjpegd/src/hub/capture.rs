@@ -9,9 +9,13 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-use super::camera::Camera;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::config::CameraConfig;
+use super::stats::{CameraStats, Demand};
 use crate::frame::{Image, Stamp};
-use crate::pool::{JobError, Ordered};
+use crate::pool::{JobError, Ordered, Pool};
 use crate::render;
 use crate::source::{Captured, ErrorKind, SourceError};
 use crate::transform::Transform;
@@ -30,61 +34,115 @@ const HEALTHY_RESET: Duration = Duration::from_secs(60);
 /// Rate of the no-signal frame: enough to keep clients and proxies from timing out.
 const NO_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The runtime capture tasks run on: its own thread, so that a server busy sending frames to
+/// Where capture tasks and their encoding run, passed down from the server to every camera.
+///
+/// Capture tasks run on their own runtime thread, so that a server busy sending frames to
 /// thousands of viewers cannot delay a camera's clock (a task woken by a timer on a worker with
-/// a thousand ready tasks waits for all of them; a thread woken by the kernel does not).
-fn capture_runtime() -> Option<&'static tokio::runtime::Runtime> {
-    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
-        std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("mjpegd-capture")
-                .enable_all()
-                .build()
-                .map_err(|e| tracing::error!(error = %e, "cannot start the capture thread; capturing on the server's threads"))
-                .ok()
-        })
-        .as_ref()
+/// a thousand ready tasks waits for all of them; a thread woken by the kernel does not). Frames
+/// are encoded and transformed on the encoder pool. Without either (unit tests, an embedder
+/// that wants everything on its own runtime) capture runs on the caller's runtime and encodes
+/// inline.
+#[derive(Default)]
+pub struct Context {
+    runtime: Option<CaptureRuntime>,
+    pool: Option<Arc<Pool>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("capture_thread", &self.runtime.is_some())
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// A runtime that may be dropped anywhere, async code included (tokio refuses to drop a
+/// runtime from within one): dropping it leaves its thread to finish in the background.
+struct CaptureRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for CaptureRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Context {
+    /// Capture on a thread of its own and encoding on `pool` (either optional).
+    pub fn new(capture_thread: bool, pool: Option<Arc<Pool>>) -> std::io::Result<Context> {
+        let runtime = if capture_thread {
+            Some(CaptureRuntime(Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("mjpegd-capture")
+                    .enable_all()
+                    .build()?,
+            )))
+        } else {
+            None
+        };
+        Ok(Context { runtime, pool })
+    }
+
+    /// The encoder pool, if any.
+    pub fn pool(&self) -> Option<Arc<Pool>> {
+        self.pool.clone()
+    }
+}
+
+/// What the capture task needs of its camera: its settings, lifecycle and counters, and where to
+/// publish. Implemented by `Camera`; capture sees nothing else of it.
+pub(super) trait Target: Send + Sync + 'static {
+    /// The camera's settings.
+    fn config(&self) -> &CameraConfig;
+    /// Cancelled when the server stops or the camera is removed.
+    fn shutdown(&self) -> &CancellationToken;
+    /// Counters.
+    fn stats(&self) -> &CameraStats;
+    /// Demand changes, to notice the last viewer leaving.
+    fn watch_demand(&self) -> watch::Receiver<Demand>;
+    /// Stops capture if nobody watches; true when the task must end.
+    fn stop_if_idle(&self) -> bool;
+    /// Marks capture stopped at shutdown.
+    fn capture_ended(&self);
+    /// Records a source failure.
+    fn record_failure(&self, err: &SourceError);
+    /// Clears the last failure: the source delivers again.
+    fn clear_failure(&self);
+    /// Publishes a frame.
+    fn publish(&self, image: &Image, captured: SystemTime, online: bool);
 }
 
 /// Starts the capture task of `camera`.
-pub(super) fn spawn(camera: Arc<Camera>) {
-    // The hub's unit tests (hub/tests.rs) drive capture on their own paused clock, which only
-    // governs tasks on their current-thread runtime.
-    #[cfg(test)]
-    if tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
-    {
-        tokio::spawn(run(camera));
-        return;
-    }
-    match capture_runtime() {
+pub(super) fn spawn<T: Target>(camera: Arc<T>, context: &Context) {
+    let pool = context.pool.clone();
+    match context.runtime.as_ref().and_then(|r| r.0.as_ref()) {
         Some(rt) => {
-            rt.spawn(run(camera));
+            rt.spawn(run(camera, pool));
         }
         None => {
-            tokio::spawn(run(camera));
+            tokio::spawn(run(camera, pool));
         }
     }
 }
 
 /// Runs capture for `camera` until it has been idle for its idle timeout or the server stops.
-pub(super) async fn run(camera: Arc<Camera>) {
-    let name = camera.name().to_owned();
-    tracing::info!(camera = %name, source = %camera.config.opener.describe(), "capture started");
+pub(super) async fn run<T: Target>(camera: Arc<T>, pool: Option<Arc<Pool>>) {
+    let name = camera.config().name.clone();
+    tracing::info!(camera = %name, source = %camera.config().opener.describe(), "capture started");
     // One supervise future for the whole capture: a pass of the loop that does not stop
     // capture (a viewer arrived just as the idle timer fired) must not drop the open source.
-    let supervise = supervise(&camera);
+    let supervise = supervise(&*camera, pool.as_ref());
     tokio::pin!(supervise);
     loop {
         tokio::select! {
             biased;
-            () = camera.shutdown.cancelled() => break,
-            () = idle_expired(&camera) => {
+            () = camera.shutdown().cancelled() => break,
+            () = idle_expired(&*camera) => {
                 if camera.stop_if_idle() {
-                    tracing::info!(camera = %name, idle = ?camera.config.idle_timeout, "capture stopped: no viewers");
+                    tracing::info!(camera = %name, idle = ?camera.config().idle_timeout, "capture stopped: no viewers");
                     return;
                 }
                 // A viewer arrived just as the idle timer fired: keep capturing.
@@ -97,12 +155,12 @@ pub(super) async fn run(camera: Arc<Camera>) {
 }
 
 /// Completes once nobody has watched the camera for its idle timeout.
-async fn idle_expired(camera: &Camera) {
+async fn idle_expired(camera: &impl Target) {
     let mut demand = camera.watch_demand();
     loop {
         if demand.borrow_and_update().watchers == 0 {
             tokio::select! {
-                () = sleep(camera.config.idle_timeout) => return,
+                () = sleep(camera.config().idle_timeout) => return,
                 r = demand.changed() => if r.is_err() { return },
             }
         } else if demand.changed().await.is_err() {
@@ -112,16 +170,16 @@ async fn idle_expired(camera: &Camera) {
 }
 
 /// Opens the source, publishes its frames, and on failure shows no-signal and retries. Never returns.
-async fn supervise(camera: &Camera) -> Infallible {
+async fn supervise(camera: &impl Target, pool: Option<&Arc<Pool>>) -> Infallible {
     let mut backoff = BACKOFF_MIN;
     loop {
         let started = Instant::now();
-        let err = run_once(camera).await;
+        let err = run_once(camera, pool).await;
         if started.elapsed() >= HEALTHY_RESET {
             backoff = BACKOFF_MIN;
         }
         let kind = err.kind();
-        tracing::warn!(camera = %camera.name(), error = %err, %kind, retry_in = ?backoff, "source failed");
+        tracing::warn!(camera = %camera.config().name, error = %err, %kind, retry_in = ?backoff, "source failed");
         camera.record_failure(&err);
         let until = Instant::now() + backoff;
         loop {
@@ -141,8 +199,8 @@ async fn supervise(camera: &Camera) -> Infallible {
 }
 
 /// One opening of the source: returns why it ended.
-async fn run_once(camera: &Camera) -> SourceError {
-    let cfg = &camera.config;
+async fn run_once(camera: &impl Target, pool: Option<&Arc<Pool>>) -> SourceError {
+    let cfg = camera.config();
     camera.stats().source_opens.fetch_add(1, Ordering::Relaxed);
     let source = match timeout(cfg.source_timeout, cfg.opener.open()).await {
         Ok(Ok(s)) => s,
@@ -154,12 +212,12 @@ async fn run_once(camera: &Camera) -> SourceError {
             ));
         }
     };
-    let Some(pool) = crate::pool::Pool::global() else {
+    let Some(pool) = pool else {
         return run_inline(camera, source).await;
     };
     // Frames being transformed, published in order; a few more than the pool's threads, so
     // that every thread has work while the oldest result waits for its turn.
-    let mut pipeline = Ordered::new(Arc::clone(&pool), pool.workers() + 1);
+    let mut pipeline = Ordered::new(Arc::clone(pool), pool.workers() + 1);
     let t = cfg.transform;
     // A stream owns the frame being read, so that publishing a result meanwhile (the other
     // branch of the select) never cancels a read half-way.
@@ -220,7 +278,7 @@ fn encode_and_transform(captured: Captured, t: Transform) -> Result<Image, Sourc
 
 /// Counts a live frame and publishes it, with the capture time and online flag its source
 /// gave it (a bus source), else now and online.
-fn published(camera: &Camera, image: &Image, delivered: Instant, stamp: Option<Stamp>) {
+fn published(camera: &impl Target, image: &Image, delivered: Instant, stamp: Option<Stamp>) {
     // Counted (and the error cleared) first: a viewer may have the frame, and ask /metrics or
     // /api/state, before this thread runs again.
     let stats = camera.stats();
@@ -229,15 +287,18 @@ fn published(camera: &Camera, image: &Image, delivered: Instant, stamp: Option<S
     stats.frames_captured.fetch_add(1, Ordering::Relaxed);
     camera.clear_failure();
     match stamp {
-        Some(s) => camera.publish_stamped(image, s.captured, s.online),
-        None => camera.publish(image, true),
-    };
+        Some(s) => camera.publish(image, s.captured, s.online),
+        None => camera.publish(image, SystemTime::now(), true),
+    }
 }
 
 /// [`run_once`]'s loop without the encoder pool (no thread could be started for it): one frame
 /// at a time.
-async fn run_inline(camera: &Camera, mut source: Box<dyn crate::source::Source>) -> SourceError {
-    let cfg = &camera.config;
+async fn run_inline(
+    camera: &impl Target,
+    mut source: Box<dyn crate::source::Source>,
+) -> SourceError {
+    let cfg = camera.config();
     loop {
         match timeout(cfg.source_timeout, source.next_frame()).await {
             Ok(Ok(image)) => {
@@ -261,8 +322,8 @@ async fn run_inline(camera: &Camera, mut source: Box<dyn crate::source::Source>)
 }
 
 /// Applies the camera's transform on a blocking thread; a no-op (no decoding) when not configured.
-async fn transform(camera: &Camera, image: Image) -> Result<Image, SourceError> {
-    let t = camera.config.transform;
+async fn transform(camera: &impl Target, image: Image) -> Result<Image, SourceError> {
+    let t = camera.config().transform;
     if t.is_identity_for(image.width, image.height) {
         return Ok(image);
     }
@@ -273,8 +334,8 @@ async fn transform(camera: &Camera, image: Image) -> Result<Image, SourceError> 
     }
 }
 
-async fn publish_no_signal(camera: &Camera, reason: &str) {
-    let cfg = &camera.config;
+async fn publish_no_signal(camera: &impl Target, reason: &str) {
+    let cfg = camera.config();
     let (w, h, q) = (cfg.width, cfg.height, cfg.quality);
     let (name, reason) = (cfg.name.clone(), reason.to_owned());
     let rendered = tokio::task::spawn_blocking(move || {
@@ -290,116 +351,15 @@ async fn publish_no_signal(camera: &Camera, reason: &str) {
                     width,
                     height,
                 },
+                SystemTime::now(),
                 false,
             );
         }
         Ok(Err(e)) => {
-            tracing::error!(camera = %camera.name(), error = %e, "cannot encode the no-signal frame")
+            tracing::error!(camera = %cfg.name, error = %e, "cannot encode the no-signal frame")
         }
         Err(e) => {
-            tracing::error!(camera = %camera.name(), error = %e, "no-signal render task failed")
+            tracing::error!(camera = %cfg.name, error = %e, "no-signal render task failed")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use tokio_util::sync::CancellationToken;
-
-    use super::*;
-    use crate::hub::CameraConfig;
-    use crate::source::{BoxFuture, Opener, Source};
-
-    /// Counts its openings; its sources never deliver (nor fail) within a test.
-    #[derive(Default)]
-    struct CountingOpener(AtomicUsize);
-
-    struct Silent;
-
-    impl Source for Silent {
-        fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
-            Box::pin(std::future::pending())
-        }
-    }
-
-    impl Opener for CountingOpener {
-        fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Ok(Box::new(Silent) as Box<dyn Source>) })
-        }
-        fn describe(&self) -> String {
-            "counting".into()
-        }
-    }
-
-    const IDLE: Duration = Duration::from_secs(10);
-
-    fn camera(opener: Arc<CountingOpener>) -> Arc<Camera> {
-        let config = CameraConfig {
-            name: "cam".into(),
-            opener,
-            width: 64,
-            height: 48,
-            quality: 70,
-            idle_timeout: IDLE,
-            source_timeout: Duration::from_secs(3600),
-            transform: crate::transform::Transform::default(),
-            fps: 30.0,
-            stream_size: None,
-            drop_same_frames: false,
-        };
-        Arc::new(Camera::new(config, CancellationToken::new()))
-    }
-
-    async fn settle() {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    fn watch(camera: &Camera) -> bool {
-        camera.add_watcher()
-    }
-
-    fn unwatch(camera: &Camera) {
-        camera.remove_watcher();
-    }
-
-    /// Issue 11, defect 1: a viewer arriving just as the idle timer fires must keep the running
-    /// source, not reopen it (ffmpeg killed and restarted, a V4L2 stream stopped).
-    #[tokio::test(start_paused = true)]
-    async fn defect_1_idle_timer_racing_a_new_viewer_keeps_the_running_source() {
-        let opener = Arc::new(CountingOpener::default());
-        let camera = camera(Arc::clone(&opener));
-        // Capture runs on this test's paused clock, not on the capture thread.
-        assert!(watch(&camera));
-        tokio::spawn(run(Arc::clone(&camera)));
-        settle().await;
-        let mut expected = 1;
-        assert_eq!(opener.0.load(Ordering::SeqCst), expected);
-        let mut raced = 0;
-        for _ in 0..50 {
-            unwatch(&camera);
-            settle().await;
-            // Wake at the very instant the idle timer fires, and arrive as a viewer.
-            sleep(IDLE).await;
-            if watch(&camera) {
-                // The capture task stopped first: a new capture legitimately opens again.
-                tokio::spawn(run(Arc::clone(&camera)));
-                expected += 1;
-            } else {
-                raced += 1;
-            }
-            settle().await;
-            assert_eq!(
-                opener.0.load(Ordering::SeqCst),
-                expected,
-                "the source was reopened while capture kept running ({raced} races)"
-            );
-            assert!(camera.demand().running);
-        }
-        assert!(raced > 0, "the race was never set up");
     }
 }

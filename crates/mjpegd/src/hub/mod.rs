@@ -7,43 +7,72 @@
 
 mod camera;
 mod capture;
+mod config;
 pub mod meter;
 mod same;
 mod sizes;
+mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use camera::{
-    Camera, CameraConfig, CameraStats, Demand, Subscription, ViewerHandle, ViewerInfo, ViewerWire,
+pub use camera::{Camera, Subscription, ViewerHandle, ViewerInfo, ViewerWire};
+pub use capture::Context;
+pub use config::{
+    CameraConfig, DEFAULT_FPS, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUALITY, DEFAULT_SIZE,
+    DEFAULT_SOURCE_TIMEOUT, FPS_RANGE, MAX_CAMERAS, MIN_DIMENSION, peer_params,
 };
 pub use sizes::{
     Bounds, MAX_SIZES_PER_CAMERA, RequestedSize, SizeInfo, SizedSubscription, TooManySizes,
 };
+pub use stats::{CameraStats, Demand};
 
 use std::sync::{Arc, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
+/// A camera could not be added: the name is taken (by a configured camera, or one added before).
+#[derive(Debug, thiserror::Error)]
+#[error("a camera named {0:?} already exists")]
+pub struct NameTaken(pub String);
+
 /// All cameras of a server: the configured ones in configuration order, then any added at run
 /// time (cameras discovered on a bus) in the order they came.
 pub struct Hub {
     cameras: RwLock<Vec<Arc<Camera>>>,
+    context: Arc<Context>,
     shutdown: CancellationToken,
 }
 
 impl Hub {
-    /// Builds the cameras; capture starts only when someone watches. `shutdown` stops every
-    /// capture task.
+    /// Builds the cameras, capturing on the caller's runtime and encoding inline (no capture
+    /// thread, no encoder pool: see [`Hub::with_context`]); capture starts only when someone
+    /// watches. `shutdown` stops every capture task.
     pub fn new(configs: Vec<CameraConfig>, shutdown: CancellationToken) -> Hub {
+        Hub::with_context(configs, Context::default(), shutdown)
+    }
+
+    /// As [`Hub::new`], capturing and encoding where `context` says.
+    pub fn with_context(
+        configs: Vec<CameraConfig>,
+        context: Context,
+        shutdown: CancellationToken,
+    ) -> Hub {
+        let context = Arc::new(context);
         Hub {
             cameras: RwLock::new(
                 configs
                     .into_iter()
-                    .map(|c| Arc::new(Camera::new(c, shutdown.child_token())))
+                    .map(|c| Arc::new(Camera::new(c, Arc::clone(&context), shutdown.child_token())))
                     .collect(),
             ),
+            context,
             shutdown,
         }
+    }
+
+    /// Where capture and encoding run.
+    pub fn context(&self) -> &Context {
+        &self.context
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Camera>>> {
@@ -74,12 +103,16 @@ impl Hub {
     }
 
     /// Adds a camera at run time; refused when the name is taken.
-    pub fn add(&self, config: CameraConfig) -> Result<Arc<Camera>, String> {
+    pub fn add(&self, config: CameraConfig) -> Result<Arc<Camera>, NameTaken> {
         let mut cams = self.cameras.write().unwrap_or_else(|e| e.into_inner());
         if cams.iter().any(|c| c.name() == config.name) {
-            return Err(format!("a camera named {:?} already exists", config.name));
+            return Err(NameTaken(config.name));
         }
-        let cam = Arc::new(Camera::new(config, self.shutdown.child_token()));
+        let cam = Arc::new(Camera::new(
+            config,
+            Arc::clone(&self.context),
+            self.shutdown.child_token(),
+        ));
         cams.push(Arc::clone(&cam));
         Ok(cam)
     }
@@ -94,7 +127,7 @@ impl Hub {
         }
         let cam = cams.remove(i);
         // A viewer that looked the camera up just before must not restart its capture.
-        cam.shutdown.cancel();
+        cam.retire();
         Some(cam)
     }
 }

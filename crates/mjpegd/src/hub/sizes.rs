@@ -1,7 +1,7 @@
 //! Per-request sizes (`?width=`/`?height=` on a stream), computed once per frame per size.
 //!
 //! Every distinct size asked of a camera gets one derived latest-frame channel: a task that
-//! holds one [`Subscription`] on the camera, downscales each new frame once (decode, area-average,
+//! holds one subscription on the camera, downscales each new frame once (decode, area-average,
 //! encode on a blocking thread) and publishes it with the original's sequence number and capture
 //! time. All viewers asking for that size read the same frames, so the cost grows with the number
 //! of sizes, never with viewers. The channel starts with its first viewer and stops with its last:
@@ -18,9 +18,8 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::camera::{Camera, Subscription};
 use crate::frame::{Frame, Image};
-use crate::pool::{JobError, Ordered};
+use crate::pool::{JobError, Ordered, Pool};
 use crate::transform::Transform;
 
 /// Most distinct sizes one camera computes at once: each costs a decode and an encode per
@@ -33,16 +32,26 @@ pub type RequestedSize = (Option<u32>, Option<u32>);
 /// Bounds a viewer asked for: fit inside `width` x `height` (`u32::MAX` when not given).
 pub type Bounds = (u32, u32);
 
+/// What a size channel reads its camera's frames from, holding demand on the camera while it
+/// lives (a camera [`super::Subscription`]).
+pub(super) trait Feed: Send + 'static {
+    /// The camera's latest-frame receiver.
+    fn frames(&mut self) -> &mut watch::Receiver<Option<Frame>>;
+}
+
+type Channels = Mutex<HashMap<Bounds, Weak<SizeChannel>>>;
+
 /// The derived channels of one camera, by bounds.
 #[derive(Default)]
 pub(super) struct Sizes {
-    channels: Mutex<HashMap<Bounds, Weak<SizeChannel>>>,
+    channels: Arc<Channels>,
 }
 
 /// One derived size: alive while some viewer holds it.
 struct SizeChannel {
     bounds: Bounds,
-    camera: Arc<Camera>,
+    /// The registry this channel is listed in, to unlist it when the last viewer leaves.
+    registry: Arc<Channels>,
     /// A receiver to clone for each new viewer.
     frames: watch::Receiver<Option<Frame>>,
     /// Frames this channel downscaled (a frame that fits is not counted).
@@ -56,9 +65,7 @@ impl Drop for SizeChannel {
         // remove the entry only if it is this (dead) one.
         // Poison recovered: a map of weak channels is consistent after any panic.
         let mut map = self
-            .camera
-            .sizes
-            .channels
+            .registry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.get(&self.bounds).is_some_and(|w| w.upgrade().is_none()) {
@@ -119,17 +126,26 @@ fn describe(b: Bounds) -> String {
     }
 }
 
-impl Camera {
-    /// Starts watching this camera at a size that fits in `bounds`: shares the size's channel
-    /// with every other viewer asking for the same bounds, starting it if this is the first.
-    pub fn subscribe_sized(
-        self: &Arc<Self>,
+impl Sizes {
+    /// A viewer of `bounds`: shares the size's channel with every other viewer asking for the
+    /// same bounds, starting it (on a feed from `subscribe`) if this is the first.
+    ///
+    /// The camera's own `stream_size` always has a slot: plain viewers of a camera that streams
+    /// at a configured size can never be locked out by viewers asking for other sizes.
+    pub(super) fn subscribe<F: Feed>(
+        &self,
         bounds: Bounds,
+        camera: &str,
+        quality: u8,
+        stream_size: Option<Bounds>,
+        pool: Option<Arc<Pool>>,
+        subscribe: impl FnOnce() -> F,
     ) -> Result<SizedSubscription, TooManySizes> {
-        let mut map = match self.sizes.channels.lock() {
-            Ok(m) => m,
-            Err(e) => e.into_inner(),
-        };
+        // Poison recovered: a map of weak channels is consistent after any panic.
+        let mut map = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(channel) = map.get(&bounds).and_then(Weak::upgrade) {
             return Ok(SizedSubscription {
                 frames: channel.frames.clone(),
@@ -137,11 +153,13 @@ impl Camera {
             });
         }
         map.retain(|_, w| w.strong_count() > 0);
-        if map.len() >= MAX_SIZES_PER_CAMERA {
+        let reserved =
+            usize::from(stream_size.is_some_and(|s| s != bounds && !map.contains_key(&s)));
+        if map.len() + reserved >= MAX_SIZES_PER_CAMERA {
             let mut active: Vec<String> = map.keys().map(|b| describe(*b)).collect();
             active.sort();
             return Err(TooManySizes {
-                camera: self.name().to_owned(),
+                camera: camera.to_owned(),
                 limit: MAX_SIZES_PER_CAMERA,
                 active: active.join(", "),
             });
@@ -150,21 +168,26 @@ impl Camera {
         let stop = CancellationToken::new();
         let scaled = Arc::new(AtomicU64::new(0));
         tokio::spawn(run(
-            self.subscribe(),
-            bounds,
+            subscribe(),
+            Job {
+                bounds,
+                quality,
+                camera: camera.into(),
+                pool,
+            },
             tx,
             stop.clone(),
             Arc::clone(&scaled),
         ));
         let channel = Arc::new(SizeChannel {
             bounds,
-            camera: Arc::clone(self),
+            registry: Arc::clone(&self.channels),
             frames: rx.clone(),
             scaled,
             _stop: stop.drop_guard(),
         });
         map.insert(bounds, Arc::downgrade(&channel));
-        tracing::debug!(camera = %self.name(), size = %describe(bounds), "size channel started");
+        tracing::debug!(camera = %camera, size = %describe(bounds), "size channel started");
         Ok(SizedSubscription {
             frames: rx,
             channel,
@@ -172,11 +195,12 @@ impl Camera {
     }
 
     /// The sizes computed for viewers now.
-    pub fn sizes(&self) -> Vec<SizeInfo> {
-        let map = match self.sizes.channels.lock() {
-            Ok(m) => m,
-            Err(e) => e.into_inner(),
-        };
+    pub(super) fn list(&self) -> Vec<SizeInfo> {
+        // Poison recovered: a map of weak channels is consistent after any panic.
+        let map = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out: Vec<SizeInfo> = map
             .values()
             .filter_map(Weak::upgrade)
@@ -192,22 +216,36 @@ impl Camera {
     }
 }
 
+/// What a size channel makes: its bounds, at which quality, for which camera, on which pool.
+struct Job {
+    bounds: Bounds,
+    quality: u8,
+    camera: Arc<str>,
+    pool: Option<Arc<Pool>>,
+}
+
 /// The size channel's task: each new camera frame, once, at `bounds`.
 ///
 /// Downscales run on the encoder pool, several frames at once and published in order, so that
 /// a size a single core cannot keep up with (1080p to 640 on a Raspberry Pi) uses every core;
 /// when the pool is behind, the oldest frame waiting is dropped, as at full size.
 async fn run(
-    mut sub: Subscription,
-    bounds: Bounds,
+    mut sub: impl Feed,
+    job: Job,
     tx: watch::Sender<Option<Frame>>,
     stop: CancellationToken,
     scaled: Arc<AtomicU64>,
 ) {
-    let quality = sub.camera().config().quality;
-    let name: Arc<str> = sub.camera().name().into();
-    let new_pipeline =
-        || crate::pool::Pool::global().map(|p| Ordered::new(Arc::clone(&p), p.workers() + 1));
+    let Job {
+        bounds,
+        quality,
+        camera: name,
+        pool,
+    } = job;
+    let new_pipeline = || {
+        pool.as_ref()
+            .map(|p| Ordered::new(Arc::clone(p), p.workers() + 1))
+    };
     let mut pipeline = new_pipeline();
     let mut last_seq = None;
     // Look at the channel at once: a frame may be there already.

@@ -135,7 +135,14 @@ fn camera(script: &[Opening], idle_timeout: Duration) -> (Arc<Camera>, Arc<Mutex
         stream_size: None,
         drop_same_frames: false,
     };
-    (Arc::new(Camera::new(config, CancellationToken::new())), log)
+    (
+        Arc::new(Camera::new(
+            config,
+            Arc::default(),
+            CancellationToken::new(),
+        )),
+        log,
+    )
 }
 
 async fn wait_demand(camera: &Camera, pred: impl Fn(&Demand) -> bool) {
@@ -384,7 +391,7 @@ async fn publishes_from_the_capture_thread_arrive_and_never_revive_a_stopped_cap
         height: 16,
     };
     let runtime = tokio::runtime::Handle::current();
-    let mut rx = cam.latest.subscribe();
+    let mut rx = cam.frames_unwatched();
     // Three frames published from another thread; this runtime is busy in the test until it
     // awaits, so their tasks are all still queued when capture stops.
     std::thread::scope(|s| {
@@ -419,4 +426,118 @@ async fn publishes_from_the_capture_thread_arrive_and_never_revive_a_stopped_cap
         .expect("delivered")
         .expect("open");
     assert_eq!(rx.borrow().as_ref().map(Frame::seq), Some(4));
+}
+
+/// The capture task itself, driven by hand on the paused clock.
+mod capture_task {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio_util::sync::CancellationToken;
+
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use tokio::time::sleep;
+
+    use crate::frame::Image;
+    use crate::hub::CameraConfig;
+    use crate::hub::camera::Camera;
+    use crate::hub::capture::run;
+    use crate::source::{BoxFuture, Opener, Source, SourceError};
+
+    /// Counts its openings; its sources never deliver (nor fail) within a test.
+    #[derive(Default)]
+    struct CountingOpener(AtomicUsize);
+
+    struct Silent;
+
+    impl Source for Silent {
+        fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    impl Opener for CountingOpener {
+        fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(Box::new(Silent) as Box<dyn Source>) })
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+    }
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    fn camera(opener: Arc<CountingOpener>) -> Arc<Camera> {
+        let config = CameraConfig {
+            name: "cam".into(),
+            opener,
+            width: 64,
+            height: 48,
+            quality: 70,
+            idle_timeout: IDLE,
+            source_timeout: Duration::from_secs(3600),
+            transform: crate::transform::Transform::default(),
+            fps: 30.0,
+            stream_size: None,
+            drop_same_frames: false,
+        };
+        Arc::new(Camera::new(
+            config,
+            Arc::default(),
+            CancellationToken::new(),
+        ))
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn watch(camera: &Camera) -> bool {
+        camera.add_watcher()
+    }
+
+    fn unwatch(camera: &Camera) {
+        camera.remove_watcher();
+    }
+
+    /// Issue 11, defect 1: a viewer arriving just as the idle timer fires must keep the running
+    /// source, not reopen it (ffmpeg killed and restarted, a V4L2 stream stopped).
+    #[tokio::test(start_paused = true)]
+    async fn defect_1_idle_timer_racing_a_new_viewer_keeps_the_running_source() {
+        let opener = Arc::new(CountingOpener::default());
+        let camera = camera(Arc::clone(&opener));
+        // Capture runs on this test's paused clock, not on the capture thread.
+        assert!(watch(&camera));
+        tokio::spawn(run(Arc::clone(&camera), None));
+        settle().await;
+        let mut expected = 1;
+        assert_eq!(opener.0.load(Ordering::SeqCst), expected);
+        let mut raced = 0;
+        for _ in 0..50 {
+            unwatch(&camera);
+            settle().await;
+            // Wake at the very instant the idle timer fires, and arrive as a viewer.
+            sleep(IDLE).await;
+            if watch(&camera) {
+                // The capture task stopped first: a new capture legitimately opens again.
+                tokio::spawn(run(Arc::clone(&camera), None));
+                expected += 1;
+            } else {
+                raced += 1;
+            }
+            settle().await;
+            assert_eq!(
+                opener.0.load(Ordering::SeqCst),
+                expected,
+                "the source was reopened while capture kept running ({raced} races)"
+            );
+            assert!(camera.demand().running);
+        }
+        assert!(raced > 0, "the race was never set up");
+    }
 }

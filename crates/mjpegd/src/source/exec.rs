@@ -38,12 +38,27 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct ExecOpener {
     command: String,
+    /// Process groups of this opener's children still running, for [`Opener::stop_now`].
+    groups: Groups,
 }
 
 impl ExecOpener {
     /// A source running `command` through `sh -c`.
     pub fn new(command: String) -> ExecOpener {
-        ExecOpener { command }
+        ExecOpener {
+            command,
+            groups: Groups::default(),
+        }
+    }
+}
+
+type Groups = Arc<Mutex<BTreeSet<i32>>>;
+
+fn kill_groups(groups: &Mutex<BTreeSet<i32>>) {
+    // Poison recovered: a set of integers is consistent after any panic.
+    let groups = groups.lock().unwrap_or_else(PoisonError::into_inner);
+    for &pgid in groups.iter() {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
 }
 
@@ -66,35 +81,34 @@ static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// the sources' own cleanup: the second SIGINT's `process::exit`, and the end of `main` while
 /// a child that ignores SIGTERM is still within its grace period.
 pub fn kill_all() {
-    // Poison recovered: a set of integers is consistent after any panic.
-    let groups = GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
-    for &pgid in groups.iter() {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-    }
+    kill_groups(&GROUPS);
 }
 
-/// Keeps a child's process group listed for [`kill_all`] until dropped, which happens once
-/// its leader is reaped: from then on the id may be reused by an unrelated process.
-struct Registered(i32);
+/// Keeps a child's process group listed for [`kill_all`] (and its opener's
+/// [`Opener::stop_now`]) until dropped, which happens once its leader is reaped: from then on
+/// the id may be reused by an unrelated process.
+struct Registered(i32, Groups);
 
 impl Registered {
-    fn new(pgid: i32) -> Registered {
+    fn new(pgid: i32, own: &Groups) -> Registered {
         // Poison recovered: a set of integers is consistent after any panic.
-        GROUPS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(pgid);
-        Registered(pgid)
+        for set in [&GROUPS, &**own] {
+            set.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(pgid);
+        }
+        Registered(pgid, Arc::clone(own))
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         // Poison recovered: a set of integers is consistent after any panic.
-        GROUPS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.0);
+        for set in [&GROUPS, &*self.1] {
+            set.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&self.0);
+        }
     }
 }
 
@@ -174,7 +188,7 @@ impl Opener for ExecOpener {
             tracing::debug!(command = %self.command, pid = ?pgid, "exec: started");
             let source: Box<dyn Source> = Box::new(Exec {
                 child: Some(child),
-                group: pgid.map(|p| Registered::new(p.as_raw())),
+                group: pgid.map(|p| Registered::new(p.as_raw(), &self.groups)),
                 pgid,
                 stdout,
                 reader: Reader::new(Mode::Auto, Limits::default()),
@@ -187,6 +201,10 @@ impl Opener for ExecOpener {
 
     fn describe(&self) -> String {
         format!("exec:{}", self.command)
+    }
+
+    fn stop_now(&self) {
+        kill_groups(&self.groups);
     }
 }
 

@@ -21,6 +21,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::frame::{Image, Stamp};
+use crate::url::redact_url;
 
 /// A boxed future, so [`Source`] and [`Opener`] can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -172,6 +173,17 @@ pub trait Opener: Send + Sync + 'static {
 
     /// A short description for logs and the state page, without credentials.
     fn describe(&self) -> String;
+
+    /// The bus link of its own this source reads from (a `nats://` source given as a URL), for
+    /// the state page; `None` for every other source, and for cameras discovered on the
+    /// server's own bus (that link is shown as the server's).
+    fn own_link(&self) -> Option<Arc<crate::link::Link>> {
+        None
+    }
+
+    /// Kills at once whatever this opener started that still runs (an exec child still in its
+    /// stop grace), when the server stops; a no-op for most sources.
+    fn stop_now(&self) {}
 }
 
 /// Capture parameters shared by the built-in sources.
@@ -294,13 +306,15 @@ impl FromStr for SourceSpec {
                 "exec: needs a command, e.g. exec:ffmpeg -i rtsp://cam/stream -f mjpeg -".into(),
             ),
             ("http" | "https", Some(_)) => Ok(SourceSpec::Http(s.to_owned())),
-            ("nats" | "tls", Some(_)) => match crate::bus::ConnectConfig::parse_url(s)? {
-                (_, Some(_)) => Ok(SourceSpec::Nats(s.to_owned())),
-                (_, None) => Err(format!(
-                    "{:?} names no camera: use nats://HOST:4222/CAMERA",
-                    crate::bus::redact(s)
-                )),
-            },
+            ("nats" | "tls", Some(_)) => {
+                match crate::link::ConnectConfig::parse_url(s).map_err(|e| e.to_string())? {
+                    (_, Some(_)) => Ok(SourceSpec::Nats(s.to_owned())),
+                    (_, None) => Err(format!(
+                        "{:?} names no camera: use nats://HOST:4222/CAMERA",
+                        redact_url(s)
+                    )),
+                }
+            }
             ("v4l2", Some(arg)) => {
                 let (device, format) = match arg.rsplit_once("?format=") {
                     Some((d, f)) => (d, Some(f.to_owned())),
@@ -335,7 +349,7 @@ impl fmt::Display for SourceSpec {
             SourceSpec::ImageDir(d) => write!(f, "images:{}", d.display()),
             SourceSpec::Exec(cmd) => write!(f, "exec:{cmd}"),
             SourceSpec::Http(url) => f.write_str(&redact_url(url)),
-            SourceSpec::Nats(url) => f.write_str(&crate::bus::redact(url)),
+            SourceSpec::Nats(url) => f.write_str(&redact_url(url)),
             SourceSpec::V4l2 { device, format } => {
                 write!(f, "v4l2:{}", device.display())?;
                 match format {
@@ -345,26 +359,6 @@ impl fmt::Display for SourceSpec {
             }
         }
     }
-}
-
-/// The URL with any password in its userinfo replaced by `***` (`http://admin:***@cam/x`), for
-/// logs, errors and the state page. Pure string work, so every source kind (and a build without
-/// the relay) redacts the same way. When in doubt it hides more: everything up to the last `@`
-/// before the query counts as userinfo, so a password with an unescaped `/` still never shows.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..before_query].rfind('@') else {
-        return url.to_owned();
-    };
-    let shown = match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None => rest[..at].to_owned(),
-    };
-    format!("{}{shown}{}", &url[..scheme_end], &rest[at..])
 }
 
 /// Runs CPU-heavy work (rendering, encoding) off the async workers.
@@ -404,27 +398,13 @@ mod tests {
     }
 
     #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("http://admin:secret@cam.local/video.mjpg"),
-            "http://admin:***@cam.local/video.mjpg"
-        );
-        assert_eq!(redact_url("http://cam/x"), "http://cam/x");
-        assert_eq!(redact_url("http://cam/x?u=a@b"), "http://cam/x?u=a@b");
-        assert!(!redact_url("http://a:b@[bad/x").contains(":b@"));
-        let slash = redact_url("http://u:pa/ss@cam:81/stream");
-        assert_eq!(slash, "http://u:***@cam:81/stream");
-        assert_eq!(redact_url("not a url"), "not a url");
-    }
-
-    #[test]
     fn parses_nats_specs() {
         let spec: SourceSpec = "nats://u:pw@127.0.0.1:4222/porch".parse().expect("parse");
         assert_eq!(
             spec,
             SourceSpec::Nats("nats://u:pw@127.0.0.1:4222/porch".into())
         );
-        assert_eq!(spec.to_string(), "nats://***@127.0.0.1:4222/porch");
+        assert_eq!(spec.to_string(), "nats://u:***@127.0.0.1:4222/porch");
         let e = "nats://127.0.0.1:4222"
             .parse::<SourceSpec>()
             .expect_err("no camera");

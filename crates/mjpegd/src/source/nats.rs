@@ -1,20 +1,20 @@
 //! `nats://HOST:PORT/CAMERA`: a camera that another mjpegd (its camera node) publishes on the bus.
 //!
 //! While open, the source subscribes to the camera's frame subject and sends a demand heartbeat
-//! every [`bus::DEMAND_INTERVAL`], so the camera node captures only while this edge has viewers
+//! every [`link::DEMAND_INTERVAL`], so the camera node captures only while this edge has viewers
 //! (plus its idle grace): closing the source (the hub does when the edge's viewers are gone)
 //! stops the heartbeats. Each image carries the camera node's capture time and online flag
 //! ([`Source::stamp`]), so the edge's `X-Timestamp` is the camera node's.
 //!
-//! The client buffers at most [`bus::SUBSCRIPTION_CAPACITY`] messages and the source always takes
+//! The client buffers at most [`link::SUBSCRIPTION_CAPACITY`] messages and the source always takes
 //! the newest waiting one: an edge that falls behind drops frames (counted), it never queues
 //! them. Bus faults do not close the source: when no frame has come for [`NO_SIGNAL_AFTER`]
 //! (server away, camera node down, frames too large for the server) it yields a no-signal frame
 //! saying why, the client reconnects by itself, and live frames resume as soon as they arrive,
 //! with no reopening backoff.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_nats::Subscriber;
@@ -23,8 +23,8 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use super::{BoxFuture, Opener, Params, Source, SourceError};
-use crate::bus::{self, CameraBusStats, ConnectConfig, Link, wire};
 use crate::frame::{Image, Stamp};
+use crate::link::{self, CameraBusStats, ConnectConfig, Link, wire};
 
 /// How long without a frame before the source yields a no-signal frame (and again each time
 /// this passes): under the hub's source timeout, so a bus fault never makes the hub reopen.
@@ -33,6 +33,8 @@ pub const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
 /// Opens a camera from the bus.
 pub struct NatsOpener {
     link: Arc<Link>,
+    /// True when the link is this source's own (made from its URL), not the server's bus.
+    own: bool,
     camera: String,
     params: Params,
 }
@@ -46,41 +48,28 @@ impl std::fmt::Debug for NatsOpener {
     }
 }
 
-/// Links of `nats://` sources given as URLs, for the state page.
-static SOURCE_LINKS: Mutex<Vec<Weak<Link>>> = Mutex::new(Vec::new());
-
-/// The bus links of `nats://` sources still in use.
-pub fn source_links() -> Vec<Arc<Link>> {
-    let mut l = SOURCE_LINKS.lock().unwrap_or_else(|e| e.into_inner());
-    l.retain(|w| w.strong_count() > 0);
-    l.iter().filter_map(Weak::upgrade).collect()
-}
-
 impl NatsOpener {
     /// A source for `nats://[credentials@]HOST:PORT[,HOST:PORT...]/CAMERA`.
     pub fn new(url: &str, params: Params) -> Result<NatsOpener, SourceError> {
-        let (config, camera) = ConnectConfig::parse_url(url).map_err(SourceError::new)?;
+        let (config, camera) =
+            ConnectConfig::parse_url(url).map_err(|e| SourceError::new(e.to_string()))?;
         let camera = camera.ok_or_else(|| {
             SourceError::new(format!(
                 "nats: {:?} names no camera: use nats://HOST:PORT/CAMERA",
-                bus::redact(url)
+                crate::url::redact_url(url)
             ))
         })?;
-        let link = Link::new(config);
-        // Poison recovered: a list of weak links is consistent after any panic.
-        let mut l = SOURCE_LINKS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        l.retain(|w| w.strong_count() > 0);
-        l.push(Arc::downgrade(&link));
-        drop(l);
-        Ok(NatsOpener::on_link(link, camera, params))
+        Ok(NatsOpener {
+            own: true,
+            ..NatsOpener::on_link(Link::new(config), camera, params)
+        })
     }
 
     /// A source for `camera` over an existing link (a camera discovered on the server's bus).
     pub fn on_link(link: Arc<Link>, camera: String, params: Params) -> NatsOpener {
         NatsOpener {
             link,
+            own: false,
             camera,
             params,
         }
@@ -90,9 +79,13 @@ impl NatsOpener {
 impl Opener for NatsOpener {
     fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {
         Box::pin(async move {
-            let client = self.link.client().await.map_err(SourceError::new)?;
+            let client = self
+                .link
+                .client()
+                .await
+                .map_err(|e| SourceError::new(e.to_string()))?;
             let sub = client
-                .subscribe(bus::frames_subject(&self.camera))
+                .subscribe(link::frames_subject(&self.camera))
                 .await
                 .map_err(|e| {
                     SourceError::new(format!(
@@ -101,8 +94,10 @@ impl Opener for NatsOpener {
                         self.link.describe()
                     ))
                 })?;
-            let heartbeat =
-                tokio::spawn(heartbeat(client.clone(), bus::demand_subject(&self.camera)));
+            let heartbeat = tokio::spawn(heartbeat(
+                client.clone(),
+                link::demand_subject(&self.camera),
+            ));
             let s: Box<dyn Source> = Box::new(NatsSource {
                 sub,
                 heartbeat,
@@ -122,9 +117,13 @@ impl Opener for NatsOpener {
     fn describe(&self) -> String {
         format!("nats:{}/{}", self.link.describe(), self.camera)
     }
+
+    fn own_link(&self) -> Option<Arc<Link>> {
+        self.own.then(|| Arc::clone(&self.link))
+    }
 }
 
-/// Says "this edge wants the camera" every [`bus::DEMAND_INTERVAL`] until aborted, and at once
+/// Says "this edge wants the camera" every [`link::DEMAND_INTERVAL`] until aborted, and at once
 /// after a reconnection, so a camera node that let go during an outage starts again promptly.
 async fn heartbeat(client: async_nats::Client, subject: String) {
     let mut ticks = tokio::time::interval(HEARTBEAT_CHECK);
@@ -136,7 +135,7 @@ async fn heartbeat(client: async_nats::Client, subject: String) {
             last = None;
             continue;
         }
-        if last.is_none_or(|t| t.elapsed() >= bus::DEMAND_INTERVAL) {
+        if last.is_none_or(|t| t.elapsed() >= link::DEMAND_INTERVAL) {
             // A lost heartbeat is covered by the next ones (the camera node waits for three).
             let _ = client.publish(subject.clone(), Bytes::new()).await;
             last = Some(Instant::now());

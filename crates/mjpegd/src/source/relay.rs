@@ -18,6 +18,7 @@ use super::{BoxFuture, ErrorKind, Opener, Params, Source, SourceError, interval_
 use crate::frame::Image;
 use crate::jpeg;
 use crate::mjpeg::read::{Limits, Mode, Reader, boundary_from_content_type};
+use crate::url::redact_url as redact;
 
 /// Longest wait to connect to the camera.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,8 +67,6 @@ impl RelayOpener {
         Ok(RelayOpener { url, params })
     }
 }
-
-pub use super::redact_url as redact;
 
 impl Opener for RelayOpener {
     fn open(&self) -> BoxFuture<'_, Result<Box<dyn Source>, SourceError>> {

@@ -1,0 +1,171 @@
+//! The TOML configuration file: data plus validation. Every error names the file, the key path
+//! (`cameras[2].fps`) and what is accepted. See `docs/config.md` for the reference.
+
+mod auth;
+mod bus;
+mod camera;
+mod record;
+mod server;
+#[cfg(test)]
+mod tests;
+
+pub use auth::{AuthSection, UserSection, check_auth};
+pub use bus::{BusSection, PublishSection, check_bus};
+pub use camera::{CameraDraft, CameraSection, check_camera, check_cameras};
+pub use record::{
+    MAX_RECORD_AGE_SECS, RECORD_BYTES_RANGE, RecordSection, check_record, check_recordings,
+    parse_age, parse_bytes,
+};
+pub use server::{ListenSpec, ServerSection, ServerSettings, check_server};
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::hub::FPS_RANGE;
+use crate::render::MAX_DIMENSION;
+
+/// Largest configuration file read.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Server-wide settings.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// The cameras, in order; the first is also served at the classic URLs.
+    #[serde(default)]
+    pub cameras: Vec<CameraSection>,
+    /// Users and token signing.
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// Scale-out over NATS: publish cameras, serve cameras from the bus.
+    #[serde(default)]
+    pub bus: BusSection,
+}
+
+/// One value or a list of them (`listen = "a"` or `listen = ["a", "b"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A value written as a number or as text with a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NumberOrText {
+    /// A plain number.
+    Number(u64),
+    /// Text such as `"10G"` or `"7d"`.
+    Text(String),
+}
+
+/// A configuration error: where (`key`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key path (`cameras[2].fps`) or flag (`--fps`).
+    pub key: String,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Reads and parses a config file; errors start with the file name.
+pub fn load(path: &Path) -> Result<FileConfig, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{shown}: {} bytes is larger than the {MAX_FILE_BYTES}-byte limit for a config file",
+            meta.len()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    parse(&text).map_err(|e| format!("{shown}: {e}"))
+}
+
+/// Parses config text; the error names the key path.
+pub fn parse(text: &str) -> Result<FileConfig, String> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // toml's message carries the line and a caret; keep only its first sentence line.
+        let msg = inner.message().to_owned();
+        let line = inner
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        match (path.as_str(), line) {
+            (".", Some(l)) => format!("line {l}: {msg}"),
+            (".", None) => msg,
+            (p, Some(l)) => format!("{p} (line {l}): {msg}"),
+            (p, None) => format!("{p}: {msg}"),
+        }
+    })
+}
+
+fn in_range(v: Option<u64>, default: u64, lo: u64, hi: u64, key: &str) -> Result<u64, ConfigError> {
+    let v = v.unwrap_or(default);
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(err(
+            key,
+            format!("{v} is out of range: accepted {lo} to {hi}"),
+        ))
+    }
+}
+
+/// Parses `WxH`.
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || {
+        format!(
+            "expected WIDTHxHEIGHT with each from 16 to {MAX_DIMENSION}, e.g. 1280x720 (got {s:?})"
+        )
+    };
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: u32 = w.trim().parse().map_err(|_| bad())?;
+    let h: u32 = h.trim().parse().map_err(|_| bad())?;
+    if !(16..=MAX_DIMENSION).contains(&w) || !(16..=MAX_DIMENSION).contains(&h) {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+/// Parses and range-checks a frame rate.
+pub fn parse_fps(s: &str) -> Result<f64, String> {
+    let (lo, hi) = FPS_RANGE;
+    match s.trim().parse::<f64>() {
+        Ok(f) if (lo..=hi).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "expected a number of frames per second from {lo} to {hi} (got {s:?})"
+        )),
+    }
+}

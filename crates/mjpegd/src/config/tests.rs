@@ -1,0 +1,156 @@
+//! The configuration checks, each with the key path it names.
+
+use std::time::Duration;
+
+use super::*;
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let e = parse("[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nfpss = 3\n")
+        .expect_err("unknown key");
+    assert!(e.contains("cameras[0]") && e.contains("fpss"), "{e}");
+    let e = parse("[server]\nlisten = 8080\n").expect_err("wrong type");
+    assert!(e.contains("server.listen"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_accepted_range() {
+    let file = parse(
+        "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n\
+         [[cameras]]\nname = \"b\"\nsource = \"testpattern\"\n\
+         [[cameras]]\nname = \"c\"\nsource = \"testpattern\"\nfps = 500\n",
+    )
+    .expect("parses");
+    let e = check_cameras(&file.cameras).expect_err("fps out of range");
+    assert_eq!(e.key, "cameras[2].fps");
+    assert!(e.message.contains("from 0.01 to 240"), "{e}");
+
+    let dup = parse(
+        "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n\
+         [[cameras]]\nname = \"a\"\nsource = \"images\"\n",
+    )
+    .expect("parses");
+    let e = check_cameras(&dup.cameras).expect_err("duplicate");
+    assert_eq!(e.key, "cameras[1].name");
+
+    for (field, value, key) in [
+        ("rotate", "45", "cameras[0].rotate"),
+        ("flip", "\"diagonal\"", "cameras[0].flip"),
+        ("size", "\"big\"", "cameras[0].size"),
+        ("stream_size", "\"640\"", "cameras[0].stream_size"),
+        ("quality", "0", "cameras[0].quality"),
+        ("name", "\"a b\"", "cameras[0].name"),
+    ] {
+        let text =
+            format!("[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n{field} = {value}\n")
+                .replacen(
+                    "name = \"a\"\n",
+                    if field == "name" {
+                        ""
+                    } else {
+                        "name = \"a\"\n"
+                    },
+                    1,
+                );
+        let file = parse(&text).expect("parses");
+        let e = check_cameras(&file.cameras).expect_err(field);
+        assert_eq!(e.key, key, "{e}");
+    }
+}
+
+#[test]
+fn stream_size_and_drop_same_frames() {
+    let file = parse(
+        "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nstream_size = \"640x360\"\ndrop_same_frames = true\n\
+         [[cameras]]\nname = \"b\"\nsource = \"testpattern\"\n",
+    )
+    .expect("parses");
+    let cams = check_cameras(&file.cameras).expect("valid");
+    assert_eq!(cams[0].stream_size, Some((640, 360)));
+    assert!(cams[0].drop_same_frames);
+    assert_eq!(cams[1].stream_size, None);
+    assert!(!cams[1].drop_same_frames);
+    let e = parse("[[cameras]]\nname = \"a\"\nsource = \"images\"\ndrop_same_frames = 1\n")
+        .expect_err("not a boolean");
+    assert!(e.contains("drop_same_frames"), "{e}");
+}
+
+#[test]
+fn server_section_is_checked() {
+    let s = ServerSection {
+        listen: Some(OneOrMany::One("nowhere".into())),
+        ..ServerSection::default()
+    };
+    assert_eq!(
+        check_server(&s, "server.").expect_err("bad").key,
+        "server.listen"
+    );
+    let s = ServerSection {
+        max_viewers: Some(0),
+        ..ServerSection::default()
+    };
+    assert_eq!(
+        check_server(&s, "server.").expect_err("bad").key,
+        "server.max_viewers"
+    );
+}
+
+#[test]
+fn record_sections_are_checked_with_their_key_paths() {
+    let file = parse(
+        "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n\
+         [cameras.record]\ndir = \"/tmp/r\"\nmax_bytes = \"2G\"\nmax_age = \"7d\"\nmode = \"off\"\n",
+    )
+    .expect("parses");
+    let r = check_recordings(&file.cameras).expect("valid");
+    assert_eq!(r[0].0, "a");
+    assert_eq!(r[0].1.max_bytes, 2 << 30);
+    assert_eq!(r[0].1.max_age, Some(Duration::from_secs(7 * 86_400)));
+    assert_eq!(r[0].1.mode, crate::record::Mode::Off);
+    assert_eq!(r[0].1.segment, Duration::from_secs(60));
+    for (field, value) in [
+        ("max_bytes", "\"lots\""),
+        ("max_bytes", "1000"),
+        ("max_age", "\"7w\""),
+        ("max_age", "0"),
+        ("mode", "\"sometimes\""),
+        ("segment_seconds", "0"),
+        ("segment_seconds", "3601"),
+    ] {
+        let text = format!(
+            "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n[cameras.record]\ndir = \"/tmp/r\"\n{field} = {value}\n"
+        );
+        let e = check_recordings(&parse(&text).expect("parses").cameras).expect_err(field);
+        assert_eq!(e.key, format!("cameras[0].record.{field}"), "{e}");
+    }
+    let e = parse(
+        "[[cameras]]\nname = \"a\"\nsource = \"x\"\n[cameras.record]\ndir = \"/r\"\nmax_size = 3\n",
+    )
+    .expect_err("unknown key");
+    assert!(e.contains("record") && e.contains("max_size"), "{e}");
+    assert_eq!(
+        parse_bytes(&NumberOrText::Text("1.5GiB".into())),
+        Ok(3 << 29)
+    );
+    assert_eq!(parse_age(&NumberOrText::Text("90s".into())), Ok(90));
+}
+
+#[test]
+fn encode_workers_is_bounded() {
+    let with = |n| ServerSection {
+        encode_workers: Some(n),
+        ..ServerSection::default()
+    };
+    let at_limit = check_server(&with(crate::pool::MAX_WORKERS as u64), "server.");
+    assert_eq!(
+        at_limit.expect("at the limit").encode_workers,
+        crate::pool::MAX_WORKERS
+    );
+    let past = check_server(&with(crate::pool::MAX_WORKERS as u64 + 1), "server.");
+    assert_eq!(
+        past.expect_err("past the limit").key,
+        "server.encode_workers"
+    );
+    let default = check_server(&ServerSection::default(), "server.").expect("default");
+    assert_eq!(default.encode_workers, 0);
+}
