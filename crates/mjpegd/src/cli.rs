@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{self, CameraDraft, ListenSpec, ServerSection, parse_fps, parse_size};
+use crate::config::{
+    self, CameraDraft, ConfigError, ListenSpec, ServerSection, parse_fps, parse_size,
+};
 use crate::http::HttpConfig;
 use crate::hub::CameraConfig;
 use crate::server::ServerConfig;
@@ -217,6 +219,44 @@ pub struct Settings {
     pub recordings: Vec<(String, crate::record::RecordConfig)>,
 }
 
+/// Flags and a config file that do not make a server; each says the flag or file and key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// Camera flags given together with `--config`.
+    #[error(
+        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames, --record) \
+         cannot be combined with --config: set them in {}'s [[cameras]] tables",
+        .0.display()
+    )]
+    FlagsWithConfig(PathBuf),
+    /// The config file cannot be read or parsed.
+    #[error(transparent)]
+    Load(#[from] config::LoadError),
+    /// A key of the config file is wrong.
+    #[error("{}: {source}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// The key and what is wrong.
+        #[source]
+        source: ConfigError,
+    },
+    /// A flag is wrong.
+    #[error(transparent)]
+    Flag(#[from] ConfigError),
+    /// The bus settings, from flags and the file together, are wrong.
+    #[error("{0} (from --publish/--cameras-from or the config file)")]
+    Bus(#[source] ConfigError),
+}
+
+/// Wraps a config error with the file it is in.
+fn in_file(path: &std::path::Path) -> impl Fn(ConfigError) -> SettingsError + '_ {
+    move |source| SettingsError::InFile {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 impl Cli {
     fn camera_flags_given(&self) -> bool {
         self.source.is_some()
@@ -234,17 +274,13 @@ impl Cli {
 
     /// Merges flags and the config file into checked settings; errors name the flag or the
     /// file and key, and what is accepted.
-    pub fn into_settings(self) -> Result<Settings, String> {
+    pub fn into_settings(self) -> Result<Settings, SettingsError> {
         let (server_section, cameras, auth_section, mut bus_section, recordings) = match &self
             .config
         {
             Some(path) => {
                 if self.camera_flags_given() {
-                    return Err(format!(
-                        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames, --record) \
-                         cannot be combined with --config: set them in {}'s [[cameras]] tables",
-                        path.display()
-                    ));
+                    return Err(SettingsError::FlagsWithConfig(path.clone()));
                 }
                 let mut file = config::load(path)?;
                 // An edge may serve only what it discovers.
@@ -253,14 +289,12 @@ impl Cli {
                 let cameras = if edge_only {
                     Vec::new()
                 } else {
-                    config::check_cameras(&file.cameras)
-                        .map_err(|e| format!("{}: {e}", path.display()))?
+                    config::check_cameras(&file.cameras).map_err(in_file(path))?
                 };
                 let bus = std::mem::take(&mut file.bus);
-                let server = config::check_server(&file.server, "server.")
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let recordings = config::check_recordings(&file.cameras)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let server =
+                    config::check_server(&file.server, "server.").map_err(in_file(path))?;
+                let recordings = config::check_recordings(&file.cameras).map_err(in_file(path))?;
                 (
                     server,
                     cameras,
@@ -301,21 +335,17 @@ impl Cli {
                 let cameras = if self.cameras_from.is_some() && !self.camera_flags_given() {
                     Vec::new()
                 } else {
-                    vec![config::check_camera(&draft, &flag).map_err(|e| e.to_string())?]
+                    vec![config::check_camera(&draft, &flag)?]
                 };
                 let record_flag = |field: &str| match field {
                     "dir" => "--record".to_owned(),
                     f => format!("--record-{}", f.replace('_', "-")),
                 };
                 let recordings = match &draft.record {
-                    Some(r) => vec![(
-                        draft.name.clone(),
-                        config::check_record(r, &record_flag).map_err(|e| e.to_string())?,
-                    )],
+                    Some(r) => vec![(draft.name.clone(), config::check_record(r, &record_flag)?)],
                     None => Vec::new(),
                 };
-                let server = config::check_server(&ServerSection::default(), "--")
-                    .map_err(|e| e.to_string())?;
+                let server = config::check_server(&ServerSection::default(), "--")?;
                 let bus = config::BusSection {
                     idle_timeout: self.idle_timeout,
                     ..config::BusSection::default()
@@ -347,23 +377,24 @@ impl Cli {
             bus_section.cameras_from = Some(url.clone());
         }
         let bus = config::check_bus(&bus_section, &names).map_err(|e| match &self.config {
-            Some(path) if self.publish.is_none() && self.cameras_from.is_none() => {
-                format!("{}: {e}", path.display())
-            }
-            _ => format!("{e} (from --publish/--cameras-from or the config file)"),
+            Some(path) if self.publish.is_none() && self.cameras_from.is_none() => in_file(path)(e),
+            _ => SettingsError::Bus(e),
         })?;
         let (mut users, secret) = match auth_section {
             Some((a, path)) => (
-                config::check_auth(&a, &names).map_err(|e| format!("{}: {e}", path.display()))?,
+                config::check_auth(&a, &names).map_err(in_file(&path))?,
                 a.secret.clone(),
             ),
             None => (Vec::new(), None),
         };
         for (i, u) in self.users.iter().enumerate() {
             let (name, hash) = u.split_once(':').ok_or_else(|| {
-                format!("--user {i}: expected NAME:HASH, e.g. alice:$argon2id$...")
+                config::err(
+                    format!("--user {i}"),
+                    "expected NAME:HASH, e.g. alice:$argon2id$...",
+                )
             })?;
-            crate::auth::check_hash(hash).map_err(|e| format!("--user {name}: {e}"))?;
+            crate::auth::check_hash(hash).map_err(|e| config::err(format!("--user {name}"), e))?;
             users.push(crate::auth::User {
                 name: name.to_owned(),
                 password_hash: hash.to_owned(),
@@ -380,7 +411,10 @@ impl Cli {
                 .ok()
                 .filter(|m| *m <= 0o777)
                 .ok_or_else(|| {
-                    format!("--unix-mode: expected an octal mode such as 0660 (got {m:?})")
+                    config::err(
+                        "--unix-mode",
+                        format!("expected an octal mode such as 0660 (got {m:?})"),
+                    )
                 })?,
             None => server_section.unix_mode,
         };
@@ -492,7 +526,7 @@ mod tests {
 
         let cli = Cli::try_parse_from(["mjpegd", "--publish", "nats://u:hunter2@h:1/cam"])
             .expect("parse");
-        let e = cli.into_settings().err().expect("refused");
+        let e = cli.into_settings().err().expect("refused").to_string();
         assert!(
             e.contains("without a camera") && !e.contains("hunter2"),
             "{e}"
@@ -503,7 +537,7 @@ mod tests {
     fn camera_flags_and_config_do_not_mix() {
         let cli =
             Cli::try_parse_from(["mjpegd", "--config", "x.toml", "--fps", "3"]).expect("parse");
-        let e = cli.into_settings().err().expect("refused");
+        let e = cli.into_settings().err().expect("refused").to_string();
         assert!(e.contains("cannot be combined with --config"), "{e}");
     }
 }

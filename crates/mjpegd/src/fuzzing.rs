@@ -53,7 +53,7 @@ pub fn config(data: &[u8]) {
                 }
             }
         }
-        Err(e) => assert!(!e.is_empty()),
+        Err(e) => assert!(!e.0.is_empty()),
     }
 }
 

@@ -3,28 +3,34 @@
 //! # Layout
 //!
 //! A frame flows `source` → `hub` (one capture task per camera, latest frame shared) → `http`
-//! (one paced stream per viewer) → the socket. Sources and HTTP never import each other; both
-//! meet at [`frame`] and the hub's API.
+//! (the stream hand-off) → `server` (which writes it to the socket). Modules use only the layers
+//! below theirs (`docs/architecture.md` draws them, with the frame's path and the threads each
+//! piece runs on; `scripts/layers.py` checks the rule in CI):
 //!
-//! - [`frame`]: an immutable published frame: JPEG bytes plus the ready-to-send multipart part.
-//! - [`jpeg`]: pure JPEG inspection (markers, dimensions); no I/O.
-//! - [`mjpeg`]: the wire format: writing parts ([`mjpeg::write`]) and reading streams ([`mjpeg::read`]).
-//! - [`render`]: a small RGB canvas with a bitmap font and a JPEG encoder (test pattern, no-signal).
-//! - [`source`]: the [`source::Source`] trait and its backends (test pattern, image files, ...).
-//! - [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle), latest-frame fan-out.
-//! - [`http`]: routes, pages, the stream body, snapshots, mjpg-streamer compatibility.
-//! - [`tls`]: rustls (ring) server certificates, reloadable on SIGHUP (feature `tls`; without it
-//!   `--tls-cert` is refused at startup).
-//! - [`crypto`]: the process-wide rustls provider (ring) shared by TLS, the relay and the bus.
-//! - [`bus`]: scale-out over NATS: camera nodes publish frames, edges discover cameras and send demand.
-//! - [`record`]: recording to segment files; catalogue, retention, replay and computed exports.
-//! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
-//! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
-//! - [`config`]: the TOML config file: data plus validation with key paths in errors.
-//! - [`auth`]: Basic users with argon2 hashes, signed URL tokens (feature `auth`; without it
-//!   every request is open and configuring users is an error).
-//! - [`principal`]: who is asking and which cameras they may watch, checked by every handler.
-//! - [`cli`]: command-line flags (and `MJPEGD_*` environment variables) into checked settings.
+//! - layer 0, pure leaves:
+//!   - [`frame`]: an immutable published frame: JPEG bytes plus the ready-to-send multipart part.
+//!   - [`jpeg`]: pure JPEG inspection (markers, dimensions); no I/O.
+//!   - [`mjpeg`]: the wire format: writing parts ([`mjpeg::write`]) and reading streams ([`mjpeg::read`]).
+//!   - [`render`], [`codec`]: a small RGB canvas with a bitmap font, and the JPEG encoder.
+//!   - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
+//!   - [`pool`]: the encoder threads and the ordered, bounded pipeline over them.
+//!   - [`name`], [`url`]: the camera name rule; credential redaction of URLs.
+//!   - [`principal`], [`shutdown`], [`crypto`]: who is asking, the shutdown flag, the rustls provider.
+//! - layer 1, [`link`]: the NATS connection, subjects and the frame wire format.
+//! - layer 2, [`source`]: the [`source::Source`] trait and its backends (test pattern, images,
+//!   exec, relay, V4L2, a bus subject).
+//! - layer 3, [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle),
+//!   latest-frame fan-out, per-request sizes, the one [`hub::CameraConfig`] constructor.
+//! - layer 4, [`bus`] (camera nodes publish, edges discover) and [`record`] (segment files,
+//!   catalogue, retention, replay and computed exports): hub consumers.
+//! - layer 5, [`http`] (routes, pages, the stream hand-off, snapshots, mjpg-streamer
+//!   compatibility) and [`auth`] (Basic users with argon2 hashes, signed URL tokens; feature
+//!   `auth`, without it every request is open and configuring users is an error).
+//! - layer 6, [`server`] (the composition root: accept loop, per-connection limits, the direct
+//!   send path, the whole lifecycle up to the final sync) and [`tls`] (rustls certificates,
+//!   reloadable on SIGHUP; feature `tls`).
+//! - layer 7, [`config`] (the TOML file: data plus validation with key paths in errors, one file
+//!   per section) and [`cli`] (flags and `MJPEGD_*` variables into checked settings).
 
 #[cfg(feature = "auth")]
 pub mod auth;

@@ -6,7 +6,6 @@
 //! byte is parsed, and TLS, unix sockets and systemd socket activation share one code path.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -67,6 +66,79 @@ pub const MAX_BUF_SIZE: usize = 64 * 1024;
 /// Most request headers accepted.
 pub const MAX_HEADERS: usize = 64;
 
+/// Where to listen: a TCP address or `unix:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenSpec {
+    /// `ADDR:PORT`.
+    Tcp(SocketAddr),
+    /// `unix:/run/mjpegd.sock`.
+    Unix(std::path::PathBuf),
+}
+
+/// A listen address that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadListen(String);
+
+impl std::str::FromStr for ListenSpec {
+    type Err = BadListen;
+    fn from_str(s: &str) -> Result<ListenSpec, BadListen> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(BadListen(
+                    "unix: needs a socket path, e.g. unix:/run/mjpegd.sock".into(),
+                ));
+            }
+            return Ok(ListenSpec::Unix(path.into()));
+        }
+        s.parse().map(ListenSpec::Tcp).map_err(|_| {
+            BadListen(format!("expected ADDRESS:PORT such as 127.0.0.1:8080 or 0.0.0.0:8080, or unix:PATH (got {s:?})"))
+        })
+    }
+}
+
+impl std::fmt::Display for ListenSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenSpec::Tcp(a) => write!(f, "{a}"),
+            ListenSpec::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// What can keep a server from starting; each says where and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A TCP address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source} — is another server using that port? choose another with --listen"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A unix socket could not be bound or given its mode.
+    #[error("cannot {what} unix:{}: {source}", path.display())]
+    Unix {
+        /// What failed: `listen on` or `set the mode of`.
+        what: &'static str,
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Socket activation passed something unusable.
+    #[error("socket activation: {0}")]
+    SocketActivation(String),
+    /// Recording could not start (the catalogue scan, the directory).
+    #[error("{0}")]
+    Recordings(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// A bound socket to serve.
 #[derive(Debug)]
 pub enum Listener {
@@ -124,10 +196,11 @@ impl Server {
     pub fn with_recordings(
         self,
         configs: Vec<(String, crate::record::RecordConfig)>,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, ServerError> {
         if !configs.is_empty() {
             let r =
-                crate::record::Recordings::start(self.state.hub(), configs, self.shutdown.clone())?;
+                crate::record::Recordings::start(self.state.hub(), configs, self.shutdown.clone())
+                    .map_err(|e| ServerError::Recordings(e.into()))?;
             self.state.set_recordings(r);
         }
         Ok(self)
@@ -465,25 +538,17 @@ where
     let config = &shared.config;
     let io = TokioIo::new(WriteTimeout::new(stream, config.send_timeout));
     let router = shared.router.clone();
-    // A stream response's viewer, once hyper has its head: the parts then go to the socket
-    // without hyper (see `http::stream`).
-    let claimed: Arc<Mutex<Option<http::ClaimedStream>>> = Arc::default();
-    let claim = Arc::clone(&claimed);
+    // Where a stream handler leaves its viewer: once hyper has written the head, the parts go
+    // to the socket without hyper (see `http::stream`).
+    let slot = http::StreamSlot::default();
+    let handoff = slot.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         if let Some(p) = peer {
             req.extensions_mut().insert(ConnectInfo(p));
         }
-        let response = router.clone().oneshot(req);
-        let claim = Arc::clone(&claim);
+        req.extensions_mut().insert(handoff.clone());
         // Boxed: `poll_without_shutdown` needs an `Unpin` service future (once per request).
-        Box::pin(async move {
-            let mut response = response.await?;
-            if let Some(direct) = response.extensions_mut().remove::<http::DirectStream>() {
-                // Poison recovered: the slot is only ever swapped whole.
-                *claim.lock().unwrap_or_else(PoisonError::into_inner) = direct.claim();
-            }
-            Ok::<_, Infallible>(response)
-        })
+        Box::pin(router.clone().oneshot(req))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -505,10 +570,7 @@ where
         tracing::debug!(?peer, error = %e, "connection ended with an error");
         return;
     }
-    let viewer = claimed
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
+    let viewer = slot.take();
     let mut io = conn.into_parts().io.into_inner();
     let ended = match viewer {
         // Outside tokio's cooperative budget: the loop waits for a new frame before every
@@ -616,18 +678,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
 }
 
 /// Binds every address; errors say which address and what to do.
-pub async fn bind(
-    specs: &[crate::config::ListenSpec],
-    unix_mode: u32,
-) -> Result<Vec<Listener>, String> {
-    use crate::config::ListenSpec;
+pub async fn bind(specs: &[ListenSpec], unix_mode: u32) -> Result<Vec<Listener>, ServerError> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::with_capacity(specs.len());
     for spec in specs {
         match spec {
             ListenSpec::Tcp(addr) => {
-                let l = bind_tcp(*addr).map_err(|e| {
-                    format!("cannot listen on {addr}: {e} — is another server using that port? choose another with --listen")
+                let l = bind_tcp(*addr).map_err(|source| ServerError::Bind {
+                    addr: *addr,
+                    source,
                 })?;
                 out.push(Listener::Tcp(l));
             }
@@ -639,10 +698,16 @@ pub async fn bind(
                         let _ = std::fs::remove_file(path);
                     }
                 }
-                let l = UnixListener::bind(path)
-                    .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?;
+                let unix = |what: &'static str| {
+                    move |source| ServerError::Unix {
+                        what,
+                        path: path.clone(),
+                        source,
+                    }
+                };
+                let l = UnixListener::bind(path).map_err(unix("listen on"))?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(unix_mode))
-                    .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+                    .map_err(unix("set the mode of"))?;
                 out.push(Listener::Unix(l));
             }
         }
@@ -687,7 +752,7 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Sockets passed by systemd socket activation (`LISTEN_PID`/`LISTEN_FDS`), if any are for us.
-pub fn systemd_listeners() -> Result<Vec<Listener>, String> {
+pub fn systemd_listeners() -> Result<Vec<Listener>, ServerError> {
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -699,10 +764,12 @@ pub fn systemd_listeners() -> Result<Vec<Listener>, String> {
         .ok()
         .and_then(|n| n.parse().ok())
         .filter(|n| (0..=64).contains(n))
-        .ok_or("LISTEN_FDS is not a number from 0 to 64")?;
+        .ok_or_else(|| {
+            ServerError::SocketActivation("LISTEN_FDS is not a number from 0 to 64".into())
+        })?;
     let mut out = Vec::new();
     for fd in 3..3 + n {
-        out.push(systemd::listener_from_fd(fd)?);
+        out.push(systemd::listener_from_fd(fd).map_err(ServerError::SocketActivation)?);
     }
     Ok(out)
 }

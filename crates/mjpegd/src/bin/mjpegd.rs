@@ -115,7 +115,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     let mut listeners = match mjpegd::server::systemd_listeners() {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!("socket activation: {e}");
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };

@@ -26,6 +26,9 @@ use crate::hub::{Camera, CameraConfig, Hub, peer_params};
 use crate::link::{ANNOUNCE_INTERVAL, DIRECTORY_SUBJECT, FORGET_AFTER, Link, QUERY_SUBJECT};
 use crate::source::nats::NatsOpener;
 
+/// Shortest time between two announcements made to answer queries.
+pub const QUERY_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Largest announcement read; one names at most [`MAX_ANNOUNCED`] cameras.
 pub const MAX_ANNOUNCEMENT_BYTES: usize = 64 * 1024;
 /// Most cameras one announcement may list (the per-server camera limit).
@@ -92,6 +95,7 @@ async fn run_announcer(link: &Link, payload: Bytes) {
     };
     let mut ticks = interval(ANNOUNCE_INTERVAL);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -104,8 +108,14 @@ async fn run_announcer(link: &Link, payload: Bytes) {
                 if q.is_none() {
                     queries = None;
                 }
+                // Any peer may send queries: answer at most once per QUERY_MIN_INTERVAL, so a
+                // flood of them cannot make every node announce at once, over and over.
+                if last.is_some_and(|t| t.elapsed() < QUERY_MIN_INTERVAL) {
+                    continue;
+                }
             }
         }
+        last = Some(Instant::now());
         if client.connection_state() == async_nats::connection::State::Connected {
             let _ = client.publish(DIRECTORY_SUBJECT, payload.clone()).await;
         }
@@ -149,7 +159,7 @@ async fn run_discovery(link: &Arc<Link>, hub: &Hub, defaults: EdgeDefaults) {
             return;
         }
     };
-    let mut known: HashMap<String, Instant> = HashMap::new();
+    let mut known: HashMap<String, Known> = HashMap::new();
     let mut warned_full = false;
     let mut sweep = interval(Duration::from_secs(1));
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -179,8 +189,8 @@ async fn run_discovery(link: &Arc<Link>, hub: &Hub, defaults: EdgeDefaults) {
                     }
                 }
                 _ = sweep.tick() => {
-                    known.retain(|name, seen| {
-                        if seen.elapsed() < FORGET_AFTER {
+                    known.retain(|name, k| {
+                        if k.seen.elapsed() < FORGET_AFTER {
                             return true;
                         }
                         if hub.remove_if_idle(name).is_some() {
@@ -196,48 +206,91 @@ async fn run_discovery(link: &Arc<Link>, hub: &Hub, defaults: EdgeDefaults) {
     }
 }
 
-fn parse(payload: &[u8]) -> Result<Announcement, String> {
+/// An announcement refused: too large, not the expected JSON, too many cameras.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadAnnouncement(String);
+
+fn parse(payload: &[u8]) -> Result<Announcement, BadAnnouncement> {
     if payload.len() > MAX_ANNOUNCEMENT_BYTES {
-        return Err(format!(
+        return Err(BadAnnouncement(format!(
             "{} bytes is over the {MAX_ANNOUNCEMENT_BYTES}-byte limit",
             payload.len()
-        ));
+        )));
     }
-    let a: Announcement = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let a: Announcement =
+        serde_json::from_slice(payload).map_err(|e| BadAnnouncement(e.to_string()))?;
     if a.cameras.len() > MAX_ANNOUNCED {
-        return Err(format!(
+        return Err(BadAnnouncement(format!(
             "{} cameras listed; the limit is {MAX_ANNOUNCED}",
             a.cameras.len()
-        ));
+        )));
     }
     Ok(a)
+}
+
+/// A discovered camera: when it was last announced, and when it was added.
+struct Known {
+    seen: Instant,
+    added: Instant,
+}
+
+/// Frees a place for `newcomer` when the camera limit is reached: removes the oldest discovered
+/// camera that nobody watches and that never sent this edge a frame. Anyone who can publish
+/// on the bus can announce names; a made-up camera never delivers a frame, so a flood of them
+/// rotates among themselves, while cameras that have been watched (and delivered) keep their
+/// place. False when every discovered camera is watched or has delivered.
+fn make_room(link: &Link, hub: &Hub, known: &mut HashMap<String, Known>, newcomer: &str) -> bool {
+    let stats = link.stats();
+    let mut silent: Vec<(&String, Instant)> = known
+        .iter()
+        .filter(|(name, _)| stats.camera(name).received.load(Ordering::Relaxed) == 0)
+        .map(|(name, k)| (name, k.added))
+        .collect();
+    silent.sort_by_key(|(_, added)| *added);
+    let evicted = silent
+        .into_iter()
+        .map(|(name, _)| name.clone())
+        .find(|name| hub.remove_if_idle(name).is_some());
+    match evicted {
+        Some(name) => {
+            known.remove(&name);
+            tracing::info!(
+                evicted = %name,
+                camera = %newcomer,
+                "bus: camera limit reached; dropped a discovered camera that never sent a frame"
+            );
+            true
+        }
+        None => false,
+    }
 }
 
 fn on_announcement(
     link: &Arc<Link>,
     hub: &Hub,
     defaults: &EdgeDefaults,
-    known: &mut HashMap<String, Instant>,
+    known: &mut HashMap<String, Known>,
     warned_full: &mut bool,
     a: Announcement,
 ) {
     let now = Instant::now();
     for cam in a.cameras {
-        if let Some(seen) = known.get_mut(&cam.name) {
-            *seen = now;
+        if let Some(k) = known.get_mut(&cam.name) {
+            k.seen = now;
             continue;
         }
         if !crate::name::valid_name(&cam.name) || hub.get(&cam.name).is_some() {
             // Not usable, or a camera of this node's own configuration: the local one wins.
             continue;
         }
-        if known.len() >= defaults.max_cameras {
+        if known.len() >= defaults.max_cameras && !make_room(link, hub, known, &cam.name) {
             if !*warned_full {
                 *warned_full = true;
                 tracing::warn!(
                     limit = defaults.max_cameras,
                     camera = %cam.name,
-                    "bus: camera limit reached; further announced cameras are not served"
+                    "bus: camera limit reached and every discovered camera is watched or has sent frames; further announced cameras are not served"
                 );
             }
             continue;
@@ -250,7 +303,13 @@ fn on_announcement(
         match hub.add(config) {
             Ok(_) => {
                 tracing::info!(camera = %cam.name, servers = %link.describe(), "bus: camera discovered");
-                known.insert(cam.name, now);
+                known.insert(
+                    cam.name,
+                    Known {
+                        seen: now,
+                        added: now,
+                    },
+                );
             }
             Err(e) => tracing::debug!("bus: {e}"),
         }
@@ -271,6 +330,11 @@ mod tests {
         assert!(parse(list(MAX_ANNOUNCED).as_bytes()).is_ok());
         assert!(parse(list(MAX_ANNOUNCED + 1).as_bytes()).is_err());
         let big = vec![b' '; MAX_ANNOUNCEMENT_BYTES + 1];
-        assert!(parse(&big).expect_err("too big").contains("limit"));
+        assert!(
+            parse(&big)
+                .expect_err("too big")
+                .to_string()
+                .contains("limit")
+        );
     }
 }

@@ -9,6 +9,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub use crate::server::ListenSpec;
 pub use auth::{AuthSection, UserSection, check_auth};
 pub use bus::{BusSection, PublishSection, check_bus};
 pub use camera::{CameraDraft, CameraSection, check_camera, check_cameras};
@@ -16,9 +17,9 @@ pub use record::{
     MAX_RECORD_AGE_SECS, RECORD_BYTES_RANGE, RecordSection, check_record, check_recordings,
     parse_age, parse_bytes,
 };
-pub use server::{ListenSpec, ServerSection, ServerSettings, check_server};
+pub use server::{ServerSection, ServerSettings, check_server};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -90,29 +91,79 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+impl std::error::Error for ConfigError {}
+
+/// A [`ConfigError`] at `key`.
+pub fn err(key: impl Into<String>, message: impl std::fmt::Display) -> ConfigError {
     ConfigError {
         key: key.into(),
-        message: message.into(),
+        message: message.to_string(),
     }
 }
 
+/// A config file that cannot be used; every message starts with the file name.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{}: {len} bytes is larger than the {MAX_FILE_BYTES}-byte limit for a config file", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and what.
+        #[source]
+        source: ParseError,
+    },
+}
+
+/// Config text that does not parse: the key path (and line) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// A value that does not parse or is out of range: what was given and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
 /// Reads and parses a config file; errors start with the file name.
-pub fn load(path: &Path) -> Result<FileConfig, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+pub fn load(path: &Path) -> Result<FileConfig, LoadError> {
+    let read = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read)?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "{shown}: {} bytes is larger than the {MAX_FILE_BYTES}-byte limit for a config file",
-            meta.len()
-        ));
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            len: meta.len(),
+        });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    parse(&text).map_err(|e| format!("{shown}: {e}"))
+    let text = std::fs::read_to_string(path).map_err(read)?;
+    parse(&text).map_err(|source| LoadError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Parses config text; the error names the key path.
-pub fn parse(text: &str) -> Result<FileConfig, String> {
+pub fn parse(text: &str) -> Result<FileConfig, ParseError> {
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -122,12 +173,12 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         let line = inner
             .span()
             .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        match (path.as_str(), line) {
+        ParseError(match (path.as_str(), line) {
             (".", Some(l)) => format!("line {l}: {msg}"),
             (".", None) => msg,
             (p, Some(l)) => format!("{p} (line {l}): {msg}"),
             (p, None) => format!("{p}: {msg}"),
-        }
+        })
     })
 }
 
@@ -144,11 +195,11 @@ fn in_range(v: Option<u64>, default: u64, lo: u64, hi: u64, key: &str) -> Result
 }
 
 /// Parses `WxH`.
-pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+pub fn parse_size(s: &str) -> Result<(u32, u32), InvalidValue> {
     let bad = || {
-        format!(
+        InvalidValue(format!(
             "expected WIDTHxHEIGHT with each from 16 to {MAX_DIMENSION}, e.g. 1280x720 (got {s:?})"
-        )
+        ))
     };
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let w: u32 = w.trim().parse().map_err(|_| bad())?;
@@ -160,12 +211,12 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
 }
 
 /// Parses and range-checks a frame rate.
-pub fn parse_fps(s: &str) -> Result<f64, String> {
+pub fn parse_fps(s: &str) -> Result<f64, InvalidValue> {
     let (lo, hi) = FPS_RANGE;
     match s.trim().parse::<f64>() {
         Ok(f) if (lo..=hi).contains(&f) => Ok(f),
-        _ => Err(format!(
+        _ => Err(InvalidValue(format!(
             "expected a number of frames per second from {lo} to {hi} (got {s:?})"
-        )),
+        ))),
     }
 }

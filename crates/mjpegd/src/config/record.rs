@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{CameraSection, ConfigError, NumberOrText, err, in_range};
+use super::{CameraSection, ConfigError, InvalidValue, NumberOrText, err, in_range};
 
 /// `[cameras.record]`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -28,12 +28,16 @@ pub const RECORD_BYTES_RANGE: (u64, u64) = (1 << 20, 1 << 50);
 pub const MAX_RECORD_AGE_SECS: u64 = 10 * 366 * 86_400;
 
 /// Parses `123`, `500K`, `500M`, `10G`, `1T` (powers of 1024; a trailing `B`/`iB` is allowed).
-pub fn parse_bytes(v: &NumberOrText) -> Result<u64, String> {
+pub fn parse_bytes(v: &NumberOrText) -> Result<u64, InvalidValue> {
     let text = match v {
         NumberOrText::Number(n) => return Ok(*n),
         NumberOrText::Text(t) => t.trim(),
     };
-    let bad = || format!("expected bytes such as 500M, 10G or 1T (got {text:?})");
+    let bad = || {
+        InvalidValue(format!(
+            "expected bytes such as 500M, 10G or 1T (got {text:?})"
+        ))
+    };
     let upper = text.to_ascii_uppercase();
     let digits = upper.trim_end_matches("IB").trim_end_matches('B');
     let (num, mult) = match digits.chars().last() {
@@ -51,12 +55,16 @@ pub fn parse_bytes(v: &NumberOrText) -> Result<u64, String> {
 }
 
 /// Parses seconds, or `90s`, `30m`, `12h`, `7d`.
-pub fn parse_age(v: &NumberOrText) -> Result<u64, String> {
+pub fn parse_age(v: &NumberOrText) -> Result<u64, InvalidValue> {
     let text = match v {
         NumberOrText::Number(n) => return Ok(*n),
         NumberOrText::Text(t) => t.trim(),
     };
-    let bad = || format!("expected an age such as 3600, 90s, 30m, 12h or 7d (got {text:?})");
+    let bad = || {
+        InvalidValue(format!(
+            "expected an age such as 3600, 90s, 30m, 12h or 7d (got {text:?})"
+        ))
+    };
     let (num, mult) = match text.chars().last() {
         Some('s') => (&text[..text.len() - 1], 1u64),
         Some('m') => (&text[..text.len() - 1], 60),

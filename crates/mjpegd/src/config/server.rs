@@ -1,44 +1,14 @@
 //! `[server]` and where to listen.
 
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use crate::server::ListenSpec;
+
 use super::{ConfigError, OneOrMany, err, in_range};
-
-/// Where to listen: a TCP address or `unix:PATH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenSpec {
-    /// `ADDR:PORT`.
-    Tcp(SocketAddr),
-    /// `unix:/run/mjpegd.sock`.
-    Unix(std::path::PathBuf),
-}
-
-impl std::str::FromStr for ListenSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<ListenSpec, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a socket path, e.g. unix:/run/mjpegd.sock".into());
-            }
-            return Ok(ListenSpec::Unix(path.into()));
-        }
-        s.parse().map(ListenSpec::Tcp).map_err(|_| {
-            format!("expected ADDRESS:PORT such as 127.0.0.1:8080 or 0.0.0.0:8080, or unix:PATH (got {s:?})")
-        })
-    }
-}
-
-impl std::fmt::Display for ListenSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenSpec::Tcp(a) => write!(f, "{a}"),
-            ListenSpec::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
 
 /// `[server]`.
 #[derive(Debug, Default, Deserialize)]

@@ -7,9 +7,12 @@ use super::*;
 #[test]
 fn unknown_keys_are_refused_with_their_path() {
     let e = parse("[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nfpss = 3\n")
-        .expect_err("unknown key");
+        .expect_err("unknown key")
+        .to_string();
     assert!(e.contains("cameras[0]") && e.contains("fpss"), "{e}");
-    let e = parse("[server]\nlisten = 8080\n").expect_err("wrong type");
+    let e = parse("[server]\nlisten = 8080\n")
+        .expect_err("wrong type")
+        .to_string();
     assert!(e.contains("server.listen"), "{e}");
 }
 
@@ -71,7 +74,8 @@ fn stream_size_and_drop_same_frames() {
     assert_eq!(cams[1].stream_size, None);
     assert!(!cams[1].drop_same_frames);
     let e = parse("[[cameras]]\nname = \"a\"\nsource = \"images\"\ndrop_same_frames = 1\n")
-        .expect_err("not a boolean");
+        .expect_err("not a boolean")
+        .to_string();
     assert!(e.contains("drop_same_frames"), "{e}");
 }
 
@@ -126,7 +130,8 @@ fn record_sections_are_checked_with_their_key_paths() {
     let e = parse(
         "[[cameras]]\nname = \"a\"\nsource = \"x\"\n[cameras.record]\ndir = \"/r\"\nmax_size = 3\n",
     )
-    .expect_err("unknown key");
+    .expect_err("unknown key")
+    .to_string();
     assert!(e.contains("record") && e.contains("max_size"), "{e}");
     assert_eq!(
         parse_bytes(&NumberOrText::Text("1.5GiB".into())),

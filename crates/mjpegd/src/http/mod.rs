@@ -16,7 +16,7 @@ mod stream;
 
 pub use error::HttpError;
 pub use state::{AppState, HttpConfig, StateSection};
-pub use stream::{ClaimedStream, DirectStream};
+pub use stream::{ClaimedStream, MAX_IGNORED_INPUT, StreamSlot};
 
 use std::net::SocketAddr;
 
@@ -100,6 +100,7 @@ async fn root(
     State(state): State<AppState>,
     method: Method,
     peer: PeerAddr,
+    slot: Result<StreamSlot, HttpError>,
     principal: Principal,
     request_headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
@@ -127,6 +128,7 @@ async fn root(
             &camera,
             &method,
             peer,
+            slot?,
             &request_headers,
             raw.as_deref(),
         ),
@@ -154,11 +156,14 @@ async fn camera_page(
     Ok(pages::camera(&camera, records))
 }
 
+// Each argument is an axum extractor: the handler takes what a stream request carries.
+#[allow(clippy::too_many_arguments)]
 async fn camera_stream(
     State(state): State<AppState>,
     Path(name): Path<String>,
     method: Method,
     peer: PeerAddr,
+    slot: StreamSlot,
     principal: Principal,
     request_headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
@@ -169,6 +174,7 @@ async fn camera_stream(
         &camera,
         &method,
         peer,
+        slot,
         &request_headers,
         raw.as_deref(),
     )

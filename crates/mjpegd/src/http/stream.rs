@@ -5,13 +5,13 @@
 //! "advance headers" wire instead (see [`wants_advance_headers`]): the JPEG alone, as a slice of
 //! the same shared buffer, then a static chunk holding the boundary and the next part's headers.
 //! The response is HTTP/1.0-style, delimited by the connection's close (as µStreamer's), so the
-//! body needs no framing at all. hyper writes the response head; the server then takes the socket
-//! back and writes the parts itself ([`DirectStream`]), one `writev` per part, the way the
-//! zero-work ceiling does: hyper's dispatcher cost about as much user time per part as all the
-//! rest of the send path. Where no server takes the socket (the router called on its own, as in
-//! unit tests), the same viewer feeds the response body instead, chunk by chunk.
+//! body needs no framing at all. hyper writes the response head; the handler leaves its viewer in
+//! the connection's [`StreamSlot`], and the server then takes the socket back and writes the parts
+//! itself, one `writev` per part, the way the zero-work ceiling does: hyper's dispatcher cost
+//! about as much user time per part as all the rest of the send path. That is the one send path:
+//! the router served by anything but [`crate::server::Server`] answers stream URLs with 503.
 //!
-//! Either way the viewer only asks for the next frame once the previous one has drained into the
+//! The viewer only asks for the next frame once the previous one has drained into the
 //! socket, so a slow viewer simply gets the newest frame when it is ready and skips the rest. A
 //! viewer whose socket stops draining altogether is cut by the server's write timeout.
 
@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -45,6 +46,7 @@ pub(super) async fn first_camera(
     principal: crate::auth::Principal,
     method: Method,
     peer: PeerAddr,
+    slot: StreamSlot,
     request_headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
@@ -54,6 +56,7 @@ pub(super) async fn first_camera(
         &camera,
         &method,
         peer,
+        slot,
         &request_headers,
         raw.as_deref(),
     )
@@ -108,6 +111,7 @@ pub(super) fn respond(
     camera: &Arc<Camera>,
     method: &Method,
     peer: PeerAddr,
+    slot: StreamSlot,
     request_headers: &HeaderMap,
     raw_query: Option<&str>,
 ) -> Result<Response, HttpError> {
@@ -178,49 +182,55 @@ pub(super) fn respond(
         advance,
     };
     tracing::debug!(camera = %camera.name(), peer = ?peer.0, advance_headers = advance, "viewer connected");
-    let direct = DirectStream(Arc::new(Mutex::new(Some(viewer))));
-    // Only runs when no server took the viewer for itself (see the module docs). The body has
-    // no known length either way, so hyper sends no `Content-Length: 0` when it ends at once.
-    let fallback = direct.clone();
-    let chunks = futures_util::stream::unfold(
-        (fallback, None::<Viewer>, None::<Bytes>),
-        |(slot, mut viewer, pending)| async move {
-            if let Some(chunk) = pending {
-                return Some((Ok::<Bytes, Infallible>(chunk), (slot, viewer, None)));
-            }
-            if viewer.is_none() {
-                viewer = slot.take();
-            }
-            let (part, trailer) = viewer.as_mut()?.next_chunk().await?;
-            let pending = trailer.map(Bytes::from_static);
-            Some((Ok(part), (slot, viewer, pending)))
-        },
-    );
-    let mut response =
-        close_delimited((StatusCode::OK, headers, Body::from_stream(chunks)).into_response());
-    response.extensions_mut().insert(direct);
-    Ok(response)
+    slot.put(viewer);
+    // hyper writes the head, and its body ends at once; the server then writes the parts. The
+    // body has no known length, so hyper sends no misleading `Content-Length: 0`.
+    let handed_off = futures_util::stream::empty::<Result<Bytes, Infallible>>();
+    Ok(close_delimited(
+        (StatusCode::OK, headers, Body::from_stream(handed_off)).into_response(),
+    ))
 }
 
-/// A stream response's viewer, carried in the response's extensions so that the server can
-/// take it and write the parts to the socket itself once hyper has written the head.
-#[derive(Clone)]
-pub struct DirectStream(Arc<Mutex<Option<Viewer>>>);
+/// Where a connection's stream viewer is handed to the server: the server puts one into each
+/// request's extensions, a stream handler leaves its viewer there, and once hyper has written
+/// the response head the server takes the viewer and writes the parts to the socket itself.
+#[derive(Clone, Default)]
+pub struct StreamSlot(Arc<Mutex<Option<ClaimedStream>>>);
 
-impl DirectStream {
-    /// Takes the viewer; `None` once taken (by the server or by the response body).
-    fn take(&self) -> Option<Viewer> {
-        // Poison recovered: the slot is only ever swapped whole, so a panic while holding it
-        // cannot leave a half-taken viewer behind.
+impl StreamSlot {
+    fn put(&self, viewer: Viewer) {
+        // Poison recovered: the slot is only ever swapped whole.
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(ClaimedStream(viewer));
+    }
+
+    /// The viewer a stream handler left, if any; `None` once taken.
+    pub fn take(&self) -> Option<ClaimedStream> {
+        // Poison recovered: the slot is only ever swapped whole.
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
+}
 
-    /// Takes the body's place: the server writes the parts to `io` itself from now on, and
-    /// the response body hyper is sending ends at once.
-    pub fn claim(&self) -> Option<ClaimedStream> {
-        self.take().map(ClaimedStream)
+impl<S: Send + Sync> FromRequestParts<S> for StreamSlot {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<StreamSlot, HttpError> {
+        parts
+            .extensions
+            .get::<StreamSlot>()
+            .cloned()
+            .ok_or_else(|| {
+                HttpError::Unavailable(
+                    "streams are written by mjpegd's own connection handling: serve this router \
+                 with server::Server"
+                        .into(),
+                )
+            })
     }
 }
+
+/// Most bytes a stream viewer may send after its request before its connection is closed: a
+/// stray CRLF or two is tolerated, a client that keeps talking is not read forever.
+pub const MAX_IGNORED_INPUT: usize = 4096;
 
 /// A viewer whose parts the server writes to its socket directly.
 pub struct ClaimedStream(Viewer);
@@ -234,16 +244,34 @@ impl ClaimedStream {
     ) -> io::Result<()> {
         // Reads only to notice a viewer that hung up while no frame is due (a 1 fps camera, a
         // source that is down): a write would notice only two writes later, and until then
-        // the viewer counts as demand. Whatever a client sends after its request is ignored.
+        // the viewer counts as demand. A client has nothing to say after its request: a few
+        // stray bytes are ignored, more close the connection. An end of input is a half-close
+        // (`nc -N`, a client done sending), not a hang-up: the stream goes on, and writes
+        // notice a viewer that is gone.
         let mut scratch = [0u8; 256];
+        let mut ignored = 0usize;
+        let mut reading = true;
         loop {
             let next = tokio::select! {
                 // Frames first: when a frame woke the task the read is not polled at all.
                 biased;
                 next = self.0.next_chunk() => next,
-                read = io.read(&mut scratch) => match read {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => continue,
+                read = io.read(&mut scratch), if reading => match read {
+                    Ok(0) => {
+                        reading = false;
+                        continue;
+                    }
+                    Ok(n) => {
+                        ignored += n;
+                        if ignored > MAX_IGNORED_INPUT {
+                            tracing::debug!(bytes = ignored, "stream viewer sent data after its request; closing");
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "the client kept sending after its request",
+                            ));
+                        }
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 },
             };

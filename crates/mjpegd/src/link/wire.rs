@@ -57,13 +57,18 @@ pub struct Received {
     pub stamp: Stamp,
 }
 
-fn number<T: std::str::FromStr>(h: &HeaderMap, name: &str) -> Result<T, String> {
+/// A message refused as a frame: what was wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadFrame(String);
+
+fn number<T: std::str::FromStr>(h: &HeaderMap, name: &str) -> Result<T, BadFrame> {
     let v = h
         .get(name)
-        .ok_or_else(|| format!("header {name} missing"))?
+        .ok_or_else(|| BadFrame(format!("header {name} missing")))?
         .as_str();
     v.parse()
-        .map_err(|_| format!("header {name}: {:?} is not a number", trunc(v)))
+        .map_err(|_| BadFrame(format!("header {name}: {:?} is not a number", trunc(v))))
 }
 
 fn trunc(s: &str) -> &str {
@@ -74,8 +79,8 @@ fn trunc(s: &str) -> &str {
 }
 
 /// Checks and decodes a message; the error says what was wrong.
-pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Received, String> {
-    let h = headers.ok_or("no headers (not an mjpegd frame)")?;
+pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Received, BadFrame> {
+    let h = headers.ok_or_else(|| BadFrame("no headers (not an mjpegd frame)".into()))?;
     let seq: u64 = number(h, SEQ)?;
     let us: u64 = number(h, CAPTURED_US)?;
     let width: u32 = number(h, WIDTH)?;
@@ -83,21 +88,30 @@ pub fn decode(headers: Option<&HeaderMap>, payload: Bytes) -> Result<Received, S
     let online = match h.get(ONLINE).map(|v| v.as_str()) {
         Some("1") => true,
         Some("0") => false,
-        Some(v) => return Err(format!("header {ONLINE}: {:?} is not 0 or 1", trunc(v))),
-        None => return Err(format!("header {ONLINE} missing")),
+        Some(v) => {
+            return Err(BadFrame(format!(
+                "header {ONLINE}: {:?} is not 0 or 1",
+                trunc(v)
+            )));
+        }
+        None => return Err(BadFrame(format!("header {ONLINE} missing"))),
     };
-    let jpeg_len = jpeg::complete_len(&payload)
-        .ok_or_else(|| format!("payload of {} bytes is not a complete JPEG", payload.len()))?;
+    let jpeg_len = jpeg::complete_len(&payload).ok_or_else(|| {
+        BadFrame(format!(
+            "payload of {} bytes is not a complete JPEG",
+            payload.len()
+        ))
+    })?;
     let (w, hgt) = jpeg::dimensions(&payload[..jpeg_len])
-        .map_err(|e| format!("payload is not a readable JPEG: {e}"))?;
+        .map_err(|e| BadFrame(format!("payload is not a readable JPEG: {e}")))?;
     if (w, hgt) != (width, height) {
-        return Err(format!(
+        return Err(BadFrame(format!(
             "headers say {width}x{height} but the JPEG is {w}x{hgt}"
-        ));
+        )));
     }
     let captured = UNIX_EPOCH
         .checked_add(Duration::from_micros(us))
-        .ok_or_else(|| format!("header {CAPTURED_US}: {us} is out of range"))?;
+        .ok_or_else(|| BadFrame(format!("header {CAPTURED_US}: {us} is out of range")))?;
     Ok(Received {
         seq,
         image: Image {
@@ -156,7 +170,9 @@ mod tests {
         );
         let good = headers(&frame).0;
         assert!(decode(None, j.clone()).is_err());
-        let e = decode(Some(&good), Bytes::from_static(b"hello")).expect_err("not a JPEG");
+        let e = decode(Some(&good), Bytes::from_static(b"hello"))
+            .expect_err("not a JPEG")
+            .to_string();
         assert!(e.contains("not a complete JPEG"), "{e}");
         let mut truncated = j.to_vec();
         truncated.truncate(j.len() / 2);
@@ -173,7 +189,9 @@ mod tests {
         }
         let mut h = HeaderMap::new();
         h.insert(SEQ, "1");
-        let e = decode(Some(&h), j).expect_err("missing headers");
+        let e = decode(Some(&h), j)
+            .expect_err("missing headers")
+            .to_string();
         assert!(e.contains("missing"), "{e}");
     }
 }

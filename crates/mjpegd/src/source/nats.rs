@@ -30,6 +30,10 @@ use crate::link::{self, CameraBusStats, ConnectConfig, Link, wire};
 /// this passes): under the hub's source timeout, so a bus fault never makes the hub reopen.
 pub const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
 
+/// How far a peer's capture time may be from this node's clock before it is clamped: NTP-synced
+/// nodes are within milliseconds, and a frame travels the bus in well under a second.
+pub const PEER_CLOCK_SKEW: Duration = Duration::from_secs(5);
+
 /// Opens a camera from the bus.
 pub struct NatsOpener {
     link: Arc<Link>,
@@ -107,6 +111,7 @@ impl Opener for NatsOpener {
                 camera: self.camera.clone(),
                 params: self.params,
                 last_seq: None,
+                last_captured: None,
                 stamp: None,
                 malformed_logged: false,
             });
@@ -155,6 +160,8 @@ struct NatsSource {
     camera: String,
     params: Params,
     last_seq: Option<u64>,
+    /// The capture time given to the last frame: peer times never go back.
+    last_captured: Option<SystemTime>,
     stamp: Option<Stamp>,
     malformed_logged: bool,
 }
@@ -169,7 +176,8 @@ impl Drop for NatsSource {
 impl NatsSource {
     fn count_gap(&mut self, seq: u64) {
         if let Some(last) = self.last_seq {
-            if seq > last + 1 {
+            // A peer chooses the numbers: `u64::MAX` must not overflow.
+            if last.checked_add(1).is_some_and(|next| seq > next) {
                 self.stats
                     .dropped
                     .fetch_add(seq - last - 1, Ordering::Relaxed);
@@ -177,6 +185,24 @@ impl NatsSource {
             // seq <= last: the camera node restarted and counts from 1 again.
         }
         self.last_seq = Some(seq);
+    }
+
+    /// A peer's capture time made safe to use: within [`PEER_CLOCK_SKEW`] of this node's clock
+    /// and never before the previous frame's. A peer (anyone who may publish on the subject)
+    /// sending alternating or future times would otherwise make a recording edge open a segment
+    /// per frame and defeat retention by age.
+    fn peer_time(&mut self, claimed: SystemTime) -> SystemTime {
+        let now = SystemTime::now();
+        let lo = now
+            .checked_sub(PEER_CLOCK_SKEW)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let hi = now + PEER_CLOCK_SKEW;
+        let mut t = claimed.clamp(lo, hi);
+        if let Some(prev) = self.last_captured {
+            t = t.max(prev);
+        }
+        self.last_captured = Some(t);
+        t
     }
 
     async fn no_signal(&mut self) -> Result<Image, SourceError> {
@@ -239,7 +265,11 @@ impl Source for NatsSource {
                     Ok(r) => {
                         self.count_gap(r.seq);
                         self.stats.received.fetch_add(1, Ordering::Relaxed);
-                        self.stamp = Some(r.stamp);
+                        let captured = self.peer_time(r.stamp.captured);
+                        self.stamp = Some(Stamp {
+                            captured,
+                            online: r.stamp.online,
+                        });
                         return Ok(r.image);
                     }
                     Err(e) => {
