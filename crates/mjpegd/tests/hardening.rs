@@ -83,3 +83,45 @@ async fn a_non_ascii_time_zone_is_a_400_not_a_panic() {
     }
     assert!(!srv.log().contains("panicked"), "{}", srv.log());
 }
+
+/// Item 1: a timelapse export from 1970 with the shortest step walked the cursor one step at a
+/// time on a runtime worker while holding the catalogue lock, so `/api/state` (and the writer)
+/// hung for minutes. With it running, `/api/state` and a live stream must answer within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_export_request_cannot_stall_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = start(&write_config(dir.path(), "", ""));
+    await_recorded(&srv, 5).await;
+    let export = format!(
+        "{}/cameras/cam/export.mkv?from=0&to=2100-01-01T00:00:00Z&every=0.01",
+        srv.url
+    );
+    let background = tokio::spawn(async move { client().get(export).send().await });
+    // Give the request time to reach the server and start its selection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let limit = Duration::from_secs(2);
+    let started = Instant::now();
+    let state =
+        tokio::time::timeout(limit, client().get(format!("{}/api/state", srv.url)).send()).await;
+    assert!(
+        matches!(&state, Ok(Ok(r)) if r.status() == 200),
+        "/api/state did not answer within {limit:?} during the export: {state:?}"
+    );
+    let live = tokio::time::timeout(limit, async {
+        let mut c = MjpegClient::connect(&format!("{}/cameras/plain/stream", srv.url)).await;
+        c.part().await
+    })
+    .await;
+    assert!(
+        live.is_ok(),
+        "no live frame within {limit:?} during the export"
+    );
+    // And the export itself finishes quickly (a handful of frames, one per recorded second).
+    let done = tokio::time::timeout(WAIT, background).await;
+    let resp = done
+        .expect("the export never answered")
+        .expect("task")
+        .expect("export request");
+    assert_eq!(resp.status(), 200, "{}", srv.log());
+    eprintln!("state and stream answered in {:?}", started.elapsed());
+}
