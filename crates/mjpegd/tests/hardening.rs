@@ -125,3 +125,43 @@ async fn one_export_request_cannot_stall_the_server() {
     assert_eq!(resp.status(), 200, "{}", srv.log());
     eprintln!("state and stream answered in {:?}", started.elapsed());
 }
+
+/// Item 3: with `stream_size` set, four `?width=` streams took every size slot and a plain
+/// `/stream` (which fits `stream_size`) got 400. The configured size keeps its slot: the fourth
+/// asked-for size is the one refused, and plain viewers still get frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_viewers_keep_the_stream_size_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mjpegd.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[cameras]]\nname = \"cam\"\nsource = \"testpattern\"\n\
+         size = \"320x240\"\nfps = 15\nstream_size = \"200x150\"\n",
+    )
+    .expect("write config");
+    let srv = start(&config);
+    let mut sized = Vec::new();
+    for w in 100..103 {
+        let url = format!("{}/cameras/cam/stream?width={w}", srv.url);
+        let mut c = MjpegClient::connect(&url).await;
+        let part = c.part().await;
+        assert_eq!(part.decode().0, w, "{url}");
+        sized.push(c);
+    }
+    let fourth = client()
+        .get(format!("{}/cameras/cam/stream?width=103", srv.url))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        fourth.status(),
+        400,
+        "a fourth asked-for size must not take the stream_size slot"
+    );
+    let mut plain = MjpegClient::connect(&format!("{}/cameras/cam/stream", srv.url)).await;
+    assert_eq!(plain.part().await.decode(), (200, 150));
+    // The sized viewers were not disturbed.
+    for c in &mut sized {
+        c.part().await;
+    }
+}

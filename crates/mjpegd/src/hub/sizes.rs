@@ -137,7 +137,12 @@ impl Camera {
             });
         }
         map.retain(|_, w| w.strong_count() > 0);
-        if map.len() >= MAX_SIZES_PER_CAMERA {
+        // The configured stream_size is what plain viewers get: asked-for sizes must never
+        // take its slot, or `?width=` viewers lock everyone else out.
+        let reserved = self.config().stream_size;
+        let others = map.keys().filter(|b| Some(**b) != reserved).count();
+        let room = MAX_SIZES_PER_CAMERA - usize::from(reserved.is_some());
+        if Some(bounds) != reserved && others >= room {
             let mut active: Vec<String> = map.keys().map(|b| describe(*b)).collect();
             active.sort();
             return Err(TooManySizes {
