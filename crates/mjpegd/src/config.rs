@@ -264,6 +264,8 @@ pub struct UserSection {
     pub password_hash: String,
     /// Cameras the user may watch; all when absent.
     pub cameras: Option<Vec<String>>,
+    /// May start/stop recording on those cameras; absent: yes (the behaviour before the key).
+    pub control: Option<bool>,
 }
 
 /// Where to listen: a TCP address or `unix:PATH`.
@@ -893,6 +895,7 @@ pub fn check_auth(
             name: u.name.clone(),
             password_hash: u.password_hash.clone(),
             cameras: u.cameras.as_ref().map(|c| c.iter().cloned().collect()),
+            control: u.control.unwrap_or(true),
         });
     }
     if a.secret.as_ref().is_some_and(|s| s.len() < 16) {

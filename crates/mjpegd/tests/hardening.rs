@@ -165,3 +165,101 @@ async fn plain_viewers_keep_the_stream_size_slot() {
         c.part().await;
     }
 }
+
+/// Item 2: a form on any site could POST `/cameras/NAME/record/stop` with the browser's cached
+/// Basic credentials. Refused now: a foreign `Origin`, or `Sec-Fetch-Site: cross-site` without
+/// one; this server's own origin passes. A user with `control = false` may watch, not control.
+#[cfg(feature = "auth")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_posts_cannot_start_or_stop_recording() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = mjpegd::auth::hash_password("pw").expect("hash");
+    let users = format!(
+        "\n[auth]\n[[auth.users]]\nname = \"owner\"\npassword_hash = \"{hash}\"\n\
+         [[auth.users]]\nname = \"watcher\"\npassword_hash = \"{hash}\"\ncontrol = false\n"
+    );
+    let srv = start(&write_config(dir.path(), "mode = \"off\"\n", &users));
+    let post = |path: &str, user: &str| {
+        client()
+            .post(format!("{}{path}", srv.url))
+            .basic_auth(user, Some("pw"))
+    };
+    let state = |user: &'static str| {
+        let url = format!("{}/api/state", srv.url);
+        async move {
+            let v: Value = client()
+                .get(url)
+                .basic_auth(user, Some("pw"))
+                .send()
+                .await
+                .expect("state")
+                .json()
+                .await
+                .expect("json");
+            v["cameras"][0]["recording"]["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        }
+    };
+    let start_url = "/cameras/cam/record/start";
+    for (header, value) in [
+        ("origin", "http://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let r = post(start_url, "owner")
+            .header(header, value)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 403, "{header}: {value}");
+        assert_eq!(
+            state("owner").await,
+            "off",
+            "{header}: {value} started recording"
+        );
+    }
+    // A lookalike origin on another port is another origin.
+    let port = srv.url.rsplit(':').next().expect("port");
+    let other_port = format!(
+        "http://127.0.0.1:{}",
+        port.parse::<u16>().expect("port") ^ 1
+    );
+    let r = post(start_url, "owner")
+        .header("origin", &other_port)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403, "{other_port}");
+    // The server's own page, and a client that sends no Origin (curl), may.
+    let r = post(start_url, "owner")
+        .header("origin", &srv.url)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(state("owner").await, "recording");
+    // Watch, not control.
+    let r = post("/cameras/cam/record/stop", "watcher")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.expect("body").contains("control"));
+    assert_eq!(state("owner").await, "recording");
+    let r = client()
+        .get(format!("{}/cameras/cam/recordings", srv.url))
+        .basic_auth("watcher", Some("pw"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200, "a watcher still sees recordings");
+    let r = post("/cameras/cam/record/stop", "owner")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert_eq!(state("owner").await, "off");
+}

@@ -140,13 +140,27 @@ pub(super) async fn list(
     Ok(resp)
 }
 
+/// The recorder of `name` for a state-changing request: same origin, and a user who may control.
+fn controlled(
+    state: &AppState,
+    p: &Principal,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<Recorder>, HttpError> {
+    access::require_same_origin(headers)?;
+    let rec = recorder_of(state, p, name)?;
+    access::require_control(p, rec.camera())?;
+    Ok(rec)
+}
+
 /// `POST /cameras/NAME/record/start`.
 pub(super) async fn start(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let rec = recorder_of(&state, &principal, &name)?;
+    let rec = controlled(&state, &principal, &name, &headers)?;
     rec.start();
     tracing::info!(camera = %name, "recording started on request");
     Ok(Json(rec.status()).into_response())
@@ -157,8 +171,9 @@ pub(super) async fn stop(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let rec = recorder_of(&state, &principal, &name)?;
+    let rec = controlled(&state, &principal, &name, &headers)?;
     rec.stop();
     tracing::info!(camera = %name, "recording stopped on request");
     Ok(Json(rec.status()).into_response())
