@@ -178,6 +178,7 @@ impl Auth {
         Some(Principal::User {
             name: u.name.clone(),
             cameras: u.cameras.clone(),
+            control: u.control,
         })
     }
 
@@ -384,11 +385,13 @@ mod tests {
                     name: "alice".into(),
                     password_hash: hash.clone(),
                     cameras: None,
+                    control: true,
                 },
                 User {
                     name: "bob".into(),
                     password_hash: hash,
                     cameras: Some(["porch".to_string()].into_iter().collect()),
+                    control: true,
                 },
             ],
             Some("test secret"),

@@ -399,6 +399,7 @@ impl Cli {
                 name: name.to_owned(),
                 password_hash: hash.to_owned(),
                 cameras: None,
+                control: true,
             });
         }
         let secret = self.auth_secret.clone().or(secret);

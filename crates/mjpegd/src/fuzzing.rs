@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("jpeg_scan", jpeg_scan),
     ("mjpeg_read", mjpeg_read),
     ("query", query),
+    ("record_time", record_time),
     ("roundtrip", roundtrip),
     #[cfg(feature = "auth")]
     ("token", token),
@@ -238,6 +239,23 @@ pub fn query(data: &[u8]) {
     }
     if let Ok(Some(w)) = q.thumbnail_width() {
         assert!((16..=8192).contains(&w));
+    }
+}
+
+/// Times on the recording URLs (`at`, `from`, `to`): parsing arbitrary text never panics, an
+/// accepted time is within 1970..=9999, and it formats back to text that parses to itself.
+pub fn record_time(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(us) = crate::record::time::parse(text) {
+        assert!(us >= 0, "{text:?} parsed to {us}");
+        let shown = crate::record::time::rfc3339(us);
+        assert_eq!(
+            crate::record::time::parse(&shown),
+            Ok(us),
+            "{text:?} -> {shown}"
+        );
     }
 }
 

@@ -13,6 +13,8 @@ pub struct User {
     pub password_hash: String,
     /// Cameras this user may watch; `None` means all.
     pub cameras: Option<HashSet<String>>,
+    /// May start/stop recording (and use other controls) on the cameras it may watch.
+    pub control: bool,
 }
 
 /// Who is making a request.
@@ -28,6 +30,8 @@ pub enum Principal {
         name: String,
         /// Cameras allowed; `None` for all.
         cameras: Option<HashSet<String>>,
+        /// May control (record start/stop) the cameras it may watch.
+        control: bool,
     },
     /// A URL token for one camera's stream and snapshot.
     Token {
@@ -44,6 +48,14 @@ impl Principal {
             Principal::Anonymous => false,
             Principal::User { cameras, .. } => cameras.as_ref().is_none_or(|c| c.contains(camera)),
             Principal::Token { camera: c } => c == camera,
+        }
+    }
+
+    /// May this principal control `camera` (start/stop recording)? Watching is required too.
+    pub fn may_control(&self, camera: &str) -> bool {
+        match self {
+            Principal::User { control, .. } => *control && self.may_watch(camera),
+            other => matches!(other, Principal::Open),
         }
     }
 

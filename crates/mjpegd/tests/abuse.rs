@@ -100,6 +100,7 @@ async fn abuse_server() -> TestServer {
             name: "alice".into(),
             password_hash: hash,
             cameras: None,
+            control: true,
         }],
         None,
     ));

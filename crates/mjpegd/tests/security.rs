@@ -27,11 +27,13 @@ fn users() -> Arc<Auth> {
                 name: "alice".into(),
                 password_hash: hash.clone(),
                 cameras: None,
+                control: true,
             },
             User {
                 name: "bob".into(),
                 password_hash: hash,
                 cameras: Some(["porch".to_string()].into_iter().collect()),
+                control: true,
             },
         ],
         Some("a test secret of some length"),
@@ -488,6 +490,7 @@ fn hash_password_subcommand_prints_a_usable_hash() {
             name: "u".into(),
             password_hash: hash,
             cameras: None,
+            control: true,
         }],
         None,
     );

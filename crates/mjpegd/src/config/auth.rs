@@ -27,6 +27,8 @@ pub struct UserSection {
     pub password_hash: String,
     /// Cameras the user may watch; all when absent.
     pub cameras: Option<Vec<String>>,
+    /// May start/stop recording on those cameras; absent: yes (the behaviour before the key).
+    pub control: Option<bool>,
 }
 
 /// Checks `[auth]` against the declared camera names and builds the users.
@@ -63,6 +65,7 @@ pub fn check_auth(
             name: u.name.clone(),
             password_hash: u.password_hash.clone(),
             cameras: u.cameras.as_ref().map(|c| c.iter().cloned().collect()),
+            control: u.control.unwrap_or(true),
         });
     }
     if a.secret.as_ref().is_some_and(|s| s.len() < 16) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 
 use super::{AppState, HttpError};
 use crate::hub::Camera;
@@ -93,6 +94,54 @@ pub(super) fn require_user(p: &Principal) -> Result<(), HttpError> {
             "a camera token only opens that camera's stream and snapshot".into(),
         )),
     }
+}
+
+/// Requires that a state-changing request (record start/stop) comes from this server's own
+/// pages: a form on any other site can POST here with the browser's cached Basic credentials
+/// and no preflight. Refused: an `Origin` whose host and port are not the `Host` asked for
+/// (or `Origin: null`), and, without `Origin`, `Sec-Fetch-Site: cross-site`. Clients that send
+/// neither (curl, scripts) are not browsers on a foreign page and pass.
+pub(super) fn require_same_origin(headers: &HeaderMap) -> Result<(), HttpError> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let refuse = |why: String| {
+        tracing::warn!("refused a cross-site state-changing request: {why}");
+        Err(HttpError::Forbidden(format!(
+            "{why}: recording and camera controls only take requests from this server's own pages"
+        )))
+    };
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .map(|a| a.trim_end_matches('/'));
+        let host = text(header::HOST);
+        return match (authority, host) {
+            (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h.trim()) => Ok(()),
+            _ => refuse(format!(
+                "Origin {origin:?} is not this server (Host {:?})",
+                host.unwrap_or("")
+            )),
+        };
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) if site.trim().eq_ignore_ascii_case("cross-site") => {
+            refuse("Sec-Fetch-Site: cross-site".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Requires that `p` may control `camera` (record start/stop): users whose config says
+/// `control = false` may only watch.
+pub(super) fn require_control(p: &Principal, camera: &Camera) -> Result<(), HttpError> {
+    if p.may_control(camera.name()) {
+        return Ok(());
+    }
+    Err(HttpError::Forbidden(format!(
+        "you may watch camera {:?} but not control it (its user entry has control = false)",
+        camera.name()
+    )))
 }
 
 /// Requires that `p` may watch `camera`.

@@ -78,3 +78,16 @@ impl IntoResponse for HttpError {
         resp
     }
 }
+
+impl From<crate::record::RecordError> for HttpError {
+    fn from(e: crate::record::RecordError) -> HttpError {
+        use crate::record::RecordError;
+        match e {
+            RecordError::TooManyFrames { .. } => HttpError::BadRequest(e.to_string()),
+            RecordError::Read { .. } | RecordError::Task(_) => {
+                tracing::warn!(error = %e, "a recording query failed");
+                HttpError::Unavailable(e.to_string())
+            }
+        }
+    }
+}

@@ -27,7 +27,7 @@ use crate::mjpeg::write::{STREAM_PREAMBLE, part, timestamp_value};
 use crate::record::export::{Export, Format, OpenFile};
 use crate::record::store::{FrameRef, SegFile};
 use crate::record::time::{self, Micros};
-use crate::record::{Recorder, read_at};
+use crate::record::{Recorder, read_frame};
 
 /// Exports running at once; past it, 503 + `Retry-After` (each streams from disk at full speed).
 pub const MAX_EXPORTS: usize = 4;
@@ -127,7 +127,7 @@ pub(super) async fn list(
             time::rfc3339(to)
         )));
     }
-    let (spans, truncated) = rec.store().spans(from, to, rec.span_gap(), MAX_SPANS);
+    let (spans, truncated) = rec.spans(from, to, MAX_SPANS).await?;
     let body = serde_json::json!({
         "camera": name,
         "spans": spans,
@@ -140,13 +140,27 @@ pub(super) async fn list(
     Ok(resp)
 }
 
+/// The recorder of `name` for a state-changing request: same origin, and a user who may control.
+fn controlled(
+    state: &AppState,
+    p: &Principal,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<Recorder>, HttpError> {
+    access::require_same_origin(headers)?;
+    let rec = recorder_of(state, p, name)?;
+    access::require_control(p, rec.camera())?;
+    Ok(rec)
+}
+
 /// `POST /cameras/NAME/record/start`.
 pub(super) async fn start(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let rec = recorder_of(&state, &principal, &name)?;
+    let rec = controlled(&state, &principal, &name, &headers)?;
     rec.start();
     tracing::info!(camera = %name, "recording started on request");
     Ok(Json(rec.status()).into_response())
@@ -157,28 +171,12 @@ pub(super) async fn stop(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let rec = recorder_of(&state, &principal, &name)?;
+    let rec = controlled(&state, &principal, &name, &headers)?;
     rec.stop();
     tracing::info!(camera = %name, "recording stopped on request");
     Ok(Json(rec.status()).into_response())
-}
-
-async fn read_jpeg(file: Arc<SegFile>, off: u32, len: u32) -> Result<Vec<u8>, HttpError> {
-    let read = tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&file.path).and_then(|f| read_at(&f, u64::from(off), len as usize))
-    })
-    .await;
-    match read {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot read a recorded frame");
-            Err(HttpError::Unavailable(format!(
-                "cannot read the recording: {e}"
-            )))
-        }
-        Err(e) => Err(HttpError::Unavailable(format!("read task failed: {e}"))),
-    }
 }
 
 fn system_time(t: Micros) -> SystemTime {
@@ -196,16 +194,14 @@ pub(super) async fn frame(
     let q = Query::parse(raw.as_deref());
     let at = required_time(&q, "at", "?at=2026-12-01T08:04:20Z")?;
     let limit = NEAREST_LIMIT.as_micros() as Micros;
-    let found = rec.store().nearest(at, limit);
-    let Some((file, entry)) = found else {
+    let Some(found) = rec.nearest(at, limit).await? else {
         return Err(HttpError::NotFound(format!(
             "camera {name:?} has no recorded frame within {}s of {}; see /cameras/{name}/recordings",
             NEAREST_LIMIT.as_secs(),
             time::rfc3339(at)
         )));
     };
-    let jpeg = read_jpeg(file, entry.off, entry.len).await?;
-    let mut resp = (StatusCode::OK, Body::from(jpeg)).into_response();
+    let mut resp = (StatusCode::OK, Body::from(found.jpeg)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
     // A recorded frame never changes; it only disappears with retention.
@@ -213,7 +209,7 @@ pub(super) async fn frame(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, max-age=3600"),
     );
-    if let Ok(v) = HeaderValue::from_str(&timestamp_value(system_time(entry.t))) {
+    if let Ok(v) = HeaderValue::from_str(&timestamp_value(system_time(found.t))) {
         h.insert("x-timestamp", v);
     }
     Ok(resp)
@@ -324,23 +320,14 @@ async fn export(
             ))
         })?;
     let every_us = every.map(|s| (s * 1e6) as Micros);
-    let selected = rec.store().select(from, to, every_us, MAX_EXPORT_FRAMES);
-    let sel = match selected {
-        Ok(s) if s.frames.is_empty() => {
-            return Err(HttpError::NotFound(format!(
-                "camera {name:?} has no recording between {} and {}; see /cameras/{name}/recordings",
-                time::rfc3339(from),
-                time::rfc3339(to)
-            )));
-        }
-        Ok(s) => s,
-        Err(n) => {
-            return Err(HttpError::BadRequest(format!(
-                "that range holds {n} frames, more than the {MAX_EXPORT_FRAMES} one export may have: \
-                 export a shorter range, or a timelapse with every=SECONDS"
-            )));
-        }
-    };
+    let sel = rec.select(from, to, every_us, MAX_EXPORT_FRAMES).await?;
+    if sel.frames.is_empty() {
+        return Err(HttpError::NotFound(format!(
+            "camera {name:?} has no recording between {} and {}; see /cameras/{name}/recordings",
+            time::rfc3339(from),
+            time::rfc3339(to)
+        )));
+    }
     let laid_out =
         tokio::task::spawn_blocking(move || Export::new(format, sel, every.is_some())).await;
     let export =
@@ -471,7 +458,7 @@ pub(super) async fn replay(
     let q = Query::parse(raw.as_deref());
     let (from, to) = time_range(&q, false)?;
     let speed = bounded_f64(&q, "speed", SPEED_RANGE, "replay speed")?.unwrap_or(1.0);
-    let first = rec.store().batch(from, to, REPLAY_BATCH);
+    let first = rec.batch(from, to, REPLAY_BATCH);
     if first.frames.is_empty() {
         return Err(HttpError::NotFound(format!(
             "camera {name:?} has no recording from {}{}; see /cameras/{name}/recordings",
@@ -548,10 +535,7 @@ impl Replay {
 
     fn refill(&mut self) {
         if self.queue.len() < 2 && self.next_from <= self.to {
-            let sel = self
-                .rec
-                .store()
-                .batch(self.next_from, self.to, REPLAY_BATCH);
+            let sel = self.rec.batch(self.next_from, self.to, REPLAY_BATCH);
             self.enqueue(sel);
         }
     }
@@ -592,7 +576,14 @@ impl Replay {
                 () = self.shutdown.cancelled() => return None,
                 () = sleep_until(due) => {}
             }
-            let jpeg = read_jpeg(file, f.off, f.len).await.ok()?;
+            let jpeg = match read_frame(file, f.off, f.len).await {
+                Ok(j) => j,
+                Err(e) => {
+                    // Retention deleted it under us, or the disk failed: the replay ends.
+                    tracing::debug!(error = %e, "replay ended");
+                    return None;
+                }
+            };
             return Some(part(&jpeg, system_time(f.t)).0);
         }
     }

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::frame::Frame;
 use crate::hub::{Camera, Hub};
 use segment::SegmentWriter;
-use store::Store;
+use store::{SegFile, Selection, Store};
 use time::Micros;
 
 /// Frames queued between a camera and its writer thread: about half a second at 30 fps,
@@ -151,7 +151,8 @@ impl Recorder {
         &self.stats
     }
 
-    /// The catalogue, locked; hold it briefly (the writer takes it once per frame).
+    /// The catalogue, locked; hold it briefly (the writer takes it once per frame). Outside
+    /// this module, use the query API ([`Recorder::spans`], [`Recorder::select`], ...).
     pub fn store(&self) -> MutexGuard<'_, Store> {
         self.store
             .lock()
@@ -260,6 +261,105 @@ impl Recorder {
                 paused.as_secs_f64()
             );
         }
+    }
+}
+
+/// What the record layer's queries can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// A range holds more frames than one query may return.
+    #[error(
+        "that range holds more than {max} frames, the most one export may have: \
+         export a shorter range, or a timelapse with every=SECONDS"
+    )]
+    TooManyFrames {
+        /// The limit.
+        max: usize,
+    },
+    /// A segment file could not be opened or read.
+    #[error("cannot read the recording {}: {source}", path.display())]
+    Read {
+        /// The segment file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The blocking task doing the query failed (panicked or was cancelled at shutdown).
+    #[error("the recording query task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A recorded frame read back from disk.
+#[derive(Debug)]
+pub struct RecordedFrame {
+    /// Capture time.
+    pub t: Micros,
+    /// The JPEG, as recorded.
+    pub jpeg: Vec<u8>,
+}
+
+/// Reads one frame of a selection (or any frame reference) from its segment file, on a
+/// blocking thread.
+pub async fn read_frame(file: Arc<SegFile>, off: u32, len: u32) -> Result<Vec<u8>, RecordError> {
+    tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&file.path)
+            .and_then(|f| read_at(&f, u64::from(off), len as usize))
+            .map_err(|source| RecordError::Read {
+                path: file.path.clone(),
+                source,
+            })
+    })
+    .await?
+}
+
+/// The query API: every catalogue walk runs on a blocking thread over a [`store::Snapshot`]
+/// copied out under the lock, so neither the async runtime nor the writer thread (which takes
+/// the lock once per frame) waits for a long range.
+impl Recorder {
+    /// The recorded spans in `from..=to`, at most `max` (and whether there were more).
+    pub async fn spans(
+        self: &Arc<Self>,
+        from: Micros,
+        to: Micros,
+        max: usize,
+    ) -> Result<(Vec<store::Span>, bool), RecordError> {
+        let snap = self.store().snapshot(from, to);
+        let gap = self.span_gap;
+        Ok(tokio::task::spawn_blocking(move || snap.spans(from, to, gap, max)).await?)
+    }
+
+    /// The frames of `from..=to` for an export, one per `every` µs if given, at most `max`.
+    pub async fn select(
+        self: &Arc<Self>,
+        from: Micros,
+        to: Micros,
+        every: Option<Micros>,
+        max: usize,
+    ) -> Result<Selection, RecordError> {
+        let snap = self.store().snapshot(from, to);
+        tokio::task::spawn_blocking(move || snap.select(from, to, every, max))
+            .await?
+            .map_err(|max| RecordError::TooManyFrames { max })
+    }
+
+    /// The next `max` frames of `from..=to` for a replay (bounded: a short lock, no walk).
+    pub fn batch(&self, from: Micros, to: Micros, max: usize) -> Selection {
+        self.store().batch(from, to, max)
+    }
+
+    /// The recorded frame nearest `at` within `limit`, read from disk (`None`: no frame there).
+    pub async fn nearest(
+        &self,
+        at: Micros,
+        limit: Micros,
+    ) -> Result<Option<RecordedFrame>, RecordError> {
+        let found = self.store().nearest(at, limit);
+        let Some((file, entry)) = found else {
+            return Ok(None);
+        };
+        let jpeg = read_frame(file, entry.off, entry.len).await?;
+        Ok(Some(RecordedFrame { t: entry.t, jpeg }))
     }
 }
 

@@ -22,7 +22,7 @@ pub struct SegFile {
     pub path: PathBuf,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Seg {
     file: Arc<SegFile>,
     size: (u16, u16),
@@ -287,11 +287,67 @@ impl Store {
         errors
     }
 
+    /// Copies out the segments with frames in `from..=to` (reference counts, no frame data),
+    /// so that walking them needs no lock: the writer takes this one once per frame.
+    pub fn snapshot(&self, from: Micros, to: Micros) -> Snapshot {
+        Snapshot {
+            segs: self
+                .segs
+                .iter()
+                .filter(|s| overlaps(s, from, to))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// [`Snapshot::spans`] of the whole catalogue (tests; servers use a snapshot, off the lock).
+    pub fn spans(&self, from: Micros, to: Micros, gap: Micros, max: usize) -> (Vec<Span>, bool) {
+        self.snapshot(from, to).spans(from, to, gap, max)
+    }
+
+    /// [`Snapshot::select`] of the whole catalogue.
+    pub fn select(
+        &self,
+        from: Micros,
+        to: Micros,
+        every: Option<Micros>,
+        max: usize,
+    ) -> Result<Selection, usize> {
+        self.snapshot(from, to).select(from, to, every, max)
+    }
+
+    /// The first `max` frames in `from..=to` (a replay's next batch). Bounded work (`max`
+    /// frames, one binary search per segment), so it may run under the lock.
+    pub fn batch(&self, from: Micros, to: Micros, max: usize) -> Selection {
+        Snapshot::pick(self.overlapping(from, to), from, to, None, max, true).unwrap_or_default()
+    }
+
+    /// The frame nearest `at`, if one is within `limit` (two binary searches per segment).
+    pub fn nearest(&self, at: Micros, limit: Micros) -> Option<(Arc<SegFile>, Entry)> {
+        Snapshot::nearest_in(self.overlapping(at - limit, at + limit), at, limit)
+    }
+
+    fn overlapping(&self, from: Micros, to: Micros) -> impl Iterator<Item = &Seg> {
+        self.segs.iter().filter(move |s| overlaps(s, from, to))
+    }
+}
+
+fn overlaps(s: &Seg, from: Micros, to: Micros) -> bool {
+    matches!((s.first(), s.last()), (Some(a), Some(b)) if a <= to && b >= from)
+}
+
+/// Segments copied out of the catalogue for one query: walked without its lock (and off the
+/// async runtime, as a range may hold millions of frames). Holding it keeps its files from
+/// deletion, like a [`Selection`].
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    segs: Vec<Seg>,
+}
+
+impl Snapshot {
     /// Segments with frames in `from..=to`, oldest first.
     fn overlapping(&self, from: Micros, to: Micros) -> impl Iterator<Item = &Seg> {
-        self.segs.iter().filter(
-            move |s| matches!((s.first(), s.last()), (Some(a), Some(b)) if a <= to && b >= from),
-        )
+        self.segs.iter().filter(move |s| overlaps(s, from, to))
     }
 
     /// The recorded stretches in `from..=to`: a gap longer than `gap` between two frames
@@ -334,7 +390,8 @@ impl Store {
     }
 
     /// The frames in `from..=to` in time order, with `every` keeping one frame per that many
-    /// µs (timelapse), at most `max` of them (`Err` with the count when there are more).
+    /// µs (timelapse), at most `max` of them (`Err(max)` as soon as there are more: counting
+    /// further would only walk more of a range that is refused anyway).
     pub fn select(
         &self,
         from: Micros,
@@ -342,16 +399,11 @@ impl Store {
         every: Option<Micros>,
         max: usize,
     ) -> Result<Selection, usize> {
-        self.pick(from, to, every, max, false)
+        Self::pick(self.overlapping(from, to), from, to, every, max, false)
     }
 
-    /// The first `max` frames in `from..=to` (a replay's next batch).
-    pub fn batch(&self, from: Micros, to: Micros, max: usize) -> Selection {
-        self.pick(from, to, None, max, true).unwrap_or_default()
-    }
-
-    fn pick(
-        &self,
+    fn pick<'a>(
+        segs: impl Iterator<Item = &'a Seg>,
         from: Micros,
         to: Micros,
         every: Option<Micros>,
@@ -361,30 +413,32 @@ impl Store {
         let mut sel = Selection::default();
         let mut next_keep = from;
         let mut last_t = Micros::MIN;
-        let mut over = 0usize;
-        for seg in self.overlapping(from, to) {
-            let lo = seg.entries.partition_point(|e| e.t < from);
+        for seg in segs {
+            let mut i = seg.entries.partition_point(|e| e.t < from);
             let mut file_index = None;
-            for e in seg.entries[lo..].iter().take_while(|e| e.t <= to) {
+            while let Some(e) = seg.entries.get(i).filter(|e| e.t <= to) {
+                i += 1;
                 // Segments may overlap after the clock stepped back: keep time increasing.
                 if e.t <= last_t {
                     continue;
                 }
-                if let Some(every) = every {
+                if let Some(every) = every.filter(|&s| s > 0) {
                     if e.t < next_keep {
+                        // Jump to the next kept time instead of stepping frame by frame.
+                        i += seg.entries[i..].partition_point(|x| x.t < next_keep);
                         continue;
                     }
-                    while next_keep <= e.t {
-                        next_keep += every;
-                    }
+                    // The first step past this frame, computed: stepping one `every` at a
+                    // time from 1970 with `every=0.01` is 10^11 iterations.
+                    let steps = (e.t - next_keep) / every + 1;
+                    next_keep = next_keep.saturating_add(steps.saturating_mul(every));
                 }
                 last_t = e.t;
                 if sel.frames.len() == max {
                     if first_only {
                         return Ok(sel);
                     }
-                    over += 1;
-                    continue;
+                    return Err(max);
                 }
                 let file = *file_index.get_or_insert_with(|| {
                     sel.files.push(Arc::clone(&seg.file));
@@ -401,16 +455,16 @@ impl Store {
                 });
             }
         }
-        if over > 0 {
-            return Err(max + over);
-        }
         Ok(sel)
     }
 
-    /// The frame nearest `at`, if one is within `limit`.
-    pub fn nearest(&self, at: Micros, limit: Micros) -> Option<(Arc<SegFile>, Entry)> {
+    fn nearest_in<'a>(
+        segs: impl Iterator<Item = &'a Seg>,
+        at: Micros,
+        limit: Micros,
+    ) -> Option<(Arc<SegFile>, Entry)> {
         let mut best: Option<(Micros, &Seg, Entry)> = None;
-        for seg in self.overlapping(at - limit, at + limit) {
+        for seg in segs {
             let i = seg.entries.partition_point(|e| e.t < at);
             for e in [i.checked_sub(1), Some(i)]
                 .into_iter()
@@ -472,7 +526,7 @@ mod tests {
             .expect("select");
         assert_eq!(sel.frames.len(), 31);
         assert_eq!(sel.files.len(), 2);
-        assert_eq!(store.select(2_000_000, 5_000_000, None, 30).err(), Some(31));
+        assert_eq!(store.select(2_000_000, 5_000_000, None, 30).err(), Some(30));
         let lapse = store
             .select(0, i64::MAX / 2, Some(1_000_000), 1000)
             .expect("select");

@@ -114,10 +114,12 @@ fn parse_rfc3339(s: &str) -> Option<Micros> {
     };
     let offset_secs: i64 = match zone {
         "Z" | "z" => 0,
-        z if z.len() == 6 && matches!(&z[0..1], "+" | "-") && &z[3..4] == ":" => {
-            let oh = i64::from(num(&z[1..3], 0..=23)?);
-            let om = i64::from(num(&z[4..6], 0..=59)?);
-            let sign = if &z[0..1] == "-" { -1 } else { 1 };
+        // Byte checks and `get`, never `&z[..]`: a zone of non-ASCII text must be refused,
+        // not sliced inside a character (a panic).
+        z if z.len() == 6 && matches!(z.as_bytes()[0], b'+' | b'-') && z.as_bytes()[3] == b':' => {
+            let oh = i64::from(num(z.get(1..3)?, 0..=23)?);
+            let om = i64::from(num(z.get(4..6)?, 0..=59)?);
+            let sign = if z.as_bytes()[0] == b'-' { -1 } else { 1 };
             sign * (oh * 3600 + om * 60)
         }
         _ => return None,
@@ -195,6 +197,11 @@ mod tests {
             "1969-12-31T23:59:59Z",
             "99999999999999",
             "1.2.3",
+            "2025-12-01T08:04:20é0:00",
+            "2025-12-01T08:04:20+é:00",
+            "2025-12-01T08:04:20+0é00",
+            "2025-12-01T08:04:20.5é0:00",
+            "2025-12-01T08:04é0:00Z",
         ] {
             let e = parse(bad).expect_err(bad);
             assert!(e.contains("RFC 3339"), "{e}");
