@@ -365,6 +365,8 @@ pub struct CameraSection {
     pub drop_same_frames: Option<bool>,
     /// `[cameras.record]`: record this camera to disk (see docs/recording.md).
     pub record: Option<RecordSection>,
+    /// `[cameras.motion]`: motion detection (see docs/motion.md).
+    pub motion: Option<crate::motion::MotionSection>,
 }
 
 /// `[cameras.record]`.

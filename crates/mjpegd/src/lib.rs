@@ -17,6 +17,7 @@
 //!   `--tls-cert` is refused at startup).
 //! - [`crypto`]: the process-wide rustls provider (ring) shared by TLS, the relay and the bus.
 //! - [`bus`]: scale-out over NATS: camera nodes publish frames, edges discover cameras and send demand.
+//! - [`motion`]: motion detection on a small luma image; the event state machine.
 //! - [`record`]: recording to segment files; catalogue, retention, replay and computed exports.
 //! - [`server`]: the composition root: accept loop, per-connection limits, graceful shutdown.
 //! - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
@@ -43,6 +44,7 @@ pub mod http;
 pub mod hub;
 pub mod jpeg;
 pub mod mjpeg;
+pub mod motion;
 pub mod pool;
 pub mod principal;
 pub mod record;
