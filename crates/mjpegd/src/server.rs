@@ -126,6 +126,22 @@ impl Server {
         Ok(self)
     }
 
+    /// Starts motion detection on the cameras in `configs`, with its `/api/state` section
+    /// (`motion`). Must be called within the tokio runtime that will run the server.
+    pub fn with_motion(
+        self,
+        configs: Vec<(String, crate::motion::MotionConfig)>,
+    ) -> Result<Server, String> {
+        if !configs.is_empty() {
+            let m = crate::motion::Motion::start(self.state.hub(), configs, self.shutdown.clone())?;
+            let section = Arc::clone(&m);
+            self.state
+                .add_state_section("motion", Arc::new(move || section.state_json()));
+            self.state.set_motion(m);
+        }
+        Ok(self)
+    }
+
     /// Serves TCP listeners over TLS with this configuration.
     pub fn with_tls(mut self, tls: TlsConfig) -> Server {
         self.tls = Some(tls);

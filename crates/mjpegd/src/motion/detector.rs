@@ -390,7 +390,10 @@ mod tests {
             }
         }
         let e = ended.expect("the event ends once the parked square has faded");
-        assert_eq!(since_motion, 10, "ends on the first frame 2 s after the last motion");
+        assert_eq!(
+            since_motion, 10,
+            "ends on the first frame 2 s after the last motion"
+        );
         assert_eq!(e.id, 1);
         assert_eq!(e.end, Some(last_motion_wall));
         assert!(e.peak >= started.peak);
