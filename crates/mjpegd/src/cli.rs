@@ -187,6 +187,10 @@ pub struct Cli {
     )]
     pub record_max_age: Option<String>,
 
+    /// Detect motion on the camera with the default settings (see docs/motion.md).
+    #[arg(long, env = "MJPEGD_MOTION")]
+    pub motion: bool,
+
     /// A subcommand instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -217,6 +221,8 @@ pub struct Settings {
     pub bus: Option<crate::bus::BusSettings>,
     /// Cameras that record, with their settings.
     pub recordings: Vec<(String, crate::record::RecordConfig)>,
+    /// Cameras with motion detection, with their settings.
+    pub motions: Vec<(String, crate::motion::MotionConfig)>,
 }
 
 /// Flags and a config file that do not make a server; each says the flag or file and key.
@@ -224,7 +230,7 @@ pub struct Settings {
 pub enum SettingsError {
     /// Camera flags given together with `--config`.
     #[error(
-        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames, --record) \
+        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames, --record, --motion) \
          cannot be combined with --config: set them in {}'s [[cameras]] tables",
         .0.display()
     )]
@@ -270,12 +276,13 @@ impl Cli {
             || self.stream_size.is_some()
             || self.drop_same_frames
             || self.record.is_some()
+            || self.motion
     }
 
     /// Merges flags and the config file into checked settings; errors name the flag or the
     /// file and key, and what is accepted.
     pub fn into_settings(self) -> Result<Settings, SettingsError> {
-        let (server_section, cameras, auth_section, mut bus_section, recordings) = match &self
+        let (server_section, cameras, auth_section, mut bus_section, (recordings, motions)) = match &self
             .config
         {
             Some(path) => {
@@ -295,12 +302,13 @@ impl Cli {
                 let server =
                     config::check_server(&file.server, "server.").map_err(in_file(path))?;
                 let recordings = config::check_recordings(&file.cameras).map_err(in_file(path))?;
+                let motions = config::check_motions(&file.cameras).map_err(in_file(path))?;
                 (
                     server,
                     cameras,
                     Some((file.auth, path.clone())),
                     bus,
-                    recordings,
+                    (recordings, motions),
                 )
             }
             None => {
@@ -329,6 +337,7 @@ impl Cli {
                         mode: None,
                         segment_seconds: None,
                     }),
+                    motion: self.motion.then(config::MotionSection::default),
                 };
                 let flag = |field: &str| format!("--{}", field.replace('_', "-"));
                 // An edge (--cameras-from) without camera flags serves only what it discovers.
@@ -350,7 +359,12 @@ impl Cli {
                     idle_timeout: self.idle_timeout,
                     ..config::BusSection::default()
                 };
-                (server, cameras, None, bus, recordings)
+                let motion_flag = |_: &str| "--motion".to_owned();
+                let motions = config::check_camera_motion(&draft, &motion_flag)?
+                    .map(|m| (draft.name.clone(), m))
+                    .into_iter()
+                    .collect();
+                (server, cameras, None, bus, (recordings, motions))
             }
         };
         let snapshot_wait = cameras
@@ -463,6 +477,7 @@ impl Cli {
             },
             bus,
             recordings,
+            motions,
         })
     }
 }

@@ -22,7 +22,8 @@
 //! - layer 3, [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle),
 //!   latest-frame fan-out, per-request sizes, the one [`hub::CameraConfig`] constructor.
 //! - layer 4, [`bus`] (camera nodes publish, edges discover) and [`record`] (segment files,
-//!   catalogue, retention, replay and computed exports): hub consumers.
+//!   catalogue, retention, replay and computed exports) and [`motion`] (detection on a small
+//!   luma image, on the encoder pool; the event state machine): hub consumers.
 //! - layer 5, [`http`] (routes, pages, the stream hand-off, snapshots, mjpg-streamer
 //!   compatibility) and [`auth`] (Basic users with argon2 hashes, signed URL tokens; feature
 //!   `auth`, without it every request is open and configuring users is an error).
@@ -50,6 +51,7 @@ pub mod hub;
 pub mod jpeg;
 pub mod link;
 pub mod mjpeg;
+pub mod motion;
 pub mod name;
 pub mod pool;
 pub mod principal;

@@ -137,6 +137,9 @@ pub enum ServerError {
     /// Recording could not start (the catalogue scan, the directory).
     #[error("{0}")]
     Recordings(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Motion detection could not start (a camera that does not exist).
+    #[error("{0}")]
+    Motion(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A bound socket to serve.
@@ -202,6 +205,23 @@ impl Server {
                 crate::record::Recordings::start(self.state.hub(), configs, self.shutdown.clone())
                     .map_err(|e| ServerError::Recordings(e.into()))?;
             self.state.set_recordings(r);
+        }
+        Ok(self)
+    }
+
+    /// Starts motion detection on the cameras in `configs`, with its `/api/state` section
+    /// (`motion`). Must be called within the tokio runtime that will run the server.
+    pub fn with_motion(
+        self,
+        configs: Vec<(String, crate::motion::MotionConfig)>,
+    ) -> Result<Server, ServerError> {
+        if !configs.is_empty() {
+            let m = crate::motion::Motion::start(self.state.hub(), configs, self.shutdown.clone())
+                .map_err(|e| ServerError::Motion(e.into()))?;
+            let section = Arc::clone(&m);
+            self.state
+                .add_state_section("motion", Arc::new(move || section.state_json()));
+            self.state.set_motion(m);
         }
         Ok(self)
     }

@@ -191,7 +191,10 @@ async fn async_main(cli: Cli) -> ExitCode {
         Some(bus) => server.with_bus(bus),
         None => server,
     };
-    let server = match server.with_recordings(settings.recordings) {
+    let server = match server
+        .with_recordings(settings.recordings)
+        .and_then(|s| s.with_motion(settings.motions))
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");

@@ -42,6 +42,8 @@ pub struct CameraSection {
     pub drop_same_frames: Option<bool>,
     /// `[cameras.record]`: record this camera to disk (see docs/recording.md).
     pub record: Option<RecordSection>,
+    /// `[cameras.motion]`: motion detection (see docs/motion.md).
+    pub motion: Option<super::MotionSection>,
 }
 
 /// A camera's settings before they are checked: the CLI builds one from its flags, so flags and

@@ -4,6 +4,7 @@
 mod auth;
 mod bus;
 mod camera;
+mod motion;
 mod record;
 mod server;
 #[cfg(test)]
@@ -13,6 +14,7 @@ pub use crate::server::ListenSpec;
 pub use auth::{AuthSection, UserSection, check_auth};
 pub use bus::{BusSection, PublishSection, check_bus};
 pub use camera::{CameraDraft, CameraSection, check_camera, check_cameras};
+pub use motion::{MotionSection, check_camera_motion, check_motions};
 pub use record::{
     MAX_RECORD_AGE_SECS, RECORD_BYTES_RANGE, RecordSection, check_record, check_recordings,
     parse_age, parse_bytes,

@@ -6,6 +6,7 @@
 
 mod access;
 mod error;
+mod events;
 mod pages;
 pub mod query;
 pub mod recordings;
@@ -52,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/cameras/{name}/record/start", post(recordings::start))
         .route("/cameras/{name}/record/stop", post(recordings::stop))
+        .route("/cameras/{name}/events", get(events::list))
+        .route("/cameras/{name}/events/{id}/frame.jpg", get(events::frame))
         .route("/api/state", get(status::state))
         .route("/metrics", get(status::metrics))
         .route("/api/token", get(status::token))

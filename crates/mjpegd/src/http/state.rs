@@ -87,6 +87,8 @@ pub(super) struct Inner {
     pub(super) recordings: std::sync::OnceLock<Arc<crate::record::Recordings>>,
     /// One permit per running export, held by the export body.
     pub(super) export_slots: Arc<Semaphore>,
+    /// Motion detection, when any camera has it; set once at startup.
+    pub(super) motion: std::sync::OnceLock<Arc<crate::motion::Motion>>,
 }
 
 /// Addresses whose snapshot budgets are remembered. Past it, full (idle for a second) budgets
@@ -155,6 +157,7 @@ impl AppState {
             started: std::time::Instant::now(),
             recordings: std::sync::OnceLock::new(),
             export_slots: Arc::new(Semaphore::new(super::recordings::MAX_EXPORTS)),
+            motion: std::sync::OnceLock::new(),
         }))
     }
 
@@ -291,6 +294,16 @@ impl AppState {
     /// Attaches the recorders (once; later calls are ignored).
     pub fn set_recordings(&self, r: Arc<crate::record::Recordings>) {
         let _ = self.0.recordings.set(r);
+    }
+
+    /// Attaches motion detection (once; later calls are ignored).
+    pub fn set_motion(&self, m: Arc<crate::motion::Motion>) {
+        let _ = self.0.motion.set(m);
+    }
+
+    /// Motion detection, if any camera has it.
+    pub fn motion(&self) -> Option<&Arc<crate::motion::Motion>> {
+        self.0.motion.get()
     }
 
     /// The recorders, if any camera records.

@@ -411,6 +411,9 @@ pub(super) async fn metrics(
     if let Some(recs) = state.recordings() {
         recording_metrics(&mut out, recs);
     }
+    if let Some(m) = state.motion() {
+        m.write_metrics(&mut out);
+    }
     let mut resp = out.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
