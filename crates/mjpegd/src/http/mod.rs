@@ -6,6 +6,7 @@
 
 mod access;
 mod error;
+mod headers;
 mod pages;
 pub mod query;
 pub mod recordings;
