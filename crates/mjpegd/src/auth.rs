@@ -69,26 +69,47 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Why a password could not be hashed or a stored hash is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The system gave no random bytes for a salt.
+    // No `#[source]`: getrandom's error implements `std::error::Error` only with its `std`
+    // feature, which nothing here turns on.
+    #[error("no randomness for a salt: {0}")]
+    NoRandomness(getrandom::Error),
+    /// argon2 refused to hash.
+    #[error(transparent)]
+    Hash(#[from] argon2::password_hash::Error),
+    /// The stored string is not a PHC hash.
+    #[error("not a password hash ({0}); make one with `mjpegd hash-password`")]
+    NotAHash(#[source] argon2::password_hash::Error),
+    /// The stored hash is not argon2.
+    #[error("unsupported hash algorithm {0:?}; make one with `mjpegd hash-password`")]
+    Algorithm(String),
+}
+
+// The config parser collects messages as strings; this keeps it a plain `map_err` away.
+impl From<AuthError> for String {
+    fn from(e: AuthError) -> String {
+        e.to_string()
+    }
+}
+
 /// Hashes a password for the config file (`mjpegd hash-password`).
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
     let mut salt = [0u8; 16];
-    getrandom::getrandom(&mut salt).map_err(|e| format!("no randomness for a salt: {e}"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    getrandom::getrandom(&mut salt).map_err(AuthError::NoRandomness)?;
+    let salt = SaltString::encode_b64(&salt)?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 /// Checks that a stored hash is a usable argon2 PHC string.
-pub fn check_hash(hash: &str) -> Result<(), String> {
-    let parsed = PasswordHash::new(hash)
-        .map_err(|e| format!("not a password hash ({e}); make one with `mjpegd hash-password`"))?;
+pub fn check_hash(hash: &str) -> Result<(), AuthError> {
+    let parsed = PasswordHash::new(hash).map_err(AuthError::NotAHash)?;
     if !parsed.algorithm.as_str().starts_with("argon2") {
-        return Err(format!(
-            "unsupported hash algorithm {:?}; make one with `mjpegd hash-password`",
-            parsed.algorithm.as_str()
-        ));
+        return Err(AuthError::Algorithm(parsed.algorithm.as_str().to_owned()));
     }
     Ok(())
 }

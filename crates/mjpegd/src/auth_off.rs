@@ -30,12 +30,27 @@ impl Auth {
     }
 }
 
+/// Why a password cannot be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// This build has no authentication.
+    #[error("{}", NOT_BUILT)]
+    NotBuilt,
+}
+
+// The config parser collects messages as strings; this keeps it a plain `map_err` away.
+impl From<AuthError> for String {
+    fn from(e: AuthError) -> String {
+        e.to_string()
+    }
+}
+
 /// Refuses: this build cannot hash passwords.
-pub fn hash_password(_password: &str) -> Result<String, String> {
-    Err(NOT_BUILT.to_owned())
+pub fn hash_password(_password: &str) -> Result<String, AuthError> {
+    Err(AuthError::NotBuilt)
 }
 
 /// Refuses every hash: this build cannot check passwords.
-pub fn check_hash(_hash: &str) -> Result<(), String> {
-    Err(NOT_BUILT.to_owned())
+pub fn check_hash(_hash: &str) -> Result<(), AuthError> {
+    Err(AuthError::NotBuilt)
 }

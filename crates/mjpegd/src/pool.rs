@@ -54,11 +54,16 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// The pool could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start an encoder thread: {0}")]
+pub struct PoolError(#[source] std::io::Error);
+
 impl Pool {
     /// Starts `workers` threads (0: one per core; at most [`MAX_WORKERS`]).
     ///
     /// Fails only when the system refuses to start any thread.
-    pub fn new(workers: usize) -> Result<Pool, String> {
+    pub fn new(workers: usize) -> Result<Pool, PoolError> {
         let wanted = match workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -84,7 +89,7 @@ impl Pool {
             }
         }
         match (started, last_error) {
-            (0, Some(e)) => Err(format!("cannot start an encoder thread: {e}")),
+            (0, Some(e)) => Err(PoolError(e)),
             (n, Some(e)) => {
                 tracing::warn!(started = n, wanted, error = %e, "started fewer encoder threads than asked");
                 Ok(Pool { queue, workers: n })

@@ -50,32 +50,92 @@ impl fmt::Debug for TlsConfig {
     }
 }
 
-fn load_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, String> {
+/// Why a certificate or key could not be loaded; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file cannot be opened or read.
+    #[error("--tls-cert {}: cannot read: {source}", .path.display())]
+    ReadCert {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file is not valid PEM.
+    #[error("--tls-cert {}: bad PEM: {source}", .path.display())]
+    BadCertPem {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error(
+        "--tls-cert {}: no CERTIFICATE block found (expected a PEM certificate chain)",
+        .path.display()
+    )]
+    NoCert {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file holds no key that can be read.
+    #[error(
+        "--tls-key {}: no usable private key ({source}); expected a PEM PKCS#8, RSA or EC key",
+        .path.display()
+    )]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The key is of a kind rustls cannot sign with.
+    #[error("--tls-key {}: unsupported key: {source}", .path.display())]
+    UnsupportedKey {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+fn load_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
     install_crypto_provider();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|e| format!("--tls-cert {}: cannot read: {e}", cert_path.display()))?
+        .map_err(|source| TlsError::ReadCert {
+            path: cert_path.to_owned(),
+            source,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("--tls-cert {}: bad PEM: {e}", cert_path.display()))?;
+        .map_err(|source| TlsError::BadCertPem {
+            path: cert_path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "--tls-cert {}: no CERTIFICATE block found (expected a PEM certificate chain)",
-            cert_path.display()
-        ));
+        return Err(TlsError::NoCert {
+            path: cert_path.to_owned(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-        format!(
-            "--tls-key {}: no usable private key ({e}); expected a PEM PKCS#8, RSA or EC key",
-            key_path.display()
-        )
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsError::NoKey {
+        path: key_path.to_owned(),
+        source,
     })?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("--tls-key {}: unsupported key: {e}", key_path.display()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|source| {
+        TlsError::UnsupportedKey {
+            path: key_path.to_owned(),
+            source,
+        }
+    })?;
     Ok(CertifiedKey::new(certs, signing))
 }
 
 impl TlsConfig {
     /// Loads a PEM certificate chain and private key; errors name the file and what is wrong.
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsConfig, String> {
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsConfig, TlsError> {
         let key = load_key(cert_path, key_path)?;
         let cert = Arc::new(Reloadable(RwLock::new(Arc::new(key))));
         let resolver: Arc<dyn ResolvesServerCert> = cert.clone();
@@ -92,7 +152,7 @@ impl TlsConfig {
     }
 
     /// Re-reads the certificate and key; on error the old ones stay in use.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), TlsError> {
         let key = load_key(&self.cert_path, &self.key_path)?;
         // Poison recovered: the slot holds a whole `Arc`, swapped in one store.
         *self.cert.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(key);

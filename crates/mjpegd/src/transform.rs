@@ -31,15 +31,33 @@ pub enum Rotate {
     R270,
 }
 
+/// A rotation or flip setting that is not one of the allowed values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    /// `rotate` is not a multiple of 90 in 0..=270.
+    #[error("rotate must be 0, 90, 180 or 270 (got {0})")]
+    Rotate(u32),
+    /// `flip` is neither `horizontal` nor `vertical`.
+    #[error("flip must be \"horizontal\" or \"vertical\" (got {0:?})")]
+    Flip(String),
+}
+
+// The config parser collects messages as strings; this keeps it a plain `map_err` away.
+impl From<SettingError> for String {
+    fn from(e: SettingError) -> String {
+        e.to_string()
+    }
+}
+
 impl TryFrom<u32> for Rotate {
-    type Error = String;
-    fn try_from(v: u32) -> Result<Rotate, String> {
+    type Error = SettingError;
+    fn try_from(v: u32) -> Result<Rotate, SettingError> {
         match v {
             0 => Ok(Rotate::R0),
             90 => Ok(Rotate::R90),
             180 => Ok(Rotate::R180),
             270 => Ok(Rotate::R270),
-            _ => Err(format!("rotate must be 0, 90, 180 or 270 (got {v})")),
+            _ => Err(SettingError::Rotate(v)),
         }
     }
 }
@@ -66,14 +84,12 @@ pub enum Flip {
 }
 
 impl FromStr for Flip {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Flip, String> {
+    type Err = SettingError;
+    fn from_str(s: &str) -> Result<Flip, SettingError> {
         match s {
             "horizontal" => Ok(Flip::Horizontal),
             "vertical" => Ok(Flip::Vertical),
-            _ => Err(format!(
-                "flip must be \"horizontal\" or \"vertical\" (got {s:?})"
-            )),
+            _ => Err(SettingError::Flip(s.to_owned())),
         }
     }
 }

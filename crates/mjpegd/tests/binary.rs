@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -188,34 +186,11 @@ async fn systemd_socket_activation_serves_the_passed_socket() {
     if !require_tool("systemd-socket-activate") {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
-    // A --listen that cannot be bound proves the server used the socket it was handed.
-    let unbindable = format!("unix:{}/no/such/dir/mjpegd.sock", dir.path().display());
-    let mut child = Command::new("systemd-socket-activate")
-        .args(["-l", &format!("127.0.0.1:{port}")])
-        .arg(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--listen", &unbindable, "--size", "160x120"])
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn systemd-socket-activate");
+    let mut child = spawn_socket_activated(port, dir.path(), &["--size", "160x120"]);
     let url = format!("http://127.0.0.1:{port}/snapshot.jpg");
-    // The activator listens at once; the first connection starts mjpegd on that socket.
-    let status = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(r) = reqwest::get(&url).await {
-                break r;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("no answer on the activated socket");
+    let status = first_activated_answer(&url).await;
     assert_eq!(status.status(), 200);
     let jpeg = status.bytes().await.expect("body");
     Part {

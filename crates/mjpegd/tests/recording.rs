@@ -173,11 +173,7 @@ async fn record_a_few_seconds(srv: &Mjpegd, seconds: f64) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let resp = client()
-        .post(srv.url("/cameras/cam/record/stop"))
-        .send()
-        .await
-        .expect("stop");
+    let resp = record_control(&srv.url(""), "cam", "stop").await;
     assert_eq!(resp.status(), 200);
     await_recording(srv, "off", |r| r["state"] == "off").await;
     let s = spans(srv).await;
@@ -781,11 +777,7 @@ async fn full_or_read_only_disk_pauses_recording_visibly_without_disturbing_view
 
     // A read-only disk pauses it the same way. (Linux refuses to make a file system read-only
     // while a file on it is open for writing: stop recording first, then start it again.)
-    let stop = client()
-        .post(srv.url("/cameras/cam/record/stop"))
-        .send()
-        .await
-        .expect("stop");
+    let stop = record_control(&srv.url(""), "cam", "stop").await;
     assert_eq!(stop.status(), 200);
     let deadline = Instant::now() + WAIT;
     while !Command::new("mount")
@@ -802,11 +794,7 @@ async fn full_or_read_only_disk_pauses_recording_visibly_without_disturbing_view
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let start = client()
-        .post(srv.url("/cameras/cam/record/start"))
-        .send()
-        .await
-        .expect("start");
+    let start = record_control(&srv.url(""), "cam", "start").await;
     assert_eq!(start.status(), 200);
     let rec = await_recording(&srv, "paused (read-only)", |r| r["state"] == "paused").await;
     assert!(
@@ -869,11 +857,7 @@ async fn concurrent_exports_are_limited_and_recording_can_be_started_on_request(
         rec["frames_written"], 0,
         "mode off records nothing until started"
     );
-    let resp = client()
-        .post(srv.url("/cameras/cam/record/start"))
-        .send()
-        .await
-        .expect("start");
+    let resp = record_control(&srv.url(""), "cam", "start").await;
     assert_eq!(resp.status(), 200);
     let span = record_a_few_seconds(&srv, 1.0).await;
     let url = srv.url(&format!(

@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -213,31 +212,10 @@ async fn defect_3_socket_activated_listeners_do_not_leak_into_exec_children() {
         pid_file.display(),
         frame.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let unbindable = format!("unix:{}/no/such/dir/mjpegd.sock", dir.path().display());
-    let mut activator = Command::new("systemd-socket-activate")
-        .args(["-l", &format!("127.0.0.1:{port}")])
-        .arg(env!("CARGO_BIN_EXE_mjpegd"))
-        .args(["--listen", &unbindable, "--source", &source])
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn systemd-socket-activate");
+    let port = free_port();
+    let mut activator = spawn_socket_activated(port, dir.path(), &["--source", &source]);
     let url = format!("http://127.0.0.1:{port}/stream");
-    let resp = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(r) = reqwest::get(&url).await {
-                break r;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("no answer on the activated socket");
+    let resp = first_activated_answer(&url).await;
     let mut viewer = MjpegClient::from_response(resp);
     viewer.part().await.decode();
     let child = await_pid_file(&pid_file).await;

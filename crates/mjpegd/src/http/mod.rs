@@ -7,6 +7,7 @@
 mod access;
 mod error;
 mod events;
+mod headers;
 mod pages;
 pub mod query;
 pub mod recordings;

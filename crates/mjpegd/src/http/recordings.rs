@@ -495,11 +495,7 @@ pub(super) async fn replay(
         header::CONTENT_TYPE,
         HeaderValue::from_static(crate::mjpeg::STREAM_CONTENT_TYPE),
     );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
-    );
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    super::headers::no_cache(&mut h);
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     let chunks = futures_util::stream::unfold(r, |mut r| async move {
         let chunk = r.next_chunk().await?;

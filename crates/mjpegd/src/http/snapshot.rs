@@ -86,11 +86,7 @@ pub(super) async fn respond(
         header::CONTENT_TYPE,
         HeaderValue::from_static(JPEG_CONTENT_TYPE),
     );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
-    );
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    super::headers::no_cache(h);
     if let Ok(v) = HeaderValue::from_str(&timestamp_value(frame.captured())) {
         h.insert("x-timestamp", v);
     }

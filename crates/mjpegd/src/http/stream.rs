@@ -306,11 +306,7 @@ fn stream_headers() -> HeaderMap {
         header::CONTENT_TYPE,
         HeaderValue::from_static(STREAM_CONTENT_TYPE),
     );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
-    );
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    super::headers::no_cache(&mut h);
     h.insert(
         header::EXPIRES,
         HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),

@@ -156,8 +156,8 @@ fn describe_error(e: &reqwest::Error) -> String {
     msg
 }
 
-fn image_of(jpeg: Bytes) -> Result<Image, String> {
-    let (width, height) = jpeg::dimensions(&jpeg).map_err(|e| e.to_string())?;
+fn image_of(jpeg: Bytes) -> Result<Image, jpeg::JpegError> {
+    let (width, height) = jpeg::dimensions(&jpeg)?;
     Ok(Image {
         jpeg,
         width,

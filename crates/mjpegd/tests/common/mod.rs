@@ -3,6 +3,8 @@
 //! one helper each for starting the binary, finding a tool and signalling a process.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod nats;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -501,6 +503,57 @@ pub fn find_tool(tool: &str, names: &[&str], override_var: Option<&str>) -> Opti
         );
     }
     found
+}
+
+/// Starts or stops (`action`) the recording of `camera` on the server at `base` over HTTP, as an
+/// operator would; checking the response is the caller's.
+pub async fn record_control(base: &str, camera: &str, action: &str) -> reqwest::Response {
+    install_crypto_provider();
+    reqwest::Client::new()
+        .post(format!("{base}/cameras/{camera}/record/{action}"))
+        .send()
+        .await
+        .expect(action)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Starts mjpegd (with `args`) under `systemd-socket-activate` listening on 127.0.0.1:`port`,
+/// in its own process group. mjpegd also gets a `--listen` below `dir` that cannot be bound, so
+/// an answer on `port` proves the server used the socket it was handed.
+pub fn spawn_socket_activated(port: u16, dir: &std::path::Path, args: &[&str]) -> Child {
+    let unbindable = format!("unix:{}/no/such/dir/mjpegd.sock", dir.display());
+    Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}")])
+        .arg(env!("CARGO_BIN_EXE_mjpegd"))
+        .args(["--listen", &unbindable])
+        .args(args)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn systemd-socket-activate")
+}
+
+/// The first answer on a socket-activated `url`: the activator listens at once and starts
+/// mjpegd on the first connection, so connections are retried for up to [`WAIT`].
+pub async fn first_activated_answer(url: &str) -> reqwest::Response {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(r) = reqwest::get(url).await {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("no answer on the activated socket")
 }
 
 /// Sends `signal` to the process `pid`.
