@@ -16,7 +16,7 @@ LAYERS = {
     "link": 1,
     "source": 2,
     "hub": 3,
-    "bus": 4, "record": 4,
+    "bus": 4, "record": 4, "motion": 4,
     "http": 5, "auth": 5, "auth_off": 5,
     "server": 6, "tls": 6, "tls_off": 6,
     "cli": 7, "config": 7, "fuzzing": 7, "bin": 7,
@@ -103,13 +103,13 @@ for m, ts in sorted(edges.items()):
     if not m:
         continue
     if m[0] not in LAYERS:
-        up.append("%s: not in any layer (add it to LAYERS in scripts/layers.py)" % name(m))
+        up.append("%s is in no layer: add it to LAYERS in scripts/layers.py" % name(m))
         continue
     for t in sorted(ts):
         if t[0] != m[0] and LAYERS.get(t[0], 99) > LAYERS[m[0]]:
-            up.append("%s (layer %d) uses %s (layer %d)" % (name(m), LAYERS[m[0]], name(t), LAYERS.get(t[0], 99)))
+            up.append("upward arrow: %s (layer %d) uses %s (layer %d)" % (name(m), LAYERS[m[0]], name(t), LAYERS.get(t[0], 99)))
 for u in up:
-    print("upward arrow:", u)
+    print("layers:", u)
 if not cyc and not up:
     print("layers: %d files, no circle, no upward arrow" % len(files))
 sys.exit(1 if cyc or up else 0)

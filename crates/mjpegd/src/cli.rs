@@ -282,91 +282,93 @@ impl Cli {
     /// Merges flags and the config file into checked settings; errors name the flag or the
     /// file and key, and what is accepted.
     pub fn into_settings(self) -> Result<Settings, SettingsError> {
-        let (server_section, cameras, auth_section, mut bus_section, (recordings, motions)) = match &self
-            .config
-        {
-            Some(path) => {
-                if self.camera_flags_given() {
-                    return Err(SettingsError::FlagsWithConfig(path.clone()));
+        let (server_section, cameras, auth_section, mut bus_section, (recordings, motions)) =
+            match &self.config {
+                Some(path) => {
+                    if self.camera_flags_given() {
+                        return Err(SettingsError::FlagsWithConfig(path.clone()));
+                    }
+                    let mut file = config::load(path)?;
+                    // An edge may serve only what it discovers.
+                    let edge_only = file.cameras.is_empty()
+                        && (file.bus.cameras_from.is_some() || self.cameras_from.is_some());
+                    let cameras = if edge_only {
+                        Vec::new()
+                    } else {
+                        config::check_cameras(&file.cameras).map_err(in_file(path))?
+                    };
+                    let bus = std::mem::take(&mut file.bus);
+                    let server =
+                        config::check_server(&file.server, "server.").map_err(in_file(path))?;
+                    let recordings =
+                        config::check_recordings(&file.cameras).map_err(in_file(path))?;
+                    let motions = config::check_motions(&file.cameras).map_err(in_file(path))?;
+                    (
+                        server,
+                        cameras,
+                        Some((file.auth, path.clone())),
+                        bus,
+                        (recordings, motions),
+                    )
                 }
-                let mut file = config::load(path)?;
-                // An edge may serve only what it discovers.
-                let edge_only = file.cameras.is_empty()
-                    && (file.bus.cameras_from.is_some() || self.cameras_from.is_some());
-                let cameras = if edge_only {
-                    Vec::new()
-                } else {
-                    config::check_cameras(&file.cameras).map_err(in_file(path))?
-                };
-                let bus = std::mem::take(&mut file.bus);
-                let server =
-                    config::check_server(&file.server, "server.").map_err(in_file(path))?;
-                let recordings = config::check_recordings(&file.cameras).map_err(in_file(path))?;
-                let motions = config::check_motions(&file.cameras).map_err(in_file(path))?;
-                (
-                    server,
-                    cameras,
-                    Some((file.auth, path.clone())),
-                    bus,
-                    (recordings, motions),
-                )
-            }
-            None => {
-                let draft = CameraDraft {
-                    name: "default".into(),
-                    source: self
-                        .source
-                        .as_ref()
-                        .map_or_else(|| SourceSpec::TestPattern.to_string(), ToString::to_string),
-                    size: self.size.map(|(w, h)| format!("{w}x{h}")),
-                    fps: self.fps,
-                    quality: self.quality,
-                    idle_timeout: self.idle_timeout,
-                    source_timeout: self.source_timeout,
-                    rotate: self.rotate.as_deref().and_then(|r| r.parse().ok()),
-                    flip: self.flip.clone(),
-                    stream_size: self.stream_size.map(|(w, h)| format!("{w}x{h}")),
-                    drop_same_frames: self.drop_same_frames.then_some(true),
-                    record: self.record.clone().map(|dir| config::RecordSection {
-                        dir,
-                        max_bytes: self
-                            .record_max_bytes
-                            .clone()
-                            .map(config::NumberOrText::Text),
-                        max_age: self.record_max_age.clone().map(config::NumberOrText::Text),
-                        mode: None,
-                        segment_seconds: None,
-                    }),
-                    motion: self.motion.then(config::MotionSection::default),
-                };
-                let flag = |field: &str| format!("--{}", field.replace('_', "-"));
-                // An edge (--cameras-from) without camera flags serves only what it discovers.
-                let cameras = if self.cameras_from.is_some() && !self.camera_flags_given() {
-                    Vec::new()
-                } else {
-                    vec![config::check_camera(&draft, &flag)?]
-                };
-                let record_flag = |field: &str| match field {
-                    "dir" => "--record".to_owned(),
-                    f => format!("--record-{}", f.replace('_', "-")),
-                };
-                let recordings = match &draft.record {
-                    Some(r) => vec![(draft.name.clone(), config::check_record(r, &record_flag)?)],
-                    None => Vec::new(),
-                };
-                let server = config::check_server(&ServerSection::default(), "--")?;
-                let bus = config::BusSection {
-                    idle_timeout: self.idle_timeout,
-                    ..config::BusSection::default()
-                };
-                let motion_flag = |_: &str| "--motion".to_owned();
-                let motions = config::check_camera_motion(&draft, &motion_flag)?
-                    .map(|m| (draft.name.clone(), m))
-                    .into_iter()
-                    .collect();
-                (server, cameras, None, bus, (recordings, motions))
-            }
-        };
+                None => {
+                    let draft = CameraDraft {
+                        name: "default".into(),
+                        source: self.source.as_ref().map_or_else(
+                            || SourceSpec::TestPattern.to_string(),
+                            ToString::to_string,
+                        ),
+                        size: self.size.map(|(w, h)| format!("{w}x{h}")),
+                        fps: self.fps,
+                        quality: self.quality,
+                        idle_timeout: self.idle_timeout,
+                        source_timeout: self.source_timeout,
+                        rotate: self.rotate.as_deref().and_then(|r| r.parse().ok()),
+                        flip: self.flip.clone(),
+                        stream_size: self.stream_size.map(|(w, h)| format!("{w}x{h}")),
+                        drop_same_frames: self.drop_same_frames.then_some(true),
+                        record: self.record.clone().map(|dir| config::RecordSection {
+                            dir,
+                            max_bytes: self
+                                .record_max_bytes
+                                .clone()
+                                .map(config::NumberOrText::Text),
+                            max_age: self.record_max_age.clone().map(config::NumberOrText::Text),
+                            mode: None,
+                            segment_seconds: None,
+                        }),
+                        motion: self.motion.then(config::MotionSection::default),
+                    };
+                    let flag = |field: &str| format!("--{}", field.replace('_', "-"));
+                    // An edge (--cameras-from) without camera flags serves only what it discovers.
+                    let cameras = if self.cameras_from.is_some() && !self.camera_flags_given() {
+                        Vec::new()
+                    } else {
+                        vec![config::check_camera(&draft, &flag)?]
+                    };
+                    let record_flag = |field: &str| match field {
+                        "dir" => "--record".to_owned(),
+                        f => format!("--record-{}", f.replace('_', "-")),
+                    };
+                    let recordings = match &draft.record {
+                        Some(r) => {
+                            vec![(draft.name.clone(), config::check_record(r, &record_flag)?)]
+                        }
+                        None => Vec::new(),
+                    };
+                    let server = config::check_server(&ServerSection::default(), "--")?;
+                    let bus = config::BusSection {
+                        idle_timeout: self.idle_timeout,
+                        ..config::BusSection::default()
+                    };
+                    let motion_flag = |_: &str| "--motion".to_owned();
+                    let motions = config::check_camera_motion(&draft, &motion_flag)?
+                        .map(|m| (draft.name.clone(), m))
+                        .into_iter()
+                        .collect();
+                    (server, cameras, None, bus, (recordings, motions))
+                }
+            };
         let snapshot_wait = cameras
             .iter()
             .map(|c| c.source_timeout)

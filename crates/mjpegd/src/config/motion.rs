@@ -170,7 +170,7 @@ mod tests {
         let text = format!(
             "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nsize = \"640x480\"\n[cameras.motion]\n{motion}"
         );
-        let file = parse(&text)?;
+        let file = parse(&text).map_err(|e| e.to_string())?;
         check_motions(&file.cameras).map_err(|e| e.to_string())
     }
 

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-
 /// Default share of changed small-image pixels that counts as motion (0.5 %).
 pub const DEFAULT_THRESHOLD: f64 = 0.005;
 /// Default per-pixel luma change (0-255) that counts a small-image pixel as changed.
@@ -68,4 +67,3 @@ impl Default for MotionConfig {
         }
     }
 }
-
