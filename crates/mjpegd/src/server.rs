@@ -591,12 +591,15 @@ where
         return;
     }
     let viewer = slot.take();
-    let mut io = conn.into_parts().io.into_inner();
+    let parts = conn.into_parts();
+    // Bytes the client sent after its request that hyper already read count against its limit.
+    let early = parts.read_buf.len();
+    let mut io = parts.io.into_inner();
     let ended = match viewer {
         // Outside tokio's cooperative budget: the loop waits for a new frame before every
         // write, so it cannot starve other tasks, and the budget's bookkeeping on every poll
         // was a measurable part of the per-frame cost at 1000 viewers.
-        Some(v) => tokio::task::unconstrained(v.send_to(&mut io)).await,
+        Some(v) => tokio::task::unconstrained(v.send_to(&mut io, early)).await,
         None => io.shutdown().await,
     };
     if let Err(e) = ended {

@@ -232,15 +232,21 @@ impl<S: Send + Sync> FromRequestParts<S> for StreamSlot {
 /// stray CRLF or two is tolerated, a client that keeps talking is not read forever.
 pub const MAX_IGNORED_INPUT: usize = 4096;
 
+/// How long after its end of input a viewer's reset is awaited (see `send_to`): a loopback or
+/// LAN peer answers within a millisecond; a slower one is noticed at its next writes instead.
+const HANG_UP_PROBE: Duration = Duration::from_millis(300);
+
 /// A viewer whose parts the server writes to its socket directly.
 pub struct ClaimedStream(Viewer);
 
 impl ClaimedStream {
     /// Writes parts to `io` until the viewer leaves (closes its side, or a write fails or times
-    /// out) or the server shuts down; then ends the stream cleanly.
+    /// out), sends too much after its request (`already_sent` bytes of it were read with the
+    /// request), or the server shuts down; then ends the stream cleanly.
     pub async fn send_to<W: AsyncRead + AsyncWrite + Unpin>(
         mut self,
         io: &mut W,
+        already_sent: usize,
     ) -> io::Result<()> {
         // Reads only to notice a viewer that hung up while no frame is due (a 1 fps camera, a
         // source that is down): a write would notice only two writes later, and until then
@@ -249,7 +255,13 @@ impl ClaimedStream {
         // (`nc -N`, a client done sending), not a hang-up: the stream goes on, and writes
         // notice a viewer that is gone.
         let mut scratch = [0u8; 256];
-        let mut ignored = 0usize;
+        let mut ignored = already_sent;
+        if ignored > MAX_IGNORED_INPUT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the client sent more after its request than a viewer may",
+            ));
+        }
         let mut reading = true;
         loop {
             let next = tokio::select! {
@@ -259,6 +271,24 @@ impl ClaimedStream {
                 read = io.read(&mut scratch), if reading => match read {
                     Ok(0) => {
                         reading = false;
+                        // A full close and a half-close look alike here. Send the latest frame
+                        // again (a keep-alive, as the viewer gets anyway when a source is
+                        // quiet): a peer that is gone answers it with a reset, and the write
+                        // after that fails; a peer that only stopped sending takes both, and
+                        // the stream goes on. (A read reports the end of input, not the reset.)
+                        for probe in 0..2 {
+                            if probe == 1 {
+                                tokio::time::sleep(HANG_UP_PROBE).await;
+                            }
+                            let Some((part, trailer)) = self.0.resend_latest() else {
+                                break;
+                            };
+                            match trailer {
+                                None => io.write_all(&part).await?,
+                                Some(t) => write_all_vectored(io, [&part, t]).await?,
+                            }
+                            io.flush().await?;
+                        }
                         continue;
                     }
                     Ok(n) => {
@@ -420,6 +450,13 @@ impl Viewer {
                 }
             }
         }
+    }
+
+    /// The latest frame again, if one was sent before (a keep-alive out of turn).
+    fn resend_latest(&mut self) -> Option<Chunk> {
+        self.last?;
+        let latest = self.feed.frames().borrow_and_update().clone()?;
+        Some(self.send(latest))
     }
 
     fn send(&mut self, frame: Frame) -> Chunk {
