@@ -263,3 +263,144 @@ async fn cross_site_posts_cannot_start_or_stop_recording() {
     assert_eq!(r.status(), 200);
     assert_eq!(state("owner").await, "off");
 }
+
+/// A camera node of the real binary: one 160x120 test pattern at `fps` named `default`, with
+/// `extra` arguments.
+fn pattern_node(fps: u32, extra: &[&str]) -> MjpegdProcess {
+    let fps = fps.to_string();
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--public-state",
+        "--source",
+        "testpattern",
+        "--size",
+        "160x120",
+        "--fps",
+        &fps,
+    ];
+    args.extend_from_slice(extra);
+    MjpegdProcess::start(&args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A raw-socket stream viewer: the request is written by hand, so the test decides what else
+/// the client sends and when it half-closes.
+struct RawViewer {
+    sock: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawViewer {
+    async fn connect(base: &str, path: &str) -> RawViewer {
+        use tokio::io::AsyncWriteExt;
+        let addr = base.trim_start_matches("http://");
+        let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        sock.write_all(req.as_bytes()).await.expect("request");
+        RawViewer {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads more bytes; false at the end of the stream (or a reset, which is also an end).
+    async fn fill(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout(WAIT, self.sock.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => panic!("the stream stalled for {WAIT:?}"),
+        }
+    }
+
+    /// The next whole JPEG of the stream (the response head is skipped on the way), decoded
+    /// with a real decoder; returns its size.
+    async fn frame(&mut self) -> (usize, usize) {
+        loop {
+            if let Some(jpeg) = self.take_jpeg() {
+                let mut d = zune_jpeg::JpegDecoder::new(&jpeg[..]);
+                let pixels = d
+                    .decode()
+                    .unwrap_or_else(|e| panic!("undecodable JPEG: {e:?}"));
+                let (w, h) = d.dimensions().expect("dimensions");
+                assert_eq!(pixels.len(), w * h * 3);
+                return (w, h);
+            }
+            assert!(self.fill().await, "the stream ended before a whole frame");
+        }
+    }
+
+    fn take_jpeg(&mut self) -> Option<Vec<u8>> {
+        let text = &self.buf;
+        let key = b"Content-Length: ";
+        let at = text.windows(key.len()).position(|w| w == key)?;
+        let line_end = at + text[at..].windows(2).position(|w| w == b"\r\n")?;
+        let len: usize = std::str::from_utf8(&text[at + key.len()..line_end])
+            .expect("ASCII length")
+            .parse()
+            .expect("a length");
+        let body = line_end + text[line_end..].windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        if text.len() < body + len {
+            return None;
+        }
+        let jpeg = text[body..body + len].to_vec();
+        self.buf.drain(..body + len);
+        Some(jpeg)
+    }
+
+    /// Reads until the server closes the connection; panics if it does not within `WAIT`.
+    async fn until_closed(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        while self.fill().await {
+            self.buf.clear();
+            assert!(
+                Instant::now() < deadline,
+                "the server kept the connection open"
+            );
+        }
+    }
+}
+
+/// Item 5: bytes a stream viewer sent after its request were read and discarded forever. Up to
+/// `MAX_IGNORED_INPUT` of them are tolerated (the stream goes on); one more closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_after_a_stream_request_is_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let limit = mjpegd::http::MAX_IGNORED_INPUT;
+    let srv = pattern_node(30, &[]);
+    let mut v = RawViewer::connect(&srv.url, "/cameras/default/stream").await;
+    assert_eq!(v.frame().await, (160, 120));
+    v.sock
+        .write_all(&vec![b'x'; limit])
+        .await
+        .expect("write up to the limit");
+    // At the limit: the stream goes on (frames over a second or so, while the server reads).
+    for _ in 0..30 {
+        assert_eq!(v.frame().await, (160, 120), "{}", srv.log());
+    }
+    v.sock.write_all(b"x").await.expect("write one more byte");
+    v.until_closed().await;
+    // Others are served as before.
+    let mut other = RawViewer::connect(&srv.url, "/cameras/default/stream").await;
+    other.frame().await;
+}
+
+/// Item 5: a client that half-closes after its request (`nc -N`, `shutdown(Write)`) is done
+/// sending, not gone: it still gets the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_viewer_still_gets_the_stream() {
+    use tokio::io::AsyncWriteExt;
+    let srv = pattern_node(30, &[]);
+    let mut v = RawViewer::connect(&srv.url, "/cameras/default/stream").await;
+    v.sock.shutdown().await.expect("half-close");
+    let started = Instant::now();
+    for _ in 0..30 {
+        assert_eq!(v.frame().await, (160, 120), "{}", srv.log());
+    }
+    // 30 frames at 30 fps: the stream kept going for about a second after the half-close.
+    eprintln!("30 frames in {:?} after the half-close", started.elapsed());
+}
