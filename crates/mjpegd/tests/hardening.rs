@@ -785,3 +785,89 @@ async fn a_query_flood_is_answered_at_most_once_a_second() {
     // And queries are still answered (the throttle is not a mute).
     assert!(announced >= 2, "{announced} announcements in {window:?}");
 }
+
+/// Item 7: a restricted user got 403 for a camera it may not see and 404 for one that does not
+/// exist, which told it which names are taken; and `/metrics` listed every camera. Both are
+/// answered as absent now, and `/metrics` lists only the cameras the user may watch.
+#[cfg(feature = "auth")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_users_cannot_learn_other_cameras() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = mjpegd::auth::hash_password("pw").expect("hash");
+    let users = format!(
+        "\n[auth]\n[[auth.users]]\nname = \"owner\"\npassword_hash = \"{hash}\"\n\
+         [[auth.users]]\nname = \"other\"\npassword_hash = \"{hash}\"\ncameras = [\"plain\"]\n"
+    );
+    let srv = start(&write_config(dir.path(), "mode = \"off\"\n", &users));
+    let get = |path: String, user: &str| {
+        client()
+            .get(format!("{}{path}", srv.url))
+            .basic_auth(user, Some("pw"))
+            .send()
+    };
+    for (path, method_post) in [
+        ("/cameras/NAME/stream", false),
+        ("/cameras/NAME/frame.jpg", false),
+        ("/cameras/NAME/recordings", false),
+        ("/cameras/NAME/export.mkv?from=0&to=1", false),
+        ("/cameras/NAME/replay?from=0", false),
+        ("/cameras/NAME/record/start", true),
+    ] {
+        let mut answers = Vec::new();
+        for name in ["cam", "nosuch"] {
+            let url = format!("{}{}", srv.url, path.replace("NAME", name));
+            let req = if method_post {
+                client().post(&url)
+            } else {
+                client().get(&url)
+            };
+            let r = req
+                .basic_auth("other", Some("pw"))
+                .send()
+                .await
+                .expect("request");
+            let status = r.status();
+            let body = r
+                .text()
+                .await
+                .expect("body")
+                .replace(&format!("{name:?}"), "\"NAME\"");
+            answers.push((status, body));
+        }
+        assert_eq!(answers[0].0, 404, "{path} for a hidden camera: {answers:?}");
+        assert_eq!(
+            answers[0], answers[1],
+            "{path}: a hidden camera is told apart from a missing one"
+        );
+    }
+    // The camera it may watch still works, and the owner still sees both.
+    let r = get("/cameras/plain/snapshot.jpg".into(), "other")
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let metrics = |user: &'static str| {
+        let url = format!("{}/metrics", srv.url);
+        async move {
+            let r = client()
+                .get(url)
+                .basic_auth(user, Some("pw"))
+                .send()
+                .await
+                .expect("metrics");
+            assert_eq!(r.status(), 200);
+            r.text().await.expect("body")
+        }
+    };
+    let theirs = metrics("other").await;
+    assert!(theirs.contains("camera=\"plain\""), "{theirs}");
+    assert!(
+        !theirs.contains("camera=\"cam\""),
+        "/metrics shows a camera the user may not watch:\n{theirs}"
+    );
+    let owners = metrics("owner").await;
+    assert!(owners.contains("camera=\"cam\""), "{owners}");
+    assert!(
+        owners.contains("mjpegd_recording_bytes{camera=\"cam\"}"),
+        "{owners}"
+    );
+}
