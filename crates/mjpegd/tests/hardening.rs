@@ -871,3 +871,32 @@ async fn restricted_users_cannot_learn_other_cameras() {
         "{owners}"
     );
 }
+
+/// Item 7: segment files and the recording directories were created with the default modes
+/// (0644/0755 under the usual umask): every local user could watch the recordings. Now files are
+/// at most 0640 and directories at most 0750.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_are_not_readable_by_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = start(&write_config(dir.path(), "", ""));
+    await_recorded(&srv, 5).await;
+    let mut seen = (0, 0);
+    let mut todo = vec![dir.path().join("rec")];
+    while let Some(d) = todo.pop() {
+        let mode = std::fs::metadata(&d).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode & 0o027, 0, "{}: directory mode {mode:o}", d.display());
+        seen.0 += 1;
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let path = e.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+                assert_eq!(mode & 0o137, 0, "{}: file mode {mode:o}", path.display());
+                seen.1 += 1;
+            }
+        }
+    }
+    assert!(seen.0 >= 2 && seen.1 >= 1, "nothing checked: {seen:?}");
+}
