@@ -42,7 +42,7 @@ for t in $TARGETS; do
         continue
     fi
     dict=()
-    case $t in mjpeg_read | roundtrip | jpeg_scan) dict=(-dict=mjpeg.dict) ;; esac
+    case $t in mjpeg_read | roundtrip | jpeg_scan | bus_wire) dict=(-dict=mjpeg.dict) ;; esac
     mkdir -p "$WORK/$t" "artifacts/$t"
     echo "== fuzz $t for ${SECONDS_PER}s ($(ls "$corpus" | wc -l) corpus inputs)"
     # New inputs go to the first (scratch) directory; the committed corpus is only read.

@@ -10,11 +10,17 @@
 use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
+use async_nats::HeaderMap;
+use bytes::Bytes;
+
 #[cfg(feature = "auth")]
 use crate::auth::Auth;
+use crate::bus::directory::{self as dir, MAX_ANNOUNCED, MAX_ANNOUNCEMENT_BYTES};
 use crate::config;
+use crate::frame::Frame;
 use crate::http::query::{FPS_RANGE, Query};
 use crate::jpeg::{self, EndScanner, Scan};
+use crate::link::wire;
 use crate::mjpeg::read::{Limits, Mode, ReadFrame, ReadStats, Reader};
 use crate::mjpeg::write;
 
@@ -24,7 +30,9 @@ pub type Check = fn(&[u8]);
 /// Every check by fuzz target name (also the name of its `fuzz/corpus/` directory); `token`
 /// needs the `auth` feature.
 pub const TARGETS: &[(&str, Check)] = &[
+    ("bus_wire", bus_wire),
     ("config", config),
+    ("directory", directory),
     ("jpeg_scan", jpeg_scan),
     ("mjpeg_read", mjpeg_read),
     ("query", query),
@@ -33,6 +41,68 @@ pub const TARGETS: &[(&str, Check)] = &[
     #[cfg(feature = "auth")]
     ("token", token),
 ];
+
+/// Frames from the bus (issue 18 item 6: anyone who may publish on a subject is a peer):
+/// decoding arbitrary headers and payloads never panics, an accepted frame is a whole JPEG of
+/// the size its headers state, and it encodes back to headers that decode to the same frame.
+///
+/// Input: header lines `Name: value` (newline-separated), a NUL byte, then the payload; without
+/// a NUL the whole input is the headers. Empty headers stand for a message without any.
+pub fn bus_wire(input: &[u8]) {
+    let (head, payload) = match input.iter().position(|&b| b == 0) {
+        Some(i) => (&input[..i], &input[i + 1..]),
+        None => (input, &[][..]),
+    };
+    let Ok(head) = std::str::from_utf8(head) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    for line in head.lines() {
+        if let Some((name, value)) = line.split_once(':') {
+            headers.insert(name.trim(), value.trim());
+        }
+    }
+    let given = (!head.is_empty()).then_some(&headers);
+    match wire::decode(given, Bytes::copy_from_slice(payload)) {
+        Ok(r) => {
+            let image = &r.image;
+            assert!(image.jpeg.len() <= payload.len());
+            assert_eq!(jpeg::complete_len(&image.jpeg), Some(image.jpeg.len()));
+            assert_eq!(
+                jpeg::dimensions(&image.jpeg).ok(),
+                Some((image.width, image.height))
+            );
+            let frame = Frame::new(r.seq, image, r.stamp.captured, r.stamp.online);
+            let back = wire::decode(Some(&wire::headers(&frame).0), frame.jpeg())
+                .expect("a frame we encoded decodes");
+            assert_eq!(back.seq, r.seq);
+            assert_eq!(back.image.jpeg, image.jpeg);
+            assert_eq!(back.stamp.captured, r.stamp.captured);
+            assert_eq!(back.stamp.online, r.stamp.online);
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}
+
+/// Camera announcements from the bus (`mjpegd.directory`): parsing arbitrary bytes never
+/// panics, an accepted one is within the size and camera-count limits, and the settings an edge
+/// derives from each announced camera stay in their ranges.
+pub fn directory(data: &[u8]) {
+    match dir::parse(data) {
+        Ok(a) => {
+            assert!(data.len() <= MAX_ANNOUNCEMENT_BYTES);
+            assert!(a.cameras.len() <= MAX_ANNOUNCED);
+            for c in &a.cameras {
+                let _ = crate::name::valid_name(&c.name);
+                let p = crate::hub::peer_params(c.width, c.height, c.fps, 80);
+                assert!(p.width > 0 && p.height > 0, "{c:?}");
+                let (lo, hi) = crate::hub::FPS_RANGE;
+                assert!(p.fps >= lo && p.fps <= hi, "{c:?}: fps {}", p.fps);
+            }
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}
 
 /// Config files: parsing and checking arbitrary text never panics, and every error names a key
 /// path or a line.

@@ -573,6 +573,10 @@ where
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        // A client that half-closes after its request (`nc -N`) still wants the answer: by
+        // default hyper drops the connection when it reads that end of input while the handler
+        // runs, and the stream viewer lost its stream (issue 18 item 5).
+        .half_close(true)
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(MAX_BUF_SIZE)
         .max_headers(MAX_HEADERS);

@@ -263,3 +263,640 @@ async fn cross_site_posts_cannot_start_or_stop_recording() {
     assert_eq!(r.status(), 200);
     assert_eq!(state("owner").await, "off");
 }
+
+/// A camera node of the real binary: one 160x120 test pattern at `fps` named `default`, with
+/// `extra` arguments.
+fn pattern_node(fps: u32, extra: &[&str]) -> MjpegdProcess {
+    let fps = fps.to_string();
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--public-state",
+        "--source",
+        "testpattern",
+        "--size",
+        "160x120",
+        "--fps",
+        &fps,
+    ];
+    args.extend_from_slice(extra);
+    MjpegdProcess::start(&args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A raw-socket stream viewer: the request is written by hand, so the test decides what else
+/// the client sends and when it half-closes.
+struct RawViewer {
+    sock: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawViewer {
+    async fn connect(base: &str, path: &str) -> RawViewer {
+        use tokio::io::AsyncWriteExt;
+        let addr = base.trim_start_matches("http://");
+        let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        sock.write_all(req.as_bytes()).await.expect("request");
+        RawViewer {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads more bytes; false at the end of the stream (or a reset, which is also an end).
+    async fn fill(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout(WAIT, self.sock.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => panic!("the stream stalled for {WAIT:?}"),
+        }
+    }
+
+    /// The next whole JPEG of the stream (the response head is skipped on the way), decoded
+    /// with a real decoder; returns its size.
+    async fn frame(&mut self) -> (usize, usize) {
+        loop {
+            if let Some(jpeg) = self.take_jpeg() {
+                let mut d = zune_jpeg::JpegDecoder::new(&jpeg[..]);
+                let pixels = d
+                    .decode()
+                    .unwrap_or_else(|e| panic!("undecodable JPEG: {e:?}"));
+                let (w, h) = d.dimensions().expect("dimensions");
+                assert_eq!(pixels.len(), w * h * 3);
+                return (w, h);
+            }
+            assert!(self.fill().await, "the stream ended before a whole frame");
+        }
+    }
+
+    fn take_jpeg(&mut self) -> Option<Vec<u8>> {
+        let text = &self.buf;
+        let key = b"Content-Length: ";
+        let at = text.windows(key.len()).position(|w| w == key)?;
+        let line_end = at + text[at..].windows(2).position(|w| w == b"\r\n")?;
+        let len: usize = std::str::from_utf8(&text[at + key.len()..line_end])
+            .expect("ASCII length")
+            .parse()
+            .expect("a length");
+        let body = line_end + text[line_end..].windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        if text.len() < body + len {
+            return None;
+        }
+        let jpeg = text[body..body + len].to_vec();
+        self.buf.drain(..body + len);
+        Some(jpeg)
+    }
+
+    /// Reads until the server closes the connection; panics if it does not within `WAIT`.
+    async fn until_closed(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        while self.fill().await {
+            self.buf.clear();
+            assert!(
+                Instant::now() < deadline,
+                "the server kept the connection open"
+            );
+        }
+    }
+}
+
+/// Item 5: bytes a stream viewer sent after its request were read and discarded forever. Up to
+/// `MAX_IGNORED_INPUT` of them are tolerated (the stream goes on); one more closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_after_a_stream_request_is_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let limit = mjpegd::http::MAX_IGNORED_INPUT;
+    let srv = pattern_node(30, &[]);
+    let mut v = RawViewer::connect(&srv.url, "/cameras/default/stream").await;
+    assert_eq!(v.frame().await, (160, 120));
+    v.sock
+        .write_all(&vec![b'x'; limit])
+        .await
+        .expect("write up to the limit");
+    // At the limit: the stream goes on (frames over a second or so, while the server reads).
+    for _ in 0..30 {
+        assert_eq!(v.frame().await, (160, 120), "{}", srv.log());
+    }
+    v.sock.write_all(b"x").await.expect("write one more byte");
+    v.until_closed().await;
+    // Others are served as before.
+    let mut other = RawViewer::connect(&srv.url, "/cameras/default/stream").await;
+    other.frame().await;
+}
+
+/// Item 5: a client that half-closes after its request (`nc -N`, `shutdown(Write)`) is done
+/// sending, not gone: it still gets the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_viewer_still_gets_the_stream() {
+    use tokio::io::AsyncWriteExt;
+    let srv = pattern_node(30, &[]);
+    let mut v = RawViewer::connect(&srv.url, "/cameras/default/stream").await;
+    v.sock.shutdown().await.expect("half-close");
+    let started = Instant::now();
+    for _ in 0..30 {
+        assert_eq!(v.frame().await, (160, 120), "{}", srv.log());
+    }
+    // 30 frames at 30 fps: the stream kept going for about a second after the half-close.
+    eprintln!("30 frames in {:?} after the half-close", started.elapsed());
+}
+
+/// A `nats-server` on a free loopback port, killed on drop.
+struct Nats {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Nats {
+    /// None (after a loud skip, or a failure under MJPEGD_REQUIRE_TOOLS) without `nats-server`.
+    fn start() -> Option<Nats> {
+        if !require_tool("nats-server") {
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An edge of the real binary: serves every camera announced on `nats`.
+fn edge_node(nats: &Nats) -> MjpegdProcess {
+    MjpegdProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--public-state",
+        "--cameras-from",
+        &nats.url,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The names of the cameras `srv` serves, from `/api/state`.
+async fn camera_names(srv: &MjpegdProcess) -> Vec<String> {
+    let state: Value = client()
+        .get(format!("{}/api/state", srv.url))
+        .send()
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("json");
+    state["cameras"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `/api/state` of `srv` until `cond` holds for its camera names, within `limit`.
+async fn until_cameras(
+    srv: &MjpegdProcess,
+    limit: Duration,
+    what: &str,
+    cond: impl Fn(&[String]) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let names = camera_names(srv).await;
+        if cond(&names) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}; cameras: {names:?}\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An announcement of these 160x120 cameras, as camera nodes send it.
+fn announcement(names: &[String]) -> bytes::Bytes {
+    let cameras: Vec<Value> = names
+        .iter()
+        .map(|n| serde_json::json!({"name": n, "width": 160, "height": 120, "fps": 10.0}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "cameras": cameras }))
+        .expect("json")
+        .into()
+}
+
+/// Publishes one frame of camera `name` as a peer would, with these header values.
+async fn publish_frame(
+    peer: &async_nats::Client,
+    name: &str,
+    seq: u64,
+    captured_us: u64,
+    jpeg_seq: u64,
+) {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Mjpegd-Seq", seq.to_string().as_str());
+    h.insert("Mjpegd-Captured-Us", captured_us.to_string().as_str());
+    h.insert("Mjpegd-Width", "160");
+    h.insert("Mjpegd-Height", "120");
+    h.insert("Mjpegd-Online", "1");
+    peer.publish_with_headers(
+        mjpegd::link::frames_subject(name),
+        h,
+        numbered_jpeg(jpeg_seq, 160, 120, false),
+    )
+    .await
+    .expect("publish");
+    peer.flush().await.expect("flush");
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as u64
+}
+
+/// A peer that announces camera `name` every second and publishes a frame every 100 ms, its
+/// sequence number and capture time from `stamp(i)`, until dropped. Frames carry `i` as their
+/// picture number.
+fn rogue_camera(
+    peer: async_nats::Client,
+    name: &'static str,
+    stamp: impl Fn(u64) -> (u64, u64) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let ann = announcement(&[name.to_owned()]);
+        for i in 0u64.. {
+            if i % 10 == 0 {
+                let _ = peer
+                    .publish(mjpegd::link::DIRECTORY_SUBJECT, ann.clone())
+                    .await;
+            }
+            let (seq, us) = stamp(i);
+            publish_frame(&peer, name, seq, us, i).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Item 6a: 64 made-up names re-announced every 2 s filled an edge's camera limit (64), so a
+/// real camera node was never served. Made-up cameras never send a frame: a real one now gets a
+/// place within a few seconds, and its frames reach a viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_names_cannot_keep_real_cameras_off_an_edge() {
+    let Some(nats) = Nats::start() else { return };
+    let edge = edge_node(&nats);
+    let peer = async_nats::connect(&nats.url).await.expect("connect");
+    let fakes: Vec<String> = (0..64).map(|i| format!("fake{i:02}")).collect();
+    let ann = announcement(&fakes);
+    let flood = {
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = peer
+                    .publish(mjpegd::link::DIRECTORY_SUBJECT, ann.clone())
+                    .await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    until_cameras(
+        &edge,
+        WAIT,
+        "the edge to fill up with made-up cameras",
+        |n| n.len() >= 64,
+    )
+    .await;
+    let camera = pattern_node(10, &["--publish", &nats.url]);
+    until_cameras(
+        &edge,
+        Duration::from_secs(5),
+        "the real camera on the full edge",
+        |n| n.iter().any(|c| c == "default"),
+    )
+    .await;
+    let mut v = MjpegClient::connect(&format!("{}/cameras/default/stream", edge.url)).await;
+    // Live frames (the camera node's test pattern), not the edge's no-signal frame.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let p = v.part().await;
+        assert_eq!(p.decode(), (160, 120));
+        let state: Value = client()
+            .get(format!("{}/api/state", edge.url))
+            .send()
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("json");
+        if state["bus"]["cameras"]["default"]["received"].as_u64() >= Some(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no frames from the real camera: {state}"
+        );
+    }
+    // Watched and delivering: the made-up names' next rounds do not push it out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(camera_names(&edge).await.iter().any(|c| c == "default"));
+    assert!(
+        edge.log()
+            .contains("dropped a discovered camera that never sent a frame"),
+        "{}",
+        edge.log()
+    );
+    flood.abort();
+    drop(camera);
+}
+
+/// Item 6b: a peer's `Mjpegd-Captured-Us` was the frame time as sent. Alternating past and
+/// future times now reach viewers within `PEER_CLOCK_SKEW` (5 s) of now and never going back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_capture_times_are_clamped_and_monotonic() {
+    let Some(nats) = Nats::start() else { return };
+    let edge = edge_node(&nats);
+    let peer = async_nats::connect(&nats.url).await.expect("connect");
+    let hour = 3_600_000_000u64;
+    let rogue = rogue_camera(peer, "rogue", move |i| {
+        let now = now_us();
+        let us = match i % 4 {
+            0 => now + hour,
+            1 => now - hour,
+            2 => 1,
+            _ => now + 10 * hour,
+        };
+        (i + 1, us)
+    });
+    until_cameras(&edge, WAIT, "the rogue camera on the edge", |n| {
+        n.iter().any(|c| c == "rogue")
+    })
+    .await;
+    let mut v = MjpegClient::connect(&format!("{}/cameras/rogue/stream", edge.url)).await;
+    let skew = mjpegd::source::nats::PEER_CLOCK_SKEW.as_secs_f64();
+    let mut last = 0.0f64;
+    let mut live = 0;
+    let deadline = Instant::now() + 2 * WAIT;
+    while live < 20 {
+        let p = v.part().await;
+        p.decode();
+        assert!(Instant::now() < deadline, "only {live} live frames");
+        if seq_of(&p.jpeg).is_none() {
+            continue; // the edge's own no-signal frame before the first peer frame
+        }
+        live += 1;
+        let ts = p.timestamp();
+        let now = now_us() as f64 / 1e6;
+        assert!(
+            ts <= now + skew,
+            "X-Timestamp {ts} is more than {skew} s after {now}"
+        );
+        // Half a second for the trip through nats-server and the edge.
+        assert!(
+            ts >= now - skew - 0.5,
+            "X-Timestamp {ts} is more than {skew} s before {now}"
+        );
+        assert!(ts >= last, "X-Timestamp went back from {last} to {ts}");
+        last = ts;
+    }
+    rogue.abort();
+}
+
+/// Item 6c: `Mjpegd-Seq = u64::MAX` then `1` overflowed the gap count (a panic in this debug
+/// build, killing the camera's source). The edge goes on serving the peer's frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sequence_at_u64_max_does_not_overflow() {
+    let Some(nats) = Nats::start() else { return };
+    let edge = edge_node(&nats);
+    let peer = async_nats::connect(&nats.url).await.expect("connect");
+    // The edge reads the subject only while watched: wrap every ten frames, so wraps come
+    // while the viewer below watches. Each round is 1..=9, u64::MAX, then 1 again.
+    let rogue = rogue_camera(peer, "rogue", |i| {
+        let seq = match i % 10 {
+            9 => u64::MAX,
+            n => n + 1,
+        };
+        (seq, now_us())
+    });
+    until_cameras(&edge, WAIT, "the rogue camera on the edge", |n| {
+        n.iter().any(|c| c == "rogue")
+    })
+    .await;
+    let mut v = MjpegClient::connect(&format!("{}/cameras/rogue/stream", edge.url)).await;
+    let mut first = None;
+    // Pictures sent 25 after the first one seen come after two wraps: they must arrive.
+    let deadline = Instant::now() + 3 * WAIT;
+    loop {
+        let p = v.part().await;
+        p.decode();
+        if let Some(n) = seq_of(&p.jpeg) {
+            let first = *first.get_or_insert(n);
+            if n > first + 25 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no frame after two wraps\n{}",
+            edge.log()
+        );
+    }
+    assert!(!edge.log().contains("panicked"), "{}", edge.log());
+    rogue.abort();
+}
+
+/// Item 6d: every message on `mjpegd.directory.query` made every camera node announce at once.
+/// Under a flood of queries a camera node announces at most once per `QUERY_MIN_INTERVAL` (1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_flood_is_answered_at_most_once_a_second() {
+    use futures_util::StreamExt;
+    let Some(nats) = Nats::start() else { return };
+    let peer = async_nats::connect(&nats.url).await.expect("connect");
+    let mut directory = peer
+        .subscribe(mjpegd::link::DIRECTORY_SUBJECT)
+        .await
+        .expect("subscribe");
+    peer.flush().await.expect("flush");
+    let _camera = pattern_node(5, &["--publish", &nats.url]);
+    // The node is up once it has announced.
+    tokio::time::timeout(WAIT, directory.next())
+        .await
+        .expect("no announcement")
+        .expect("subscription");
+    let window = Duration::from_secs(4);
+    let started = Instant::now();
+    let mut queries = 0u64;
+    let mut announced = 0u64;
+    while started.elapsed() < window {
+        for _ in 0..20 {
+            peer.publish(mjpegd::link::QUERY_SUBJECT, bytes::Bytes::new())
+                .await
+                .expect("query");
+            queries += 1;
+        }
+        peer.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(1), directory.next()).await
+        {
+            announced += 1;
+        }
+    }
+    // Late answers to the last queries.
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), directory.next()).await
+    {
+        announced += 1;
+    }
+    let min = mjpegd::bus::directory::QUERY_MIN_INTERVAL.as_secs_f64();
+    let most = (window.as_secs_f64() / min).ceil() as u64 + 1;
+    eprintln!("{queries} queries in {window:?}: {announced} announcements");
+    assert!(queries >= 1000, "only {queries} queries sent");
+    assert!(
+        announced <= most,
+        "{announced} announcements for {queries} queries in {window:?}; at most {most}"
+    );
+    // And queries are still answered (the throttle is not a mute).
+    assert!(announced >= 2, "{announced} announcements in {window:?}");
+}
+
+/// Item 7: a restricted user got 403 for a camera it may not see and 404 for one that does not
+/// exist, which told it which names are taken; and `/metrics` listed every camera. Both are
+/// answered as absent now, and `/metrics` lists only the cameras the user may watch.
+#[cfg(feature = "auth")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_users_cannot_learn_other_cameras() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = mjpegd::auth::hash_password("pw").expect("hash");
+    let users = format!(
+        "\n[auth]\n[[auth.users]]\nname = \"owner\"\npassword_hash = \"{hash}\"\n\
+         [[auth.users]]\nname = \"other\"\npassword_hash = \"{hash}\"\ncameras = [\"plain\"]\n"
+    );
+    let srv = start(&write_config(dir.path(), "mode = \"off\"\n", &users));
+    let get = |path: String, user: &str| {
+        client()
+            .get(format!("{}{path}", srv.url))
+            .basic_auth(user, Some("pw"))
+            .send()
+    };
+    for (path, method_post) in [
+        ("/cameras/NAME/stream", false),
+        ("/cameras/NAME/frame.jpg", false),
+        ("/cameras/NAME/recordings", false),
+        ("/cameras/NAME/export.mkv?from=0&to=1", false),
+        ("/cameras/NAME/replay?from=0", false),
+        ("/cameras/NAME/record/start", true),
+    ] {
+        let mut answers = Vec::new();
+        for name in ["cam", "nosuch"] {
+            let url = format!("{}{}", srv.url, path.replace("NAME", name));
+            let req = if method_post {
+                client().post(&url)
+            } else {
+                client().get(&url)
+            };
+            let r = req
+                .basic_auth("other", Some("pw"))
+                .send()
+                .await
+                .expect("request");
+            let status = r.status();
+            let body = r
+                .text()
+                .await
+                .expect("body")
+                .replace(&format!("{name:?}"), "\"NAME\"");
+            answers.push((status, body));
+        }
+        assert_eq!(answers[0].0, 404, "{path} for a hidden camera: {answers:?}");
+        assert_eq!(
+            answers[0], answers[1],
+            "{path}: a hidden camera is told apart from a missing one"
+        );
+    }
+    // The camera it may watch still works, and the owner still sees both.
+    let r = get("/cameras/plain/snapshot.jpg".into(), "other")
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let metrics = |user: &'static str| {
+        let url = format!("{}/metrics", srv.url);
+        async move {
+            let r = client()
+                .get(url)
+                .basic_auth(user, Some("pw"))
+                .send()
+                .await
+                .expect("metrics");
+            assert_eq!(r.status(), 200);
+            r.text().await.expect("body")
+        }
+    };
+    let theirs = metrics("other").await;
+    assert!(theirs.contains("camera=\"plain\""), "{theirs}");
+    assert!(
+        !theirs.contains("camera=\"cam\""),
+        "/metrics shows a camera the user may not watch:\n{theirs}"
+    );
+    let owners = metrics("owner").await;
+    assert!(owners.contains("camera=\"cam\""), "{owners}");
+    assert!(
+        owners.contains("mjpegd_recording_bytes{camera=\"cam\"}"),
+        "{owners}"
+    );
+}
+
+/// Item 7: segment files and the recording directories were created with the default modes
+/// (0644/0755 under the usual umask): every local user could watch the recordings. Now files are
+/// at most 0640 and directories at most 0750.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_are_not_readable_by_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = start(&write_config(dir.path(), "", ""));
+    await_recorded(&srv, 5).await;
+    let mut seen = (0, 0);
+    let mut todo = vec![dir.path().join("rec")];
+    while let Some(d) = todo.pop() {
+        let mode = std::fs::metadata(&d).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode & 0o027, 0, "{}: directory mode {mode:o}", d.display());
+        seen.0 += 1;
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let path = e.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+                assert_eq!(mode & 0o137, 0, "{}: file mode {mode:o}", path.display());
+                seen.1 += 1;
+            }
+        }
+    }
+    assert!(seen.0 >= 2 && seen.1 >= 1, "nothing checked: {seen:?}");
+}

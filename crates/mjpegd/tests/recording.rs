@@ -912,7 +912,8 @@ async fn with_authentication_only_users_allowed_the_camera_reach_its_recordings(
         .send()
         .await
         .expect("post");
-    assert_eq!(other.status(), 403);
+    // A camera the user may not see is answered as absent (issue 18 item 7).
+    assert_eq!(other.status(), 404);
     for path in [
         "/cameras/cam/recordings",
         "/cameras/cam/export.mkv?from=0&to=1",
@@ -924,7 +925,7 @@ async fn with_authentication_only_users_allowed_the_camera_reach_its_recordings(
             .send()
             .await
             .expect("get");
-        assert_eq!(r.status(), 403, "{path}");
+        assert_eq!(r.status(), 404, "{path}");
     }
     // A URL token opens the live stream only, not the recordings.
     let token: Value = client()

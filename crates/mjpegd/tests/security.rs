@@ -114,7 +114,8 @@ async fn every_url_needs_a_login_and_users_see_only_their_cameras() {
             "alice: {path}"
         );
     }
-    // Bob may watch the porch only; the first camera (the classic URLs) is the garage.
+    // Bob may watch the porch only; the first camera (the classic URLs) is the garage. Cameras
+    // he may not watch are answered as absent (404), not 403 (issue 18 item 7).
     assert_eq!(
         get(&srv.url("/cameras/porch/snapshot.jpg"), BOB)
             .await
@@ -125,9 +126,9 @@ async fn every_url_needs_a_login_and_users_see_only_their_cameras() {
         get(&srv.url("/cameras/garage/snapshot.jpg"), BOB)
             .await
             .status(),
-        403
+        404
     );
-    assert_eq!(get(&srv.url("/snapshot.jpg"), BOB).await.status(), 403);
+    assert_eq!(get(&srv.url("/snapshot.jpg"), BOB).await.status(), 404);
     assert_eq!(
         get(&srv.url("/?action=snapshot_1"), BOB).await.status(),
         200
@@ -224,7 +225,7 @@ async fn url_tokens_open_one_camera_without_a_password() {
         None,
     )
     .await;
-    assert_eq!(other.status(), 403);
+    assert_eq!(other.status(), 404);
     assert_eq!(
         get(&srv.url(&format!("/api/state?token={token}")), None)
             .await
@@ -244,7 +245,7 @@ async fn url_tokens_open_one_camera_without_a_password() {
         get(&srv.url("/api/token?camera=garage"), BOB)
             .await
             .status(),
-        403
+        404
     );
     assert_eq!(
         get(&srv.url("/api/token?camera=porch&ttl=0"), BOB)

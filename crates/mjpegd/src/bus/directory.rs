@@ -36,17 +36,17 @@ pub const MAX_ANNOUNCED: usize = crate::hub::MAX_CAMERAS;
 
 /// One camera node's announcement.
 #[derive(Debug, Serialize, Deserialize)]
-struct Announcement {
-    cameras: Vec<Announced>,
+pub(crate) struct Announcement {
+    pub(crate) cameras: Vec<Announced>,
 }
 
 /// One announced camera.
 #[derive(Debug, Serialize, Deserialize)]
-struct Announced {
-    name: String,
-    width: u32,
-    height: u32,
-    fps: f64,
+pub(crate) struct Announced {
+    pub(crate) name: String,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) fps: f64,
 }
 
 /// Announces `cameras` on the bus of `link` until `shutdown`.
@@ -211,7 +211,8 @@ async fn run_discovery(link: &Arc<Link>, hub: &Hub, defaults: EdgeDefaults) {
 #[error("{0}")]
 pub struct BadAnnouncement(String);
 
-fn parse(payload: &[u8]) -> Result<Announcement, BadAnnouncement> {
+/// Reads an announcement from the bus (crate-visible for `fuzzing::directory`).
+pub(crate) fn parse(payload: &[u8]) -> Result<Announcement, BadAnnouncement> {
     if payload.len() > MAX_ANNOUNCEMENT_BYTES {
         return Err(BadAnnouncement(format!(
             "{} bytes is over the {MAX_ANNOUNCEMENT_BYTES}-byte limit",

@@ -144,8 +144,13 @@ pub(super) fn require_control(p: &Principal, camera: &Camera) -> Result<(), Http
     )))
 }
 
-/// Requires that `p` may watch `camera`.
-pub(super) fn require_camera(p: &Principal, camera: &Camera) -> Result<(), HttpError> {
+/// Requires that `p` may watch `camera`. A camera `p` may not watch is answered as one that
+/// does not exist (`not_found`): a 403 would tell a restricted user which names are taken.
+fn require_camera(
+    p: &Principal,
+    camera: &Camera,
+    not_found: impl FnOnce() -> HttpError,
+) -> Result<(), HttpError> {
     if p.may_watch(camera.name()) {
         return Ok(());
     }
@@ -153,10 +158,7 @@ pub(super) fn require_camera(p: &Principal, camera: &Camera) -> Result<(), HttpE
         Principal::Anonymous => Err(HttpError::Unauthorized(
             "log in, or use a URL with a ?token= from /api/token".into(),
         )),
-        _ => Err(HttpError::Forbidden(format!(
-            "you may not watch camera {:?}",
-            camera.name()
-        ))),
+        _ => Err(not_found()),
     }
 }
 
@@ -170,7 +172,7 @@ pub(super) fn camera_named(
         return Err(HttpError::Unauthorized("log in to watch cameras".into()));
     }
     let camera = state.camera_named(name, p)?;
-    require_camera(p, &camera)?;
+    require_camera(p, &camera, || state.no_camera_named(name, p))?;
     Ok(camera)
 }
 
@@ -184,6 +186,8 @@ pub(super) fn camera_at(
         return Err(HttpError::Unauthorized("log in to watch cameras".into()));
     }
     let camera = state.camera_at(index)?;
-    require_camera(p, &camera)?;
+    require_camera(p, &camera, || {
+        HttpError::NotFound(format!("no camera number {index} that you may watch"))
+    })?;
     Ok(camera)
 }

@@ -228,22 +228,29 @@ impl AppState {
 
     /// The camera called `name`; the error lists the cameras `p` may watch.
     pub(crate) fn camera_named(&self, name: &str, p: &Principal) -> Result<Arc<Camera>, HttpError> {
-        self.0.hub.get(name).ok_or_else(|| {
-            let all = self.0.hub.cameras();
-            let known: Vec<&str> = all
-                .iter()
-                .map(|c| c.name())
-                .filter(|n| p.is_user() && p.may_watch(n))
-                .collect();
-            HttpError::NotFound(format!(
-                "no camera named {name:?}; cameras here: {}",
-                if known.is_empty() {
-                    "(none you may watch)".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ))
-        })
+        self.0
+            .hub
+            .get(name)
+            .ok_or_else(|| self.no_camera_named(name, p))
+    }
+
+    /// The 404 for a camera called `name` that does not exist or that `p` may not watch (the
+    /// same answer for both); it lists the cameras `p` may watch.
+    pub(crate) fn no_camera_named(&self, name: &str, p: &Principal) -> HttpError {
+        let all = self.0.hub.cameras();
+        let known: Vec<&str> = all
+            .iter()
+            .map(|c| c.name())
+            .filter(|n| p.is_user() && p.may_watch(n))
+            .collect();
+        HttpError::NotFound(format!(
+            "no camera named {name:?}; cameras here: {}",
+            if known.is_empty() {
+                "(none you may watch)".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ))
     }
 
     /// The per-camera viewer semaphore of `camera`.

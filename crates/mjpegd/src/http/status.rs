@@ -288,7 +288,14 @@ pub(super) async fn metrics(
     if !state.config().public_metrics {
         super::access::require_user(&principal)?;
     }
-    let cams = state.hub().cameras();
+    // Like /api/state: a restricted user sees only the cameras it may watch.
+    let visible = |name: &str| state.config().public_metrics || principal.may_watch(name);
+    let cams: Vec<_> = state
+        .hub()
+        .cameras()
+        .into_iter()
+        .filter(|c| visible(c.name()))
+        .collect();
     let mut out = String::with_capacity(4096);
     let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&Camera) -> f64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -409,7 +416,7 @@ pub(super) async fn metrics(
         let _ = writeln!(out, "{name}_count{{camera=\"{}\"}} {count}", c.name());
     }
     if let Some(recs) = state.recordings() {
-        recording_metrics(&mut out, recs);
+        recording_metrics(&mut out, recs, &visible);
     }
     if let Some(m) = state.motion() {
         m.write_metrics(&mut out);
@@ -423,7 +430,11 @@ pub(super) async fn metrics(
 }
 
 /// The recorders' families, for cameras that record.
-fn recording_metrics(out: &mut String, recs: &crate::record::Recordings) {
+fn recording_metrics(
+    out: &mut String,
+    recs: &crate::record::Recordings,
+    visible: &dyn Fn(&str) -> bool,
+) {
     type Value<'a> = dyn Fn(&crate::record::Recorder) -> f64 + 'a;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     let families: [(&str, &str, &str, &Value<'_>); 8] = [
@@ -478,7 +489,7 @@ fn recording_metrics(out: &mut String, recs: &crate::record::Recordings) {
     ];
     for (name, kind, help, value) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for r in recs.all() {
+        for r in recs.all().iter().filter(|r| visible(r.camera().name())) {
             let _ = writeln!(
                 out,
                 "{name}{{camera=\"{}\"}} {}",

@@ -596,7 +596,7 @@ impl Writer {
             self.maintain();
         }
         if self.open.is_none() {
-            let created = std::fs::create_dir_all(&rec.dir)
+            let created = store::create_dir(&rec.dir)
                 .and_then(|()| SegmentWriter::create(&rec.dir, t, size.0, size.1));
             match created {
                 Ok(w) => {

@@ -15,11 +15,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::time::Micros;
+
+/// Permissions of segment files: owner read-write, group read, others nothing (recordings are
+/// private video; issue 18 item 7). The umask can only narrow it.
+pub const FILE_MODE: u32 = 0o640;
 
 /// First bytes of every segment file (format version 1).
 pub const FILE_MAGIC: &[u8; 8] = b"MJPEGDS1";
@@ -86,7 +90,12 @@ impl SegmentWriter {
         let mut path = dir.join(format!("{}.{EXTENSION}", super::time::stamp_micros(start)));
         let mut n = 1;
         let mut file = loop {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(&path)
+            {
                 Ok(f) => break f,
                 // Same microsecond as an existing segment (clock stepped back): take a suffix.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => {

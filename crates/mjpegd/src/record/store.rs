@@ -110,13 +110,26 @@ pub struct Store {
     pub generation: u64,
 }
 
+/// Permissions of directories the recorder creates: recordings are video of people's homes,
+/// so other local users get no access (issue 18 item 7). The umask can only narrow it.
+pub const DIR_MODE: u32 = 0o750;
+
+/// Creates `dir` and any missing parents with [`DIR_MODE`].
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+}
+
 impl Store {
     /// Scans `dir` (created if missing). Only the newest segment's JPEGs are read and checked
     /// against their CRCs: a crash can only have torn the segment that was being written, as
     /// every older one was synced when it was closed.
     pub fn open(dir: &Path) -> std::io::Result<(Store, ScanReport)> {
         let started = Instant::now();
-        std::fs::create_dir_all(dir)?;
+        create_dir(dir)?;
         let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == segment::EXTENSION))
