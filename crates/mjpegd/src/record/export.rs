@@ -80,6 +80,8 @@ pub struct Export {
     format: Format,
     sel: Selection,
     timelapse: bool,
+    /// Each frame's presentation time in ms, strictly increasing (see [`Export::new`]).
+    times: Vec<u64>,
     head: Vec<u8>,
     clusters: Vec<Cluster>,
     checkpoints: Vec<u64>,
@@ -99,10 +101,26 @@ impl Export {
     /// Lays out `sel` (non-empty) as `format`. `timelapse` plays the frames at
     /// [`TIMELAPSE_FPS`] instead of at their recorded times.
     pub fn new(format: Format, sel: Selection, timelapse: bool) -> Export {
+        // Matroska times are whole milliseconds; two recorded frames less than 1 ms apart (a
+        // source delivering a burst after a stall) would share one, and players and ffmpeg
+        // refuse a timestamp that does not increase. Each frame gets at least 1 ms after the
+        // one before it.
+        let mut times = Vec::with_capacity(sel.frames.len());
+        let t0 = sel.frames.first().map_or(0, |f| f.t);
+        for (i, f) in sel.frames.iter().enumerate() {
+            let raw = if timelapse {
+                (i as u64 * 1000 + TIMELAPSE_FPS / 2) / TIMELAPSE_FPS
+            } else {
+                ((f.t - t0).max(0) / 1000) as u64
+            };
+            let prev: Option<&u64> = times.last();
+            times.push(prev.map_or(raw, |&p| raw.max(p + 1)));
+        }
         let mut e = Export {
             format,
             sel,
             timelapse,
+            times,
             head: Vec::new(),
             clusters: Vec::new(),
             checkpoints: Vec::new(),
@@ -185,12 +203,7 @@ impl Export {
 
     /// Presentation time of frame `i` in milliseconds from the start.
     fn ms(&self, i: usize) -> u64 {
-        if self.timelapse {
-            (i as u64 * 1000 + TIMELAPSE_FPS / 2) / TIMELAPSE_FPS
-        } else {
-            let t0 = self.sel.frames[0].t;
-            ((self.sel.frames[i].t - t0).max(0) / 1000) as u64
-        }
+        self.times[i]
     }
 
     fn duration_ms(&self) -> u64 {
@@ -509,6 +522,24 @@ mod tests {
             whole.extend_from_slice(&chunk);
         }
         (dir, e, whole)
+    }
+
+    /// Frames recorded less than a millisecond apart still get increasing Matroska times
+    /// (ffmpeg refused such an export: "non monotonically increasing dts").
+    #[test]
+    fn frames_within_one_millisecond_get_increasing_times() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = SegmentWriter::create(dir.path(), 1_000_000, 64, 48).expect("create");
+        for (i, t) in [0i64, 300, 600, 900, 40_000].into_iter().enumerate() {
+            let jpeg = [0xFF, 0xD8, i as u8, 0xFF, 0xD9];
+            w.append(1_000_000 + t, i as u64, &jpeg).expect("append");
+        }
+        w.finish().expect("finish");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let sel = store.select(0, i64::MAX / 2, None, 10).expect("select");
+        let e = Export::new(Format::Mkv, sel, false);
+        let times: Vec<u64> = (0..5).map(|i| e.ms(i)).collect();
+        assert_eq!(times, [0, 1, 2, 3, 40]);
     }
 
     #[test]
