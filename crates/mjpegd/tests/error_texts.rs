@@ -1,8 +1,6 @@
 //! The typed errors of the setting, TLS and password checks keep the texts they had as strings
 //! (operators and the config checker show them verbatim), and carry their causes as sources.
 
-use std::error::Error as _;
-
 use mjpegd::transform::{Flip, Rotate};
 
 #[test]
@@ -31,7 +29,10 @@ fn a_missing_certificate_is_named_with_its_cause() {
         text.starts_with(&format!("--tls-cert {}: cannot read: ", cert.display())),
         "{text}"
     );
-    assert!(e.source().is_some(), "the I/O cause is kept: {e:?}");
+    assert!(
+        std::error::Error::source(&e).is_some(),
+        "the I/O cause is kept: {e:?}"
+    );
 }
 
 #[cfg(feature = "auth")]
@@ -44,7 +45,10 @@ fn a_plaintext_password_hash_is_refused_with_its_cause() {
             && text.ends_with("); make one with `mjpegd hash-password`"),
         "{text}"
     );
-    assert!(e.source().is_some(), "the parse cause is kept: {e:?}");
+    assert!(
+        std::error::Error::source(&e).is_some(),
+        "the parse cause is kept: {e:?}"
+    );
     let hash = mjpegd::auth::hash_password("pw").expect("hash");
     assert!(mjpegd::auth::check_hash(&hash).is_ok(), "{hash}");
 }

@@ -237,10 +237,14 @@ async fn export_of_recorded_test_pattern_matches_the_catalogue_in_ffprobe() {
             (duration - span_secs).abs() < 0.2,
             "duration {duration} vs span {span_secs}"
         );
-        // ffmpeg decodes every frame without an error.
+        // ffmpeg decodes every frame without an error. The export has the recorded (variable)
+        // frame times in milliseconds: keep them (`passthrough`, the source's time base), or
+        // ffmpeg resamples to a constant rate and two frames closer than one of its frame
+        // periods collide in its own muxer ("non monotonically increasing dts").
         let out = Command::new("ffmpeg")
             .args(["-v", "error", "-xerror", "-i"])
             .arg(&mkv)
+            .args(["-fps_mode", "passthrough", "-enc_time_base", "-1"])
             .args(["-f", "null", "-"])
             .output()
             .expect("ffmpeg");
