@@ -84,6 +84,8 @@ impl From<crate::record::RecordError> for HttpError {
         use crate::record::RecordError;
         match e {
             RecordError::TooManyFrames { .. } => HttpError::BadRequest(e.to_string()),
+            RecordError::UnknownCamera(_) => HttpError::NotFound(e.to_string()),
+            RecordError::Thread { .. } => HttpError::Unavailable(e.to_string()),
             RecordError::Read { .. } | RecordError::Task(_) => {
                 tracing::warn!(error = %e, "a recording query failed");
                 HttpError::Unavailable(e.to_string())

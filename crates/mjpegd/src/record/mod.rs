@@ -267,6 +267,18 @@ impl Recorder {
 /// What the record layer's queries can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The writer thread of a camera could not be started.
+    #[error("cannot start the recording thread of camera {camera:?}: {source}")]
+    Thread {
+        /// The camera.
+        camera: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Recording is configured for a camera the server does not have.
+    #[error("recording configured for unknown camera {0:?}")]
+    UnknownCamera(String),
     /// A range holds more frames than one query may return.
     #[error(
         "that range holds more than {max} frames, the most one export may have: \
@@ -384,13 +396,13 @@ impl Recordings {
         hub: &Hub,
         configs: Vec<(String, RecordConfig)>,
         shutdown: CancellationToken,
-    ) -> Result<Arc<Recordings>, String> {
+    ) -> Result<Arc<Recordings>, RecordError> {
         let mut recorders = Vec::with_capacity(configs.len());
         let mut writers = Vec::with_capacity(configs.len());
         for (name, config) in configs {
             let camera = hub
                 .get(&name)
-                .ok_or_else(|| format!("recording configured for unknown camera {name:?}"))?;
+                .ok_or_else(|| RecordError::UnknownCamera(name.clone()))?;
             let dir = config.dir.join(&name);
             let (store, error) = match Store::open(&dir) {
                 Ok((store, report)) => {
@@ -433,8 +445,9 @@ impl Recordings {
             let thread = std::thread::Builder::new()
                 .name(format!("record-{name}"))
                 .spawn(move || Writer::new(writer).run(&rx))
-                .map_err(|e| {
-                    format!("cannot start the recording thread of camera {name:?}: {e}")
+                .map_err(|source| RecordError::Thread {
+                    camera: name.clone(),
+                    source,
                 })?;
             writers.push(thread);
             tokio::spawn(feed(Arc::clone(&rec), tx, shutdown.child_token()));
