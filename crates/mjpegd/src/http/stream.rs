@@ -283,10 +283,7 @@ impl ClaimedStream {
                             let Some((part, trailer)) = self.0.resend_latest() else {
                                 break;
                             };
-                            match trailer {
-                                None => io.write_all(&part).await?,
-                                Some(t) => write_all_vectored(io, [&part, t]).await?,
-                            }
+                            write_chunk(io, &part, trailer).await?;
                             io.flush().await?;
                         }
                         continue;
@@ -306,12 +303,21 @@ impl ClaimedStream {
                 },
             };
             let Some((part, trailer)) = next else { break };
-            match trailer {
-                None => io.write_all(&part).await?,
-                Some(t) => write_all_vectored(io, [&part, t]).await?,
-            }
+            write_chunk(io, &part, trailer).await?;
         }
         io.shutdown().await
+    }
+}
+
+/// Writes one chunk: a part, or (the browser wire) a JPEG and its static trailer in one `writev`.
+async fn write_chunk<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    part: &[u8],
+    trailer: Option<&'static [u8]>,
+) -> io::Result<()> {
+    match trailer {
+        None => io.write_all(part).await,
+        Some(t) => write_all_vectored(io, [part, t]).await,
     }
 }
 
