@@ -6,7 +6,7 @@
 #
 # 1. installs (apt-get, only what is missing) qemu-system-x86, busybox-static, xz-utils;
 # 2. downloads Debian's kernel package (the one linux-image-amd64 points to) into target/vivid/;
-# 3. builds examples/v4l2_capture.rs (release, sharing scripts/build-deb.sh's build) and copies
+# 3. builds crates/v4l2-check (release, sharing scripts/build-deb.sh's build) and copies
 #    the C library it links into the initramfs;
 # 4. packs an initramfs: busybox, vivid and the modules it needs, the test binary, and
 #    tests/v4l2_vivid/init, which loads the modules, runs the binary and powers off;
@@ -94,11 +94,12 @@ phase "kernel $kver ready"
 # --- 3. test binary -------------------------------------------------------------------------
 locked=()
 [ -n "${CI:-}" ] && locked=(--locked)
-# The release profile and features of `cargo build --release`, so after scripts/build-deb.sh
-# (CI runs it first) only the example itself is compiled; the VM gets the host's C library.
-log "building examples/v4l2_capture.rs (release)"
-cargo build -q --release "${locked[@]}" -p mjpegd --example v4l2_capture
-bin=$root/target/release/examples/v4l2_capture
+# The release profile and mjpegd's features as in `cargo build --release`, so after
+# scripts/build-deb.sh (CI runs it first) only the check itself is compiled; the VM gets the
+# host's C library.
+log "building crates/v4l2-check (release)"
+cargo build -q --release "${locked[@]}" -p v4l2-check
+bin=$root/target/release/v4l2-check
 phase "test binary built"
 
 # --- 4. initramfs ---------------------------------------------------------------------------

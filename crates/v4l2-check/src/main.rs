@@ -4,7 +4,7 @@
 //! (no camera needed), or by hand against a real camera:
 //!
 //! ```sh
-//! cargo run --example v4l2_capture -- /dev/video0
+//! cargo run --release -p v4l2-check -- /dev/video0
 //! ```
 //!
 //! It lists the devices, captures frames in the best format and in every raw format the device
@@ -14,7 +14,7 @@
 
 #[cfg(not(target_os = "linux"))]
 fn main() {
-    eprintln!("v4l2_capture: V4L2 exists only on Linux");
+    eprintln!("v4l2-check: V4L2 exists only on Linux");
 }
 
 #[cfg(target_os = "linux")]
