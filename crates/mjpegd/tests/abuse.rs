@@ -307,7 +307,8 @@ fn odd_paths_and_methods_are_client_errors() {
         for p in paths {
             for m in methods {
                 let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-                let req = format!("{m} {p} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                let req =
+                    format!("{m} {p} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
                 s.write_all(req.as_bytes()).await.expect("write");
                 let mut buf = vec![0u8; 64];
                 let n = tokio::time::timeout(WAIT, s.read(&mut buf))

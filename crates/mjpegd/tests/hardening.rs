@@ -906,8 +906,11 @@ fn write_config_with_server(dir: &Path, server: &str, record: &str, extra: &str)
     let path = write_config(dir, record, extra);
     let text = std::fs::read_to_string(&path).expect("read config");
     let listen = "listen = \"127.0.0.1:0\"\n";
-    std::fs::write(&path, text.replacen(listen, &format!("{listen}{server}\n"), 1))
-        .expect("write config");
+    std::fs::write(
+        &path,
+        text.replacen(listen, &format!("{listen}{server}\n"), 1),
+    )
+    .expect("write config");
     path
 }
 
@@ -957,7 +960,11 @@ async fn replays_take_a_viewer_slot_of_their_camera() {
     let mut replay = MjpegClient::from_response(replay);
     replay.part().await.decode();
     let r = client().get(&live_url).send().await.expect("live");
-    assert_eq!(r.status(), 503, "a live viewer past the limit, a replay running");
+    assert_eq!(
+        r.status(),
+        503,
+        "a live viewer past the limit, a replay running"
+    );
     // Another camera's slots are its own.
     let mut other = MjpegClient::connect(&format!("{}/cameras/plain/stream", srv.url)).await;
     other.part().await;
@@ -983,7 +990,10 @@ async fn raw_get(addr: &str, path: &str, host: Option<&str>) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
     (status, body)
 }
 
@@ -1019,7 +1029,11 @@ async fn a_loopback_server_refuses_foreign_host_names() {
     }
     let (status, _) = raw_get(&addr, "/api/state", None).await;
     assert_eq!(status, 200, "a request without Host (HTTP/1.0)");
-    assert!(srv.log().contains("refused a request for a name"), "{}", srv.log());
+    assert!(
+        srv.log().contains("refused a request for a name"),
+        "{}",
+        srv.log()
+    );
 
     // A configured name is answered (any case, any port); other names still are not.
     let dir2 = tempfile::tempdir().expect("tempdir");
@@ -1051,16 +1065,29 @@ async fn the_host_check_on_the_network_needs_names() {
     std::fs::write(&config, text.replace("127.0.0.1:0", "0.0.0.0:0")).expect("write");
     let open = start(&config);
     let port = open.url.rsplit(':').next().expect("port").to_owned();
-    let (status, _) = raw_get(&format!("127.0.0.1:{port}"), "/api/state", Some("evil.example")).await;
+    let (status, _) = raw_get(
+        &format!("127.0.0.1:{port}"),
+        "/api/state",
+        Some("evil.example"),
+    )
+    .await;
     assert_eq!(status, 200, "no names, listening on 0.0.0.0: no Host check");
     drop(open);
-    let named = write_config_with_server(dir.path(), "names = [\"cam.example\"]", "mode = \"off\"\n", "");
+    let named = write_config_with_server(
+        dir.path(),
+        "names = [\"cam.example\"]",
+        "mode = \"off\"\n",
+        "",
+    );
     let text = std::fs::read_to_string(&named).expect("read");
     std::fs::write(&named, text.replace("127.0.0.1:0", "0.0.0.0:0")).expect("write");
     let srv = start(&named);
     let addr = format!("127.0.0.1:{}", srv.url.rsplit(':').next().expect("port"));
     let (status, _) = raw_get(&addr, "/api/state", Some("evil.example")).await;
-    assert_eq!(status, 421, "names set: the check applies on every listener");
+    assert_eq!(
+        status, 421,
+        "names set: the check applies on every listener"
+    );
     let (status, _) = raw_get(&addr, "/api/state", Some("cam.example:80")).await;
     assert_eq!(status, 200);
 }
@@ -1092,8 +1119,11 @@ async fn recordings_never_follow_symbolic_links() {
     // The second camera's whole directory is a link to a directory elsewhere.
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("mkdir");
-    std::fs::write(elsewhere.join("20000101T000000.000000Z.seg"), torn_segment())
-        .expect("write");
+    std::fs::write(
+        elsewhere.join("20000101T000000.000000Z.seg"),
+        torn_segment(),
+    )
+    .expect("write");
     std::os::unix::fs::symlink(&elsewhere, dir.path().join("rec").join("plain")).expect("symlink");
     let plain_record = format!(
         "\n[cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n",
@@ -1121,7 +1151,10 @@ async fn recordings_never_follow_symbolic_links() {
     };
     assert_eq!(plain["state"], "paused", "{plain}");
     assert!(
-        plain["error"].as_str().unwrap_or("").contains("symbolic link"),
+        plain["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("symbolic link"),
         "{plain}"
     );
     assert_eq!(std::fs::read(&target).expect("read target"), torn_segment());
@@ -1278,7 +1311,11 @@ async fn trickle_export(
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
             let text = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let status = text
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let length = text
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length: "))
@@ -1356,7 +1393,10 @@ async fn a_trickling_export_reader_loses_its_slot() {
     let bound = Duration::from_secs(2) * 4;
     assert!(freed < bound, "the slots came back only after {freed:?}");
     let length = r.content_length().expect("Content-Length");
-    let body = r.bytes().await.expect("a full-speed reader gets the whole export");
+    let body = r
+        .bytes()
+        .await
+        .expect("a full-speed reader gets the whole export");
     assert_eq!(body.len() as u64, length);
     let cut = srv.log().matches("reads too slowly").count();
     assert_eq!(cut, readers.len(), "{}", srv.log());

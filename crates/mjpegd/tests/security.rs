@@ -422,7 +422,9 @@ async fn connection_viewer_and_snapshot_limits_answer_cleanly() {
     let mut c = tokio::net::TcpStream::connect(srv.addr)
         .await
         .expect("connect");
-    let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    let _ = c
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     let mut resp = Vec::new();
     tokio::time::timeout(WAIT, c.read_to_end(&mut resp))
         .await

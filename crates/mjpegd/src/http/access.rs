@@ -113,10 +113,13 @@ pub(super) fn require_known_host(state: &AppState, headers: &HeaderMap) -> Resul
     let raw = value.to_str().unwrap_or("");
     let host = host_name(raw);
     let names = &state.0.config.host_names;
-    if is_loopback_host(&host) || names.iter().any(|n| *n == host) {
+    if is_loopback_host(&host) || names.contains(&host) {
         return Ok(());
     }
-    tracing::warn!(host = raw, "refused a request for a name this server does not answer to");
+    tracing::warn!(
+        host = raw,
+        "refused a request for a name this server does not answer to"
+    );
     Err(HttpError::MisdirectedHost(format!(
         "Host {raw:?} is not a name of this server, so the request is refused (421) — this          protects a server on loopback from DNS rebinding; use http://localhost or          http://127.0.0.1, or add the name to `names` in the [server] section of the config"
     )))

@@ -63,7 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/token", get(status::token))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), known_host))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            known_host,
+        ))
         .with_state(state)
 }
 

@@ -492,11 +492,13 @@ pub(super) async fn replay(
             limit: state.0.config.max_viewers,
         })?;
     let camera_permit = match state.camera_slots(rec.camera()) {
-        Some(slots) => Some(slots.try_acquire_owned().map_err(|_| {
-            HttpError::TooManyViewers {
-                limit: state.0.config.max_viewers_per_camera,
-            }
-        })?),
+        Some(slots) => Some(
+            slots
+                .try_acquire_owned()
+                .map_err(|_| HttpError::TooManyViewers {
+                    limit: state.0.config.max_viewers_per_camera,
+                })?,
+        ),
         None => None,
     };
     let mut r = Replay {

@@ -146,9 +146,7 @@ impl RecorderStatus {
     /// server keeps its files is the host's business, not every viewer's.
     pub fn without_paths(mut self) -> RecorderStatus {
         if let Some(dir) = self.dir.take() {
-            self.error = self
-                .error
-                .map(|e| e.replace(&dir, "<recording directory>"));
+            self.error = self.error.map(|e| e.replace(&dir, "<recording directory>"));
         }
         self
     }
