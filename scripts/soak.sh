@@ -551,7 +551,9 @@ EOF
     replays=$(wc -l <"$RESULTS/replays.txt" 2>/dev/null || echo 0)
     replays_ok=$(awk '$3 == 200' "$RESULTS/replays.txt" 2>/dev/null | wc -l)
     if [ "$replays_ok" -gt 0 ]; then
-        verdict OK "replays: $replays_ok of $replays answered 200 ($(awk '$3 != 200 { print $3 }' "$RESULTS/replays.txt" | sort | uniq -c | tr -s ' \n' ' ')other)"
+        local others
+        others=$(awk '$3 != 200 { print $3 }' "$RESULTS/replays.txt" | sort | uniq -c | tr -s ' \n' ' ')
+        verdict OK "replays: $replays_ok of $replays answered 200${others:+ (others, count and status:$others)}"
     else
         verdict FAIL "replays: none of $replays answered 200"
     fi
