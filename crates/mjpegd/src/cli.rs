@@ -461,6 +461,8 @@ impl Cli {
                     .allow_origin
                     .clone()
                     .or(server_section.allow_origin.clone()),
+                host_names: server_section.names.clone(),
+                export_rate_window: server_section.export_rate_window,
                 ..HttpConfig::default()
             },
             server: ServerConfig {

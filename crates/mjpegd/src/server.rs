@@ -244,6 +244,12 @@ impl Server {
 
     /// Serves every listener until shutdown, then drains connections within the grace period.
     pub async fn run_all(self, listeners: Vec<Listener>) -> io::Result<()> {
+        // A server reachable only from this machine checks `Host` (DNS rebinding guard).
+        let loopback_only = listeners.iter().all(|l| match l {
+            Listener::Tcp(t) => t.local_addr().is_ok_and(|a| a.ip().is_loopback()),
+            Listener::Unix(_) => true,
+        });
+        self.state.set_loopback_only(loopback_only);
         let bus = self.bus.as_ref().map(|b| self.start_bus(b));
         if bus.is_none() && !bus_sources(self.state.hub()).is_empty() {
             // `nats://` sources without a [bus]: still show their counters.
@@ -556,17 +562,21 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
-    let io = TokioIo::new(WriteTimeout::new(stream, config.send_timeout));
+    // Bytes written to this socket, and the minimum rate an export response sets on it.
+    let pace = http::Pace::default();
+    let io = TokioIo::new(WriteTimeout::new(stream, config.send_timeout, pace.clone()));
     let router = shared.router.clone();
     // Where a stream handler leaves its viewer: once hyper has written the head, the parts go
     // to the socket without hyper (see `http::stream`).
     let slot = http::StreamSlot::default();
     let handoff = slot.clone();
+    let watched = pace.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         if let Some(p) = peer {
             req.extensions_mut().insert(ConnectInfo(p));
         }
         req.extensions_mut().insert(handoff.clone());
+        req.extensions_mut().insert(pace.clone());
         // Boxed: `poll_without_shutdown` needs an `Unpin` service future (once per request).
         Box::pin(router.clone().oneshot(req))
     });
@@ -585,6 +595,11 @@ where
     // ends at once, the viewer having been claimed), and the socket is needed after that.
     let result = tokio::select! {
         r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
+        // Dropping the connection drops the response body, and with it the slot it holds.
+        why = watched.breached() => {
+            tracing::info!(?peer, "closed a connection whose client reads too slowly: {why}");
+            return;
+        }
         () = shared.shutdown.cancelled() => {
             Pin::new(&mut conn).graceful_shutdown();
             std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
@@ -620,16 +635,26 @@ struct WriteTimeout<S> {
     timeout: Duration,
     stall: Pin<Box<Sleep>>,
     armed: bool,
+    /// Counts what reaches the socket, for a response's minimum-rate rule.
+    pace: http::Pace,
 }
 
 impl<S> WriteTimeout<S> {
-    fn new(inner: S, timeout: Duration) -> WriteTimeout<S> {
+    fn new(inner: S, timeout: Duration, pace: http::Pace) -> WriteTimeout<S> {
         WriteTimeout {
             inner,
             timeout,
             stall: Box::pin(tokio::time::sleep(timeout)),
             armed: false,
+            pace,
         }
+    }
+
+    fn counted(&self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.pace.wrote(*n);
+        }
+        polled
     }
 
     fn check<T>(
@@ -677,7 +702,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.check(cx, polled)
+        let polled = self.check(cx, polled);
+        self.counted(polled)
     }
 
     fn poll_write_vectored(
@@ -686,7 +712,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.check(cx, polled)
+        let polled = self.check(cx, polled);
+        self.counted(polled)
     }
 
     fn is_write_vectored(&self) -> bool {

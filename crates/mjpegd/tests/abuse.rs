@@ -152,7 +152,7 @@ fn half_requests_are_cut_by_the_head_timeout() {
         for _ in 0..500 {
             if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
                 let _ = s
-                    .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                    .write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
                     .await;
                 socks.push(s);
             }
@@ -205,7 +205,7 @@ fn a_1_mib_header_is_refused() {
     abuse_case("1 MiB header", async |srv: &TestServer| {
         let addr = srv.addr;
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut req = b"GET /stream HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        let mut req = b"GET /stream HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
         req.extend(std::iter::repeat_n(b'a', 1 << 20));
         req.extend_from_slice(b"\r\n\r\n");
         // The server may close before reading it all; that is the point.
@@ -230,7 +230,7 @@ fn viewers_that_never_read_are_cut() {
             let sock = tokio::net::TcpSocket::new_v4().expect("socket");
             sock.set_recv_buffer_size(4096).expect("rcvbuf");
             let mut s = sock.connect(addr).await.expect("connect");
-            s.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6Y29ycmVjdCBob3JzZQ==\r\n\r\n")
+            s.write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic YWxpY2U6Y29ycmVjdCBob3JzZQ==\r\n\r\n")
                 .await
                 .expect("request");
             socks.push(s);
@@ -307,7 +307,8 @@ fn odd_paths_and_methods_are_client_errors() {
         for p in paths {
             for m in methods {
                 let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-                let req = format!("{m} {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let req =
+                    format!("{m} {p} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
                 s.write_all(req.as_bytes()).await.expect("write");
                 let mut buf = vec![0u8; 64];
                 let n = tokio::time::timeout(WAIT, s.read(&mut buf))

@@ -900,3 +900,508 @@ async fn recordings_are_not_readable_by_other_users() {
     }
     assert!(seen.0 >= 2 && seen.1 >= 1, "nothing checked: {seen:?}");
 }
+
+/// `write_config` with `server` lines added to its `[server]` section.
+fn write_config_with_server(dir: &Path, server: &str, record: &str, extra: &str) -> PathBuf {
+    let path = write_config(dir, record, extra);
+    let text = std::fs::read_to_string(&path).expect("read config");
+    let listen = "listen = \"127.0.0.1:0\"\n";
+    std::fs::write(
+        &path,
+        text.replacen(listen, &format!("{listen}{server}\n"), 1),
+    )
+    .expect("write config");
+    path
+}
+
+/// Polls `url` until it answers `status`, within `WAIT`; returns that response.
+async fn until_status(url: &str, status: u16, srv: &MjpegdProcess) -> reqwest::Response {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = client().get(url).send().await.expect("request");
+        if r.status() == status {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never answered {status} (last {})\n{}",
+            r.status(),
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Item 7: a replay took a server-wide viewer slot but not one of its camera, so replays were
+/// not bounded by `max_viewers_per_camera`. They share the camera's slots with live viewers now:
+/// with a limit of 1, a live viewer keeps a replay out and a replay keeps a live viewer out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_take_a_viewer_slot_of_their_camera() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = start(&write_config_with_server(
+        dir.path(),
+        "max_viewers_per_camera = 1",
+        "",
+        "",
+    ));
+    await_recorded(&srv, 5).await;
+    let live_url = format!("{}/cameras/cam/stream", srv.url);
+    let replay_url = format!("{}/cameras/cam/replay?from=0&speed=0.1", srv.url);
+    let mut live = MjpegClient::connect(&live_url).await;
+    live.part().await;
+    let r = client().get(&replay_url).send().await.expect("replay");
+    assert_eq!(r.status(), 503, "a replay past the camera's viewer limit");
+    assert!(r.headers().contains_key("retry-after"));
+    let body = r.text().await.expect("body");
+    assert!(body.contains("too many viewers (limit 1)"), "{body}");
+    // The live viewer leaves: its slot goes to the replay, which then keeps live viewers out.
+    drop(live);
+    let replay = until_status(&replay_url, 200, &srv).await;
+    let mut replay = MjpegClient::from_response(replay);
+    replay.part().await.decode();
+    let r = client().get(&live_url).send().await.expect("live");
+    assert_eq!(
+        r.status(),
+        503,
+        "a live viewer past the limit, a replay running"
+    );
+    // Another camera's slots are its own.
+    let mut other = MjpegClient::connect(&format!("{}/cameras/plain/stream", srv.url)).await;
+    other.part().await;
+}
+
+/// One request written by hand (`Host` as given, or none with HTTP/1.0); the status and body.
+async fn raw_get(addr: &str, path: &str, host: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = match host {
+        Some(h) => format!("GET {path} HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n"),
+        None => format!("GET {path} HTTP/1.0\r\n\r\n"),
+    };
+    sock.write_all(req.as_bytes()).await.expect("request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, sock.read_to_end(&mut answer))
+        .await
+        .expect("no answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// Item 2: a server on loopback answered any `Host`, so a page on `evil.example` whose name
+/// was re-pointed at 127.0.0.1 (DNS rebinding) could read it as same-origin. Such a server now
+/// answers only loopback names and addresses (any port) and the configured `[server] names`;
+/// others get 421 with the reason and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_server_refuses_foreign_host_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = start(&write_config(dir.path(), "mode = \"off\"\n", ""));
+    let addr = srv.url.trim_start_matches("http://").to_owned();
+    let port = addr.rsplit(':').next().expect("port").to_owned();
+    for host in ["evil.example", &format!("evil.example:{port}"), "192.0.2.9"] {
+        let (status, body) = raw_get(&addr, "/api/state", Some(host)).await;
+        assert_eq!(status, 421, "Host {host}: {body}");
+        assert!(
+            body.contains("DNS rebinding") && body.contains("names"),
+            "Host {host}: {body}"
+        );
+        let (status, _) = raw_get(&addr, "/cameras/cam/stream", Some(host)).await;
+        assert_eq!(status, 421, "stream with Host {host}");
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "LocalHost".to_owned(),
+        "127.0.0.2".to_owned(),
+    ] {
+        let (status, body) = raw_get(&addr, "/api/state", Some(&host)).await;
+        assert_eq!(status, 200, "Host {host}: {body}");
+    }
+    let (status, _) = raw_get(&addr, "/api/state", None).await;
+    assert_eq!(status, 200, "a request without Host (HTTP/1.0)");
+    assert!(
+        srv.log().contains("refused a request for a name"),
+        "{}",
+        srv.log()
+    );
+
+    // A configured name is answered (any case, any port); other names still are not.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let named = start(&write_config_with_server(
+        dir2.path(),
+        "names = [\"cam.example\"]",
+        "mode = \"off\"\n",
+        "",
+    ));
+    let addr = named.url.trim_start_matches("http://").to_owned();
+    for (host, want) in [
+        ("cam.example", 200),
+        ("CAM.example:8443", 200),
+        ("localhost", 200),
+        ("evil.example", 421),
+    ] {
+        let (status, body) = raw_get(&addr, "/api/state", Some(host)).await;
+        assert_eq!(status, want, "Host {host} with names set: {body}");
+    }
+}
+
+/// Item 2: the check is for servers only this machine can reach; one listening on the network
+/// answers any `Host` unless `names` is set, which then applies there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_check_on_the_network_needs_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "mode = \"off\"\n", "");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("127.0.0.1:0", "0.0.0.0:0")).expect("write");
+    let open = start(&config);
+    let port = open.url.rsplit(':').next().expect("port").to_owned();
+    let (status, _) = raw_get(
+        &format!("127.0.0.1:{port}"),
+        "/api/state",
+        Some("evil.example"),
+    )
+    .await;
+    assert_eq!(status, 200, "no names, listening on 0.0.0.0: no Host check");
+    drop(open);
+    let named = write_config_with_server(
+        dir.path(),
+        "names = [\"cam.example\"]",
+        "mode = \"off\"\n",
+        "",
+    );
+    let text = std::fs::read_to_string(&named).expect("read");
+    std::fs::write(&named, text.replace("127.0.0.1:0", "0.0.0.0:0")).expect("write");
+    let srv = start(&named);
+    let addr = format!("127.0.0.1:{}", srv.url.rsplit(':').next().expect("port"));
+    let (status, _) = raw_get(&addr, "/api/state", Some("evil.example")).await;
+    assert_eq!(
+        status, 421,
+        "names set: the check applies on every listener"
+    );
+    let (status, _) = raw_get(&addr, "/api/state", Some("cam.example:80")).await;
+    assert_eq!(status, 200);
+}
+
+/// A torn segment: a valid file header, then 14 bytes of a record that never finished. A scan
+/// that reaches it cuts it back to its 16-byte header.
+fn torn_segment() -> Vec<u8> {
+    let mut bytes = b"MJPEGDS1".to_vec();
+    bytes.extend_from_slice(&1_000_000i64.to_le_bytes());
+    bytes.extend_from_slice(b"MJRF\x10\x00\x00\x00junkjunk!!");
+    bytes
+}
+
+/// Item 7: the startup scan and tail repair followed symbolic links, so a link planted in a
+/// recording directory made the server cut (or delete) a file anywhere it may write. A linked
+/// segment is now skipped with a warning, a linked camera directory pauses that camera's
+/// recording with the reason; neither target is touched, and the server starts and records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_never_follow_symbolic_links() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    let target = outside.join("precious.seg");
+    std::fs::write(&target, torn_segment()).expect("write target");
+    let cam_dir = dir.path().join("rec").join("cam");
+    std::fs::create_dir_all(&cam_dir).expect("mkdir");
+    std::os::unix::fs::symlink(&target, cam_dir.join("29991231T000000.000000Z.seg"))
+        .expect("symlink");
+    // The second camera's whole directory is a link to a directory elsewhere.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    std::fs::write(
+        elsewhere.join("20000101T000000.000000Z.seg"),
+        torn_segment(),
+    )
+    .expect("write");
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("rec").join("plain")).expect("symlink");
+    let plain_record = format!(
+        "\n[cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n",
+        dir.path().join("rec").display()
+    );
+    let srv = start(&write_config(dir.path(), "", &plain_record));
+    await_recorded(&srv, 5).await;
+    // The linked directory's recorder has retried (and refused) at least once more.
+    let deadline = Instant::now() + 2 * WAIT;
+    let plain = loop {
+        let state: Value = client()
+            .get(format!("{}/api/state", srv.url))
+            .send()
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("json");
+        let plain = state["cameras"][1]["recording"].clone();
+        if plain["write_errors"].as_u64() >= Some(2) {
+            break plain;
+        }
+        assert!(Instant::now() < deadline, "plain never retried: {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(plain["state"], "paused", "{plain}");
+    assert!(
+        plain["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("symbolic link"),
+        "{plain}"
+    );
+    assert_eq!(std::fs::read(&target).expect("read target"), torn_segment());
+    let names: Vec<_> = std::fs::read_dir(&elsewhere)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "files appeared behind the link: {names:?}");
+    assert_eq!(
+        std::fs::read(elsewhere.join("20000101T000000.000000Z.seg")).expect("read"),
+        torn_segment()
+    );
+    assert!(
+        std::fs::symlink_metadata(cam_dir.join("29991231T000000.000000Z.seg"))
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        srv.log().contains("a symbolic link, not followed"),
+        "{}",
+        srv.log()
+    );
+}
+
+/// Item 7: `/recordings` (and `/api/state`, and record start/stop) showed the recording
+/// directory to anyone allowed the camera. With authentication on only users who may watch and
+/// control every camera see it; the path is gone from the others' answers, error text included.
+#[cfg(feature = "auth")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_full_users_see_the_recording_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = mjpegd::auth::hash_password("pw").expect("hash");
+    let users = format!(
+        "\n[auth]\n[[auth.users]]\nname = \"owner\"\npassword_hash = \"{hash}\"\n\
+         [[auth.users]]\nname = \"watcher\"\npassword_hash = \"{hash}\"\ncontrol = false\n\
+         [[auth.users]]\nname = \"other\"\npassword_hash = \"{hash}\"\ncameras = [\"cam\"]\n"
+    );
+    let srv = start(&write_config(dir.path(), "", &users));
+    await_recorded_as(&srv, "owner").await;
+    let secret = dir.path().display().to_string();
+    for (user, sees) in [("owner", true), ("watcher", false), ("other", false)] {
+        for path in ["/cameras/cam/recordings", "/api/state"] {
+            let body = client()
+                .get(format!("{}{path}", srv.url))
+                .basic_auth(user, Some("pw"))
+                .send()
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("body");
+            assert_eq!(body.contains(&secret), sees, "{user} {path}: {body}");
+            assert!(body.contains("\"frames\""), "{user} {path}: {body}");
+        }
+    }
+}
+
+#[cfg(feature = "auth")]
+async fn await_recorded_as(srv: &MjpegdProcess, user: &str) {
+    let deadline = Instant::now() + 2 * WAIT;
+    loop {
+        let state: Value = client()
+            .get(format!("{}/api/state", srv.url))
+            .basic_auth(user, Some("pw"))
+            .send()
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("json");
+        if state["cameras"][0]["recording"]["frames"].as_u64() >= Some(1) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing recorded: {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Item 7, authentication off: everyone is allowed everything, so the path is shown only to
+/// requests from this machine (loopback, unix socket), not to the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auth_only_this_machine_sees_the_recording_path() {
+    let Some(ip) = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("8.8.8.8:53").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback())
+    else {
+        eprintln!("\n*** SKIPPED: no non-loopback address on this machine ***\n");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "", "");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("127.0.0.1:0", "0.0.0.0:0")).expect("write");
+    let srv = start(&config);
+    await_recorded(&srv, 1).await;
+    let port = srv.url.rsplit(':').next().expect("port");
+    let secret = dir.path().display().to_string();
+    let local = client()
+        .get(format!("http://127.0.0.1:{port}/cameras/cam/recordings"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body");
+    assert!(local.contains(&secret), "loopback: {local}");
+    let remote_client = reqwest::Client::builder()
+        .local_address(ip)
+        .build()
+        .expect("client");
+    for path in ["/cameras/cam/recordings", "/api/state"] {
+        let remote = remote_client
+            .get(format!("http://{ip}:{port}{path}"))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body");
+        assert!(remote.contains("\"frames\""), "{path} from {ip}: {remote}");
+        assert!(!remote.contains(&secret), "{path} from {ip}: {remote}");
+    }
+}
+
+/// A client that reads an export at about 5 KB/s with a small receive buffer: sends the request,
+/// says when the response head has arrived, then reads 1 KB every 200 ms until the server
+/// closes. Returns the `Content-Length` and the body bytes read.
+async fn trickle_export(
+    addr: String,
+    path: String,
+    head: tokio::sync::oneshot::Sender<u16>,
+) -> (u64, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut s = sock
+        .connect(addr.parse().expect("addr"))
+        .await
+        .expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("request");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let (status, length, mut body) = loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("no response head")
+            .expect("read");
+        assert!(n > 0, "closed before the response head");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let status = text
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let length = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            break (status, length, (buf.len() - end - 4) as u64);
+        }
+    };
+    let _ = head.send(status);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return (length, body),
+            Ok(n) => body += n as u64,
+        }
+        assert!(body < length, "the whole export was read");
+    }
+}
+
+/// Item 7: an export read at 1 KB/s held one of the 4 export slots for as long as the reader
+/// liked (every accepted byte reset the send timeout). An export must now deliver 256 KiB per
+/// `export_rate_window` (2 s here, 60 s by default): four trickling readers are cut within a
+/// few windows, which frees the slots, while a reader at full speed gets the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_export_reader_loses_its_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mjpegd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nexport_rate_window = 2\nsend_timeout = 120\n\n\
+             [[cameras]]\nname = \"cam\"\nsource = \"testpattern\"\nsize = \"1280x720\"\n\
+             fps = 30\nquality = 90\n\n[cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n",
+            dir.path().join("rec").display()
+        ),
+    )
+    .expect("write config");
+    let srv = start(&config);
+    // More than the socket buffers can hold (about 4 MB on the server's side), so a
+    // trickling reader really is still reading.
+    let deadline = Instant::now() + 6 * WAIT;
+    loop {
+        let state: Value = client()
+            .get(format!("{}/api/state", srv.url))
+            .send()
+            .await
+            .expect("state")
+            .json()
+            .await
+            .expect("json");
+        if state["cameras"][0]["recording"]["bytes"].as_u64() >= Some(10_000_000) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not enough recorded: {state}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let addr = srv.url.trim_start_matches("http://").to_owned();
+    let path = "/cameras/cam/export.mjpeg?from=0&to=2100-01-01T00:00:00Z".to_owned();
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for _ in 0..mjpegd::http::recordings::MAX_EXPORTS {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        readers.push(tokio::spawn(trickle_export(addr.clone(), path.clone(), tx)));
+        assert_eq!(rx.await.expect("head"), 200, "{}", srv.log());
+    }
+    let url = format!("{}{path}", srv.url);
+    let r = client().get(&url).send().await.expect("fifth export");
+    assert_eq!(r.status(), 503, "the slots are taken");
+    drop(r);
+    // The server closes them; what its socket buffers already hold still trickles out to
+    // them afterwards, so the proof is the slots, free again within a few windows.
+    let r = until_status(&url, 200, &srv).await;
+    let freed = started.elapsed();
+    eprintln!("export slots free again {freed:?} after the trickling readers started");
+    let bound = Duration::from_secs(2) * 4;
+    assert!(freed < bound, "the slots came back only after {freed:?}");
+    let length = r.content_length().expect("Content-Length");
+    let body = r
+        .bytes()
+        .await
+        .expect("a full-speed reader gets the whole export");
+    assert_eq!(body.len() as u64, length);
+    let cut = srv.log().matches("reads too slowly").count();
+    assert_eq!(cut, readers.len(), "{}", srv.log());
+    for reader in readers {
+        reader.abort();
+    }
+    assert!(srv.log().contains("reads too slowly"), "{}", srv.log());
+}

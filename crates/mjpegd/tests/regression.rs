@@ -151,7 +151,7 @@ async fn defect_2_second_signal_kills_the_exec_process_groups() {
     stalled.set_recv_buffer_size(4096).expect("rcvbuf");
     let mut stalled = stalled.connect(addr).await.expect("connect");
     stalled
-        .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("request");
     let mut viewer = MjpegClient::connect(&format!("{url}/stream")).await;

@@ -350,7 +350,7 @@ async fn unix_socket_listener_with_file_mode() {
     let mut s = tokio::net::UnixStream::connect(&path)
         .await
         .expect("connect");
-    s.write_all(b"GET /snapshot.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /snapshot.jpg HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
     let mut resp = Vec::new();
@@ -422,7 +422,9 @@ async fn connection_viewer_and_snapshot_limits_answer_cleanly() {
     let mut c = tokio::net::TcpStream::connect(srv.addr)
         .await
         .expect("connect");
-    let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = c
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     let mut resp = Vec::new();
     tokio::time::timeout(WAIT, c.read_to_end(&mut resp))
         .await

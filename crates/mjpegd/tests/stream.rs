@@ -52,7 +52,7 @@ async fn stream_body_is_close_delimited_not_chunked() {
     let mut sock = tokio::net::TcpStream::connect(srv.addr)
         .await
         .expect("connect");
-    sock.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("request");
     let mut buf = Vec::new();
@@ -242,7 +242,7 @@ async fn a_viewer_that_stops_reading_slows_nobody_and_is_dropped_after_the_send_
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
     let mut stalled = sock.connect(srv.addr).await.expect("connect");
     stalled
-        .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("request");
     srv.await_viewers(|n| n == 1).await;

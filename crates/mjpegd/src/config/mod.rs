@@ -19,7 +19,7 @@ pub use record::{
     MAX_RECORD_AGE_SECS, RECORD_BYTES_RANGE, RecordSection, check_record, check_recordings,
     parse_age, parse_bytes,
 };
-pub use server::{ServerSection, ServerSettings, check_server};
+pub use server::{MAX_NAMES, ServerSection, ServerSettings, check_server};
 
 use std::path::{Path, PathBuf};
 

@@ -46,7 +46,15 @@ pub struct ServerSection {
     pub send_timeout: Option<u64>,
     /// Threads that encode and transform frames, shared by every camera (0, the default: one per core).
     pub encode_workers: Option<u64>,
+    /// Host names (or addresses) clients use for this server besides loopback ones; when set,
+    /// requests for any other `Host` are refused on every listener.
+    pub names: Option<Vec<String>>,
+    /// Seconds in which an export must deliver 256 KiB to its client (default 60).
+    pub export_rate_window: Option<u64>,
 }
+
+/// Most entries in `[server] names`.
+pub const MAX_NAMES: usize = 64;
 
 /// Server-level settings, checked.
 #[derive(Debug, Clone)]
@@ -81,6 +89,39 @@ pub struct ServerSettings {
     pub public_state: bool,
     /// Encoder threads (0: one per core).
     pub encode_workers: usize,
+    /// `names`, lowercase, without a final dot.
+    pub names: Vec<String>,
+    /// `export_rate_window`.
+    pub export_rate_window: Duration,
+}
+
+/// Checks one entry of `names`: a DNS host name (RFC 1123 labels) or an IP address, no port.
+fn check_name(name: &str) -> Result<String, String> {
+    let n = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let n = n
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .map_or(n.clone(), str::to_owned);
+    if n.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(n);
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if n.contains(':') {
+        return Err(format!(
+            "{name:?}: give the name without a port (any port is accepted)"
+        ));
+    }
+    if n.is_empty() || n.len() > 253 || !n.split('.').all(label_ok) {
+        return Err(format!(
+            "{name:?} is not a host name: letters, digits and '-' in dot-separated labels of 1 to 63 characters (e.g. \"cam.example\"), or an IP address"
+        ));
+    }
+    Ok(n)
 }
 
 /// Checks the `[server]` section.
@@ -127,7 +168,29 @@ pub fn check_server(s: &ServerSection, prefix: &str) -> Result<ServerSettings, C
             ));
         }
     };
+    let names = match &s.names {
+        Some(list) if list.len() > MAX_NAMES => {
+            return Err(err(
+                key("names"),
+                format!("{} names given; at most {MAX_NAMES}", list.len()),
+            ));
+        }
+        Some(list) => list
+            .iter()
+            .map(|n| check_name(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(key("names"), e))?,
+        None => Vec::new(),
+    };
     Ok(ServerSettings {
+        names,
+        export_rate_window: Duration::from_secs(in_range(
+            s.export_rate_window,
+            crate::http::EXPORT_RATE_WINDOW.as_secs(),
+            1,
+            3600,
+            &key("export_rate_window"),
+        )?),
         listen,
         max_viewers: in_range(s.max_viewers, 1000, 1, 1_000_000, &key("max_viewers"))? as usize,
         send_timeout: Duration::from_secs(in_range(

@@ -159,3 +159,28 @@ fn encode_workers_is_bounded() {
     let default = check_server(&ServerSection::default(), "server.").expect("default");
     assert_eq!(default.encode_workers, 0);
 }
+
+#[test]
+fn server_names_are_host_names_without_ports_and_bounded() {
+    let check = |names: &str| {
+        let file = parse(&format!("[server]\nnames = {names}\n")).expect("parses");
+        check_server(&file.server, "server.")
+    };
+    let ok = check("[\"Cam.Example.\", \"192.0.2.7\", \"[2001:db8::1]\"]").expect("valid names");
+    assert_eq!(ok.names, ["cam.example", "192.0.2.7", "2001:db8::1"]);
+    for (bad, says) in [
+        ("[\"cam.example:8080\"]", "without a port"),
+        ("[\"bad_name\"]", "not a host name"),
+        ("[\"-x.example\"]", "not a host name"),
+        ("[\"\"]", "not a host name"),
+    ] {
+        let e = check(bad).expect_err(bad);
+        assert_eq!(e.key, "server.names", "{bad}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+    }
+    let many: Vec<String> = (0..=MAX_NAMES)
+        .map(|i| format!("\"n{i}.example\""))
+        .collect();
+    let e = check(&format!("[{}]", many.join(","))).expect_err("too many");
+    assert!(e.message.contains("at most 64"), "{e}");
+}

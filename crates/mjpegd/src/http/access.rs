@@ -96,6 +96,54 @@ pub(super) fn require_user(p: &Principal) -> Result<(), HttpError> {
     }
 }
 
+/// Requires that a request's `Host` names this server, when the check is on (see
+/// [`AppState::checks_host`]): a loopback-only server is otherwise open to DNS rebinding, where
+/// a page on `evil.example` re-points its name at 127.0.0.1 and then reads streams, state and
+/// recordings as same-origin. Accepted: loopback addresses (127.0.0.0/8, `[::1]`), `localhost`,
+/// and the configured `[server] names`, each with any port. A request
+/// without `Host` (HTTP/1.0 by hand) passes: browsers always send one. Refused with 421
+/// Misdirected Request, not 403: nothing is wrong with who asks, only with the name asked for.
+pub(super) fn require_known_host(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
+    if !state.checks_host() {
+        return Ok(());
+    }
+    let Some(value) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let raw = value.to_str().unwrap_or("");
+    let host = host_name(raw);
+    let names = &state.0.config.host_names;
+    if is_loopback_host(&host) || names.contains(&host) {
+        return Ok(());
+    }
+    tracing::warn!(
+        host = raw,
+        "refused a request for a name this server does not answer to"
+    );
+    Err(HttpError::MisdirectedHost(format!(
+        "Host {raw:?} is not a name of this server, so the request is refused (421) — this          protects a server on loopback from DNS rebinding; use http://localhost or          http://127.0.0.1, or add the name to `names` in the [server] section of the config"
+    )))
+}
+
+/// The host of a `Host` value, lowercase, without port, brackets or a final dot.
+fn host_name(value: &str) -> String {
+    let v = value.trim();
+    let host = match v.strip_prefix('[') {
+        // `[::1]:8080`: the address is inside the brackets.
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => v.rsplit_once(':').map_or(v, |(h, _port)| h),
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Loopback addresses and `localhost`.
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Requires that a state-changing request (record start/stop) comes from this server's own
 /// pages: a form on any other site can POST here with the browser's cached Basic credentials
 /// and no preflight. Refused: an `Origin` whose host and port are not the `Host` asked for
@@ -129,6 +177,36 @@ pub(super) fn require_same_origin(headers: &HeaderMap) -> Result<(), HttpError> 
             refuse("Sec-Fetch-Site: cross-site".into())
         }
         _ => Ok(()),
+    }
+}
+
+/// May `p`, asking from `peer`, see where the recordings are on disk? With authentication on:
+/// users who may watch and control every camera (no `cameras` list, `control` not false), the
+/// nearest this model has to an administrator. With it off: requests from this machine (a
+/// loopback address or a unix socket), since anyone who can reach the server is `Open`.
+pub(super) fn sees_paths(p: &Principal, peer: &super::PeerAddr) -> bool {
+    match p {
+        Principal::User {
+            cameras: None,
+            control: true,
+            ..
+        } => true,
+        Principal::Open => peer.0.is_none_or(|a| a.ip().is_loopback()),
+        _ => false,
+    }
+}
+
+/// The recording state of `rec` as `p` (asking from `peer`) may see it.
+pub(super) fn recording_status(
+    rec: &crate::record::Recorder,
+    p: &Principal,
+    peer: &super::PeerAddr,
+) -> crate::record::RecorderStatus {
+    let status = rec.status();
+    if sees_paths(p, peer) {
+        status
+    } else {
+        status.without_paths()
     }
 }
 

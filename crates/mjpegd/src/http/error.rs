@@ -28,6 +28,9 @@ pub enum HttpError {
     /// 403: authenticated, but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// 421: the request's `Host` is not a name this server answers to (DNS rebinding guard).
+    #[error("{0}")]
+    MisdirectedHost(String),
     /// 429 + `Retry-After`: too many failed logins or snapshot requests.
     #[error("too many requests; try again in {}s", retry_after.as_secs().max(1))]
     TooManyRequests {
@@ -49,6 +52,7 @@ impl IntoResponse for HttpError {
             }
             HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HttpError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
             HttpError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
         let mut resp = (status, format!("{self}\n")).into_response();

@@ -8,6 +8,7 @@ mod access;
 mod error;
 mod events;
 mod headers;
+mod pace;
 mod pages;
 pub mod query;
 pub mod recordings;
@@ -17,6 +18,7 @@ mod status;
 mod stream;
 
 pub use error::HttpError;
+pub use pace::{EXPORT_MAX_DURATION, EXPORT_MIN_BYTES, EXPORT_RATE_WINDOW, Pace, PaceGuard};
 pub use state::{AppState, HttpConfig, StateSection};
 pub use stream::{ClaimedStream, MAX_IGNORED_INPUT, StreamSlot};
 
@@ -61,7 +63,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/token", get(status::token))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            known_host,
+        ))
         .with_state(state)
+}
+
+/// Refuses, before any route runs, a request for a name this server does not answer to
+/// (`access::require_known_host`: the DNS rebinding guard).
+async fn known_host(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match access::require_known_host(&state, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Adds `Access-Control-Allow-Origin` when `--allow-origin` is set (off by default: a page on

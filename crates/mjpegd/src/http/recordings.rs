@@ -21,7 +21,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::query::Query;
-use super::{AppState, HttpError, access};
+use super::{AppState, HttpError, Pace, PaceGuard, PeerAddr, access};
 use crate::auth::Principal;
 use crate::mjpeg::write::{STREAM_PREAMBLE, part, timestamp_value};
 use crate::record::export::{Export, Format, OpenFile};
@@ -113,6 +113,7 @@ fn bounded_f64(
 pub(super) async fn list(
     State(state): State<AppState>,
     principal: Principal,
+    peer: PeerAddr,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
@@ -132,7 +133,7 @@ pub(super) async fn list(
         "camera": name,
         "spans": spans,
         "truncated": truncated,
-        "recording": rec.status(),
+        "recording": access::recording_status(&rec, &principal, &peer),
     });
     let mut resp = Json(body).into_response();
     resp.headers_mut()
@@ -157,26 +158,28 @@ fn controlled(
 pub(super) async fn start(
     State(state): State<AppState>,
     principal: Principal,
+    peer: PeerAddr,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let rec = controlled(&state, &principal, &name, &headers)?;
     rec.start();
     tracing::info!(camera = %name, "recording started on request");
-    Ok(Json(rec.status()).into_response())
+    Ok(Json(access::recording_status(&rec, &principal, &peer)).into_response())
 }
 
 /// `POST /cameras/NAME/record/stop`.
 pub(super) async fn stop(
     State(state): State<AppState>,
     principal: Principal,
+    peer: PeerAddr,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let rec = controlled(&state, &principal, &name, &headers)?;
     rec.stop();
     tracing::info!(camera = %name, "recording stopped on request");
-    Ok(Json(rec.status()).into_response())
+    Ok(Json(access::recording_status(&rec, &principal, &peer)).into_response())
 }
 
 fn system_time(t: Micros) -> SystemTime {
@@ -222,8 +225,9 @@ pub(super) async fn export_mkv(
     name: Path<String>,
     raw: RawQuery,
     headers: HeaderMap,
+    pace: Pace,
 ) -> Result<Response, HttpError> {
-    export(state, principal, name, raw, headers, Format::Mkv).await
+    export(state, principal, name, raw, headers, pace, Format::Mkv).await
 }
 
 /// `GET /cameras/NAME/export.mjpeg`.
@@ -233,8 +237,9 @@ pub(super) async fn export_mjpeg(
     name: Path<String>,
     raw: RawQuery,
     headers: HeaderMap,
+    pace: Pace,
 ) -> Result<Response, HttpError> {
-    export(state, principal, name, raw, headers, Format::Mjpeg).await
+    export(state, principal, name, raw, headers, pace, Format::Mjpeg).await
 }
 
 /// A requested byte range, or why it cannot be served.
@@ -301,6 +306,7 @@ async fn export(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
+    pace: Pace,
     format: Format,
 ) -> Result<Response, HttpError> {
     let rec = recorder_of(&state, &principal, &name)?;
@@ -390,6 +396,12 @@ async fn export(
         end,
         files: Some(OpenFile::default()),
         shutdown: state.0.shutdown.clone(),
+        // A client too slow to take the export would hold its slot for as long as it liked.
+        _pace: pace.require(
+            super::EXPORT_MIN_BYTES,
+            state.0.config.export_rate_window,
+            super::EXPORT_MAX_DURATION,
+        ),
         _permit: permit,
     };
     let chunks = futures_util::stream::unfold(body, |mut b| async move {
@@ -410,6 +422,7 @@ struct ExportBody {
     end: u64,
     files: Option<OpenFile>,
     shutdown: CancellationToken,
+    _pace: PaceGuard,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -470,12 +483,24 @@ pub(super) async fn replay(
             }
         )));
     }
-    // A replay is a viewer: it counts against the viewer limit.
+    // A replay is a viewer of its camera: it counts against the server's viewer limit and the
+    // camera's (`max_viewers_per_camera`), or replays alone could take every slot of a camera
+    // whose live viewers are limited.
     let permit = Arc::clone(&state.0.viewer_slots)
         .try_acquire_owned()
         .map_err(|_| HttpError::TooManyViewers {
             limit: state.0.config.max_viewers,
         })?;
+    let camera_permit = match state.camera_slots(rec.camera()) {
+        Some(slots) => Some(
+            slots
+                .try_acquire_owned()
+                .map_err(|_| HttpError::TooManyViewers {
+                    limit: state.0.config.max_viewers_per_camera,
+                })?,
+        ),
+        None => None,
+    };
     let mut r = Replay {
         gap: rec.span_gap(),
         rec,
@@ -488,6 +513,7 @@ pub(super) async fn replay(
         shutdown: state.0.shutdown.clone(),
         started: false,
         _permit: permit,
+        _camera_permit: camera_permit,
     };
     r.enqueue(first);
     let mut h = HeaderMap::new();
@@ -517,6 +543,7 @@ struct Replay {
     shutdown: CancellationToken,
     started: bool,
     _permit: OwnedSemaphorePermit,
+    _camera_permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Replay {

@@ -37,6 +37,12 @@ pub struct HttpConfig {
     pub public_state: bool,
     /// `Access-Control-Allow-Origin` for cross-origin pages (off when `None`).
     pub allow_origin: Option<String>,
+    /// Names (or addresses) this server answers to besides loopback ones, lowercase; when
+    /// set, a request whose `Host` is none of them is refused on every listener (421).
+    pub host_names: Vec<String>,
+    /// An export must deliver [`super::EXPORT_MIN_BYTES`] to its client in every window this
+    /// long, or its connection is closed (a trickling reader holds an export slot).
+    pub export_rate_window: Duration,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +58,8 @@ impl Default for HttpConfig {
             public_metrics: false,
             public_state: false,
             allow_origin: None,
+            host_names: Vec::new(),
+            export_rate_window: super::EXPORT_RATE_WINDOW,
         }
     }
 }
@@ -89,6 +97,9 @@ pub(super) struct Inner {
     pub(super) export_slots: Arc<Semaphore>,
     /// Motion detection, when any camera has it; set once at startup.
     pub(super) motion: std::sync::OnceLock<Arc<crate::motion::Motion>>,
+    /// True when every listener is on loopback (or a unix socket): the `Host` check is on
+    /// even without configured names. Set once when the server starts listening.
+    pub(super) loopback_only: std::sync::OnceLock<bool>,
 }
 
 /// Addresses whose snapshot budgets are remembered. Past it, full (idle for a second) budgets
@@ -158,6 +169,7 @@ impl AppState {
             recordings: std::sync::OnceLock::new(),
             export_slots: Arc::new(Semaphore::new(super::recordings::MAX_EXPORTS)),
             motion: std::sync::OnceLock::new(),
+            loopback_only: std::sync::OnceLock::new(),
         }))
     }
 
@@ -306,6 +318,17 @@ impl AppState {
     /// Attaches motion detection (once; later calls are ignored).
     pub fn set_motion(&self, m: Arc<crate::motion::Motion>) {
         let _ = self.0.motion.set(m);
+    }
+
+    /// Says whether every listener is on loopback or a unix socket (once; later calls are
+    /// ignored): then requests must name this machine (or a configured name) in `Host`.
+    pub fn set_loopback_only(&self, loopback_only: bool) {
+        let _ = self.0.loopback_only.set(loopback_only);
+    }
+
+    /// Is the `Host` check on: names configured, or listening on loopback only?
+    pub(super) fn checks_host(&self) -> bool {
+        !self.0.config.host_names.is_empty() || self.0.loopback_only.get() == Some(&true)
     }
 
     /// Motion detection, if any camera has it.

@@ -182,6 +182,7 @@ fn camera_state(c: &Camera) -> CameraState {
 pub(super) async fn state(
     State(state): State<AppState>,
     principal: Principal,
+    peer: super::PeerAddr,
 ) -> Result<Response, HttpError> {
     if !state.config().public_state {
         super::access::require_user(&principal)?;
@@ -202,7 +203,7 @@ pub(super) async fn state(
                 cs.recording = state
                     .recordings()
                     .and_then(|r| r.get(c.name()))
-                    .map(|r| r.status());
+                    .map(|r| super::access::recording_status(r, &principal, &peer));
                 cs
             })
             .collect(),

@@ -456,7 +456,7 @@ impl OpenFile {
             let seg = sel.files.get(index as usize).ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "segment index out of range")
             })?;
-            let f = File::open(&seg.path).map_err(|e| {
+            let f = super::segment::open_segment(&seg.path, false).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("{}: {e}", seg.path.display()))
             })?;
             self.0 = Some((index, f));

@@ -112,8 +112,9 @@ pub struct RecorderStatus {
     pub mode: &'static str,
     /// The I/O error that paused recording.
     pub error: Option<String>,
-    /// The camera's segment directory.
-    pub dir: String,
+    /// The camera's segment directory; left out of answers to those who may not see it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
     /// Bytes of segments on disk.
     pub bytes: u64,
     /// `max_bytes`.
@@ -138,6 +139,17 @@ pub struct RecorderStatus {
     pub write_errors: u64,
     /// Segments deleted by retention.
     pub segments_deleted: u64,
+}
+
+impl RecorderStatus {
+    /// The same state without the on-disk path, in `dir` and in the error text: where the
+    /// server keeps its files is the host's business, not every viewer's.
+    pub fn without_paths(mut self) -> RecorderStatus {
+        if let Some(dir) = self.dir.take() {
+            self.error = self.error.map(|e| e.replace(&dir, "<recording directory>"));
+        }
+        self
+    }
 }
 
 impl Recorder {
@@ -208,7 +220,7 @@ impl Recorder {
                 Mode::Off => "off",
             },
             error,
-            dir: self.dir.display().to_string(),
+            dir: Some(self.dir.display().to_string()),
             bytes,
             max_bytes: self.config.max_bytes,
             max_age_seconds: self.config.max_age.map(|d| d.as_secs()),
@@ -315,7 +327,7 @@ pub struct RecordedFrame {
 /// blocking thread.
 pub async fn read_frame(file: Arc<SegFile>, off: u32, len: u32) -> Result<Vec<u8>, RecordError> {
     tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&file.path)
+        segment::open_segment(&file.path, false)
             .and_then(|f| read_at(&f, u64::from(off), len as usize))
             .map_err(|source| RecordError::Read {
                 path: file.path.clone(),

@@ -45,6 +45,17 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// File name extension of segments.
 pub const EXTENSION: &str = "seg";
 
+/// Opens an existing segment file for reading (or, with `write`, for cutting its tail) without
+/// following a symbolic link: a link planted in a recording directory could otherwise make the
+/// startup repair truncate, or an export serve, a file anywhere the server may write or read.
+pub fn open_segment(path: &Path, write: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 /// One frame in a segment: when it was captured and where its JPEG is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -260,7 +271,7 @@ pub struct Scan {
 /// (done for the newest segment of a camera, the only one a crash can have left torn);
 /// without it, only the headers are read and the JPEGs skipped.
 pub fn scan(path: &Path, verify: bool) -> io::Result<Scan> {
-    let file = File::open(path)?;
+    let file = open_segment(path, false)?;
     let file_len = file.metadata()?.len();
     let mut head = [0u8; 16];
     if file_len < FILE_HEADER_LEN {
@@ -337,7 +348,7 @@ pub fn scan(path: &Path, verify: bool) -> io::Result<Scan> {
 
 /// Cuts a torn tail off and syncs, so the file again ends at a whole record.
 pub fn truncate(path: &Path, len: u64) -> io::Result<()> {
-    let f = OpenOptions::new().write(true).open(path)?;
+    let f = open_segment(path, true)?;
     f.set_len(len)?;
     f.sync_all()
 }

@@ -114,9 +114,20 @@ pub struct Store {
 /// so other local users get no access (issue 18 item 7). The umask can only narrow it.
 pub const DIR_MODE: u32 = 0o750;
 
-/// Creates `dir` and any missing parents with [`DIR_MODE`].
+/// Creates `dir` and any missing parents with [`DIR_MODE`]. A camera directory that is a
+/// symbolic link is refused, not followed: segments would be created, cut and deleted wherever
+/// it points (the base directory, from the configuration, may be a link).
 pub fn create_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symbolic link, which the recorder does not follow; replace it with a real directory",
+                dir.display()
+            ),
+        ));
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
@@ -137,6 +148,18 @@ impl Store {
         names.sort();
         let mut store = Store::default();
         let mut report = ScanReport::default();
+        // Never followed (nor cut, nor deleted as empty): a link may point anywhere. Left out
+        // before the newest is chosen, so the newest real segment is the one verified.
+        names.retain(|path| {
+            let why = match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_file() => return true,
+                Ok(m) if m.file_type().is_symlink() => "a symbolic link, not followed".to_owned(),
+                Ok(_) => "not a regular file".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            report.skipped.push(format!("{}: {why}", path.display()));
+            false
+        });
         let newest = names.len().saturating_sub(1);
         for (i, path) in names.iter().enumerate() {
             let shown = path.display();
