@@ -178,7 +178,13 @@ async fn motion_mode_records_the_event_with_pre_and_post_capture_and_a_still_sce
             &format!("mode = \"motion\"\npre_capture = {pre}\npost_capture = {post}"),
             dir.path(),
         ),
-        camera("still", &scene(&[]), motion, "mode = \"motion\"", dir.path()),
+        camera(
+            "still",
+            &scene(&[]),
+            motion,
+            "mode = \"motion\"",
+            dir.path(),
+        ),
         camera(
             "trickle",
             &scene(&[]),
@@ -229,7 +235,10 @@ async fn motion_mode_records_the_event_with_pre_and_post_capture_and_a_still_sce
     let written = recording(&srv, "moving").await["frames_written"].clone();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rec = recording(&srv, "moving").await;
-    assert_eq!(rec["frames_written"], written, "nothing after the post-capture");
+    assert_eq!(
+        rec["frames_written"], written,
+        "nothing after the post-capture"
+    );
 
     let event = &events["events"][0];
     assert_eq!(
@@ -333,10 +342,10 @@ async fn continuous_recording_at_fps_1_stores_one_frame_a_second() {
     );
     let state = recording(&srv, "archive").await;
     assert_eq!(state["mode"], "continuous", "{state}");
-    let camera_frames = get_json(&format!("{}/api/state", srv.url)).await["cameras"][0]
-        ["frames_captured"]
-        .as_u64()
-        .expect("frames_captured");
+    let camera_frames =
+        get_json(&format!("{}/api/state", srv.url)).await["cameras"][0]["frames_captured"]
+            .as_u64()
+            .expect("frames_captured");
     assert!(
         camera_frames > 20 * frames,
         "the camera runs at 30 fps ({camera_frames} frames) beside the 1 fps archive ({frames})"

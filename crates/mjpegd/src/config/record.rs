@@ -43,7 +43,10 @@ fn seconds_in(
         }
         Some(s) => Err(err(
             key,
-            format!("{s} seconds is out of range: accepted 0 to {}", max.as_secs()),
+            format!(
+                "{s} seconds is out of range: accepted 0 to {}",
+                max.as_secs()
+            ),
         )),
     }
 }
@@ -107,7 +110,9 @@ pub fn check_record(
     r: &RecordSection,
     key: &dyn Fn(&str) -> String,
 ) -> Result<crate::record::RecordConfig, ConfigError> {
-    use crate::record::{DEFAULT_CAPTURE_MARGIN, MAX_POST_CAPTURE, MAX_PRE_CAPTURE, Mode, RecordConfig};
+    use crate::record::{
+        DEFAULT_CAPTURE_MARGIN, MAX_POST_CAPTURE, MAX_PRE_CAPTURE, Mode, RecordConfig,
+    };
     if r.dir.as_os_str().is_empty() {
         return Err(err(key("dir"), "give the directory to record into"));
     }
@@ -150,9 +155,7 @@ pub fn check_record(
     };
     let segment = in_range(r.segment_seconds, 60, 1, 3600, &key("segment_seconds"))?;
     let fps = match r.fps {
-        Some(f) => Some(
-            crate::config::parse_fps(&f.to_string()).map_err(|e| err(key("fps"), e))?,
-        ),
+        Some(f) => Some(crate::config::parse_fps(&f.to_string()).map_err(|e| err(key("fps"), e))?),
         None => None,
     };
     let pre_capture = seconds_in(

@@ -162,7 +162,12 @@ mod tests {
             width: 16,
             height: 16,
         };
-        Frame::new(seq, &image, UNIX_EPOCH + Duration::from_millis(seq * 100), true)
+        Frame::new(
+            seq,
+            &image,
+            UNIX_EPOCH + Duration::from_millis(seq * 100),
+            true,
+        )
     }
 
     fn config(mode: Mode, fps: Option<f64>) -> RecordConfig {
@@ -202,7 +207,10 @@ mod tests {
     fn continuous_writes_every_frame_or_one_per_fps_period() {
         let mut all = Gate::new(&config(Mode::Continuous, None));
         assert_eq!(written(&mut all, 1..=30).len(), 30);
-        assert!(written(&mut all, 30..=30).is_empty(), "a frame is written once");
+        assert!(
+            written(&mut all, 30..=30).is_empty(),
+            "a frame is written once"
+        );
         let mut slow = Gate::new(&config(Mode::Continuous, Some(1.0)));
         // 10 s at 10 fps (seq 1..=100 is 0.1 s..=10 s): one frame per second, at each second.
         assert_eq!(
@@ -219,12 +227,22 @@ mod tests {
         assert!(written(&mut gate, 1..=100).is_empty(), "no event, nothing");
         // The detector reports, 0.5 s late, an event that began at frame 95 (9.5 s).
         let burst = signal(&mut gate, true, 9_500_000, 0);
-        assert_eq!(burst, (75..=100).collect::<Vec<_>>(), "2 s before the start");
+        assert_eq!(
+            burst,
+            (75..=100).collect::<Vec<_>>(),
+            "2 s before the start"
+        );
         assert!(gate.in_event());
-        assert_eq!(written(&mut gate, 101..=150), (101..=150).collect::<Vec<_>>());
+        assert_eq!(
+            written(&mut gate, 101..=150),
+            (101..=150).collect::<Vec<_>>()
+        );
         // It ended at 14 s, reported at 15 s: 3 s of post-capture from the end, to 17 s.
         assert!(signal(&mut gate, false, 9_500_000, 14_000_000).is_empty());
-        assert_eq!(written(&mut gate, 151..=200), (151..=170).collect::<Vec<_>>());
+        assert_eq!(
+            written(&mut gate, 151..=200),
+            (151..=170).collect::<Vec<_>>()
+        );
         assert!(!gate.in_event());
     }
 
@@ -239,12 +257,19 @@ mod tests {
         let burst = signal(&mut gate, true, 7_000_000, 0);
         assert_eq!(burst, (50..=80).collect::<Vec<_>>());
         all.extend(burst);
-        assert!(all.windows(2).all(|w| w[0] < w[1]), "capture order: {all:?}");
+        assert!(
+            all.windows(2).all(|w| w[0] < w[1]),
+            "capture order: {all:?}"
+        );
         assert_eq!(written(&mut gate, 81..=85), vec![81, 82, 83, 84, 85]);
         // After the event and its post-capture, the trickle again, one frame per second.
         assert!(signal(&mut gate, false, 7_000_000, 8_500_000).is_empty());
         let after = written(&mut gate, 86..=200);
-        assert_eq!(&after[..30], &(86..=115).collect::<Vec<_>>()[..], "to 11.5 s");
+        assert_eq!(
+            &after[..30],
+            &(86..=115).collect::<Vec<_>>()[..],
+            "to 11.5 s"
+        );
         assert_eq!(&after[30..], &[120, 130, 140, 150, 160], "3 s behind");
     }
 }

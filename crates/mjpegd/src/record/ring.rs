@@ -138,7 +138,11 @@ mod tests {
         // 3 s at 30 fps, a 1 s window: the last 31 frames (both ends inclusive).
         assert_eq!(ring.len(), 31);
         assert_eq!(ring.cut(), 0);
-        assert_eq!(evicted, (1..=59).collect::<Vec<_>>(), "the oldest, in order");
+        assert_eq!(
+            evicted,
+            (1..=59).collect::<Vec<_>>(),
+            "the oldest, in order"
+        );
         let got: Vec<u64> = ring.drain().map(|(_, f)| f.seq()).collect();
         assert_eq!(got, (60..=90).collect::<Vec<_>>());
         assert!(ring.is_empty());
@@ -156,8 +160,15 @@ mod tests {
             assert!(ring.bytes() <= MAX_RING_BYTES, "bytes {}", ring.bytes());
             assert!(ring.len() <= MAX_RING_FRAMES);
         }
-        assert!(ring.bytes() > MAX_RING_BYTES - (2 << 20), "the cap, not less");
-        assert_eq!(ring.len(), 63, "64 MB of 1 MB frames with their part headers");
+        assert!(
+            ring.bytes() > MAX_RING_BYTES - (2 << 20),
+            "the cap, not less"
+        );
+        assert_eq!(
+            ring.len(),
+            63,
+            "64 MB of 1 MB frames with their part headers"
+        );
         assert_eq!(ring.cut(), 2000 - 63, "each eviction was inside the window");
         let first = ring.drain().next().map(|(_, f)| f.seq());
         assert_eq!(first, Some(2000 - 62), "the newest are kept");
