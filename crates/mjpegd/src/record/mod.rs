@@ -286,9 +286,9 @@ impl Recorder {
             event_active: self.in_event.load(Ordering::Relaxed),
             fps: self.config.fps,
             pre_capture_seconds: (self.config.mode == Mode::Motion)
-                .then(|| self.config.pre_capture.as_secs_f64()),
+                .then_some(self.config.pre_capture.as_secs_f64()),
             post_capture_seconds: (self.config.mode == Mode::Motion)
-                .then(|| self.config.post_capture.as_secs_f64()),
+                .then_some(self.config.post_capture.as_secs_f64()),
             error,
             dir: self.dir.display().to_string(),
             bytes,
