@@ -334,8 +334,7 @@ impl Cli {
                                 .clone()
                                 .map(config::NumberOrText::Text),
                             max_age: self.record_max_age.clone().map(config::NumberOrText::Text),
-                            mode: None,
-                            segment_seconds: None,
+                            ..config::RecordSection::default()
                         }),
                         motion: self.motion.then(config::MotionSection::default),
                     };

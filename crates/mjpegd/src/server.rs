@@ -210,14 +210,29 @@ impl Server {
     }
 
     /// Starts motion detection on the cameras in `configs`, with its `/api/state` section
-    /// (`motion`). Must be called within the tokio runtime that will run the server.
+    /// (`motion`); motion-mode recorders (started before, by [`Server::with_recordings`])
+    /// follow the events. Must be called within the tokio runtime that will run the server.
     pub fn with_motion(
         self,
         configs: Vec<(String, crate::motion::MotionConfig)>,
     ) -> Result<Server, ServerError> {
         if !configs.is_empty() {
-            let m = crate::motion::Motion::start(self.state.hub(), configs, self.shutdown.clone())
-                .map_err(|e| ServerError::Motion(e.into()))?;
+            // Motion-mode recorders follow their camera's events.
+            let triggers = configs
+                .iter()
+                .filter_map(|(name, config)| {
+                    let rec = self.state.recordings()?.get(name)?;
+                    let t = rec.trigger(crate::motion::Motion::lead(config))?;
+                    Some((name.clone(), t))
+                })
+                .collect();
+            let m = crate::motion::Motion::start(
+                self.state.hub(),
+                configs,
+                triggers,
+                self.shutdown.clone(),
+            )
+            .map_err(|e| ServerError::Motion(e.into()))?;
             let section = Arc::clone(&m);
             self.state
                 .add_state_section("motion", Arc::new(move || section.state_json()));

@@ -16,10 +16,39 @@ pub struct RecordSection {
     pub max_bytes: Option<NumberOrText>,
     /// Delete recordings older than this: seconds or `"90s"`, `"30m"`, `"12h"`, `"7d"` (default: no age limit).
     pub max_age: Option<NumberOrText>,
-    /// `"continuous"` (default) or `"off"` (only when started by `POST /cameras/NAME/record/start`).
+    /// `"continuous"` (default), `"motion"` (during motion events; needs `[cameras.motion]`) or
+    /// `"off"` (only when started by `POST /cameras/NAME/record/start`).
     pub mode: Option<String>,
     /// Length of one segment file in seconds, 1-3600 (default 60).
     pub segment_seconds: Option<u64>,
+    /// Frames per second recorded, fewer than the camera's (motion mode: outside events).
+    pub fps: Option<f64>,
+    /// Motion mode: seconds recorded before an event's start, 0-30 (default 5).
+    pub pre_capture: Option<f64>,
+    /// Motion mode: seconds recorded after an event's end, 0-300 (default 5).
+    pub post_capture: Option<f64>,
+}
+
+/// Seconds in `0..=max`, or the default; `key` names the field in errors.
+fn seconds_in(
+    v: Option<f64>,
+    default: Duration,
+    max: Duration,
+    key: String,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) if s.is_finite() && (0.0..=max.as_secs_f64()).contains(&s) => {
+            Ok(Duration::from_secs_f64(s))
+        }
+        Some(s) => Err(err(
+            key,
+            format!(
+                "{s} seconds is out of range: accepted 0 to {}",
+                max.as_secs()
+            ),
+        )),
+    }
 }
 
 /// Smallest and largest `max_bytes` (1 MiB: a few frames; 1 PiB: any disk).
@@ -81,7 +110,9 @@ pub fn check_record(
     r: &RecordSection,
     key: &dyn Fn(&str) -> String,
 ) -> Result<crate::record::RecordConfig, ConfigError> {
-    use crate::record::{Mode, RecordConfig};
+    use crate::record::{
+        DEFAULT_CAPTURE_MARGIN, MAX_POST_CAPTURE, MAX_PRE_CAPTURE, Mode, RecordConfig,
+    };
     if r.dir.as_os_str().is_empty() {
         return Err(err(key("dir"), "give the directory to record into"));
     }
@@ -112,20 +143,42 @@ pub fn check_record(
     let mode = match r.mode.as_deref() {
         None | Some("continuous") => Mode::Continuous,
         Some("off") => Mode::Off,
+        Some("motion") => Mode::Motion,
         Some(other) => {
             return Err(err(
                 key("mode"),
-                format!("{other:?} is not a recording mode: use \"continuous\" or \"off\""),
+                format!(
+                    "{other:?} is not a recording mode: use \"continuous\", \"motion\" or \"off\""
+                ),
             ));
         }
     };
     let segment = in_range(r.segment_seconds, 60, 1, 3600, &key("segment_seconds"))?;
+    let fps = match r.fps {
+        Some(f) => Some(crate::config::parse_fps(&f.to_string()).map_err(|e| err(key("fps"), e))?),
+        None => None,
+    };
+    let pre_capture = seconds_in(
+        r.pre_capture,
+        DEFAULT_CAPTURE_MARGIN,
+        MAX_PRE_CAPTURE,
+        key("pre_capture"),
+    )?;
+    let post_capture = seconds_in(
+        r.post_capture,
+        DEFAULT_CAPTURE_MARGIN,
+        MAX_POST_CAPTURE,
+        key("post_capture"),
+    )?;
     Ok(RecordConfig {
         dir: r.dir.clone(),
         max_bytes,
         max_age,
         mode,
         segment: Duration::from_secs(segment),
+        fps,
+        pre_capture,
+        post_capture,
     })
 }
 
@@ -137,7 +190,18 @@ pub fn check_recordings(
     for (i, c) in cameras.iter().enumerate() {
         if let Some(r) = &c.record {
             let key = |f: &str| format!("cameras[{i}].record.{f}");
-            out.push((c.name.clone(), check_record(r, &key)?));
+            let config = check_record(r, &key)?;
+            if config.mode == crate::record::Mode::Motion && c.motion.is_none() {
+                return Err(err(
+                    key("mode"),
+                    format!(
+                        "\"motion\" records during motion events, but camera {:?} has no motion \
+                         detection: add a [cameras.motion] section to it, or use mode = \"continuous\"",
+                        c.name
+                    ),
+                ));
+            }
+            out.push((c.name.clone(), config));
         }
     }
     Ok(out)

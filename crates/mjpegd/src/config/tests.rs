@@ -120,6 +120,12 @@ fn record_sections_are_checked_with_their_key_paths() {
         ("mode", "\"sometimes\""),
         ("segment_seconds", "0"),
         ("segment_seconds", "3601"),
+        ("fps", "0"),
+        ("fps", "241"),
+        ("pre_capture", "30.5"),
+        ("pre_capture", "-1"),
+        ("post_capture", "301"),
+        ("mode", "\"motion\""),
     ] {
         let text = format!(
             "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n[cameras.record]\ndir = \"/tmp/r\"\n{field} = {value}\n"
@@ -138,6 +144,35 @@ fn record_sections_are_checked_with_their_key_paths() {
         Ok(3 << 29)
     );
     assert_eq!(parse_age(&NumberOrText::Text("90s".into())), Ok(90));
+}
+
+#[test]
+fn motion_mode_takes_its_margins_and_fps_with_a_motion_section() {
+    let file = parse(
+        "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n[cameras.motion]\n\
+         [cameras.record]\ndir = \"/tmp/r\"\nmode = \"motion\"\nfps = 1\npre_capture = 30\n\
+         post_capture = 0.5\n",
+    )
+    .expect("parses");
+    let r = &check_recordings(&file.cameras).expect("valid")[0].1;
+    assert_eq!(r.mode, crate::record::Mode::Motion);
+    assert_eq!(r.fps, Some(1.0));
+    assert_eq!(r.pre_capture, crate::record::MAX_PRE_CAPTURE);
+    assert_eq!(r.post_capture, Duration::from_millis(500));
+    let file = parse(
+        "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\n[cameras.record]\ndir = \"/tmp/r\"\n",
+    )
+    .expect("parses");
+    let r = &check_recordings(&file.cameras).expect("valid")[0].1;
+    assert_eq!(
+        (r.mode, r.fps, r.pre_capture, r.post_capture),
+        (
+            crate::record::Mode::Continuous,
+            None,
+            crate::record::DEFAULT_CAPTURE_MARGIN,
+            crate::record::DEFAULT_CAPTURE_MARGIN
+        )
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Change, Detector, Event, MotionConfig, MotionError, Outcome};
 use crate::hub::{Camera, Hub};
 use crate::pool::{Ordered, Pool};
+use crate::record::EventTrigger;
 
 /// Most events kept in memory per camera; the oldest go first. Each holds one refcounted JPEG
 /// (its best frame), so 1000 events of 100 KB frames is at most about 100 MB per camera.
@@ -26,6 +27,8 @@ pub struct CameraMotion {
     events_total: AtomicU64,
     frames_analysed: AtomicU64,
     frames_failed: AtomicU64,
+    /// A motion-mode recorder of this camera, told of every event's start and end.
+    trigger: Option<EventTrigger>,
 }
 
 #[derive(Default)]
@@ -147,6 +150,9 @@ impl CameraMotion {
         match &outcome.change {
             Change::Started(e) => {
                 self.events_total.fetch_add(1, Ordering::Relaxed);
+                if let Some(t) = &self.trigger {
+                    t.started(e.start);
+                }
                 tracing::info!(camera = %self.name, event = e.id, score = outcome.score, "motion event started");
             }
             Change::Ended(e) => {
@@ -155,6 +161,9 @@ impl CameraMotion {
                     .and_then(|end| end.duration_since(e.start).ok())
                     .map_or(0.0, |d| d.as_secs_f64());
                 tracing::info!(camera = %self.name, event = e.id, seconds = secs, peak = e.peak, "motion event ended");
+                if let Some(t) = &self.trigger {
+                    t.ended(e.end.unwrap_or(e.start));
+                }
                 if live.ended.len() >= MAX_EVENTS {
                     live.ended.pop_front();
                 }
@@ -167,6 +176,9 @@ impl CameraMotion {
 
     fn end_current(&self, e: Event) {
         tracing::info!(camera = %self.name, event = e.id, peak = e.peak, "motion event ended (capture stopped)");
+        if let Some(t) = &self.trigger {
+            t.ended(e.end.unwrap_or(e.start));
+        }
         let mut live = self.lock();
         live.current = None;
         if live.ended.len() >= MAX_EVENTS {
@@ -183,10 +195,13 @@ pub struct Motion {
 
 impl Motion {
     /// Starts a detector task per camera in `configs`; fails on a camera the hub does not have.
-    /// Must be called within the tokio runtime.
+    /// `triggers` gives each motion-mode recorder's input by camera name (see
+    /// [`crate::record::Recorder::trigger`] and [`Motion::lead`]). Must be called within the
+    /// tokio runtime.
     pub fn start(
         hub: &Hub,
         configs: Vec<(String, MotionConfig)>,
+        mut triggers: HashMap<String, EventTrigger>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Motion>, String> {
         let mut cameras = HashMap::new();
@@ -201,6 +216,7 @@ impl Motion {
                 events_total: AtomicU64::new(0),
                 frames_analysed: AtomicU64::new(0),
                 frames_failed: AtomicU64::new(0),
+                trigger: triggers.remove(&name),
             });
             tokio::spawn(run(
                 camera,
@@ -212,6 +228,12 @@ impl Motion {
             cameras.insert(name, m);
         }
         Ok(Arc::new(Motion { cameras }))
+    }
+
+    /// Longest time after an event's start before the detector can report it: `min_frames`
+    /// analysed frames, plus a second for the analysis queue and decoding.
+    pub fn lead(config: &MotionConfig) -> Duration {
+        Duration::from_secs_f64(f64::from(config.min_frames) / config.fps.max(0.1) + 1.0)
     }
 
     /// A camera's motion state, if it has motion detection.

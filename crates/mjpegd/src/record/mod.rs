@@ -11,16 +11,21 @@
 //! - [`segment`]: the append-only segment file format (write, scan, repair).
 //! - [`store`]: the in-memory catalogue rebuilt from the segments; retention; garbage list.
 //! - [`export`]: computed exports (Matroska and raw multipart) laid out before the first byte.
+//! - [`gate`]: which frames a recorder writes (the recording `fps`, motion mode's events with
+//!   their pre- and post-capture).
+//! - [`ring`]: motion mode's bounded pre-capture ring.
 //! - [`time`]: RFC 3339 / Unix-seconds parsing and formatting.
 
 pub mod export;
+pub mod gate;
+pub mod ring;
 pub mod segment;
 pub mod store;
 pub mod time;
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::frame::Frame;
 use crate::hub::{Camera, Hub};
+use gate::{EventSignal, Gate};
 use segment::SegmentWriter;
 use store::{SegFile, Selection, Store};
 use time::Micros;
@@ -51,7 +57,29 @@ pub enum Mode {
     Continuous,
     /// Only when started with `POST /cameras/NAME/record/start`.
     Off,
+    /// Only during motion events (with pre- and post-capture), and at the recording `fps`
+    /// outside them when one is set.
+    Motion,
 }
+
+impl Mode {
+    /// The name used in the config file and `/api/state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Continuous => "continuous",
+            Mode::Off => "off",
+            Mode::Motion => "motion",
+        }
+    }
+}
+
+/// Longest `pre_capture`: with [`ring::MAX_RING_FRAMES`] and [`ring::MAX_RING_BYTES`] it bounds
+/// the memory a motion-mode camera holds.
+pub const MAX_PRE_CAPTURE: Duration = Duration::from_secs(30);
+/// Longest `post_capture`.
+pub const MAX_POST_CAPTURE: Duration = Duration::from_secs(300);
+/// Default `pre_capture` and `post_capture`.
+pub const DEFAULT_CAPTURE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Recording settings of one camera, checked.
 #[derive(Debug, Clone)]
@@ -62,10 +90,32 @@ pub struct RecordConfig {
     pub max_bytes: u64,
     /// Segments whose last frame is older than this are deleted.
     pub max_age: Option<Duration>,
-    /// Recording at startup or only on request.
+    /// Recording at startup, on motion, or only on request.
     pub mode: Mode,
     /// Length of one segment file.
     pub segment: Duration,
+    /// Frames per second written (fewer than the camera's); in motion mode, outside events.
+    pub fps: Option<f64>,
+    /// Motion mode: recording begins this long before an event's start.
+    pub pre_capture: Duration,
+    /// Motion mode: recording goes on this long after an event's end.
+    pub post_capture: Duration,
+}
+
+impl RecordConfig {
+    /// Settings with the defaults: continuous, 10 GiB, no age limit, 60 s segments, every frame.
+    pub fn new(dir: PathBuf) -> RecordConfig {
+        RecordConfig {
+            dir,
+            max_bytes: 10 << 30,
+            max_age: None,
+            mode: Mode::Continuous,
+            segment: Duration::from_secs(60),
+            fps: None,
+            pre_capture: DEFAULT_CAPTURE_MARGIN,
+            post_capture: DEFAULT_CAPTURE_MARGIN,
+        }
+    }
 }
 
 /// Counters of a recorder.
@@ -97,6 +147,10 @@ pub struct Recorder {
     dir: PathBuf,
     store: Mutex<Store>,
     enabled: watch::Sender<bool>,
+    /// Motion mode: what the detector reports (see [`EventTrigger`]).
+    events: Arc<watch::Sender<EventSignal>>,
+    /// Whether the frames written now are an event's (pre-capture, event, post-capture).
+    in_event: AtomicBool,
     health: Mutex<Health>,
     stats: RecorderStats,
     /// A pause between frames longer than this splits spans (3 frame intervals, at least 2 s).
@@ -108,8 +162,17 @@ pub struct Recorder {
 pub struct RecorderStatus {
     /// `recording`, `paused` (I/O error, retrying) or `off`.
     pub state: &'static str,
-    /// Configured mode: `continuous` or `off`.
+    /// Configured mode: `continuous`, `motion` or `off`.
     pub mode: &'static str,
+    /// Motion mode: whether recording is on now because of a motion event (its pre-capture,
+    /// the event, its post-capture).
+    pub event_active: bool,
+    /// Recorded frames per second when fewer than the camera's (motion mode: outside events).
+    pub fps: Option<f64>,
+    /// Motion mode: seconds recorded before an event's start.
+    pub pre_capture_seconds: Option<f64>,
+    /// Motion mode: seconds recorded after an event's end.
+    pub post_capture_seconds: Option<f64>,
     /// The I/O error that paused recording.
     pub error: Option<String>,
     /// The camera's segment directory; left out of answers to those who may not see it.
@@ -191,6 +254,22 @@ impl Recorder {
         *self.enabled.borrow()
     }
 
+    /// The settings.
+    pub fn config(&self) -> &RecordConfig {
+        &self.config
+    }
+
+    /// Motion mode: the input a detector reports its events to; `lead` is how long after an
+    /// event's start the detector can report it at most (the ring keeps that much more than
+    /// `pre_capture`). `None` in the other modes.
+    pub fn trigger(&self, lead: Duration) -> Option<EventTrigger> {
+        (self.config.mode == Mode::Motion).then(|| {
+            self.events
+                .send_modify(|s| s.lead = lead.as_micros() as Micros);
+            EventTrigger(Arc::clone(&self.events))
+        })
+    }
+
     /// The I/O error recording is paused by, if any.
     pub fn error(&self) -> Option<String> {
         // Poison recovered: the health record is plain data, consistent after any panic.
@@ -215,10 +294,13 @@ impl Recorder {
                 (true, false) => "recording",
                 (true, true) => "paused",
             },
-            mode: match self.config.mode {
-                Mode::Continuous => "continuous",
-                Mode::Off => "off",
-            },
+            mode: self.config.mode.as_str(),
+            event_active: self.in_event.load(Ordering::Relaxed),
+            fps: self.config.fps,
+            pre_capture_seconds: (self.config.mode == Mode::Motion)
+                .then_some(self.config.pre_capture.as_secs_f64()),
+            post_capture_seconds: (self.config.mode == Mode::Motion)
+                .then_some(self.config.post_capture.as_secs_f64()),
             error,
             dir: Some(self.dir.display().to_string()),
             bytes,
@@ -273,6 +355,28 @@ impl Recorder {
                 paused.as_secs_f64()
             );
         }
+    }
+}
+
+/// A motion-mode recorder's input: the detector reports each event's start and end here.
+#[derive(Clone)]
+pub struct EventTrigger(Arc<watch::Sender<EventSignal>>);
+
+impl EventTrigger {
+    /// An event began at `start` (its first motion frame's capture time).
+    pub fn started(&self, start: SystemTime) {
+        self.0.send_modify(|s| {
+            s.active = true;
+            s.start = time::of(start);
+        });
+    }
+
+    /// The event ended at `end` (its last motion frame's capture time).
+    pub fn ended(&self, end: SystemTime) {
+        self.0.send_modify(|s| {
+            s.active = false;
+            s.end = time::of(end);
+        });
     }
 }
 
@@ -437,13 +541,20 @@ impl Recordings {
                 }
                 Err(e) => (Store::default(), Some(e)),
             };
-            let fps = camera.config().fps.max(0.01);
+            // Frames come at the slower of the camera's and the recording's rate.
+            let fps = camera
+                .config()
+                .fps
+                .min(config.fps.unwrap_or(f64::MAX))
+                .max(0.01);
             let span_gap = Duration::from_secs_f64((3.0 / fps).max(2.0));
             let rec = Arc::new(Recorder {
                 camera,
                 dir,
                 store: Mutex::new(store),
-                enabled: watch::channel(config.mode == Mode::Continuous).0,
+                enabled: watch::channel(config.mode != Mode::Off).0,
+                events: Arc::new(watch::channel(EventSignal::default()).0),
+                in_event: AtomicBool::new(false),
                 health: Mutex::new(Health::default()),
                 stats: RecorderStats::default(),
                 span_gap: span_gap.as_micros() as Micros,
@@ -452,7 +563,7 @@ impl Recordings {
             if let Some(e) = error {
                 rec.pause("cannot open the recording directory", &e);
             }
-            let (tx, rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(WRITE_QUEUE);
             let writer = Arc::clone(&rec);
             let thread = std::thread::Builder::new()
                 .name(format!("record-{name}"))
@@ -506,10 +617,39 @@ impl Recordings {
     }
 }
 
-/// Forwards the camera's frames to the writer while recording is on; the subscription it holds
-/// meanwhile keeps capture running.
-async fn feed(rec: Arc<Recorder>, tx: SyncSender<Frame>, shutdown: CancellationToken) {
+/// What the feed hands the writer thread: one frame, or a motion event's pre-capture burst
+/// (one queue slot, so a burst of frames from the ring is not cut by the 16-frame queue).
+enum Job {
+    One(Frame),
+    Burst(Vec<Frame>),
+}
+
+impl Job {
+    fn frames(&self) -> usize {
+        match self {
+            Job::One(_) => 1,
+            Job::Burst(v) => v.len(),
+        }
+    }
+}
+
+/// Forwards the camera's frames that the [`Gate`] picks to the writer while recording is on;
+/// the subscription it holds meanwhile keeps capture running (in motion mode all the time,
+/// since the pre-capture ring needs the frames before an event).
+async fn feed(rec: Arc<Recorder>, tx: SyncSender<Job>, shutdown: CancellationToken) {
     let mut enabled = rec.enabled.subscribe();
+    let mut events = rec.events.subscribe();
+    let send = |job: Job| -> bool {
+        let n = job.frames() as u64;
+        match tx.try_send(job) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                rec.stats.frames_dropped.fetch_add(n, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    };
     loop {
         while !*enabled.borrow_and_update() {
             tokio::select! {
@@ -517,8 +657,13 @@ async fn feed(rec: Arc<Recorder>, tx: SyncSender<Frame>, shutdown: CancellationT
                 r = enabled.changed() => if r.is_err() { return },
             }
         }
+        let mut gate = Gate::new(&rec.config);
+        let mut out = Vec::new();
+        // An event may be going on already (recording switched on during it).
+        gate.on_event(*events.borrow_and_update(), &mut out);
+        out.clear();
+        let mut cut_warned = false;
         let mut sub = rec.camera.subscribe();
-        let mut last_seq = 0;
         loop {
             tokio::select! {
                 biased;
@@ -527,25 +672,45 @@ async fn feed(rec: Arc<Recorder>, tx: SyncSender<Frame>, shutdown: CancellationT
                     if r.is_err() { return }
                     if !*enabled.borrow_and_update() { break }
                 }
+                r = events.changed() => {
+                    if r.is_err() { return }
+                    let signal = *events.borrow_and_update();
+                    gate.on_event(signal, &mut out);
+                    if !out.is_empty() && !send(Job::Burst(std::mem::take(&mut out))) {
+                        return;
+                    }
+                }
                 r = sub.frames().changed() => {
                     if r.is_err() { return }
                     let frame = sub.frames().borrow_and_update().clone();
                     let Some(frame) = frame else { continue };
                     // No-signal frames are not video: their absence is the gap in the catalogue.
-                    if !frame.online() || frame.seq() <= last_seq {
+                    if !frame.online() {
                         continue;
                     }
-                    last_seq = frame.seq();
-                    match tx.try_send(frame) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => {
-                            rec.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    gate.on_frame(frame, &mut out);
+                    for frame in out.drain(..) {
+                        if !send(Job::One(frame)) {
+                            return;
                         }
-                        Err(TrySendError::Disconnected(_)) => return,
                     }
                 }
             }
+            rec.in_event.store(gate.in_event(), Ordering::Relaxed);
+            if !cut_warned && gate.ring_cut() > 0 {
+                cut_warned = true;
+                // Once per switch-on: the caps, not the setting, bound the pre-capture.
+                tracing::warn!(
+                    camera = %rec.camera.name(),
+                    "the pre-capture ring is full (at most {} frames, {} MiB): pre_capture is \
+                     shorter than configured for this camera; lower pre_capture or the camera's \
+                     fps or size",
+                    ring::MAX_RING_FRAMES,
+                    ring::MAX_RING_BYTES >> 20
+                );
+            }
         }
+        rec.in_event.store(false, Ordering::Relaxed);
     }
 }
 
@@ -568,10 +733,15 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: &Receiver<Frame>) {
+    fn run(mut self, rx: &Receiver<Job>) {
         loop {
             match rx.recv_timeout(TICK) {
-                Ok(frame) => self.write(&frame),
+                Ok(Job::One(frame)) => self.write(&frame),
+                Ok(Job::Burst(frames)) => {
+                    for frame in &frames {
+                        self.write(frame);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.close();
