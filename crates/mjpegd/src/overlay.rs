@@ -89,7 +89,9 @@ pub enum OverlayError {
     #[error("{0}")]
     Shape(String),
     /// Not one of [`Position::NAMES`].
-    #[error("position {0:?} is not one of top-left, top, top-right, bottom-left, bottom, bottom-right")]
+    #[error(
+        "position {0:?} is not one of top-left, top, top-right, bottom-left, bottom, bottom-right"
+    )]
     Position(String),
     /// Outside [`SIZE_RANGE`].
     #[error("size {0} is outside {lo}..={hi} pixels", lo = SIZE_RANGE.0, hi = SIZE_RANGE.1)]
@@ -119,7 +121,11 @@ pub struct Text {
 
 impl Text {
     /// Parses `template` (strftime `%` fields, `{camera}`, `{fps}`, `\n` between lines).
-    pub fn new(template: &str, position: Position, size: Option<u32>) -> Result<Text, OverlayError> {
+    pub fn new(
+        template: &str,
+        position: Position,
+        size: Option<u32>,
+    ) -> Result<Text, OverlayError> {
         let chars = template.chars().count();
         if chars == 0 || chars > MAX_TEMPLATE_CHARS {
             return Err(OverlayError::Shape(format!(
@@ -290,7 +296,9 @@ impl Painter {
     pub fn boxes(&self, width: u32, height: u32) -> Vec<(u32, u32, u32, u32)> {
         self.texts
             .iter()
-            .filter_map(|(text, pos, size)| layout(text, *pos, *size, width, height).map(|l| l.bbox))
+            .filter_map(|(text, pos, size)| {
+                layout(text, *pos, *size, width, height).map(|l| l.bbox)
+            })
             .collect()
     }
 
@@ -362,7 +370,11 @@ fn layout(text: &str, pos: Position, size: Option<u32>, width: u32, height: u32)
         None => (height / 288).max(1),
     };
     let lines: Vec<&str> = text.split('\n').collect();
-    let text_w = lines.iter().map(|l| glyphs_width(l, scale)).max().unwrap_or(0);
+    let text_w = lines
+        .iter()
+        .map(|l| glyphs_width(l, scale))
+        .max()
+        .unwrap_or(0);
     let gap = scale * 2;
     let line_h = 8 * scale + gap;
     let text_h = line_h * lines.len() as u32 - gap;
@@ -640,7 +652,11 @@ mod tests {
 
     #[test]
     fn templates_name_what_is_wrong() {
-        let e = |t: &str| Text::new(t, Position::TopLeft, None).unwrap_err().to_string();
+        let e = |t: &str| {
+            Text::new(t, Position::TopLeft, None)
+                .unwrap_err()
+                .to_string()
+        };
         assert!(e("%Q").contains("unknown time field %Q"), "{}", e("%Q"));
         assert!(e("50%").contains("lone %"));
         assert!(e("{cam}").contains("unknown field {cam}"), "{}", e("{cam}"));
@@ -687,8 +703,10 @@ mod tests {
 
     #[test]
     fn texts_land_in_their_corner_on_a_shaded_box() {
-        let o = Overlay::new(vec![Text::new("##", Position::BottomRight, Some(16)).unwrap()])
-            .unwrap();
+        let o = Overlay::new(vec![
+            Text::new("##", Position::BottomRight, Some(16)).unwrap(),
+        ])
+        .unwrap();
         let p = o.painter("cam", 0.0, SystemTime::now());
         let mut c = Canvas::new(320, 240, [128, 128, 128]);
         p.paint(&mut c);

@@ -119,7 +119,11 @@ async fn overlays_appear_in_snapshots_streams_and_sizes_and_only_where_configure
     // No overlay: the source's own bytes, not re-encoded.
     let plain = get(&url("/cameras/plain/snapshot.jpg")).await;
     let original = std::fs::read(images.join("grey.jpg")).expect("read image");
-    assert_eq!(&plain[..], &original[..], "a camera without an overlay serves its source's bytes");
+    assert_eq!(
+        &plain[..],
+        &original[..],
+        "a camera without an overlay serves its source's bytes"
+    );
 
     // Bottom right, scale 4: box 4*32+16 = 144 wide, 48 high, 16 px from the corner.
     let (bx, by, bw, bh) = (320 - 16 - 144, 240 - 16 - 48, 144, 48);
@@ -136,7 +140,14 @@ async fn overlays_appear_in_snapshots_streams_and_sizes_and_only_where_configure
     // A per-request size is made from the painted frame: the box scaled by half.
     let half = Decoded::of(&get(&url("/cameras/stamped/snapshot.jpg?width=160")).await);
     assert_eq!((half.width, half.height), (160, 120));
-    assert_text_in(&half, bx / 2, by / 2, bw / 2, bh / 2, "stamped at width 160");
+    assert_text_in(
+        &half,
+        bx / 2,
+        by / 2,
+        bw / 2,
+        bh / 2,
+        "stamped at width 160",
+    );
     assert_grey_in(&half, 4, 4, 70, 50, "stamped at width 160, top left");
 
     // The test pattern is painted before its own encode. Its top rows are the first colour
@@ -156,17 +167,36 @@ async fn overlays_appear_in_snapshots_streams_and_sizes_and_only_where_configure
     }
     // The second text, top right: 2 glyphs of 16 px, box 40 wide.
     let brightest = pattern.brightest(320 - 8 - 40 + 1, 9, 38, 3);
-    assert!(brightest < 120, "pattern: the top-right box is shaded ({brightest})");
+    assert!(
+        brightest < 120,
+        "pattern: the top-right box is shaded ({brightest})"
+    );
 }
 
 #[test]
 fn bad_overlays_are_startup_errors_naming_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
-        ("text = \"%Q\"", "cameras[0].overlay.text", "unknown time field %Q"),
-        ("text = \"{cam}\"", "cameras[0].overlay.text", "unknown field {cam}"),
-        ("text = \"x\"\nposition = \"middle\"", "cameras[0].overlay.position", "not one of"),
-        ("text = \"x\"\nsize = 300", "cameras[0].overlay.size", "outside 8..=128"),
+        (
+            "text = \"%Q\"",
+            "cameras[0].overlay.text",
+            "unknown time field %Q",
+        ),
+        (
+            "text = \"{cam}\"",
+            "cameras[0].overlay.text",
+            "unknown field {cam}",
+        ),
+        (
+            "text = \"x\"\nposition = \"middle\"",
+            "cameras[0].overlay.position",
+            "not one of",
+        ),
+        (
+            "text = \"x\"\nsize = 300",
+            "cameras[0].overlay.size",
+            "outside 8..=128",
+        ),
         ("text = \"x\"\ncolour = \"red\"", "colour", "unknown field"),
     ];
     for (section, key, message) in cases {

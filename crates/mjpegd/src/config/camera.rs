@@ -75,11 +75,17 @@ fn check_overlay(
             OneOrMany::Many(_) => key(&format!("overlay[{i}].{field}")),
         };
         let position = match &s.position {
-            Some(p) => p.parse::<Position>().map_err(|e| err(k("position"), e.to_string()))?,
+            Some(p) => p
+                .parse::<Position>()
+                .map_err(|e| err(k("position"), e.to_string()))?,
             None => Position::default(),
         };
         let text = Text::new(&s.text, position, s.size).map_err(|e| {
-            let field = if matches!(e, OverlayError::Size(_)) { "size" } else { "text" };
+            let field = if matches!(e, OverlayError::Size(_)) {
+                "size"
+            } else {
+                "text"
+            };
             err(k(field), e.to_string())
         })?;
         texts.push(text);

@@ -13,9 +13,7 @@ mod tests;
 pub use crate::server::ListenSpec;
 pub use auth::{AuthSection, UserSection, check_auth};
 pub use bus::{BusSection, PublishSection, check_bus};
-pub use camera::{
-    CameraDraft, CameraSection, OverlaySection, check_camera, check_cameras,
-};
+pub use camera::{CameraDraft, CameraSection, OverlaySection, check_camera, check_cameras};
 pub use motion::{MotionSection, check_camera_motion, check_motions};
 pub use record::{
     MAX_RECORD_AGE_SECS, RECORD_BYTES_RANGE, RecordSection, check_record, check_recordings,
@@ -75,10 +73,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 T::deserialize(StrDeserializer::<E>::new(v)).map(OneOrMany::One)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
                 T::deserialize(MapAccessDeserializer::new(map)).map(OneOrMany::One)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
                 Vec::<T>::deserialize(SeqAccessDeserializer::new(seq)).map(OneOrMany::Many)
             }
         }

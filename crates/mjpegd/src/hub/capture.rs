@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 use super::config::CameraConfig;
 use super::stats::{CameraStats, Demand};
 use crate::frame::{Image, Stamp};
+use crate::overlay::{Overlay, Painter};
 use crate::pool::{JobError, Ordered, Pool};
 use crate::render;
 use crate::source::{Captured, ErrorKind, SourceError};
-use crate::overlay::{Overlay, Painter};
 use crate::transform::Transform;
 
 /// First retry delay after a source failure.

@@ -501,8 +501,14 @@ impl<'a> RawSurface<'a> {
             for xx in x as usize..(x + w) as usize {
                 let row = yy * stride;
                 let (samples, chroma): (&[usize], [Option<usize>; 2]) = match self.layout.format {
-                    PixelFormat::Yuyv => (&[row + xx * 2], [Some(row + xx / 2 * 4 + 1), Some(row + xx / 2 * 4 + 3)]),
-                    PixelFormat::Uyvy => (&[row + xx * 2 + 1], [Some(row + xx / 2 * 4), Some(row + xx / 2 * 4 + 2)]),
+                    PixelFormat::Yuyv => (
+                        &[row + xx * 2],
+                        [Some(row + xx / 2 * 4 + 1), Some(row + xx / 2 * 4 + 3)],
+                    ),
+                    PixelFormat::Uyvy => (
+                        &[row + xx * 2 + 1],
+                        [Some(row + xx / 2 * 4), Some(row + xx / 2 * 4 + 2)],
+                    ),
                     PixelFormat::Nv12 => {
                         let uv = stride * height + yy / 2 * stride + xx / 2 * 2;
                         (&[row + xx], [Some(uv), Some(uv + 1)])
@@ -568,16 +574,31 @@ mod tests {
         // A mid-grey, tinted frame: Y 128, U 90, V 170.
         let mut data: Vec<u8> = [128, 90, 128, 170].repeat(64 * 32 / 2);
         let text = Text::new("#", Position::TopLeft, Some(8)).expect("text");
-        let painter = Overlay::new(vec![text]).expect("overlay").painter("c", 0.0, std::time::SystemTime::now());
+        let painter = Overlay::new(vec![text]).expect("overlay").painter(
+            "c",
+            0.0,
+            std::time::SystemTime::now(),
+        );
         painter.paint(&mut RawSurface::new(&layout, &mut data));
         let (bx, by, bw, bh) = painter.boxes(64, 32)[0];
         let y_at = |x: u32, y: u32| data[y as usize * 128 + x as usize * 2];
         let u_at = |x: u32, y: u32| data[y as usize * 128 + (x as usize / 2) * 4 + 1];
-        assert_eq!(y_at(bx, by), 16 + shade_sample(112), "box luma shaded, studio black kept");
+        assert_eq!(
+            y_at(bx, by),
+            16 + shade_sample(112),
+            "box luma shaded, studio black kept"
+        );
         assert_eq!(u_at(bx, by), 128, "box chroma neutral");
-        let white = (by..by + bh).flat_map(|y| (bx..bx + bw).map(move |x| (x, y))).filter(|&(x, y)| y_at(x, y) == 235).count();
+        let white = (by..by + bh)
+            .flat_map(|y| (bx..bx + bw).map(move |x| (x, y)))
+            .filter(|&(x, y)| y_at(x, y) == 235)
+            .count();
         assert!(white >= 20, "glyph pixels at studio white: {white}");
-        assert_eq!((y_at(63, 31), u_at(63, 31)), (128, 90), "outside the box untouched");
+        assert_eq!(
+            (y_at(63, 31), u_at(63, 31)),
+            (128, 90),
+            "outside the box untouched"
+        );
     }
 
     fn decode(jpeg: &[u8]) -> (Vec<u8>, usize, usize) {
