@@ -13,6 +13,7 @@ import os, re, sys
 LAYERS = {
     "frame": 0, "jpeg": 0, "mjpeg": 0, "render": 0, "codec": 0, "transform": 0, "pool": 0,
     "name": 0, "url": 0, "principal": 0, "shutdown": 0, "crypto": 0,
+    "civil": 0, "overlay": 0,
     "link": 1,
     "source": 2,
     "hub": 3,

@@ -4,47 +4,20 @@
 //! `cargo run --release --example motion_cost -- ../shared/frames/720p`
 //! Prints the mean CPU time per frame and the share of one core at 5 analysed frames/s.
 
-// Only for the thread's CPU clock (libc::clock_gettime).
-#![allow(unsafe_code)]
+#[path = "common/cpu.rs"]
+mod cpu;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use cpu::{load_frames, thread_cpu};
 use mjpegd::motion::{Detector, LumaPath, MotionConfig, small_luma_with};
-
-/// CPU time of this thread: wall time would count the other engineers' builds.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 fn main() -> Result<(), String> {
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "../shared/frames/720p".into());
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{dir}: cannot list the frames: {e}"))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
-        .collect();
-    entries.sort();
-    let mut frames = Vec::new();
-    for p in &entries {
-        let jpeg = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        frames.push(Bytes::from(jpeg));
-    }
-    let Some(first) = frames.first() else {
-        return Err(format!("no .jpg frames in {dir}"));
-    };
+    let frames = load_frames(&dir)?;
+    let first = &frames[0];
     let (w, h) = mjpegd::jpeg::dimensions(first).map_err(|e| e.to_string())?;
     let rounds = 3;
     let n = (frames.len() * rounds) as f64;

@@ -191,6 +191,11 @@ pub struct Cli {
     #[arg(long, env = "MJPEGD_MOTION")]
     pub motion: bool,
 
+    /// Paint this text into the camera's frames, top left: strftime fields (local time),
+    /// {camera}, {fps}; e.g. "{camera} %F %T" (see docs/config.md, "Overlays").
+    #[arg(long, env = "MJPEGD_OVERLAY", value_name = "TEXT")]
+    pub overlay: Option<String>,
+
     /// A subcommand instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -230,7 +235,7 @@ pub struct Settings {
 pub enum SettingsError {
     /// Camera flags given together with `--config`.
     #[error(
-        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames, --record, --motion) \
+        "camera flags (--source, --size, --fps, --quality, --rotate, --flip, --idle-timeout, --source-timeout, --stream-size, --drop-same-frames, --record, --motion, --overlay) \
          cannot be combined with --config: set them in {}'s [[cameras]] tables",
         .0.display()
     )]
@@ -277,6 +282,7 @@ impl Cli {
             || self.drop_same_frames
             || self.record.is_some()
             || self.motion
+            || self.overlay.is_some()
     }
 
     /// Merges flags and the config file into checked settings; errors name the flag or the
@@ -337,8 +343,17 @@ impl Cli {
                             ..config::RecordSection::default()
                         }),
                         motion: self.motion.then(config::MotionSection::default),
+                        overlay: self.overlay.clone().map(|text| {
+                            config::OneOrMany::One(config::OverlaySection {
+                                text,
+                                ..config::OverlaySection::default()
+                            })
+                        }),
                     };
-                    let flag = |field: &str| format!("--{}", field.replace('_', "-"));
+                    let flag = |field: &str| match field.split_once('.') {
+                        Some((section, _)) => format!("--{section}"),
+                        None => format!("--{}", field.replace('_', "-")),
+                    };
                     // An edge (--cameras-from) without camera flags serves only what it discovers.
                     let cameras = if self.cameras_from.is_some() && !self.camera_flags_given() {
                         Vec::new()

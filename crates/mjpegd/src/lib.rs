@@ -13,6 +13,8 @@
 //!   - [`mjpeg`]: the wire format: writing parts ([`mjpeg::write`]) and reading streams ([`mjpeg::read`]).
 //!   - [`render`], [`codec`]: a small RGB canvas with a bitmap font, and the JPEG encoder.
 //!   - [`transform`]: rotate, flip and downscale, once per frame in the capture path.
+//!   - [`overlay`]: text (clock, camera name, rate) painted into frames before they are encoded.
+//!   - [`civil`]: calendar day numbers for times shown and parsed.
 //!   - [`pool`]: the encoder threads and the ordered, bounded pipeline over them.
 //!   - [`name`], [`url`]: the camera name rule; credential redaction of URLs.
 //!   - [`principal`], [`shutdown`], [`crypto`]: who is asking, the shutdown flag, the rustls provider.
@@ -39,6 +41,7 @@ pub mod auth;
 #[path = "auth_off.rs"]
 pub mod auth;
 pub mod bus;
+pub mod civil;
 pub mod cli;
 pub mod codec;
 pub mod config;
@@ -53,6 +56,7 @@ pub mod link;
 pub mod mjpeg;
 pub mod motion;
 pub mod name;
+pub mod overlay;
 pub mod pool;
 pub mod principal;
 pub mod record;

@@ -110,6 +110,16 @@ impl Canvas {
         self.text((i64::from(self.width) - w) / 2, y, scale, color, text);
     }
 
+    /// The pixels, packed RGB8 rows.
+    pub fn rgb(&self) -> &[u8] {
+        &self.rgb
+    }
+
+    /// The pixels to paint on, packed RGB8 rows.
+    pub fn rgb_mut(&mut self) -> &mut [u8] {
+        &mut self.rgb
+    }
+
     /// Encodes the canvas as a baseline JPEG at `quality` (1-100), with this build's encoder.
     pub fn encode(&self, quality: u8) -> Result<Bytes, EncodeError> {
         crate::codec::encode_rgb(&self.rgb, self.width, self.height, quality)
@@ -132,7 +142,7 @@ pub fn format_utc(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days as i64);
+    let (y, m, day) = crate::civil::civil_from_days(days as i64);
     format!(
         "{y:04}-{m:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
         rem / 3600,
@@ -140,20 +150,6 @@ pub fn format_utc(t: SystemTime) -> String {
         rem % 60,
         d.subsec_millis()
     )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Renders the "no signal" frame viewers see while a camera's source is not delivering.

@@ -14,6 +14,7 @@ use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
 use crate::frame::Image;
+use crate::overlay::{Painter, RgbSurface};
 use crate::render::{Canvas, MAX_DIMENSION};
 
 /// Clockwise rotation in degrees.
@@ -115,9 +116,24 @@ impl Transform {
             && self.fit.is_none_or(|(w, h)| width <= w && height <= h)
     }
 
+    /// True when no setting moves or scales pixels, whatever the frame's size.
+    pub fn is_none(&self) -> bool {
+        self.rotate == Rotate::R0 && self.flip.is_none() && self.fit.is_none()
+    }
+
     /// Applies the transform; returns the image unchanged (not even decoded) when there is nothing to do.
     pub fn apply(&self, image: &Image) -> Result<Image, TransformError> {
-        if self.is_identity_for(image.width, image.height) {
+        self.apply_painted(image, None)
+    }
+
+    /// Applies the transform, then paints `painter`'s texts over the result (after rotating, so
+    /// text reads upright); unchanged and not decoded when there is neither.
+    pub fn apply_painted(
+        &self,
+        image: &Image,
+        painter: Option<&Painter>,
+    ) -> Result<Image, TransformError> {
+        if painter.is_none() && self.is_identity_for(image.width, image.height) {
             return Ok(image.clone());
         }
         let mut px = decode(&image.jpeg)?;
@@ -128,6 +144,9 @@ impl Transform {
         if let Some((w, h)) = self.fit {
             let (tw, th) = fit_within(px.width, px.height, w, h);
             px = px.downscale(tw, th);
+        }
+        if let Some(p) = painter {
+            p.paint(&mut RgbSurface::new(&mut px.rgb, px.width, px.height));
         }
         px.encode(self.quality)
     }

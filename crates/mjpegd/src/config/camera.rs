@@ -1,16 +1,18 @@
 //! `[[cameras]]`: each camera, checked into the hub's `CameraConfig`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, RecordSection, err, in_range, parse_fps, parse_size};
+use super::{ConfigError, OneOrMany, RecordSection, err, in_range, parse_fps, parse_size};
 use crate::hub::{
     CameraConfig, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUALITY, DEFAULT_SIZE, DEFAULT_SOURCE_TIMEOUT,
     MAX_CAMERAS,
 };
 use crate::name::valid_name;
+use crate::overlay::{Overlay, OverlayError, Position, Text};
 use crate::source::{Params, SourceSpec};
 use crate::transform::{Flip, Rotate, Transform};
 
@@ -44,6 +46,51 @@ pub struct CameraSection {
     pub record: Option<RecordSection>,
     /// `[cameras.motion]`: motion detection (see docs/motion.md).
     pub motion: Option<super::MotionSection>,
+    /// `[cameras.overlay]` or `[[cameras.overlay]]`: text painted into every frame.
+    pub overlay: Option<OneOrMany<OverlaySection>>,
+}
+
+/// One overlay text (see docs/config.md, "Overlays").
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaySection {
+    /// The text: strftime `%` fields (local time), `{camera}`, `{fps}`, `\n` between lines.
+    pub text: String,
+    /// `top-left` (default), `top`, `top-right`, `bottom-left`, `bottom`, `bottom-right`.
+    pub position: Option<String>,
+    /// Line height in pixels, 8 to 128; default about 1/36 of the frame height.
+    pub size: Option<u32>,
+}
+
+/// Checks a camera's overlay texts.
+fn check_overlay(
+    o: &OneOrMany<OverlaySection>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Overlay, ConfigError> {
+    let sections = o.as_slice();
+    let mut texts = Vec::with_capacity(sections.len());
+    for (i, s) in sections.iter().enumerate() {
+        let k = |field: &str| match o {
+            OneOrMany::One(_) => key(&format!("overlay.{field}")),
+            OneOrMany::Many(_) => key(&format!("overlay[{i}].{field}")),
+        };
+        let position = match &s.position {
+            Some(p) => p
+                .parse::<Position>()
+                .map_err(|e| err(k("position"), e.to_string()))?,
+            None => Position::default(),
+        };
+        let text = Text::new(&s.text, position, s.size).map_err(|e| {
+            let field = if matches!(e, OverlayError::Size(_)) {
+                "size"
+            } else {
+                "text"
+            };
+            err(k(field), e.to_string())
+        })?;
+        texts.push(text);
+    }
+    Overlay::new(texts).map_err(|e| err(key("overlay"), e.to_string()))
 }
 
 /// A camera's settings before they are checked: the CLI builds one from its flags, so flags and
@@ -131,6 +178,9 @@ pub fn check_camera(
     };
     camera.stream_size = stream_size;
     camera.drop_same_frames = d.drop_same_frames.unwrap_or(false);
+    if let Some(o) = &d.overlay {
+        camera.overlay = Some(Arc::new(check_overlay(o, key)?));
+    }
     Ok(camera)
 }
 

@@ -13,7 +13,7 @@ mod tests;
 pub use crate::server::ListenSpec;
 pub use auth::{AuthSection, UserSection, check_auth};
 pub use bus::{BusSection, PublishSection, check_bus};
-pub use camera::{CameraDraft, CameraSection, check_camera, check_cameras};
+pub use camera::{CameraDraft, CameraSection, OverlaySection, check_camera, check_cameras};
 pub use motion::{MotionSection, check_camera_motion, check_motions};
 pub use record::{
     MAX_RECORD_AGE_SECS, RECORD_BYTES_RANGE, RecordSection, check_record, check_recordings,
@@ -49,20 +49,59 @@ pub struct FileConfig {
     pub bus: BusSection,
 }
 
-/// One value or a list of them (`listen = "a"` or `listen = ["a", "b"]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
+/// One value or a list of them (`listen = "a"` or `listen = ["a", "b"]`; `[cameras.overlay]`
+/// or `[[cameras.overlay]]`).
+#[derive(Debug, Clone)]
+pub enum OneOrMany<T = String> {
     /// A single value.
-    One(String),
+    One(T),
     /// Several values.
-    Many(Vec<String>),
+    Many(Vec<T>),
 }
 
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+// By hand rather than `#[serde(untagged)]`: an untagged enum replaces the inner error (an
+// unknown overlay field, a bad type) with "did not match any variant".
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer, StrDeserializer};
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("one value or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(StrDeserializer::<E>::new(v)).map(OneOrMany::One)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(OneOrMany::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(SeqAccessDeserializer::new(seq)).map(OneOrMany::Many)
+            }
+        }
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
         match self {
             OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+
+    /// The values, in order.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::One(t) => std::slice::from_ref(t),
             OneOrMany::Many(v) => v,
         }
     }

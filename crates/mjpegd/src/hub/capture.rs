@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::CameraConfig;
 use super::stats::{CameraStats, Demand};
 use crate::frame::{Image, Stamp};
+use crate::overlay::{Overlay, Painter};
 use crate::pool::{JobError, Ordered, Pool};
 use crate::render;
 use crate::source::{Captured, ErrorKind, SourceError};
@@ -219,6 +220,7 @@ async fn run_once(camera: &impl Target, pool: Option<&Arc<Pool>>) -> SourceError
     // that every thread has work while the oldest result waits for its turn.
     let mut pipeline = Ordered::new(Arc::clone(pool), pool.workers() + 1);
     let t = cfg.transform;
+    let overlay = cfg.overlay.clone();
     // A stream owns the frame being read, so that publishing a result meanwhile (the other
     // branch of the select) never cancels a read half-way.
     let frames = futures_util::stream::unfold(source, |mut s| async move {
@@ -241,9 +243,12 @@ async fn run_once(camera: &impl Target, pool: Option<&Arc<Pool>>) -> SourceError
             next = timeout(cfg.source_timeout, frames.next()) => match next {
                 Ok(Some((Ok(captured), stamp))) => {
                     let delivered = Instant::now();
+                    let painter = overlay.as_ref().map(|o| painter_for(camera, o, stamp));
                     let captured = match captured {
                         Captured::Jpeg(image)
-                            if pipeline.is_empty() && t.is_identity_for(image.width, image.height) =>
+                            if pipeline.is_empty()
+                                && painter.is_none()
+                                && t.is_identity_for(image.width, image.height) =>
                         {
                             // Nothing to encode and nothing ahead of it: no trip through the pool.
                             published(camera, &image, delivered, stamp);
@@ -252,7 +257,9 @@ async fn run_once(camera: &impl Target, pool: Option<&Arc<Pool>>) -> SourceError
                         c => c,
                     };
                     let dropped =
-                        pipeline.submit(move || (encode_and_transform(captured, t), delivered, stamp));
+                        pipeline.submit(move || {
+                            (encode_and_transform(captured, t, painter.as_ref()), delivered, stamp)
+                        });
                     if dropped > 0 {
                         camera.stats().frames_dropped.fetch_add(dropped, Ordering::Relaxed);
                     }
@@ -270,10 +277,29 @@ async fn run_once(camera: &impl Target, pool: Option<&Arc<Pool>>) -> SourceError
     }
 }
 
-/// A captured frame as it is published: encoded if the source left that to us, then transformed.
-fn encode_and_transform(captured: Captured, t: Transform) -> Result<Image, SourceError> {
-    t.apply(&captured.into_image()?)
-        .map_err(|e| SourceError::new(format!("transform ({t}): {e}")))
+/// A captured frame as it is published: encoded if the source left that to us, transformed,
+/// and its overlay painted.
+fn encode_and_transform(
+    captured: Captured,
+    t: Transform,
+    painter: Option<&Painter>,
+) -> Result<Image, SourceError> {
+    let image = match captured {
+        // Nothing moves pixels after the encode the source needs anyway: the texts are painted
+        // into its raw pixels, at no extra cost.
+        Captured::Encode(job) if t.is_none() => return job(painter),
+        c => c.into_image()?,
+    };
+    t.apply_painted(&image, painter)
+        .map_err(|e| SourceError::new(format!("transform ({t}) or overlay: {e}")))
+}
+
+/// The overlay's texts for a frame, at the time its source gave it (a bus source's capture
+/// time) or now.
+fn painter_for(camera: &impl Target, overlay: &Overlay, stamp: Option<Stamp>) -> Painter {
+    let cfg = camera.config();
+    let at = stamp.map_or_else(SystemTime::now, |s| s.captured);
+    overlay.painter(&cfg.name, camera.stats().capture_rate.rate(), at)
 }
 
 /// Counts a live frame and publishes it, with the capture time and online flag its source
@@ -304,7 +330,8 @@ async fn run_inline(
             Ok(Ok(image)) => {
                 let delivered = Instant::now();
                 let stamp = source.stamp();
-                let image = match transform(camera, image).await {
+                let painter = cfg.overlay.as_ref().map(|o| painter_for(camera, o, stamp));
+                let image = match transform(camera, image, painter).await {
                     Ok(i) => i,
                     Err(e) => return e,
                 };
@@ -321,13 +348,18 @@ async fn run_inline(
     }
 }
 
-/// Applies the camera's transform on a blocking thread; a no-op (no decoding) when not configured.
-async fn transform(camera: &impl Target, image: Image) -> Result<Image, SourceError> {
+/// Applies the camera's transform and overlay on a blocking thread; a no-op (no decoding) when
+/// neither is configured.
+async fn transform(
+    camera: &impl Target,
+    image: Image,
+    painter: Option<Painter>,
+) -> Result<Image, SourceError> {
     let t = camera.config().transform;
-    if t.is_identity_for(image.width, image.height) {
+    if painter.is_none() && t.is_identity_for(image.width, image.height) {
         return Ok(image);
     }
-    match tokio::task::spawn_blocking(move || t.apply(&image)).await {
+    match tokio::task::spawn_blocking(move || t.apply_painted(&image, painter.as_ref())).await {
         Ok(Ok(out)) => Ok(out),
         Ok(Err(e)) => Err(SourceError::new(format!("transform ({t}): {e}"))),
         Err(e) => Err(SourceError::new(format!("transform task failed: {e}"))),

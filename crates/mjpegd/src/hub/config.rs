@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::overlay::Overlay;
 use crate::render::MAX_DIMENSION;
 use crate::source::{Opener, Params};
 use crate::transform::Transform;
@@ -51,6 +52,8 @@ pub struct CameraConfig {
     pub stream_size: Option<(u32, u32)>,
     /// Do not publish a frame byte-identical to the previous one (`--drop-same-frames`).
     pub drop_same_frames: bool,
+    /// Text painted into every frame (`[cameras.overlay]`); `None`: frames pass untouched.
+    pub overlay: Option<Arc<Overlay>>,
 }
 
 impl std::fmt::Debug for CameraConfig {
@@ -85,6 +88,7 @@ impl CameraConfig {
             fps: params.fps,
             stream_size: None,
             drop_same_frames: false,
+            overlay: None,
         }
         .with_source_timeout(DEFAULT_SOURCE_TIMEOUT)
     }

@@ -162,6 +162,7 @@ mod registry_tests {
             fps: 1.0,
             stream_size: None,
             drop_same_frames: false,
+            overlay: None,
         }
     }
 

@@ -134,6 +134,7 @@ fn camera(script: &[Opening], idle_timeout: Duration) -> (Arc<Camera>, Arc<Mutex
         fps: 10.0,
         stream_size: None,
         drop_same_frames: false,
+        overlay: None,
     };
     (
         Arc::new(Camera::new(
@@ -483,6 +484,7 @@ mod capture_task {
             fps: 30.0,
             stream_size: None,
             drop_same_frames: false,
+            overlay: None,
         };
         Arc::new(Camera::new(
             config,

@@ -21,6 +21,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::frame::{Image, Stamp};
+use crate::overlay::Painter;
 use crate::url::redact_url;
 
 /// A boxed future, so [`Source`] and [`Opener`] can be used as trait objects.
@@ -115,8 +116,9 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
-/// Encodes one raw frame into JPEG; runs on an encoder thread.
-pub type EncodeJob = Box<dyn FnOnce() -> Result<Image, SourceError> + Send>;
+/// Encodes one raw frame into JPEG; runs on an encoder thread. The painter, when the camera has
+/// an overlay, is painted into the pixels just before they are encoded.
+pub type EncodeJob = Box<dyn FnOnce(Option<&Painter>) -> Result<Image, SourceError> + Send>;
 
 /// A frame as a source has it: JPEG already, or pixels whose encoding is left to the caller.
 pub enum Captured {
@@ -141,7 +143,7 @@ impl Captured {
     pub fn into_image(self) -> Result<Image, SourceError> {
         match self {
             Captured::Jpeg(image) => Ok(image),
-            Captured::Encode(job) => job(),
+            Captured::Encode(job) => job(None),
         }
     }
 }

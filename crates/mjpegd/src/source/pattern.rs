@@ -11,6 +11,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use super::{BoxFuture, Captured, Opener, Params, Source, SourceError, blocking, interval_of};
 use crate::frame::Image;
+use crate::overlay::Painter;
 use crate::render::{Canvas, fit_scale, format_utc};
 
 /// Opens the test pattern.
@@ -64,12 +65,14 @@ const MAX_SPARE_CANVASES: usize = 8;
 
 impl Pattern {
     /// Waits for the next tick; returns the job that renders and encodes that frame.
-    async fn next_job(&mut self) -> impl FnOnce() -> Result<Image, SourceError> + Send + 'static {
+    async fn next_job(
+        &mut self,
+    ) -> impl FnOnce(Option<&Painter>) -> Result<Image, SourceError> + Send + 'static {
         self.ticks.tick().await;
         self.counter += 1;
         let (n, p, now) = (self.counter, self.params, SystemTime::now());
         let canvases = Arc::clone(&self.canvases);
-        move || {
+        move |painter: Option<&Painter>| {
             // Poison recovered: the list only ever gains or loses whole canvases.
             let spare = canvases
                 .lock()
@@ -77,6 +80,9 @@ impl Pattern {
                 .pop();
             let mut canvas = spare.unwrap_or_else(|| Canvas::new(p.width, p.height, [0, 0, 0]));
             draw(&mut canvas, n, now);
+            if let Some(p) = painter {
+                p.paint(&mut canvas);
+            }
             let jpeg = canvas.encode(p.quality);
             let (width, height) = (canvas.width(), canvas.height());
             let mut spares = canvases.lock().unwrap_or_else(PoisonError::into_inner);
@@ -97,7 +103,7 @@ impl Source for Pattern {
     fn next_frame(&mut self) -> BoxFuture<'_, Result<Image, SourceError>> {
         Box::pin(async move {
             let job = self.next_job().await;
-            blocking("test pattern render", job).await?
+            blocking("test pattern render", move || job(None)).await?
         })
     }
 

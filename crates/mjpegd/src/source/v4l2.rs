@@ -30,11 +30,12 @@ use bytes::Bytes;
 pub use crate::jpeg::dht::ensure_huffman_tables;
 pub use list::list_devices;
 
-use self::convert::{PixelFormat, RawLayout, fourcc_str};
+use self::convert::{PixelFormat, RawLayout, RawSurface, fourcc_str};
 use self::device::{Device, FrameInfo, Stream, fps_of};
 use super::{BoxFuture, Captured, Opener, Params, Source, SourceError, blocking};
 use crate::frame::Image;
 use crate::jpeg::{self, EndScanner, Scan};
+use crate::overlay::Painter;
 
 /// Buffers the driver fills in turn: one being read, one being filled, two spare so a slow
 /// read never makes the camera drop a frame it has started.
@@ -447,18 +448,23 @@ fn process(kind: Kind, quality: u8, data: &[u8], info: FrameInfo) -> Result<Capt
             }
             // The driver's buffer goes back to it before the frame is encoded: a copy (1.8 MB
             // for 720p YUYV, well under a millisecond) lets the encode run on the pool.
-            let data = data[..layout.frame_len()].to_vec();
-            Ok(Captured::Encode(Box::new(move || {
-                let jpeg = layout
-                    .encode(&data, quality)
-                    .ok_or_else(|| SourceError::new("v4l2: short frame"))?
-                    .map_err(|e| SourceError::new(format!("v4l2: {e}")))?;
-                Ok(Image {
-                    jpeg,
-                    width: u32::from(layout.width),
-                    height: u32::from(layout.height),
-                })
-            })))
+            let mut data = data[..layout.frame_len()].to_vec();
+            Ok(Captured::Encode(Box::new(
+                move |painter: Option<&Painter>| {
+                    if let Some(p) = painter {
+                        p.paint(&mut RawSurface::new(&layout, &mut data));
+                    }
+                    let jpeg = layout
+                        .encode(&data, quality)
+                        .ok_or_else(|| SourceError::new("v4l2: short frame"))?
+                        .map_err(|e| SourceError::new(format!("v4l2: {e}")))?;
+                    Ok(Image {
+                        jpeg,
+                        width: u32::from(layout.width),
+                        height: u32::from(layout.height),
+                    })
+                },
+            )))
         }
     }
 }
@@ -682,7 +688,7 @@ mod tests {
             panic!("a raw frame comes with its encoding job");
         };
         buffer.fill(0);
-        let image = job().expect("encodes");
+        let image = job(None).expect("encodes");
         assert_eq!((image.width, image.height), (4, 2));
         let mut d = zune_jpeg::JpegDecoder::new(&image.jpeg[..]);
         let px = d.decode().expect("decodes");

@@ -120,6 +120,7 @@ pub fn camera(name: &str, opener: Arc<dyn Opener>) -> CameraConfig {
         fps: 30.0,
         stream_size: None,
         drop_same_frames: false,
+        overlay: None,
     }
 }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use jpeg_encoder::{ColorType, Encoder, ImageBuffer, JpegColorType, rgb_to_ycbcr};
 
 use super::sys;
+use crate::overlay::{Surface, shade_sample};
 
 /// A V4L2 pixel format we can capture, by preference: camera JPEG first (no CPU spent, and
 /// USB cameras reach their full rate only in MJPEG), then the raw formats we encode.
@@ -479,9 +480,126 @@ impl ImageBuffer for Raw<'_> {
     }
 }
 
+/// A raw frame as a surface for overlay text, painted in the camera's own pixel format before
+/// the encode it gets anyway (no decode, no second encode).
+pub(super) struct RawSurface<'a> {
+    layout: &'a RawLayout,
+    data: &'a mut [u8],
+}
+
+impl<'a> RawSurface<'a> {
+    /// `data` is a whole frame of `layout` (shorter data is painted where it reaches).
+    pub(super) fn new(layout: &'a RawLayout, data: &'a mut [u8]) -> RawSurface<'a> {
+        RawSurface { layout, data }
+    }
+
+    /// Applies `luma` to every sample of the rectangle and sets its chroma to neutral, so the
+    /// box and the glyphs are grey and white whatever colour the scene has under them.
+    fn each(&mut self, x: u32, y: u32, w: u32, h: u32, luma: impl Fn(u8) -> u8) {
+        let (stride, height) = (self.layout.stride, usize::from(self.layout.height));
+        for yy in y as usize..(y + h) as usize {
+            for xx in x as usize..(x + w) as usize {
+                let row = yy * stride;
+                let (samples, chroma): (&[usize], [Option<usize>; 2]) = match self.layout.format {
+                    PixelFormat::Yuyv => (
+                        &[row + xx * 2],
+                        [Some(row + xx / 2 * 4 + 1), Some(row + xx / 2 * 4 + 3)],
+                    ),
+                    PixelFormat::Uyvy => (
+                        &[row + xx * 2 + 1],
+                        [Some(row + xx / 2 * 4), Some(row + xx / 2 * 4 + 2)],
+                    ),
+                    PixelFormat::Nv12 => {
+                        let uv = stride * height + yy / 2 * stride + xx / 2 * 2;
+                        (&[row + xx], [Some(uv), Some(uv + 1)])
+                    }
+                    PixelFormat::Rgb24 | PixelFormat::Bgr24 => {
+                        let p = row + xx * 3;
+                        for i in p..p + 3 {
+                            if let Some(v) = self.data.get_mut(i) {
+                                *v = luma(*v);
+                            }
+                        }
+                        continue;
+                    }
+                    _ => (&[row + xx], [None, None]),
+                };
+                for &i in samples {
+                    if let Some(v) = self.data.get_mut(i) {
+                        *v = luma(*v);
+                    }
+                }
+                for i in chroma.into_iter().flatten() {
+                    if let Some(v) = self.data.get_mut(i) {
+                        *v = 128;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Surface for RawSurface<'_> {
+    fn size(&self) -> (u32, u32) {
+        (u32::from(self.layout.width), u32::from(self.layout.height))
+    }
+
+    fn shade(&mut self, x: u32, y: u32, w: u32, h: u32) {
+        // Studio-range luma keeps its black at 16 (RGB formats are always full range).
+        let studio = !self.layout.full_range;
+        self.each(x, y, w, h, |v| {
+            if studio {
+                16 + shade_sample(v.saturating_sub(16))
+            } else {
+                shade_sample(v)
+            }
+        });
+    }
+
+    fn ink(&mut self, x: u32, y: u32, w: u32, h: u32) {
+        let white = if self.layout.full_range { 255 } else { 235 };
+        self.each(x, y, w, h, |_| white);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_paints_a_yuyv_frame_in_place() {
+        use crate::overlay::{Overlay, Position, Text};
+        let layout = RawLayout::new(PixelFormat::Yuyv, 64, 32, 0, sys::QUANTIZATION_LIM_RANGE)
+            .expect("layout");
+        // A mid-grey, tinted frame: Y 128, U 90, V 170.
+        let mut data: Vec<u8> = [128, 90, 128, 170].repeat(64 * 32 / 2);
+        let text = Text::new("#", Position::TopLeft, Some(8)).expect("text");
+        let painter = Overlay::new(vec![text]).expect("overlay").painter(
+            "c",
+            0.0,
+            std::time::SystemTime::now(),
+        );
+        painter.paint(&mut RawSurface::new(&layout, &mut data));
+        let (bx, by, bw, bh) = painter.boxes(64, 32)[0];
+        let y_at = |x: u32, y: u32| data[y as usize * 128 + x as usize * 2];
+        let u_at = |x: u32, y: u32| data[y as usize * 128 + (x as usize / 2) * 4 + 1];
+        assert_eq!(
+            y_at(bx, by),
+            16 + shade_sample(112),
+            "box luma shaded, studio black kept"
+        );
+        assert_eq!(u_at(bx, by), 128, "box chroma neutral");
+        let white = (by..by + bh)
+            .flat_map(|y| (bx..bx + bw).map(move |x| (x, y)))
+            .filter(|&(x, y)| y_at(x, y) == 235)
+            .count();
+        assert!(white >= 20, "glyph pixels at studio white: {white}");
+        assert_eq!(
+            (y_at(63, 31), u_at(63, 31)),
+            (128, 90),
+            "outside the box untouched"
+        );
+    }
 
     fn decode(jpeg: &[u8]) -> (Vec<u8>, usize, usize) {
         let mut d = zune_jpeg::JpegDecoder::new(jpeg);
