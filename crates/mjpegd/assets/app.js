@@ -105,7 +105,9 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 
 // The recordings timeline of a camera page: spans from /cameras/NAME/recordings, a click
-// replays from that moment in the live view, a drag selects a range for "Export".
+// replays from that moment in the live view, a drag selects a range for "Export". Motion
+// events (/cameras/NAME/events) are marks on it: a click on one selects the event's range (so
+// "Export" takes it) and replays it from its start.
 const RECORDINGS_POLL_MS = 5000;
 // The timeline shows at least this much, so a fresh recording is not one full-width block.
 const MIN_TIMELINE_S = 60;
@@ -119,6 +121,7 @@ function setupRecordings(root) {
   const toggle = root.querySelector("#rec-toggle");
   let view = null;
   let spans = [];
+  let events = [];
   let sel = null;
   let replayAt = null;
   let recording = null;
@@ -138,6 +141,25 @@ function setupRecordings(root) {
       d.title = `${fmt(s.start_us / 1e6)} – ${fmt(b)}: ${s.frames} frames`;
       bar.insertBefore(d, selEl);
     }
+    bar.querySelectorAll(".event").forEach((e) => e.remove());
+    for (const ev of events) {
+      const a = ev.start_us / 1e6;
+      const b = ev.end_us === null ? Date.now() / 1000 : ev.end_us / 1e6;
+      if (b < view.t0) continue;
+      const d = document.createElement("div");
+      d.className = "event";
+      d.dataset.id = ev.id;
+      d.style.left = pct(Math.max(a, view.t0));
+      d.style.width = `max(4px, ${pct(view.t0 + b - Math.max(a, view.t0))})`;
+      d.title = `motion event ${ev.id}: ${fmt(a)} – ${ev.end ? fmt(b) : "now"}, peak ${(100 * ev.peak_score).toFixed(1)} %`;
+      // A click on a mark is the event's, not the timeline's (no replay from the pointer).
+      d.addEventListener("mousedown", (e) => e.stopPropagation());
+      d.addEventListener("click", () => {
+        sel = { a, b };
+        replayFrom(a);
+      });
+      bar.insertBefore(d, selEl);
+    }
     selEl.hidden = !sel;
     if (sel) { selEl.style.left = pct(sel.a); selEl.style.width = pct(view.t0 + sel.b - sel.a); }
     cursor.hidden = replayAt === null;
@@ -153,6 +175,10 @@ function setupRecordings(root) {
       const j = await resp.json();
       spans = j.spans;
       recording = j.recording;
+      // Cameras without motion detection answer 404: no marks.
+      const ev = await fetch(`/cameras/${cam}/events`, { cache: "no-store" });
+      events = ev.ok ? (await ev.json()).events : [];
+      root.dataset.events = events.length;
       const now = Date.now() / 1000;
       const t0 = spans.length ? spans[0].start_us / 1e6 : now - MIN_TIMELINE_S;
       view = { t0: Math.min(t0, now - MIN_TIMELINE_S), t1: now };

@@ -1376,3 +1376,75 @@ fn camera_page_timeline_replays_a_clicked_moment_and_exports_a_dragged_range() {
         |s| s.contains("/cameras/rec/stream"),
     );
 }
+
+/// A motion event is a mark on the camera page's timeline; a click on it replays the event from
+/// its start and selects its range, which Export then takes.
+#[test]
+fn camera_page_timeline_marks_motion_events_and_exports_one() {
+    let _serial = serial();
+    let Some(exe) = chromium() else { return };
+    if !common::require_tool("ffmpeg") {
+        return;
+    }
+    let rec_dir = tempfile::tempdir().expect("tempdir");
+    // A grey scene; a white square crosses it from t = 2 s to 4 s, then it is still.
+    let source = "exec:ffmpeg -hide_banner -loglevel error -re -f lavfi -i \
+        \\\"color=c=gray:s=320x240:r=10[bg];color=c=white:s=40x40:r=10[sq];\
+        [bg][sq]overlay=x='if(between(t,2,4),20+(t-2)*120,if(lt(t,2),20,260))':y=100:shortest=1[out0]\\\" \
+        -f mjpeg -q:v 5 -";
+    let config = format!(
+        "[[cameras]]\nname = \"mot\"\nsource = \"{source}\"\nsize = \"320x240\"\n\
+         [cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n\
+         [cameras.motion]\nmin_frames = 2\nevent_gap = 1\n",
+        rec_dir.path().display()
+    );
+    let server = Mjpegd::start(&config, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let (_browser, mut cdp) = browser_with_page(&exe);
+    cdp.navigate(&format!("{}/cameras/mot", server.url));
+    let event: Value = wait_until(
+        "an ended motion event",
+        3 * WAIT,
+        || {
+            cdp.eval::<Value>(
+                "fetch('/cameras/mot/events').then(r => r.json()).then(j => j.events.find(e => e.end) || null)",
+            )
+        },
+        |e| !e.is_null(),
+    );
+    let (start, end) = (
+        event["start_us"].as_f64().expect("start") / 1e6,
+        event["end_us"].as_f64().expect("end") / 1e6,
+    );
+    // The page polls every 5 s; the mark appears on its next refresh.
+    let mark = wait_until(
+        "the event's mark on the timeline",
+        2 * WAIT,
+        || rect_of(&mut cdp, "#timeline .event"),
+        |r| r.as_ref().is_some_and(|r| r.w >= 4.0),
+    )
+    .expect("mark");
+    cdp.screenshot("timeline-event.png");
+    let (x, y) = (mark.x + mark.w / 2.0, mark.y + mark.h / 2.0);
+    mouse(&mut cdp, "mousePressed", x, y);
+    mouse(&mut cdp, "mouseReleased", x, y);
+    let from: f64 = wait_until(
+        "the event's replay to start",
+        WAIT,
+        || {
+            cdp.eval::<Option<String>>(
+                "document.getElementById('recordings').dataset.replayFrom || null",
+            )
+        },
+        Option::is_some,
+    )
+    .and_then(|s| s.parse().ok())
+    .expect("replay time");
+    assert!((from - start).abs() < 0.002, "replay from {from}, event start {start}");
+    cdp.click("#rec-export");
+    let href: String = cdp.eval("document.getElementById('recordings').dataset.exportHref || ''");
+    assert_eq!(
+        href,
+        format!("/cameras/mot/export.mkv?from={start:.3}&to={end:.3}"),
+        "Export takes the event's range"
+    );
+}
