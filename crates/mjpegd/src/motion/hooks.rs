@@ -62,19 +62,20 @@ impl HookRunner {
     }
 
     /// Starts hook `which` for event `id` (with the event's duration in seconds for the end
-    /// hook); returns at once. Needs the tokio runtime.
-    pub fn fire(&self, which: Which, id: u64, seconds: Option<f64>) {
+    /// hook); returns at once, whether it started (false: none configured, or skipped at
+    /// [`MAX_RUNNING`]). Needs the tokio runtime.
+    pub fn fire(&self, which: Which, id: u64, seconds: Option<f64>) -> bool {
         let argv = match which {
             Which::Start => &self.hooks.on_start,
             Which::End => &self.hooks.on_end,
         };
-        let Some(argv) = argv else { return };
+        let Some(argv) = argv else { return false };
         let Ok(permit) = Arc::clone(&self.running).try_acquire_owned() else {
             tracing::warn!(
                 camera = %self.camera, event = id, hook = which.key(), command = %argv[0],
                 "motion hook skipped: {MAX_RUNNING} hooks of this camera are still running"
             );
-            return;
+            return false;
         };
         let mut args: Vec<String> = argv.clone();
         args.push(self.camera.clone());
@@ -88,6 +89,7 @@ impl HookRunner {
             run(&camera, which, id, &args, timeout).await;
             drop(permit);
         });
+        true
     }
 }
 
@@ -160,5 +162,42 @@ async fn run(camera: &str, which: Which, id: u64, args: &[String], timeout: Dura
                 timeout.as_secs_f64()
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn at_most_max_running_hooks_run_and_the_timeout_frees_them() {
+        let hooks = Hooks {
+            // `sh -c SCRIPT sh CAMERA ID`: the appended arguments become $1 and $2.
+            on_start: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "sleep 100".into(),
+                "sh".into(),
+            ]),
+            on_end: None,
+            timeout: Duration::from_secs(1),
+        };
+        let r = HookRunner::new("cam", &hooks).expect("has hooks");
+        let started: Vec<bool> = (1..=MAX_RUNNING as u64 + 1)
+            .map(|id| r.fire(Which::Start, id, None))
+            .collect();
+        assert_eq!(started.iter().filter(|s| **s).count(), MAX_RUNNING);
+        assert!(!started[MAX_RUNNING], "the one past the limit is skipped");
+        assert!(!r.fire(Which::End, 9, Some(1.0)), "no end hook configured");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while r.running.available_permits() < MAX_RUNNING {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not killed at the timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(r.fire(Which::Start, 10, None), "room again after the kills");
+        assert!(HookRunner::new("cam", &Hooks::default()).is_none());
     }
 }
