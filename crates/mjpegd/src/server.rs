@@ -350,6 +350,10 @@ impl Server {
         };
         for cam in &published {
             publisher::spawn(Arc::clone(&link), Arc::clone(cam), self.shutdown.clone());
+            // Motion events of published cameras go out on `mjpegd.events.CAMERA`.
+            if let Some(m) = self.state.motion().and_then(|m| m.get(cam.name())) {
+                m.publish_events(Arc::clone(&link), self.shutdown.clone());
+            }
         }
         let role = match (published.is_empty(), bus.discover) {
             (false, true) => "camera node and edge",

@@ -26,6 +26,41 @@ pub struct MotionSection {
     /// Rectangles, in frame pixels, where motion is ignored.
     #[serde(default)]
     pub mask: Vec<MaskRect>,
+    /// Command (argv, no shell) run when an event starts; the camera name and event id are
+    /// appended.
+    pub on_event_start: Option<Vec<String>>,
+    /// Command run when an event ends; the camera name, event id and duration in seconds are
+    /// appended.
+    pub on_event_end: Option<Vec<String>>,
+    /// Longest run of a hook, seconds 1..=600 (default 30).
+    pub hook_timeout: Option<f64>,
+}
+
+/// Checks one hook's argv: not empty, a program that is an absolute path or a bare name (found
+/// on `PATH` when it runs), no NUL byte.
+fn check_argv(argv: &Option<Vec<String>>, key: String) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(argv) = argv else { return Ok(None) };
+    let Some(program) = argv.first() else {
+        return Err(err(
+            key,
+            "an empty list; give the command and its arguments, e.g. [\"/usr/local/bin/notify\", \"--motion\"]".into(),
+        ));
+    };
+    if program.is_empty() {
+        return Err(err(key, "the command (first element) is empty".into()));
+    }
+    if program.contains('/') && !program.starts_with('/') {
+        return Err(err(
+            key,
+            format!(
+                "the command {program:?} is a relative path; give an absolute path or a bare name found on PATH"
+            ),
+        ));
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(err(key, "an argument contains a NUL byte".into()));
+    }
+    Ok(Some(argv.clone()))
 }
 
 fn err(key: String, message: String) -> ConfigError {
@@ -111,6 +146,16 @@ impl MotionSection {
                 ));
             }
         }
+        let hooks = Hooks {
+            on_start: check_argv(&self.on_event_start, key("on_event_start"))?,
+            on_end: check_argv(&self.on_event_end, key("on_event_end"))?,
+            timeout: Duration::from_secs_f64(float_in(
+                self.hook_timeout,
+                DEFAULT_HOOK_TIMEOUT,
+                HOOK_TIMEOUT_RANGE,
+                key("hook_timeout"),
+            )?),
+        };
         Ok(MotionConfig {
             threshold,
             sensitivity,
@@ -118,6 +163,7 @@ impl MotionSection {
             event_gap: Duration::from_secs_f64(event_gap),
             fps,
             mask: self.mask.clone(),
+            hooks,
         })
     }
 }
@@ -260,6 +306,57 @@ mod tests {
             check(&at_limit).expect("at the limit")[0].1.mask.len(),
             MAX_MASKS
         );
+    }
+
+    #[test]
+    fn hooks_are_checked_and_name_their_key() {
+        let m = check(
+            "on_event_start = [\"/usr/bin/logger\", \"-t\", \"motion\"]\n\
+             on_event_end = [\"notify-send\"]\nhook_timeout = 600\n",
+        )
+        .expect("valid");
+        let h = &m[0].1.hooks;
+        assert_eq!(
+            h.on_start.as_deref(),
+            Some(&["/usr/bin/logger".to_owned(), "-t".into(), "motion".into()][..])
+        );
+        assert_eq!(h.on_end.as_deref(), Some(&["notify-send".to_owned()][..]));
+        assert_eq!(h.timeout, Duration::from_secs(600));
+        assert_eq!(
+            check("").expect("valid")[0].1.hooks.timeout,
+            Duration::from_secs(30)
+        );
+        for (line, want) in [
+            (
+                "on_event_start = []",
+                "cameras[0].motion.on_event_start: an empty list",
+            ),
+            (
+                "on_event_end = []",
+                "cameras[0].motion.on_event_end: an empty list",
+            ),
+            (
+                "on_event_start = [\"\"]",
+                "cameras[0].motion.on_event_start: the command (first element) is empty",
+            ),
+            (
+                "on_event_end = [\"bin/notify\"]",
+                "cameras[0].motion.on_event_end: the command \"bin/notify\" is a relative path",
+            ),
+            (
+                "hook_timeout = 0.5",
+                "cameras[0].motion.hook_timeout: 0.5 is out of range 1..=600",
+            ),
+            (
+                "hook_timeout = 601",
+                "cameras[0].motion.hook_timeout: 601 is out of range 1..=600",
+            ),
+        ] {
+            let e = check(line).expect_err(line);
+            assert!(e.starts_with(want), "{line}: {e}");
+        }
+        let e = check("on_event_start = \"/bin/true\"").expect_err("a string");
+        assert!(e.contains("on_event_start"), "{e}");
     }
 
     #[test]

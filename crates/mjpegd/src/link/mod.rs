@@ -12,6 +12,7 @@
 //!   is latest-frame semantics across machines.
 //! - `mjpegd.demand.CAMERA`: heartbeats from every edge whose copy of the camera is capturing.
 //! - `mjpegd.directory` and `mjpegd.directory.query`: camera nodes' announcements (`bus::directory`).
+//! - `mjpegd.events.CAMERA`: a published camera's motion event starts and ends, JSON (`motion::live`).
 
 pub mod wire;
 

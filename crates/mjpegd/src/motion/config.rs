@@ -23,6 +23,32 @@ pub const EVENT_GAP_RANGE: (f64, f64) = (0.0, 3600.0);
 pub const MAX_MIN_FRAMES: u64 = 1000;
 /// Most mask rectangles per camera.
 pub const MAX_MASKS: usize = 64;
+/// Default longest run of an event hook, seconds.
+pub const DEFAULT_HOOK_TIMEOUT: f64 = 30.0;
+/// Accepted `hook_timeout`, seconds.
+pub const HOOK_TIMEOUT_RANGE: (f64, f64) = (1.0, 600.0);
+
+/// The commands run when an event starts and ends (argv, exec'd without a shell; mjpegd appends
+/// the camera name and the event id, and for the end hook the event's duration in seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hooks {
+    /// `on_event_start`.
+    pub on_start: Option<Vec<String>>,
+    /// `on_event_end`.
+    pub on_end: Option<Vec<String>>,
+    /// Longest run of one hook; its process group is killed past it.
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Hooks {
+        Hooks {
+            on_start: None,
+            on_end: None,
+            timeout: Duration::from_secs_f64(DEFAULT_HOOK_TIMEOUT),
+        }
+    }
+}
 
 /// One rectangle of `mask`, in pixels of the camera's frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -53,6 +79,8 @@ pub struct MotionConfig {
     pub fps: f64,
     /// Ignored rectangles.
     pub mask: Vec<MaskRect>,
+    /// Commands run on events.
+    pub hooks: Hooks,
 }
 
 impl Default for MotionConfig {
@@ -64,6 +92,7 @@ impl Default for MotionConfig {
             event_gap: Duration::from_secs_f64(DEFAULT_EVENT_GAP),
             fps: DEFAULT_FPS,
             mask: Vec::new(),
+            hooks: Hooks::default(),
         }
     }
 }

@@ -4,12 +4,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::hooks::{HookRunner, Which};
 use super::{Change, Detector, Event, MotionConfig, MotionError, Outcome};
 use crate::hub::{Camera, Hub};
 use crate::pool::{Ordered, Pool};
@@ -29,6 +30,28 @@ pub struct CameraMotion {
     frames_failed: AtomicU64,
     /// A motion-mode recorder of this camera, told of every event's start and end.
     trigger: Option<EventTrigger>,
+    /// `on_event_start` / `on_event_end`.
+    hooks: Option<HookRunner>,
+    /// Where event starts and ends go to the bus (`mjpegd.events.CAMERA`), once the bus is up.
+    bus: OnceLock<tokio::sync::mpsc::Sender<Vec<u8>>>,
+}
+
+/// Event messages queued for the bus per camera; past it they are dropped (and logged).
+const BUS_QUEUE: usize = 64;
+
+/// Subject of a camera's motion events.
+pub fn events_subject(camera: &str) -> String {
+    format!("mjpegd.events.{camera}")
+}
+
+/// An event start or end as published on `mjpegd.events.CAMERA`: the `/cameras/NAME/events`
+/// entry with the camera and the state.
+#[derive(serde::Serialize)]
+struct BusEvent<'a> {
+    camera: &'a str,
+    state: &'static str,
+    #[serde(flatten)]
+    info: EventInfo,
 }
 
 #[derive(Default)]
@@ -144,6 +167,72 @@ impl CameraMotion {
         }
     }
 
+    /// Runs the event's hook and queues its bus message; never waits.
+    fn announce(&self, e: &Event, which: Which) {
+        if let Some(h) = &self.hooks {
+            let secs = (which == Which::End).then(|| {
+                e.end
+                    .and_then(|end| end.duration_since(e.start).ok())
+                    .map_or(0.0, |d| d.as_secs_f64())
+            });
+            h.fire(which, e.id, secs);
+        }
+        if let Some(tx) = self.bus.get() {
+            let msg = BusEvent {
+                camera: &self.name,
+                state: match which {
+                    Which::Start => "start",
+                    Which::End => "end",
+                },
+                info: self.info(e),
+            };
+            let Ok(json) = serde_json::to_vec(&msg) else {
+                return;
+            };
+            if tx.try_send(json).is_err() {
+                tracing::warn!(camera = %self.name, event = e.id, "bus: motion event message dropped (the bus is behind)");
+            }
+        }
+    }
+
+    /// Publishes this camera's event starts and ends on `mjpegd.events.CAMERA` from now on, in
+    /// order, from one task; a message the server cannot take while disconnected is dropped.
+    /// Must be called within the tokio runtime.
+    pub fn publish_events(&self, link: Arc<crate::link::Link>, shutdown: CancellationToken) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(BUS_QUEUE);
+        if self.bus.set(tx).is_err() {
+            return;
+        }
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let subject = events_subject(&name);
+            let client = tokio::select! {
+                () = shutdown.cancelled() => return,
+                c = link.client() => match c {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(camera = %name, "{e}; motion events are not published");
+                        return;
+                    }
+                },
+            };
+            loop {
+                let msg = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    m = rx.recv() => match m { Some(m) => m, None => break },
+                };
+                if let Err(e) = client.publish(subject.clone(), msg.into()).await {
+                    tracing::warn!(camera = %name, error = %e, "bus: cannot publish a motion event");
+                }
+            }
+            // What was queued before shutdown still goes out.
+            while let Ok(m) = rx.try_recv() {
+                let _ = client.publish(subject.clone(), m.into()).await;
+            }
+            let _ = client.flush().await;
+        });
+    }
+
     fn apply(&self, outcome: &Outcome, current: Option<&Event>) {
         let mut live = self.lock();
         live.score = outcome.score;
@@ -154,6 +243,7 @@ impl CameraMotion {
                     t.started(e.start);
                 }
                 tracing::info!(camera = %self.name, event = e.id, score = outcome.score, "motion event started");
+                self.announce(e, Which::Start);
             }
             Change::Ended(e) => {
                 let secs = e
@@ -164,6 +254,7 @@ impl CameraMotion {
                 if let Some(t) = &self.trigger {
                     t.ended(e.end.unwrap_or(e.start));
                 }
+                self.announce(e, Which::End);
                 if live.ended.len() >= MAX_EVENTS {
                     live.ended.pop_front();
                 }
@@ -179,6 +270,7 @@ impl CameraMotion {
         if let Some(t) = &self.trigger {
             t.ended(e.end.unwrap_or(e.start));
         }
+        self.announce(&e, Which::End);
         let mut live = self.lock();
         live.current = None;
         if live.ended.len() >= MAX_EVENTS {
@@ -217,6 +309,8 @@ impl Motion {
                 frames_analysed: AtomicU64::new(0),
                 frames_failed: AtomicU64::new(0),
                 trigger: triggers.remove(&name),
+                hooks: HookRunner::new(&name, &config.hooks),
+                bus: OnceLock::new(),
             });
             tokio::spawn(run(
                 camera,

@@ -7,12 +7,13 @@
 
 pub mod config;
 mod detector;
+pub mod hooks;
 pub mod live;
 mod luma;
 
 pub use config::{MaskRect, MotionConfig};
 pub use detector::{Change, Detector, Event, Outcome};
-pub use live::{CameraMotion, MAX_EVENTS, Motion};
+pub use live::{CameraMotion, MAX_EVENTS, Motion, events_subject};
 pub use luma::{Luma, LumaPath, SCALE, small_luma, small_luma_with};
 
 /// A frame the detector could not analyse.
