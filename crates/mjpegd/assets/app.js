@@ -149,6 +149,7 @@ function setupRecordings(root) {
       const d = document.createElement("div");
       d.className = "event";
       d.dataset.id = ev.id;
+      if (ev.end) d.dataset.ended = "1";
       d.style.left = pct(Math.max(a, view.t0));
       d.style.width = `max(4px, ${pct(view.t0 + b - Math.max(a, view.t0))})`;
       d.title = `motion event ${ev.id}: ${fmt(a)} – ${ev.end ? fmt(b) : "now"}, peak ${(100 * ev.peak_score).toFixed(1)} %`;

@@ -1415,11 +1415,12 @@ fn camera_page_timeline_marks_motion_events_and_exports_one() {
         event["start_us"].as_f64().expect("start") / 1e6,
         event["end_us"].as_f64().expect("end") / 1e6,
     );
-    // The page polls every 5 s; the mark appears on its next refresh.
+    // The page polls every 5 s; the ended event's mark appears on a later refresh (an event
+    // still going on is drawn up to now).
     let mark = wait_until(
-        "the event's mark on the timeline",
+        "the ended event's mark on the timeline",
         2 * WAIT,
-        || rect_of(&mut cdp, "#timeline .event"),
+        || rect_of(&mut cdp, "#timeline .event[data-ended]"),
         |r| r.as_ref().is_some_and(|r| r.w >= 4.0),
     )
     .expect("mark");
@@ -1439,7 +1440,10 @@ fn camera_page_timeline_marks_motion_events_and_exports_one() {
     )
     .and_then(|s| s.parse().ok())
     .expect("replay time");
-    assert!((from - start).abs() < 0.002, "replay from {from}, event start {start}");
+    assert!(
+        (from - start).abs() < 0.002,
+        "replay from {from}, event start {start}"
+    );
     cdp.click("#rec-export");
     let href: String = cdp.eval("document.getElementById('recordings').dataset.exportHref || ''");
     assert_eq!(

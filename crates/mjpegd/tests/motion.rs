@@ -26,6 +26,20 @@ fn square_source(moves: bool) -> String {
     } else {
         "20".to_owned()
     };
+    square_along(&x)
+}
+
+/// Two 0.8 s bursts of movement from `MOVE_AT`, 1 s of stillness between them (less than the
+/// cameras' 2 s event gap), then still.
+fn bursts_source() -> String {
+    let (a, b, c, d) = (MOVE_AT, MOVE_AT + 0.8, MOVE_AT + 1.8, MOVE_AT + 2.6);
+    square_along(&format!(
+        "'if(lt(t,{a}),20,if(lt(t,{b}),20+(t-{a})*150,if(lt(t,{c}),140,if(lt(t,{d}),140+(t-{c})*150,260))))'"
+    ))
+}
+
+/// The grey scene with the white square at horizontal position `x` (an ffmpeg expression).
+fn square_along(x: &str) -> String {
     format!(
         "exec:{FFMPEG} -i \"color=c=gray:s=320x240:r=10[bg];color=c=white:s=40x40:r=10[sq];\
          [bg][sq]overlay=x={x}:y=100:shortest=1[out0]\" -f mjpeg -q:v 5 -"
@@ -81,6 +95,7 @@ async fn events_follow_real_motion_and_ignore_stillness_masks_and_noise() {
             "mask = [{ x = 0, y = 90, width = 320, height = 60 }]",
         ),
         camera("noisy", &noise_source(), ""),
+        camera("bursts", &bursts_source(), ""),
         // The same noise against a per-pixel change of 1: proves the noise reaches the detector.
         camera(
             "noisy_sensitive",
@@ -111,8 +126,9 @@ async fn events_follow_real_motion_and_ignore_stillness_masks_and_noise() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
 
-    // Wait until the moving camera's event has started and 3 s more have passed (past
-    // MOVE_AT + 3 s the masked camera has seen its square move for as long).
+    // Wait until the moving camera's event has started and 4 s more have passed (past
+    // MOVE_AT + 3 s the masked camera has seen its square move for as long, and the bursts
+    // camera's second burst is over).
     let deadline = Instant::now() + Duration::from_secs(20);
     let event = loop {
         let events = get_json(&url("/cameras/moving/events")).await;
@@ -133,12 +149,24 @@ async fn events_follow_real_motion_and_ignore_stillness_masks_and_noise() {
         start >= change_earliest - 0.2 && start <= change_latest + 1.0,
         "event start {start:.2} is not within 1 s of the change (between {change_earliest:.2} and {change_latest:.2})"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     let state = get_json(&url("/api/state")).await;
     let m = &state["motion"];
     assert_eq!(m["moving"]["events_total"], 1, "one event: {m}");
     assert_eq!(m["moving"]["in_event"], true, "the square still moves: {m}");
+    // Both bursts (the second ended 2.6 s after MOVE_AT, before this) are one event.
+    assert_eq!(
+        m["bursts"]["events_total"], 1,
+        "bursts 1 s apart, gap 2 s: {m}"
+    );
+    let bursts = get_json(&url("/cameras/bursts/events")).await;
+    let frames = bursts["events"][0]["frames"].as_u64().unwrap_or(0);
+    // About 1.6 s of movement analysed at 5 fps: far more than one burst's 4 frames.
+    assert!(
+        frames >= 6,
+        "the event counts motion frames of both bursts: {bursts}"
+    );
     assert!(m["moving"]["score"].as_f64() > Some(0.005), "{m}");
     for quiet in ["still", "masked", "noisy"] {
         assert_eq!(m[quiet]["events_total"], 0, "{quiet}: {m}");

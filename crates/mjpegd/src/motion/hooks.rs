@@ -17,6 +17,7 @@ use tokio::process::Command;
 use tokio::sync::Semaphore;
 
 use super::config::Hooks;
+use crate::source::exec::KilledOnDrop;
 
 /// Most hooks of one camera running at once.
 pub const MAX_RUNNING: usize = 4;
@@ -113,6 +114,9 @@ async fn run(camera: &str, which: Which, id: u64, args: &[String], timeout: Dura
         Err(e) => return fail(&format!("cannot start it: {e}")),
     };
     let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    // Until the hook is reaped its group dies with this task (dropped at shutdown) and with
+    // mjpegd's abrupt exits (exec::kill_all).
+    let tracked = pgid.map(KilledOnDrop::new);
     let mut stderr = child.stderr.take();
     let read_tail = async move {
         let mut buf = Vec::new();
@@ -136,6 +140,9 @@ async fn run(camera: &str, which: Which, id: u64, args: &[String], timeout: Dura
         (status, tail)
     })
     .await;
+    if let (Ok((Ok(_), _)), Some(t)) = (&waited, tracked) {
+        t.reaped();
+    }
     match waited {
         Ok((Ok(status), tail)) if !status.success() => {
             let tail = String::from_utf8_lossy(&tail[tail.len().saturating_sub(STDERR_TAIL)..])

@@ -84,6 +84,35 @@ pub fn kill_all() {
     kill_groups(&GROUPS);
 }
 
+/// A process group mjpegd started outside the exec sources (motion hooks), listed for
+/// [`kill_all`] and killed (SIGKILL) when dropped unless [`KilledOnDrop::reaped`] was called:
+/// a hook's task dropped at shutdown takes the hook's children with it.
+pub struct KilledOnDrop {
+    registered: Option<Registered>,
+}
+
+impl KilledOnDrop {
+    /// Tracks the group `pgid` (a child spawned with `process_group(0)`).
+    pub fn new(pgid: i32) -> KilledOnDrop {
+        KilledOnDrop {
+            registered: Some(Registered::new(pgid, &Groups::default())),
+        }
+    }
+
+    /// The leader was reaped: the id may be reused from now on, so it is no longer killed.
+    pub fn reaped(mut self) {
+        self.registered = None;
+    }
+}
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if let Some(r) = &self.registered {
+            let _ = killpg(Pid::from_raw(r.0), Signal::SIGKILL);
+        }
+    }
+}
+
 /// Keeps a child's process group listed for [`kill_all`] (and its opener's
 /// [`Opener::stop_now`]) until dropped, which happens once its leader is reaped: from then on
 /// the id may be reused by an unrelated process.
