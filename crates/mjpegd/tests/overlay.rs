@@ -1,8 +1,8 @@
 //! Overlays through the real binary, checked with a real JPEG decoder: the text's box and
 //! glyphs are in the configured corner of snapshots, live stream frames and per-request sizes,
 //! for a camera-compressed source (images: decode, paint, encode) and for frames mjpegd encodes
-//! itself (the test pattern: painted before its encode); a camera without an overlay still
-//! serves its source's bytes unchanged. Also the startup errors of bad `[cameras.overlay]`.
+//! itself (the test pattern: painted before its encode), and in recorded frames; a camera
+//! without an overlay still serves its source's bytes unchanged. Also the startup errors of bad `[cameras.overlay]`.
 
 mod common;
 
@@ -99,12 +99,14 @@ async fn overlays_appear_in_snapshots_streams_and_sizes_and_only_where_configure
     std::fs::create_dir(&images).expect("mkdir");
     write_grey_jpeg(&images);
     let source = format!("images:{}", images.display());
+    let rec = dir.path().join("rec").display().to_string();
     // '#' fills most of its 8x8 cell: at size 32 (scale 4) every glyph has white 4x4 blocks.
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n\
          [[cameras]]\nname = \"plain\"\nsource = \"{source}\"\nfps = 5\n\n\
          [[cameras]]\nname = \"stamped\"\nsource = \"{source}\"\nfps = 5\n\
-         [cameras.overlay]\ntext = \"####\"\nposition = \"bottom-right\"\nsize = 32\n\n\
+         [cameras.overlay]\ntext = \"####\"\nposition = \"bottom-right\"\nsize = 32\n\
+         [cameras.record]\ndir = \"{rec}\"\n\n\
          [[cameras]]\nname = \"pattern\"\nsource = \"testpattern\"\nsize = \"320x240\"\nfps = 5\n\
          [[cameras.overlay]]\ntext = \"{{camera}} %H:%M:%S\"\nsize = 16\n\
          [[cameras.overlay]]\ntext = \"##\"\nposition = \"top-right\"\nsize = 16\n\n\
@@ -149,6 +151,33 @@ async fn overlays_appear_in_snapshots_streams_and_sizes_and_only_where_configure
         "stamped at width 160",
     );
     assert_grey_in(&half, 4, 4, 70, 50, "stamped at width 160, top left");
+
+    // Recordings store the painted frames.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let state: serde_json::Value =
+            serde_json::from_slice(&get(&url("/api/state")).await).expect("state JSON");
+        let stamped = state["cameras"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "stamped"))
+            .expect("the stamped camera in /api/state");
+        if stamped["recording"]["frames_written"].as_u64() >= Some(2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing recorded: {stamped}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let recorded =
+        Decoded::of(&get(&url(&format!("/cameras/stamped/frame.jpg?at={now:.3}"))).await);
+    assert_text_in(&recorded, bx, by, bw, bh, "recorded frame");
+    assert_grey_in(&recorded, 8, 8, 140, 100, "recorded frame, top left");
 
     // The test pattern is painted before its own encode. Its top rows are the first colour
     // bar (light grey, 235): the shaded box makes them dark where the overlay is.
