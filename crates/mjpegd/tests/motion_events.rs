@@ -315,13 +315,7 @@ fn bad_hook_config_is_a_clear_startup_error() {
             "[[cameras]]\nname = \"a\"\nsource = \"testpattern\"\nsize = \"320x240\"\n[cameras.motion]\n{motion}\n"
         );
         let config = write_config(dir.path(), &text);
-        let out = mjpegd_command()
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .expect("run mjpegd");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{motion}: started anyway");
+        let stderr = startup_error(&config, motion);
         assert!(stderr.contains(want), "{motion}: {stderr}");
     }
 }

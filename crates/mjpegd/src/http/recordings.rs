@@ -21,6 +21,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::query::Query;
+use super::state::ViewerSlots;
 use super::{AppState, HttpError, Pace, PaceGuard, PeerAddr, access};
 use crate::auth::Principal;
 use crate::mjpeg::write::{STREAM_PREAMBLE, part, timestamp_value};
@@ -486,21 +487,7 @@ pub(super) async fn replay(
     // A replay is a viewer of its camera: it counts against the server's viewer limit and the
     // camera's (`max_viewers_per_camera`), or replays alone could take every slot of a camera
     // whose live viewers are limited.
-    let permit = Arc::clone(&state.0.viewer_slots)
-        .try_acquire_owned()
-        .map_err(|_| HttpError::TooManyViewers {
-            limit: state.0.config.max_viewers,
-        })?;
-    let camera_permit = match state.camera_slots(rec.camera()) {
-        Some(slots) => Some(
-            slots
-                .try_acquire_owned()
-                .map_err(|_| HttpError::TooManyViewers {
-                    limit: state.0.config.max_viewers_per_camera,
-                })?,
-        ),
-        None => None,
-    };
+    let slots = state.viewer_slots(rec.camera())?;
     let mut r = Replay {
         gap: rec.span_gap(),
         rec,
@@ -512,8 +499,7 @@ pub(super) async fn replay(
         last_t: None,
         shutdown: state.0.shutdown.clone(),
         started: false,
-        _permit: permit,
-        _camera_permit: camera_permit,
+        _slots: slots,
     };
     r.enqueue(first);
     let mut h = HeaderMap::new();
@@ -542,8 +528,7 @@ struct Replay {
     last_t: Option<Micros>,
     shutdown: CancellationToken,
     started: bool,
-    _permit: OwnedSemaphorePermit,
-    _camera_permit: Option<OwnedSemaphorePermit>,
+    _slots: ViewerSlots,
 }
 
 impl Replay {

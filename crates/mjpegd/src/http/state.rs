@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::HttpError;
@@ -265,6 +265,32 @@ impl AppState {
         ))
     }
 
+    /// Takes a viewer slot of the server and one of `camera` (live streams and replays alike),
+    /// or answers 503 when either limit is reached.
+    pub(super) fn viewer_slots(&self, camera: &Camera) -> Result<ViewerSlots, HttpError> {
+        let server = Arc::clone(&self.0.viewer_slots)
+            .try_acquire_owned()
+            .map_err(|_| HttpError::TooManyViewers {
+                limit: self.0.config.max_viewers,
+            })?;
+        let camera = match self.camera_slots(camera) {
+            Some(slots) => {
+                Some(
+                    slots
+                        .try_acquire_owned()
+                        .map_err(|_| HttpError::TooManyViewers {
+                            limit: self.0.config.max_viewers_per_camera,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        Ok(ViewerSlots {
+            _server: server,
+            _camera: camera,
+        })
+    }
+
     /// The per-camera viewer semaphore of `camera`.
     pub(super) fn camera_slots(&self, camera: &Camera) -> Option<Arc<Semaphore>> {
         // Poison recovered: a map of semaphores is consistent after any panic.
@@ -355,6 +381,12 @@ impl AppState {
     pub fn viewers(&self) -> usize {
         self.0.config.max_viewers - self.0.viewer_slots.available_permits()
     }
+}
+
+/// A viewer's slots, given back when dropped (when the viewer's body is).
+pub(super) struct ViewerSlots {
+    _server: OwnedSemaphorePermit,
+    _camera: Option<OwnedSemaphorePermit>,
 }
 
 #[cfg(test)]

@@ -29,10 +29,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
+
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::query::Query;
+use super::state::ViewerSlots;
 use super::{AppState, HttpError, PeerAddr};
 use crate::frame::Frame;
 use crate::hub::{Camera, SizedSubscription, Subscription, ViewerHandle};
@@ -128,21 +129,7 @@ pub(super) fn respond(
             (StatusCode::OK, headers, Body::from_stream(endless)).into_response(),
         ));
     }
-    let permit = Arc::clone(&state.0.viewer_slots)
-        .try_acquire_owned()
-        .map_err(|_| HttpError::TooManyViewers {
-            limit: state.0.config.max_viewers,
-        })?;
-    let camera_permit = match state.camera_slots(camera) {
-        Some(slots) => Some(
-            slots
-                .try_acquire_owned()
-                .map_err(|_| HttpError::TooManyViewers {
-                    limit: state.0.config.max_viewers_per_camera,
-                })?,
-        ),
-        None => None,
-    };
+    let slots = state.viewer_slots(camera)?;
     // An asked size wins over the camera's stream_size; neither: the full size.
     let bounds = match (requested, camera.config().stream_size) {
         (Some((w, h)), _) => Some((w.unwrap_or(u32::MAX), h.unwrap_or(u32::MAX))),
@@ -167,8 +154,7 @@ pub(super) fn respond(
         ),
         camera: Arc::clone(camera),
         feed,
-        _permit: permit,
-        _camera_permit: camera_permit,
+        _slots: slots,
         min_interval,
         keepalive: state.0.config.keepalive,
         closing: {
@@ -374,8 +360,7 @@ struct Viewer {
     feed: Feed,
     handle: ViewerHandle,
     /// Released when the body is dropped, i.e. when the viewer is gone.
-    _permit: OwnedSemaphorePermit,
-    _camera_permit: Option<OwnedSemaphorePermit>,
+    _slots: ViewerSlots,
     min_interval: Option<Duration>,
     keepalive: Duration,
     /// Says whether the server is shutting down, for a load per frame; the frame channel's

@@ -422,6 +422,18 @@ impl MjpegClient {
     }
 }
 
+/// Runs the binary with `--config config`, which must refuse to start; returns its stderr.
+/// `case` names the case in the panic message.
+pub fn startup_error(config: &std::path::Path, case: &str) -> String {
+    let out = mjpegd_command()
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run mjpegd");
+    assert!(!out.status.success(), "{case}: started anyway");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Fails loudly when a required external tool is missing and CI demands it (see [`find_tool`]).
 pub fn require_tool(tool: &str) -> bool {
     find_tool(tool, &[tool], None).is_some()
