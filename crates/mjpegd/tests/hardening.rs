@@ -1376,7 +1376,7 @@ async fn a_trickling_export_reader_loses_its_slot() {
     let path = "/cameras/cam/export.mjpeg?from=0&to=2100-01-01T00:00:00Z".to_owned();
     let started = Instant::now();
     let mut readers = Vec::new();
-    for _ in 0..mjpegd::http::recordings::MAX_EXPORTS {
+    for _ in 0..mjpegd::http::MAX_EXPORTS {
         let (tx, rx) = tokio::sync::oneshot::channel();
         readers.push(tokio::spawn(trickle_export(addr.clone(), path.clone(), tx)));
         assert_eq!(rx.await.expect("head"), 200, "{}", srv.log());

@@ -870,7 +870,7 @@ async fn concurrent_exports_are_limited_and_recording_can_be_started_on_request(
         span["end"].as_str().expect("e")
     ));
     // Open exports that are not read hold their places; one more is refused.
-    let limit = mjpegd::http::recordings::MAX_EXPORTS;
+    let limit = mjpegd::http::MAX_EXPORTS;
     let mut open = Vec::new();
     for _ in 0..limit {
         let r = client().get(&url).send().await.expect("export");

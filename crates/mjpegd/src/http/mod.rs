@@ -18,7 +18,9 @@ mod status;
 mod stream;
 
 pub use error::HttpError;
-pub use pace::{EXPORT_MAX_DURATION, EXPORT_MIN_BYTES, EXPORT_RATE_WINDOW, Pace, PaceGuard};
+pub use pace::{
+    EXPORT_MAX_DURATION, EXPORT_MIN_BYTES, EXPORT_RATE_WINDOW, MAX_EXPORTS, Pace, PaceGuard,
+};
 pub use state::{AppState, HttpConfig, StateSection};
 pub use stream::{ClaimedStream, MAX_IGNORED_INPUT, StreamSlot};
 

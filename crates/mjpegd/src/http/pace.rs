@@ -15,6 +15,8 @@ use axum::http::request::Parts;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// Exports running at once; past it, 503 + `Retry-After` (each streams from disk at full speed).
+pub const MAX_EXPORTS: usize = 4;
 /// An export must deliver at least this many bytes to its client in every window.
 pub const EXPORT_MIN_BYTES: u64 = 256 * 1024;
 /// The default window of [`EXPORT_MIN_BYTES`] (`[server] export_rate_window`): 256 KiB a

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::query::Query;
 use super::state::ViewerSlots;
-use super::{AppState, HttpError, Pace, PaceGuard, PeerAddr, access};
+use super::{AppState, HttpError, MAX_EXPORTS, Pace, PaceGuard, PeerAddr, access};
 use crate::auth::Principal;
 use crate::mjpeg::write::{STREAM_PREAMBLE, part, timestamp_value};
 use crate::record::export::{Export, Format, OpenFile};
@@ -30,8 +30,6 @@ use crate::record::store::{FrameRef, SegFile};
 use crate::record::time::{self, Micros};
 use crate::record::{Recorder, read_frame};
 
-/// Exports running at once; past it, 503 + `Retry-After` (each streams from disk at full speed).
-pub const MAX_EXPORTS: usize = 4;
 /// Most frames in one export (24 bytes of memory each while it runs: 1M ≈ 9 h at 30 fps).
 pub const MAX_EXPORT_FRAMES: usize = 1_000_000;
 /// Most spans listed by one `/recordings` answer.

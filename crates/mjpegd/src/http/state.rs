@@ -167,7 +167,7 @@ impl AppState {
             shutdown,
             started: std::time::Instant::now(),
             recordings: std::sync::OnceLock::new(),
-            export_slots: Arc::new(Semaphore::new(super::recordings::MAX_EXPORTS)),
+            export_slots: Arc::new(Semaphore::new(super::MAX_EXPORTS)),
             motion: std::sync::OnceLock::new(),
             loopback_only: std::sync::OnceLock::new(),
         }))
