@@ -27,7 +27,9 @@ stage=$root/target/debian/stage
 rm -rf "$stage"
 install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/etc/mjpegd" "$stage/lib/systemd/system" \
     "$stage/usr/share/doc/mjpegd"
+# Debian ships binaries stripped (lintian: unstripped-binary-or-object); symbols stay in target/.
 install -m 0755 "$bin" "$stage/usr/bin/mjpegd"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$stage/usr/bin/mjpegd"
 install -m 0644 contrib/debian/mjpegd.toml "$stage/etc/mjpegd/mjpegd.toml"
 install -m 0644 contrib/debian/mjpegd.service "$stage/lib/systemd/system/mjpegd.service"
 install -m 0644 contrib/mjpegd.socket "$stage/lib/systemd/system/mjpegd.socket"
@@ -36,8 +38,20 @@ install -m 0644 docs/config.md "$stage/usr/share/doc/mjpegd/config.md"
 cat > "$stage/usr/share/doc/mjpegd/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: mjpegd
+
+Files: *
+Copyright: 2026 the mjpegd developers
 License: MIT or Apache-2.0
 COPYRIGHT
+# A native package's changelog (lintian: no-changelog), compressed as policy asks.
+cat > "$stage/usr/share/doc/mjpegd/changelog" <<CHANGELOG
+mjpegd ($version) unstable; urgency=medium
+
+  * Release $version: see README.md for what it serves.
+
+ -- mjpegd developers <mjpegd@users.noreply.github.com>  $(date -R -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")
+CHANGELOG
+gzip -9n "$stage/usr/share/doc/mjpegd/changelog"
 for script in postinst prerm postrm; do
     install -m 0755 "contrib/debian/$script" "$stage/DEBIAN/$script"
 done
@@ -47,16 +61,17 @@ cat > "$stage/DEBIAN/control" <<CONTROL
 Package: mjpegd
 Version: $version
 Architecture: $arch
-Maintainer: mjpegd developers <mjpegd@localhost>
+Maintainer: mjpegd developers <mjpegd@users.noreply.github.com>
 Installed-Size: $size
 Depends: libc6 (>= $glibc), libgcc-s1, adduser, init-system-helpers (>= 1.52)
 Section: video
 Priority: optional
 Description: live camera streaming server (Motion JPEG over HTTP)
- mjpegd streams cameras (V4L2 webcams, ffmpeg commands, other MJPEG cameras, image files) to
- any number of browsers, OctoPrint, Home Assistant, OpenCV, VLC and ffmpeg as
- multipart/x-mixed-replace, one capture per camera shared by every viewer. It keeps
- mjpg-streamer's URLs (/?action=stream, /?action=snapshot).
+ mjpegd streams cameras (V4L2 webcams, ffmpeg commands, other MJPEG
+ cameras, image files) to any number of browsers, OctoPrint, Home
+ Assistant, OpenCV, VLC and ffmpeg as multipart/x-mixed-replace, one
+ capture per camera shared by every viewer. It keeps mjpg-streamer's URLs
+ (/?action=stream, /?action=snapshot).
 CONTROL
 out=$root/target/debian/mjpegd_${version}_${arch}.deb
 dpkg-deb --root-owner-group --build "$stage" "$out" >/dev/null
