@@ -4,7 +4,8 @@
 #
 #   scripts/test-v4l2-vivid.sh
 #
-# 1. installs (apt-get, only what is missing) qemu-system-x86, busybox-static, xz-utils;
+# 1. installs (apt-get, only what is missing) qemu-system-x86, busybox-static, xz-utils,
+#    v4l-utils (v4l2-ctl, copied into the VM to read controls back);
 # 2. downloads Debian's kernel package (the one linux-image-amd64 points to) into target/vivid/;
 # 3. builds crates/v4l2-check (release, sharing scripts/build-deb.sh's build) and copies
 #    the C library it links into the initramfs;
@@ -47,6 +48,8 @@ command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v xz >/dev/null || missing+=(xz-utils)
 command -v gzip >/dev/null || missing+=(gzip)
+# v4l2-ctl reads camera controls back inside the VM: a second opinion that is not mjpegd.
+command -v v4l2-ctl >/dev/null || missing+=(v4l-utils)
 apt_updated=
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
@@ -140,8 +143,11 @@ rm -rf "$initramfs"
 mkdir -p "$initramfs"/{bin,dev,proc,sys,tmp,lib/modules}
 cp "$busybox" "$initramfs/bin/busybox"
 cp "$bin" "$initramfs/bin/v4l2_capture"
-# The dynamic loader and the libraries the binary links (glibc's), at the paths it names.
-libs=$(ldd "$bin" | grep -o '/[^ ]*' | sort -u)
+v4l2ctl=$(command -v v4l2-ctl) || fail "no v4l2-ctl (install v4l-utils)"
+cp "$v4l2ctl" "$initramfs/bin/v4l2-ctl"
+# The dynamic loader and the libraries the binaries link (glibc's, and v4l-utils' own), at the
+# paths they name.
+libs=$( (ldd "$bin"; ldd "$v4l2ctl") | grep -o '/[^ ]*' | sort -u)
 [ -n "$libs" ] || fail "ldd found no libraries for $bin"
 for lib in $libs; do
     mkdir -p "$initramfs$(dirname "$lib")"
@@ -172,7 +178,7 @@ set -e
 tr -d '\r' <"$vmlog" >"$vmlog.txt"
 phase "qemu exited with status $status"
 
-grep -E '^(frame|opening|opened|busy|missing|[A-Z0-9]{4}:|/dev/video|[0-9]+ frames)' "$vmlog.txt" | sed 's/^/    /' || true
+grep -E '^(frame|opening|opened|busy|missing|controls|[A-Z0-9]{4}:|/dev/video|[0-9]+ frames)' "$vmlog.txt" | sed 's/^/    /' || true
 result=$(grep -a 'V4L2_CAPTURE_RESULT:' "$vmlog.txt" | tail -n1 || true)
 total=$(($(date +%s) - start))
 if [[ $result == *"V4L2_CAPTURE_RESULT: PASS"* ]]; then

@@ -196,6 +196,11 @@ pub struct Cli {
     #[arg(long, env = "MJPEGD_OVERLAY", value_name = "TEXT")]
     pub overlay: Option<String>,
 
+    /// Keep state that survives restarts (camera controls set over HTTP) in DIR [default:
+    /// $STATE_DIRECTORY, else $XDG_STATE_HOME/mjpegd, else ~/.local/state/mjpegd].
+    #[arg(long, env = "MJPEGD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// A subcommand instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -228,6 +233,8 @@ pub struct Settings {
     pub recordings: Vec<(String, crate::record::RecordConfig)>,
     /// Cameras with motion detection, with their settings.
     pub motions: Vec<(String, crate::motion::MotionConfig)>,
+    /// Where state that survives restarts is kept; `None`: nowhere (no home directory).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Flags and a config file that do not make a server; each says the flag or file and key.
@@ -258,6 +265,19 @@ pub enum SettingsError {
     /// The bus settings, from flags and the file together, are wrong.
     #[error("{0} (from --publish/--cameras-from or the config file)")]
     Bus(#[source] ConfigError),
+}
+
+/// The state directory when none is configured: systemd's `StateDirectory=` (the first, when
+/// it names several), then the XDG base directory rule.
+fn default_state_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dirs) = var("STATE_DIRECTORY") {
+        return std::env::split_paths(&dirs).next();
+    }
+    if let Some(xdg) = var("XDG_STATE_HOME") {
+        return Some(PathBuf::from(xdg).join("mjpegd"));
+    }
+    var("HOME").map(|home| PathBuf::from(home).join(".local/state/mjpegd"))
 }
 
 /// Wraps a config error with the file it is in.
@@ -343,6 +363,7 @@ impl Cli {
                             ..config::RecordSection::default()
                         }),
                         motion: self.motion.then(config::MotionSection::default),
+                        controls: None,
                         overlay: self.overlay.clone().map(|text| {
                             config::OneOrMany::One(config::OverlaySection {
                                 text,
@@ -496,6 +517,11 @@ impl Cli {
             bus,
             recordings,
             motions,
+            state_dir: self
+                .state_dir
+                .clone()
+                .or_else(|| server_section.state_dir.clone())
+                .or_else(default_state_dir),
         })
     }
 }

@@ -241,6 +241,23 @@ impl Server {
         Ok(self)
     }
 
+    /// Remembers camera controls set over HTTP in `dir` (`controls/CAMERA.json`), and loads
+    /// what an earlier run remembered, with the config's `[cameras.controls]` over it; without
+    /// a directory, set values last until the server stops.
+    pub fn with_state_dir(self, dir: Option<&std::path::Path>) -> Server {
+        for camera in self.state.hub().cameras() {
+            let config = camera.config();
+            let Some(controls) = config.opener.controls() else {
+                continue;
+            };
+            let file = dir.map(|d| crate::source::controls::memory_file(d, camera.name()));
+            if let Some(warning) = controls.memory().attach(file, &config.controls) {
+                tracing::warn!(camera = %camera.name(), "{warning}");
+            }
+        }
+        self
+    }
+
     /// Serves TCP listeners over TLS with this configuration.
     pub fn with_tls(mut self, tls: TlsConfig) -> Server {
         self.tls = Some(tls);

@@ -9,7 +9,8 @@
 //!
 //! It lists the devices, captures frames in the best format and in every raw format the device
 //! offers (comparing their colours), checks that a second opening gets the "device busy" error
-//! and a missing device the "cannot open" one, and ends with one line:
+//! and a missing device the "cannot open" one, checks camera controls through a real server
+//! (`controls.rs`, reading values back with `v4l2-ctl`), and ends with one line:
 //! `V4L2_CAPTURE_RESULT: PASS ...` or `V4L2_CAPTURE_RESULT: FAIL ...` (exit status 0 or 1).
 
 #[cfg(not(target_os = "linux"))]
@@ -21,6 +22,9 @@ fn main() {
 fn main() -> std::process::ExitCode {
     linux::main()
 }
+
+#[cfg(target_os = "linux")]
+mod controls;
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -290,8 +294,10 @@ mod linux {
             }
         }
 
+        let controls = crate::controls::check(device).await?;
+
         Ok(format!(
-            "{FRAMES} frames at {fps:.1} fps; formats {}; busy and missing-device errors",
+            "{FRAMES} frames at {fps:.1} fps; formats {}; busy and missing-device errors; {controls}",
             tested.join(" ")
         ))
     }

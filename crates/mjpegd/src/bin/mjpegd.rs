@@ -186,7 +186,8 @@ async fn async_main(cli: Cli) -> ExitCode {
             String::new()
         }
     );
-    let server = Server::new(settings.cameras, settings.http, settings.server, shutdown);
+    let server = Server::new(settings.cameras, settings.http, settings.server, shutdown)
+        .with_state_dir(settings.state_dir.as_deref());
     let server = match settings.bus {
         Some(bus) => server.with_bus(bus),
         None => server,

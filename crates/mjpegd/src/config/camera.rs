@@ -48,6 +48,9 @@ pub struct CameraSection {
     pub motion: Option<super::MotionSection>,
     /// `[cameras.overlay]` or `[[cameras.overlay]]`: text painted into every frame.
     pub overlay: Option<OneOrMany<OverlaySection>>,
+    /// `[cameras.controls]`: V4L2 control values set whenever the camera opens, by control
+    /// name (`brightness = 140`, as `mjpegd --list-devices` lists them) or id.
+    pub controls: Option<std::collections::BTreeMap<String, toml::Value>>,
 }
 
 /// One overlay text (see docs/config.md, "Overlays").
@@ -181,7 +184,58 @@ pub fn check_camera(
     if let Some(o) = &d.overlay {
         camera.overlay = Some(Arc::new(check_overlay(o, key)?));
     }
+    if let Some(c) = &d.controls {
+        if camera.opener.controls().is_none() {
+            return Err(err(
+                key("controls"),
+                format!(
+                    "source {} has no controls mjpegd can set: only V4L2 cameras \
+                     (v4l2:/dev/videoN) have them",
+                    spec
+                ),
+            ));
+        }
+        camera.controls = check_controls(c, &|k| key(&format!("controls.{k}")))?;
+    }
     Ok(camera)
+}
+
+/// Checks `[cameras.controls]`: integers or booleans under names or ids, a bounded count.
+fn check_controls(
+    c: &std::collections::BTreeMap<String, toml::Value>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<std::collections::BTreeMap<String, i64>, ConfigError> {
+    use crate::source::controls::MAX_SETTINGS;
+    if c.len() > MAX_SETTINGS {
+        return Err(err(
+            key(""),
+            format!("{} controls; at most {MAX_SETTINGS}", c.len()),
+        ));
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for (name, value) in c {
+        if name.trim().is_empty() || name.len() > 64 {
+            return Err(err(
+                key(name),
+                "a control name: 1 to 64 characters, as mjpegd --list-devices lists them",
+            ));
+        }
+        let v = match value {
+            toml::Value::Integer(i) => *i,
+            toml::Value::Boolean(b) => i64::from(*b),
+            other => {
+                return Err(err(
+                    key(name),
+                    format!(
+                        "expected an integer or true/false (menus take the item's number, see \
+                         mjpegd --list-devices), got {other}"
+                    ),
+                ));
+            }
+        };
+        out.insert(name.trim().to_owned(), v);
+    }
+    Ok(out)
 }
 
 /// Checks every camera of a file: names unique, count bounded.

@@ -51,6 +51,9 @@ pub struct ServerSection {
     pub names: Option<Vec<String>>,
     /// Seconds in which an export must deliver 256 KiB to its client (default 60).
     pub export_rate_window: Option<u64>,
+    /// Where mjpegd keeps what must survive a restart (camera controls set over HTTP); default
+    /// `$STATE_DIRECTORY` (systemd), else `$XDG_STATE_HOME/mjpegd`, else `~/.local/state/mjpegd`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Most entries in `[server] names`.
@@ -93,6 +96,8 @@ pub struct ServerSettings {
     pub names: Vec<String>,
     /// `export_rate_window`.
     pub export_rate_window: Duration,
+    /// `state_dir`, as given (the default is resolved by `cli`).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Checks one entry of `names`: a DNS host name (RFC 1123 labels) or an IP address, no port.
@@ -182,7 +187,13 @@ pub fn check_server(s: &ServerSection, prefix: &str) -> Result<ServerSettings, C
             .map_err(|e| err(key("names"), e))?,
         None => Vec::new(),
     };
+    if let Some(dir) = &s.state_dir {
+        if dir.as_os_str().is_empty() {
+            return Err(err(key("state_dir"), "an empty path: give a directory"));
+        }
+    }
     Ok(ServerSettings {
+        state_dir: s.state_dir.clone(),
         names,
         export_rate_window: Duration::from_secs(in_range(
             s.export_rate_window,

@@ -5,6 +5,7 @@
 //! permit, because neither hyper's graceful shutdown nor a tower concurrency limit can.
 
 mod access;
+mod controls;
 mod error;
 mod events;
 mod headers;
@@ -17,6 +18,7 @@ mod state;
 mod status;
 mod stream;
 
+pub use controls::MAX_CONTROLS_BODY;
 pub use error::HttpError;
 pub use pace::{
     EXPORT_MAX_DURATION, EXPORT_MIN_BYTES, EXPORT_RATE_WINDOW, MAX_EXPORTS, Pace, PaceGuard,
@@ -37,7 +39,20 @@ use crate::auth::Principal;
 
 /// Builds the router for the given state.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    // mjpg-streamer's control listings, `/input.json` (camera 0) and `/input_N.json`: the
+    // router has no pattern for part of a segment, so each number is a route of its own.
+    router = router.route(
+        "/input.json",
+        get(|s: State<AppState>, p: Principal| input_json(s, p, 0)),
+    );
+    for i in 0..crate::hub::MAX_CAMERAS {
+        router = router.route(
+            &format!("/input_{i}.json"),
+            get(move |s: State<AppState>, p: Principal| input_json(s, p, i)),
+        );
+    }
+    router
         .route("/", get(root))
         .route("/video_feed", get(stream::first_camera))
         .route("/stream", get(stream::first_camera))
@@ -58,6 +73,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/cameras/{name}/record/start", post(recordings::start))
         .route("/cameras/{name}/record/stop", post(recordings::stop))
+        .route(
+            "/cameras/{name}/controls",
+            get(controls::list).post(controls::set),
+        )
+        .route("/cameras/{name}/controls/reset", post(controls::reset))
         .route("/cameras/{name}/events", get(events::list))
         .route("/cameras/{name}/events/{id}/frame.jpg", get(events::frame))
         .route("/api/state", get(status::state))
@@ -143,6 +163,10 @@ async fn root(
         },
         None => (action, 0),
     };
+    if verb == "command" {
+        // Before the camera lookup by position: `plugin=` names the camera, not a suffix.
+        return controls::command(&state, &principal, &request_headers, &q).await;
+    }
     if !matches!(verb, "stream" | "snapshot") {
         return Err(unknown_action(action));
     }
@@ -162,9 +186,19 @@ async fn root(
     }
 }
 
+/// `/input.json`, `/input_N.json`: mjpg-streamer's listing of camera N's controls.
+async fn input_json(
+    State(state): State<AppState>,
+    principal: Principal,
+    index: usize,
+) -> Result<Response, HttpError> {
+    access::require_user(&principal)?;
+    controls::input_json(&state, &principal, index).await
+}
+
 fn unknown_action(action: &str) -> HttpError {
     HttpError::NotFound(format!(
-        "unknown action {action:?}: use ?action=stream or ?action=snapshot (or stream_N / snapshot_N for camera N)"
+        "unknown action {action:?}: use ?action=stream or ?action=snapshot (or stream_N / snapshot_N for camera N), or ?action=command to set a camera control"
     ))
 }
 

@@ -54,6 +54,9 @@ pub struct CameraConfig {
     pub drop_same_frames: bool,
     /// Text painted into every frame (`[cameras.overlay]`); `None`: frames pass untouched.
     pub overlay: Option<Arc<Overlay>>,
+    /// Control values from the config (`[cameras.controls]`), by control key or id; laid over
+    /// the remembered ones at startup (`Server::with_state_dir`).
+    pub controls: std::collections::BTreeMap<String, i64>,
 }
 
 impl std::fmt::Debug for CameraConfig {
@@ -89,6 +92,7 @@ impl CameraConfig {
             stream_size: None,
             drop_same_frames: false,
             overlay: None,
+            controls: std::collections::BTreeMap::new(),
         }
         .with_source_timeout(DEFAULT_SOURCE_TIMEOUT)
     }

@@ -163,6 +163,7 @@ mod registry_tests {
             stream_size: None,
             drop_same_frames: false,
             overlay: None,
+            controls: Default::default(),
         }
     }
 

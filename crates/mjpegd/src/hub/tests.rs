@@ -135,6 +135,7 @@ fn camera(script: &[Opening], idle_timeout: Duration) -> (Arc<Camera>, Arc<Mutex
         stream_size: None,
         drop_same_frames: false,
         overlay: None,
+        controls: Default::default(),
     };
     (
         Arc::new(Camera::new(
@@ -485,6 +486,7 @@ mod capture_task {
             stream_size: None,
             drop_same_frames: false,
             overlay: None,
+            controls: Default::default(),
         };
         Arc::new(Camera::new(
             config,

@@ -4,6 +4,7 @@
 //! holds an [`Opener`] per camera and calls it each time capture starts (and after a failure),
 //! so tests can inject a scripted source without ffmpeg or a camera.
 
+pub mod controls;
 pub mod exec;
 pub mod images;
 pub mod nats;
@@ -180,6 +181,12 @@ pub trait Opener: Send + Sync + 'static {
     /// the state page; `None` for every other source, and for cameras discovered on the
     /// server's own bus (that link is shown as the server's).
     fn own_link(&self) -> Option<Arc<crate::link::Link>> {
+        None
+    }
+
+    /// The camera's controls (brightness, focus, exposure), for sources that have them: V4L2
+    /// devices. `None` (the default): the source has no controls mjpegd can set.
+    fn controls(&self) -> Option<Arc<dyn controls::Controls>> {
         None
     }
 

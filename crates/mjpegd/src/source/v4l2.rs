@@ -16,6 +16,7 @@
 // module tree only, the rest of the crate still denies it.
 #![allow(unsafe_code)]
 
+mod controls;
 mod convert;
 mod device;
 mod list;
@@ -23,6 +24,7 @@ mod sys;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,6 +61,8 @@ pub struct V4l2Opener {
     device: PathBuf,
     format: Option<PixelFormat>,
     params: Params,
+    /// The device's controls and the values to restore at every opening.
+    controls: Arc<controls::V4l2Controls>,
 }
 
 impl V4l2Opener {
@@ -80,6 +84,7 @@ impl V4l2Opener {
             })?),
         };
         Ok(V4l2Opener {
+            controls: Arc::new(controls::V4l2Controls::new(device.clone())),
             device,
             format,
             params,
@@ -99,6 +104,11 @@ impl Opener for V4l2Opener {
             });
             Ok(source)
         })
+    }
+
+    fn controls(&self) -> Option<Arc<dyn crate::source::controls::Controls>> {
+        let controls: Arc<dyn crate::source::controls::Controls> = self.controls.clone();
+        Some(controls)
     }
 
     fn describe(&self) -> String {
@@ -296,6 +306,8 @@ impl Capture {
         };
 
         let fps = negotiate_rate(&device, params.fps, path);
+        // After format and rate: some drivers reset controls when those change.
+        opener.controls.restore(&device);
 
         let stream = Stream::start(device, BUFFER_COUNT).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOSPC) {

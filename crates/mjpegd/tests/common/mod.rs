@@ -121,6 +121,7 @@ pub fn camera(name: &str, opener: Arc<dyn Opener>) -> CameraConfig {
         stream_size: None,
         drop_same_frames: false,
         overlay: None,
+        controls: Default::default(),
     }
 }
 

@@ -194,6 +194,87 @@ impl Device {
         Ok(unsafe { p.parm.capture.timeperframe })
     }
 
+    /// `VIDIOC_QUERY_EXT_CTRL` with `V4L2_CTRL_FLAG_NEXT_CTRL`: the control after `id` (0 for
+    /// the first), or `None` at the end of the list. Compound controls (arrays, codec state)
+    /// are not asked for: a camera's settings are plain values.
+    pub(super) fn next_control(&self, id: u32) -> io::Result<Option<sys::QueryExtCtrl>> {
+        let mut q = sys::QueryExtCtrl {
+            id: id | sys::CTRL_FLAG_NEXT_CTRL,
+            ..Default::default()
+        };
+        match self.ioctl(sys::VIDIOC_QUERY_EXT_CTRL, &mut q) {
+            Ok(()) => Ok(Some(q)),
+            // EINVAL marks the end of the list.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `VIDIOC_QUERYMENU`: item `index` of menu control `id`; `None` for the gaps drivers
+    /// leave in their menus (EINVAL).
+    pub(super) fn menu_item(&self, id: u32, index: u32) -> io::Result<Option<sys::QueryMenu>> {
+        let mut m = sys::QueryMenu {
+            id,
+            index,
+            ..Default::default()
+        };
+        match self.ioctl(sys::VIDIOC_QUERYMENU, &mut m) {
+            Ok(()) => Ok(Some(m)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `VIDIOC_G_EXT_CTRLS` (`set` false) or `VIDIOC_S_EXT_CTRLS` (`set` true) on current
+    /// values. On failure, the index of the control the driver refused, when it names one.
+    pub(super) fn ext_controls(
+        &self,
+        set: bool,
+        controls: &mut [sys::ExtControl],
+    ) -> Result<(), (io::Error, Option<usize>)> {
+        let count = u32::try_from(controls.len())
+            .map_err(|_| (io::Error::from(io::ErrorKind::InvalidInput), None))?;
+        let mut arg = sys::ExtControls {
+            which: sys::CTRL_WHICH_CUR_VAL,
+            count,
+            error_idx: 0,
+            request_fd: 0,
+            reserved: 0,
+            controls: controls.as_mut_ptr(),
+        };
+        let number = if set {
+            sys::VIDIOC_S_EXT_CTRLS
+        } else {
+            sys::VIDIOC_G_EXT_CTRLS
+        };
+        loop {
+            // SAFETY: `number` is the ioctl for `struct v4l2_ext_controls`, whose layout
+            // `sys::ExtControls` reproduces (sizes checked at compile time). Its `controls`
+            // pointer and `count` describe `controls`, an exclusively borrowed slice of packed
+            // plain-data structs that outlives the call; the kernel reads and writes at most
+            // `count` of them. We never ask for payload (pointer) controls, so the kernel
+            // follows no other pointer.
+            let r = unsafe {
+                libc::ioctl(
+                    self.file.as_raw_fd(),
+                    number as libc::Ioctl,
+                    std::ptr::from_mut(&mut arg),
+                )
+            };
+            if r != -1 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                // error_idx == count: the request failed before any control was tried.
+                let idx = usize::try_from(arg.error_idx)
+                    .ok()
+                    .filter(|&i| i < controls.len());
+                return Err((e, idx));
+            }
+        }
+    }
+
     /// Waits until a buffer can be dequeued, at most `timeout`; false on timeout.
     fn poll_readable(&self, timeout: Duration) -> io::Result<bool> {
         let deadline = Instant::now() + timeout;

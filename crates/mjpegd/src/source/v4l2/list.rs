@@ -165,6 +165,9 @@ fn describe(path: &Path, out: &mut String) -> bool {
     if formats.is_empty() {
         out.push_str("  no capture formats listed\n");
     }
+    for line in super::controls::describe(&device, path) {
+        let _ = writeln!(out, "{line}");
+    }
     usable && caps.can_stream()
 }
 

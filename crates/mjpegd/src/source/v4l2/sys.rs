@@ -298,6 +298,139 @@ pub(super) struct FrmIvalEnum {
     pub(super) reserved: [u32; 2],
 }
 
+/// `V4L2_CTRL_FLAG_*`: the bits of `v4l2_query_ext_ctrl.flags` we report.
+pub(super) const CTRL_FLAG_DISABLED: u32 = 0x0001;
+/// The control is in use by another file handle (a streaming one, for some drivers).
+pub(super) const CTRL_FLAG_GRABBED: u32 = 0x0002;
+/// `V4L2_CTRL_FLAG_READ_ONLY`.
+pub(super) const CTRL_FLAG_READ_ONLY: u32 = 0x0004;
+/// `V4L2_CTRL_FLAG_INACTIVE`: has no effect now (a manual value while its auto mode is on).
+pub(super) const CTRL_FLAG_INACTIVE: u32 = 0x0010;
+/// `V4L2_CTRL_FLAG_WRITE_ONLY`: buttons and the like; there is no value to read.
+pub(super) const CTRL_FLAG_WRITE_ONLY: u32 = 0x0040;
+/// `V4L2_CTRL_FLAG_VOLATILE`: the driver changes the value by itself (gain under auto gain).
+pub(super) const CTRL_FLAG_VOLATILE: u32 = 0x0080;
+/// `V4L2_CTRL_FLAG_NEXT_CTRL`: ask `QUERY_EXT_CTRL` for the control after `id`.
+pub(super) const CTRL_FLAG_NEXT_CTRL: u32 = 0x8000_0000;
+
+/// `V4L2_CTRL_TYPE_*` of the controls a camera offers.
+pub(super) const CTRL_TYPE_INTEGER: u32 = 1;
+/// `V4L2_CTRL_TYPE_BOOLEAN`.
+pub(super) const CTRL_TYPE_BOOLEAN: u32 = 2;
+/// `V4L2_CTRL_TYPE_MENU`.
+pub(super) const CTRL_TYPE_MENU: u32 = 3;
+/// `V4L2_CTRL_TYPE_BUTTON`.
+pub(super) const CTRL_TYPE_BUTTON: u32 = 4;
+/// `V4L2_CTRL_TYPE_INTEGER64`.
+pub(super) const CTRL_TYPE_INTEGER64: u32 = 5;
+/// `V4L2_CTRL_TYPE_CTRL_CLASS`: a heading ("User Controls"), not a control.
+pub(super) const CTRL_TYPE_CTRL_CLASS: u32 = 6;
+/// `V4L2_CTRL_TYPE_STRING`.
+pub(super) const CTRL_TYPE_STRING: u32 = 7;
+/// `V4L2_CTRL_TYPE_BITMASK`.
+pub(super) const CTRL_TYPE_BITMASK: u32 = 8;
+/// `V4L2_CTRL_TYPE_INTEGER_MENU`.
+pub(super) const CTRL_TYPE_INTEGER_MENU: u32 = 9;
+
+/// `V4L2_CTRL_WHICH_CUR_VAL`: get or set current values.
+pub(super) const CTRL_WHICH_CUR_VAL: u32 = 0;
+
+/// `struct v4l2_query_ext_ctrl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(super) struct QueryExtCtrl {
+    pub(super) id: u32,
+    pub(super) type_: u32,
+    pub(super) name: [u8; 32],
+    pub(super) minimum: i64,
+    pub(super) maximum: i64,
+    pub(super) step: u64,
+    pub(super) default_value: i64,
+    pub(super) flags: u32,
+    pub(super) elem_size: u32,
+    pub(super) elems: u32,
+    pub(super) nr_of_dims: u32,
+    pub(super) dims: [u32; 4],
+    pub(super) reserved: [u32; 32],
+}
+
+/// `struct v4l2_querymenu`, packed as in C. The union of `name[32]` and `__s64 value` is kept
+/// as bytes: `value` is their first eight, in native order (integer menus).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(super) struct QueryMenu {
+    pub(super) id: u32,
+    pub(super) index: u32,
+    pub(super) name: [u8; 32],
+    pub(super) reserved: u32,
+}
+
+impl QueryMenu {
+    /// The `value` member of the union, for integer menus.
+    pub(super) fn value(&self) -> i64 {
+        let name = self.name;
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&name[..8]);
+        i64::from_ne_bytes(v)
+    }
+}
+
+/// `struct v4l2_ext_control`, packed as in C. The value union (`__s32 value`, `__s64
+/// value64`, payload pointers) is kept as eight bytes: we only use the two integer members,
+/// which both start at its first byte, so `value` is right on big-endian targets too.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(super) struct ExtControl {
+    pub(super) id: u32,
+    pub(super) size: u32,
+    pub(super) reserved2: u32,
+    pub(super) value: [u8; 8],
+}
+
+impl ExtControl {
+    /// A control `id` with value `v`, stored as the union member its type uses.
+    pub(super) fn new(id: u32, is_64: bool, v: i64) -> ExtControl {
+        let mut value = [0u8; 8];
+        if is_64 {
+            value = v.to_ne_bytes();
+        } else {
+            // Callers check the range first; a value outside i32 cannot reach here.
+            let v = i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX });
+            value[..4].copy_from_slice(&v.to_ne_bytes());
+        }
+        ExtControl {
+            id,
+            size: 0,
+            reserved2: 0,
+            value,
+        }
+    }
+
+    /// The value, read as the union member its type uses.
+    pub(super) fn get(&self, is_64: bool) -> i64 {
+        let value = self.value;
+        if is_64 {
+            i64::from_ne_bytes(value)
+        } else {
+            let mut v = [0u8; 4];
+            v.copy_from_slice(&value[..4]);
+            i64::from(i32::from_ne_bytes(v))
+        }
+    }
+}
+
+/// `struct v4l2_ext_controls`. Not [`Pod`]: it holds a pointer to the caller's controls, so it
+/// is passed only by `Device::ext_controls`, which builds it from a borrowed slice.
+#[repr(C)]
+pub(super) struct ExtControls {
+    pub(super) which: u32,
+    pub(super) count: u32,
+    pub(super) error_idx: u32,
+    pub(super) request_fd: i32,
+    pub(super) reserved: u32,
+    pub(super) controls: *mut ExtControl,
+}
+
 // Sizes from `sizeof` in C (gcc, x86_64, linux/videodev2.h of Linux 6.1). Those without
 // pointers or `long` are the same on every Linux target.
 const _: () = assert!(size_of::<Capability>() == 104);
@@ -309,6 +442,9 @@ const _: () = assert!(size_of::<RequestBuffers>() == 20);
 const _: () = assert!(size_of::<Timecode>() == 16);
 const _: () = assert!(size_of::<FrmSizeEnum>() == 44);
 const _: () = assert!(size_of::<FrmIvalEnum>() == 52);
+const _: () = assert!(size_of::<QueryExtCtrl>() == 232);
+const _: () = assert!(size_of::<QueryMenu>() == 44);
+const _: () = assert!(size_of::<ExtControl>() == 20);
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     assert!(size_of::<Format>() == 208);
@@ -319,6 +455,8 @@ const _: () = {
     assert!(std::mem::offset_of!(Buffer, m) == 64);
     assert!(std::mem::offset_of!(Buffer, length) == 72);
     assert!(std::mem::offset_of!(Buffer, request_fd) == 80);
+    assert!(size_of::<ExtControls>() == 32);
+    assert!(std::mem::offset_of!(ExtControls, controls) == 24);
 };
 #[cfg(target_pointer_width = "32")]
 const _: () = assert!(size_of::<Format>() == 204);
@@ -346,6 +484,8 @@ pod!(
     Buffer,
     FrmSizeEnum,
     FrmIvalEnum,
+    QueryExtCtrl,
+    QueryMenu,
     c_int
 );
 
@@ -382,6 +522,12 @@ mod ioc {
     pub(super) const SIZE_BITS: u32 = 14;
 }
 
+/// `_IOC(dir, 'V', nr, size)`.
+const fn ioc_number(dir: u32, nr: u8, size: usize) -> u32 {
+    assert!(size < (1 << ioc::SIZE_BITS));
+    (dir << (16 + ioc::SIZE_BITS)) | ((size as u32) << 16) | ((b'V' as u32) << 8) | nr as u32
+}
+
 /// An ioctl request number that takes a `T`: the pairing is fixed here, where the number is
 /// computed from `size_of::<T>()`, so a call cannot pass the wrong type.
 pub(super) struct Request<T: Pod> {
@@ -399,14 +545,8 @@ impl<T: Pod> Copy for Request<T> {}
 impl<T: Pod> Request<T> {
     /// `_IOC(dir, 'V', nr, sizeof(T))`.
     const fn new(dir: u32, nr: u8) -> Request<T> {
-        let size = size_of::<T>();
-        assert!(size < (1 << ioc::SIZE_BITS));
-        let number = (dir << (16 + ioc::SIZE_BITS))
-            | ((size as u32) << 16)
-            | ((b'V' as u32) << 8)
-            | nr as u32;
         Request {
-            number,
+            number: ioc_number(dir, nr, size_of::<T>()),
             _arg: PhantomData,
         }
     }
@@ -437,6 +577,17 @@ pub(super) const VIDIOC_G_PARM: Request<StreamParm> = Request::read_write(21);
 pub(super) const VIDIOC_S_PARM: Request<StreamParm> = Request::read_write(22);
 pub(super) const VIDIOC_ENUM_FRAMESIZES: Request<FrmSizeEnum> = Request::read_write(74);
 pub(super) const VIDIOC_ENUM_FRAMEINTERVALS: Request<FrmIvalEnum> = Request::read_write(75);
+pub(super) const VIDIOC_QUERYMENU: Request<QueryMenu> = Request::read_write(37);
+pub(super) const VIDIOC_QUERY_EXT_CTRL: Request<QueryExtCtrl> = Request::read_write(103);
+
+/// `VIDIOC_G_EXT_CTRLS` and `VIDIOC_S_EXT_CTRLS`: they take an
+/// [`ExtControls`], which points at the controls, so they are numbers of their own instead of
+/// [`Request`]s (which only carry [`Pod`] arguments).
+pub(super) const VIDIOC_G_EXT_CTRLS: u32 =
+    ioc_number(ioc::READ | ioc::WRITE, 71, size_of::<ExtControls>());
+/// See [`VIDIOC_G_EXT_CTRLS`].
+pub(super) const VIDIOC_S_EXT_CTRLS: u32 =
+    ioc_number(ioc::READ | ioc::WRITE, 72, size_of::<ExtControls>());
 
 /// A NUL-padded C string field as text.
 pub(super) fn c_str(bytes: &[u8]) -> String {
@@ -465,6 +616,41 @@ mod tests {
         assert_eq!(VIDIOC_S_PARM.number, 0xc0cc_5616);
         assert_eq!(VIDIOC_ENUM_FRAMESIZES.number, 0xc02c_564a);
         assert_eq!(VIDIOC_ENUM_FRAMEINTERVALS.number, 0xc034_564b);
+        assert_eq!(VIDIOC_QUERYMENU.number, 0xc02c_5625);
+        assert_eq!(VIDIOC_QUERY_EXT_CTRL.number, 0xc0e8_5667);
+        assert_eq!(VIDIOC_G_EXT_CTRLS, 0xc020_5647);
+        assert_eq!(VIDIOC_S_EXT_CTRLS, 0xc020_5648);
+    }
+
+    /// Field offsets of the control structs, as `offsetof` gives them with the C header.
+    #[test]
+    fn control_struct_layouts_match_the_c_header() {
+        use std::mem::offset_of;
+        assert_eq!(offset_of!(QueryExtCtrl, name), 8);
+        assert_eq!(offset_of!(QueryExtCtrl, minimum), 40);
+        assert_eq!(offset_of!(QueryExtCtrl, step), 56);
+        assert_eq!(offset_of!(QueryExtCtrl, default_value), 64);
+        assert_eq!(offset_of!(QueryExtCtrl, flags), 72);
+        assert_eq!(offset_of!(QueryExtCtrl, dims), 88);
+        assert_eq!(offset_of!(QueryExtCtrl, reserved), 104);
+        assert_eq!(offset_of!(QueryMenu, name), 8);
+        assert_eq!(offset_of!(QueryMenu, reserved), 40);
+        assert_eq!(offset_of!(ExtControl, value), 12);
+        assert_eq!(offset_of!(ExtControls, count), 4);
+        assert_eq!(offset_of!(ExtControls, error_idx), 8);
+    }
+
+    #[test]
+    fn control_values_use_the_member_of_their_type() {
+        let c = ExtControl::new(0x0098_0900, false, -5);
+        assert_eq!(c.get(false), -5);
+        let raw = c.value;
+        assert_eq!(&raw[..4], &(-5i32).to_ne_bytes());
+        let c = ExtControl::new(0x0098_0900, true, 1 << 40);
+        assert_eq!(c.get(true), 1 << 40);
+        let mut m = QueryMenu::default();
+        m.name[..8].copy_from_slice(&(-7i64).to_ne_bytes());
+        assert_eq!(m.value(), -7);
     }
 
     #[test]
