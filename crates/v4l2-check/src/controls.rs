@@ -62,12 +62,35 @@ impl Running {
         })
     }
 
-    async fn stop(self) -> Result<(), String> {
+    /// Stops the server, then waits until its capture thread has closed the device (that
+    /// thread may still be finishing a frame when the server has stopped serving), so the next
+    /// server's capture opens the device instead of finding it busy.
+    async fn stop(self, device: &str) -> Result<(), String> {
         self.shutdown.cancel();
         match self.task.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("server failed: {e}")),
-            Err(e) => Err(format!("server task: {e}")),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("server failed: {e}")),
+            Err(e) => return Err(format!("server task: {e}")),
+        }
+        let params = Params {
+            width: 640,
+            height: 480,
+            fps: 30.0,
+            quality: 85,
+        };
+        let opener = V4l2Opener::new(device, None, params).map_err(|e| e.to_string())?;
+        let deadline = std::time::Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            match opener.open().await {
+                Ok(source) => {
+                    drop(source);
+                    return Ok(());
+                }
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(format!("{device} still not free after the server stopped: {e}"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
     }
 
@@ -164,10 +187,10 @@ fn v4l2_ctl_get(device: &str, name: &str) -> Result<i64, String> {
         .output()
         .map_err(|e| format!("cannot run v4l2-ctl: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .rsplit(':')
-        .next()
-        .and_then(|v| v.trim().parse().ok())
+    // `brightness: 128`, or for menus `menu: 4 (Menu Item 4)`.
+    text.split_once(':')
+        .and_then(|(_, v)| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
             format!(
                 "v4l2-ctl --get-ctrl {name}: {text:?} {:?}",
@@ -400,14 +423,14 @@ pub(crate) async fn check(device: &str) -> Result<String, String> {
     })?;
 
     // ... and after a restart.
-    server.stop().await?;
+    server.stop(device).await?;
     v4l2_ctl_set(device, "brightness", 10)?;
     let server = Running::start(device, &state, BTreeMap::new()).await?;
     server.snapshot().await?;
     expect(v4l2_ctl_get(device, "brightness")? == 77, || {
         "brightness not restored after a restart".into()
     })?;
-    server.stop().await?;
+    server.stop(device).await?;
 
     // Config values win over remembered ones at startup.
     let config = BTreeMap::from([("brightness".to_owned(), 50)]);
@@ -429,7 +452,7 @@ pub(crate) async fn check(device: &str) -> Result<String, String> {
     expect(!saved.contains("brightness"), || {
         format!("memory after reset: {saved}")
     })?;
-    server.stop().await?;
+    server.stop(device).await?;
 
     Ok(format!(
         "controls: {} listed, set/read back, refusals, {inactive_checked}, command URL, restored on reopen, restart and from config, reset",

@@ -254,6 +254,27 @@ fn is_64(kind: ControlKind) -> bool {
     kind == ControlKind::Integer64
 }
 
+/// A control for `S_EXT_CTRLS`: bitmasks are `__u32` in the 32-bit member, so their high bit
+/// travels as the sign bit.
+fn ext(c: &Control, v: i64) -> sys::ExtControl {
+    let v = if c.kind == ControlKind::Bitmask {
+        i64::from(v as u32 as i32)
+    } else {
+        v
+    };
+    sys::ExtControl::new(c.id, is_64(c.kind), v)
+}
+
+/// The value of a control read back by `G_EXT_CTRLS` (bitmasks unsigned again).
+fn value_of(c: &Control, got: &sys::ExtControl) -> i64 {
+    let v = got.get(is_64(c.kind));
+    if c.kind == ControlKind::Bitmask {
+        i64::from(v as i32 as u32)
+    } else {
+        v
+    }
+}
+
 /// Fills in the current values: all in one `G_EXT_CTRLS`, or one by one when the driver
 /// refuses the batch (one unreadable control must not hide the others).
 fn read_values(device: &Device, list: &mut [Control]) {
@@ -263,20 +284,17 @@ fn read_values(device: &Device, list: &mut [Control]) {
             !matches!(c.kind, ControlKind::Button | ControlKind::String) && !c.has("write-only")
         })
         .collect();
-    let mut batch: Vec<sys::ExtControl> = readable
-        .iter()
-        .map(|&i| sys::ExtControl::new(list[i].id, is_64(list[i].kind), 0))
-        .collect();
+    let mut batch: Vec<sys::ExtControl> = readable.iter().map(|&i| ext(&list[i], 0)).collect();
     if device.ext_controls(false, &mut batch).is_ok() {
         for (&i, got) in readable.iter().zip(&batch) {
-            list[i].value = Some(got.get(is_64(list[i].kind)));
+            list[i].value = Some(value_of(&list[i], got));
         }
         return;
     }
     for &i in &readable {
-        let mut one = [sys::ExtControl::new(list[i].id, is_64(list[i].kind), 0)];
+        let mut one = [ext(&list[i], 0)];
         if device.ext_controls(false, &mut one).is_ok() {
-            list[i].value = Some(one[0].get(is_64(list[i].kind)));
+            list[i].value = Some(value_of(&list[i], &one[0]));
         }
     }
 }
@@ -325,10 +343,7 @@ fn set_batch(device: &Device, batch: &[&(Control, i64)], strict: bool) -> Result
     if batch.is_empty() {
         return Ok(());
     }
-    let mut raw: Vec<sys::ExtControl> = batch
-        .iter()
-        .map(|(c, v)| sys::ExtControl::new(c.id, is_64(c.kind), *v))
-        .collect();
+    let mut raw: Vec<sys::ExtControl> = batch.iter().map(|(c, v)| ext(c, *v)).collect();
     let (e, idx) = match device.ext_controls(true, &mut raw) {
         Ok(()) => return Ok(()),
         Err(failure) => failure,
@@ -336,7 +351,7 @@ fn set_batch(device: &Device, batch: &[&(Control, i64)], strict: bool) -> Result
     if !strict {
         for item in batch {
             let (c, v) = (&item.0, item.1);
-            let mut one = [sys::ExtControl::new(c.id, is_64(c.kind), v)];
+            let mut one = [ext(c, v)];
             if let Err((e, _)) = device.ext_controls(true, &mut one) {
                 tracing::warn!(control = %c.key, value = v, "the driver refused a control: {}", super::os_text(&e));
             }
@@ -347,7 +362,7 @@ fn set_batch(device: &Device, batch: &[&(Control, i64)], strict: bool) -> Result
         Some(i) => Some(i),
         // The driver did not say which: try them one by one.
         None => batch.iter().position(|(c, v)| {
-            let mut one = [sys::ExtControl::new(c.id, is_64(c.kind), *v)];
+            let mut one = [ext(c, *v)];
             device.ext_controls(true, &mut one).is_err()
         }),
     };
