@@ -11,9 +11,12 @@
 #    the C library it links into the initramfs;
 # 4. packs an initramfs: busybox, vivid and the modules it needs, the test binary, and
 #    tests/v4l2_vivid/init, which loads the modules, runs the binary and powers off;
-# 5. boots it under qemu (TCG) with a timeout and looks for the binary's PASS line.
+# 5. boots it under qemu (TCG) with a timeout; when the VM serves the camera page, runs the
+#    browser test (tests/browser.rs, controls_panel) against it through a forwarded port;
+#    then looks for the binary's PASS line.
 #
 # Environment: VIVID_TIMEOUT (seconds for the VM, default 300), VIVID_SMP (vCPUs, default 2),
+# VIVID_PAGE_PORT (the host port forwarded to the VM's page, default 18080),
 # VIVID_KERNEL_PKG (a linux-image-*-amd64 package name, default: the current one).
 # Exit status 0 on PASS, 1 on FAIL.
 set -euo pipefail
@@ -137,6 +140,8 @@ resolve() {
     order+=("$name")
 }
 resolve vivid
+# The VM's network card, for the host's browser test of the camera page.
+resolve e1000
 
 initramfs=$work/initramfs
 rm -rf "$initramfs"
@@ -166,17 +171,43 @@ log "modules: ${order[*]}"
 phase "initramfs ready ($(du -h "$work/initrd.gz" | cut -f1))"
 
 # --- 5. boot --------------------------------------------------------------------------------
+# The browser test on the host: headless Chromium (scripts/install-test-deps.sh) opens the
+# camera page the VM serves, through qemu's forwarded port, and moves its controls.
+scripts/install-test-deps.sh
+page_port=${VIVID_PAGE_PORT:-18080}
+log "building the browser test (tests/browser.rs)"
+cargo test -q "${locked[@]}" -p mjpegd --test browser --no-run 2>&1 | grep -v '^ *Executable' || true
 vmlog=$work/qemu.log
 log "booting qemu (TCG, ${smp} vCPU, timeout ${timeout_s} s); console in $vmlog"
-set +e
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "$smp" -m 1024 \
     -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1" \
-    -nographic -no-reboot </dev/null >"$vmlog" 2>&1
+    -nic "user,model=e1000,hostfwd=tcp:127.0.0.1:${page_port}-10.0.2.15:8080" \
+    -nographic -no-reboot </dev/null >"$vmlog" 2>&1 &
+qemu=$!
+page_result="page: not reached"
+while kill -0 "$qemu" 2>/dev/null; do
+    if grep -aq 'V4L2_PAGE_READY' "$vmlog"; then
+        phase "the VM serves the camera page on 127.0.0.1:$page_port"
+        if MJPEGD_VIVID_URL="http://127.0.0.1:$page_port" cargo test -q "${locked[@]}" -p mjpegd \
+            --test browser controls_panel -- --ignored --nocapture >"$work/browser.log" 2>&1; then
+            page_result="page: sliders, menus and reset in Chromium"
+        else
+            page_result="page: FAILED (browser test log below)"
+            sed 's/^/    browser: /' "$work/browser.log" | tail -n 40
+            kill "$qemu" 2>/dev/null || true
+        fi
+        break
+    fi
+    sleep 0.5
+done
+set +e
+wait "$qemu"
 status=$?
 set -e
 tr -d '\r' <"$vmlog" >"$vmlog.txt"
-phase "qemu exited with status $status"
+phase "qemu exited with status $status; $page_result"
+[[ $page_result == *FAILED* ]] && fail "$page_result"
 
 grep -E '^(frame|opening|opened|busy|missing|controls|[A-Z0-9]{4}:|/dev/video|[0-9]+ frames)' "$vmlog.txt" | sed 's/^/    /' || true
 result=$(grep -a 'V4L2_CAPTURE_RESULT:' "$vmlog.txt" | tail -n1 || true)

@@ -102,6 +102,8 @@ document.addEventListener("DOMContentLoaded", () => {
   pollState();
   const rec = document.getElementById("recordings");
   if (rec) setupRecordings(rec);
+  const ctl = document.getElementById("controls");
+  if (ctl) setupControls(ctl);
 });
 
 // The recordings timeline of a camera page: spans from /cameras/NAME/recordings, a click
@@ -257,4 +259,124 @@ function setupRecordings(root) {
 
   refresh();
   setInterval(refresh, RECORDINGS_POLL_MS);
+}
+
+// The camera controls panel: one row per control from /cameras/NAME/controls (a slider for
+// integers, a checkbox for booleans, a menu, a button), each with a reset to the driver's
+// default. A change is POSTed as JSON at once; the answer (the values the driver took, and
+// which controls an automatic mode now makes inactive) redraws the panel.
+function setupControls(root) {
+  const cam = root.dataset.camera;
+  const list = root.querySelector(".ctl-list");
+  const err = root.querySelector(".ctl-error");
+  const url = `/cameras/${cam}/controls`;
+
+  async function send(path, body) {
+    err.textContent = "";
+    const r = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!r.ok) {
+      err.textContent = (await r.text()).trim();
+      load();
+      return;
+    }
+    draw((await r.json()).controls);
+  }
+
+  function row(c) {
+    const el = document.createElement("div");
+    el.className = "ctl";
+    el.dataset.key = c.key;
+    const label = document.createElement("label");
+    label.textContent = c.name;
+    label.title = `${c.key} (id ${c.id})${c.flags.length ? " — " + c.flags.join(", ") : ""}`;
+    el.appendChild(label);
+    const fixed = c.flags.includes("read-only") || c.flags.includes("disabled") || c.flags.includes("inactive");
+    let input;
+    const set = (v) => send(url, { [c.key]: v });
+    if (c.type === "integer" || c.type === "integer64") {
+      input = document.createElement("input");
+      input.type = "range";
+      input.min = c.min; input.max = c.max; input.step = c.step || 1;
+      input.value = c.value;
+      const out = document.createElement("output");
+      out.textContent = c.value;
+      input.addEventListener("input", () => { out.textContent = input.value; });
+      input.addEventListener("change", () => set(Number(input.value)));
+      el.appendChild(input);
+      el.appendChild(out);
+    } else if (c.type === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = c.value === 1;
+      input.addEventListener("change", () => set(input.checked));
+      el.appendChild(input);
+      el.appendChild(document.createElement("span"));
+    } else if (c.type === "menu" || c.type === "integer_menu") {
+      input = document.createElement("select");
+      for (const m of c.menu) {
+        const o = document.createElement("option");
+        o.value = m.index; o.textContent = m.name;
+        if (m.index === c.value) o.selected = true;
+        input.appendChild(o);
+      }
+      input.addEventListener("change", () => set(Number(input.value)));
+      el.appendChild(input);
+      el.appendChild(document.createElement("span"));
+    } else if (c.type === "button") {
+      input = document.createElement("button");
+      input.type = "button";
+      input.textContent = c.name;
+      input.addEventListener("click", () => set(1));
+      el.appendChild(input);
+      el.appendChild(document.createElement("span"));
+    } else {
+      const v = document.createElement("span");
+      v.textContent = c.value === null ? "" : String(c.value);
+      el.appendChild(v);
+    }
+    if (input) input.disabled = fixed;
+    if (c.type !== "button" && !fixed && c.value !== null) {
+      const reset = document.createElement("button");
+      reset.type = "button";
+      reset.className = "ctl-default";
+      reset.textContent = "↺";
+      reset.title = `back to the default, ${c.default}`;
+      reset.disabled = c.value === c.default;
+      reset.addEventListener("click", () => set("default"));
+      el.appendChild(reset);
+    }
+    return el;
+  }
+
+  function draw(controls) {
+    list.textContent = "";
+    let group = null;
+    for (const c of controls) {
+      if (c.group !== group) {
+        group = c.group;
+        const h = document.createElement("h3");
+        h.textContent = group;
+        list.appendChild(h);
+      }
+      list.appendChild(row(c));
+    }
+    root.dataset.loaded = "1";
+  }
+
+  async function load() {
+    try {
+      const r = await fetch(url, { cache: "no-store" });
+      if (!r.ok) { err.textContent = (await r.text()).trim(); return; }
+      draw((await r.json()).controls);
+    } catch (e) {
+      err.textContent = `cannot load the controls: ${e}`;
+    }
+  }
+
+  root.querySelector("#ctl-reset").addEventListener("click", () => send(`${url}/reset`));
+  load();
 }

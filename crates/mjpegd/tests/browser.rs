@@ -1452,3 +1452,173 @@ fn camera_page_timeline_marks_motion_events_and_exports_one() {
         "Export takes the event's range"
     );
 }
+
+/// The controls panel of a camera page against a real V4L2 driver: `vivid` in the VM of
+/// scripts/test-v4l2-vivid.sh, which serves its camera at `$MJPEGD_VIVID_URL` (a forwarded
+/// port) and waits until this test sets brightness to 34. A slider, a checkbox, a menu and the
+/// reset buttons are used as a person would (real clicks and value changes), and every result
+/// is read back from the server, which reads the driver.
+#[test]
+#[ignore = "needs the vivid VM: scripts/test-v4l2-vivid.sh runs it with MJPEGD_VIVID_URL"]
+fn controls_panel_sets_a_real_camera_control() {
+    let _serial = serial();
+    let base = std::env::var("MJPEGD_VIVID_URL")
+        .expect("MJPEGD_VIVID_URL: the camera server of scripts/test-v4l2-vivid.sh");
+    let Some(exe) = chromium() else { return };
+    let (_browser, mut cdp) = browser_with_page(&exe);
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // The controls as the server reads them from the driver now.
+    let driver = |key: &str| -> Value {
+        let mut tcp = TcpStream::connect(&addr).expect("connect to the VM's mjpegd");
+        tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+        write!(
+            tcp,
+            "GET /cameras/cam/controls HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+        )
+        .expect("send");
+        let mut resp = Vec::new();
+        tcp.read_to_end(&mut resp).expect("read the response");
+        let at = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let body: Value = serde_json::from_slice(&resp[at + 4..]).expect("controls JSON");
+        body["controls"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["key"] == key))
+            .map(|c| c["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    cdp.navigate(&format!("{base}/cameras/cam"));
+    let rows: Vec<String> = wait_until(
+        "the controls panel",
+        WAIT,
+        || {
+            cdp.eval::<Vec<String>>(
+                "[...document.querySelectorAll('#controls[data-loaded] .ctl')].map(r => r.dataset.key)",
+            )
+        },
+        |rows| rows.len() > 10,
+    );
+    for key in ["brightness", "gain_automatic", "gain", "menu", "button"] {
+        assert!(rows.iter().any(|r| r == key), "no row for {key}: {rows:?}");
+    }
+    let row = |key: &str, sel: &str| format!("#controls .ctl[data-key={key:?}] {sel}");
+
+    // The slider, moved and released: the driver has the value.
+    cdp.eval::<Value>(&format!(
+        "(() => {{ const s = document.querySelector({:?}); s.value = 33; \
+         s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); return null; }})()",
+        row("brightness", "input[type=range]")
+    ));
+    wait_until(
+        "brightness 33 in the driver",
+        WAIT,
+        || driver("brightness"),
+        |v| *v == 33,
+    );
+    let shown: String = wait_until(
+        "the redrawn slider",
+        WAIT,
+        || {
+            cdp.eval::<String>(&format!(
+                "document.querySelector({:?}).textContent",
+                row("brightness", "output")
+            ))
+        },
+        |t| t == "33",
+    );
+    assert_eq!(shown, "33");
+
+    // Gain is inactive under automatic gain: its slider is disabled until the checkbox is off.
+    let disabled = |cdp: &mut Cdp| -> bool {
+        cdp.eval(&format!(
+            "document.querySelector({:?}).disabled",
+            row("gain", "input")
+        ))
+    };
+    assert_eq!(
+        driver("gain_automatic"),
+        1,
+        "vivid starts with automatic gain"
+    );
+    assert!(
+        disabled(&mut cdp),
+        "gain's slider is enabled under automatic gain"
+    );
+    cdp.click(&row("gain_automatic", "input[type=checkbox]"));
+    wait_until(
+        "automatic gain off in the driver",
+        WAIT,
+        || driver("gain_automatic"),
+        |v| *v == 0,
+    );
+    wait_until("gain's slider enabled", WAIT, || disabled(&mut cdp), |d| !d);
+
+    // A menu: the last item chosen.
+    let last: i64 = cdp.eval(&format!(
+        "(() => {{ const m = document.querySelector({:?}); const v = m.options[m.options.length - 1].value; \
+         m.value = v; m.dispatchEvent(new Event('change')); return Number(v); }})()",
+        row("menu", "select")
+    ));
+    wait_until(
+        "the menu item in the driver",
+        WAIT,
+        || driver("menu"),
+        |v| *v == last,
+    );
+
+    // An out-of-range value typed into the page's request is refused with the reason shown.
+    cdp.eval::<Value>(&format!(
+        "(() => {{ const s = document.querySelector({:?}); s.max = 1000; s.value = 999; \
+         s.dispatchEvent(new Event('change')); return null; }})()",
+        row("brightness", "input[type=range]")
+    ));
+    let error: String = wait_until(
+        "the refusal shown",
+        WAIT,
+        || cdp.eval::<String>("document.querySelector('#controls .ctl-error').textContent"),
+        |t| !t.is_empty(),
+    );
+    assert!(
+        error.contains("brightness") && error.contains("0..=255"),
+        "{error}"
+    );
+    assert_eq!(
+        driver("brightness"),
+        33,
+        "a refused value changed the driver"
+    );
+
+    // One control back to its default, then all.
+    cdp.click(&row("brightness", ".ctl-default"));
+    wait_until(
+        "brightness at its default",
+        WAIT,
+        || driver("brightness"),
+        |v| *v == 128,
+    );
+    cdp.click("#ctl-reset");
+    wait_until(
+        "automatic gain back on (its default)",
+        WAIT,
+        || driver("gain_automatic"),
+        |v| *v == 1,
+    );
+
+    // Done: the VM is waiting for this value.
+    cdp.eval::<Value>(&format!(
+        "(() => {{ const s = document.querySelector({:?}); s.value = 34; \
+         s.dispatchEvent(new Event('change')); return null; }})()",
+        row("brightness", "input[type=range]")
+    ));
+    wait_until(
+        "brightness 34 in the driver",
+        WAIT,
+        || driver("brightness"),
+        |v| *v == 34,
+    );
+}

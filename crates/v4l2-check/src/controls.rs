@@ -30,6 +30,15 @@ impl Running {
         state: &Path,
         config: BTreeMap<String, i64>,
     ) -> Result<Running, String> {
+        Running::start_on(device, state, config, "127.0.0.1:0").await
+    }
+
+    async fn start_on(
+        device: &str,
+        state: &Path,
+        config: BTreeMap<String, i64>,
+        listen: &str,
+    ) -> Result<Running, String> {
         let params = Params {
             width: 640,
             height: 480,
@@ -50,9 +59,9 @@ impl Running {
             shutdown.clone(),
         )
         .with_state_dir(Some(state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| format!("bind: {e} (is the loopback interface up?)"))?;
+            .map_err(|e| format!("bind {listen}: {e} (is the interface up?)"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let task = tokio::spawn(server.run(listener));
         Ok(Running {
@@ -87,7 +96,9 @@ impl Running {
                     return Ok(());
                 }
                 Err(e) if std::time::Instant::now() > deadline => {
-                    return Err(format!("{device} still not free after the server stopped: {e}"));
+                    return Err(format!(
+                        "{device} still not free after the server stopped: {e}"
+                    ));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -458,4 +469,42 @@ pub(crate) async fn check(device: &str) -> Result<String, String> {
         "controls: {} listed, set/read back, refusals, {inactive_checked}, command URL, restored on reopen, restart and from config, reset",
         all.len()
     ))
+}
+
+/// Brightness the browser test sets last, to say it is done (scripts/test-v4l2-vivid.sh).
+const PAGE_DONE_BRIGHTNESS: i64 = 34;
+
+/// Serves the camera page on `listen` for a browser on the host (the VM's port is forwarded),
+/// says so with `V4L2_PAGE_READY`, and waits until the browser test sets brightness to
+/// [`PAGE_DONE_BRIGHTNESS`], read from the driver with `v4l2-ctl`.
+pub(crate) async fn serve_page(
+    device: &str,
+    listen: &str,
+    wait: Duration,
+) -> Result<String, String> {
+    let state = PathBuf::from("/tmp/mjpegd-page-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let server = Running::start_on(device, &state, BTreeMap::new(), listen).await?;
+    println!("V4L2_PAGE_READY on {listen}");
+    let deadline = std::time::Instant::now() + wait;
+    let mut last = None;
+    loop {
+        let v = v4l2_ctl_get(device, "brightness")?;
+        if last != Some(v) {
+            println!("page: brightness in the driver is {v}");
+            last = Some(v);
+        }
+        if v == PAGE_DONE_BRIGHTNESS {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            server.stop(device).await?;
+            return Err(format!(
+                "the browser test did not finish within {wait:?} (brightness never {PAGE_DONE_BRIGHTNESS})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop(device).await?;
+    Ok("page served to the host's browser test".into())
 }

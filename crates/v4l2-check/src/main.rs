@@ -39,6 +39,8 @@ mod linux {
     const FRAMES: usize = 10;
     /// Frames captured in each raw format.
     const FRAMES_PER_FORMAT: usize = 3;
+    /// Longest wait for the host's browser test to finish with the page.
+    const PAGE_WAIT: Duration = Duration::from_secs(300);
     /// Longest wait for one frame (an emulated machine is slow).
     const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
     /// Raw formats to compare, with the reference first.
@@ -54,9 +56,16 @@ mod linux {
                     .unwrap_or_else(|_| "info".into()),
             )
             .init();
-        let device = std::env::args()
-            .nth(1)
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let device = args
+            .first()
+            .cloned()
             .unwrap_or_else(|| "/dev/video0".into());
+        // `--serve-page ADDR`: afterwards, serve the camera page for the host's browser test.
+        let page = args
+            .iter()
+            .position(|a| a == "--serve-page")
+            .and_then(|i| args.get(i + 1).cloned());
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -68,7 +77,16 @@ mod linux {
             }
         };
         let started = Instant::now();
-        match rt.block_on(run(&device)) {
+        match rt.block_on(async {
+            let summary = run(&device).await?;
+            match &page {
+                Some(listen) => {
+                    let page = crate::controls::serve_page(&device, listen, PAGE_WAIT).await?;
+                    Ok::<_, String>(format!("{summary}; {page}"))
+                }
+                None => Ok(summary),
+            }
+        }) {
             Ok(summary) => {
                 println!(
                     "V4L2_CAPTURE_RESULT: PASS {summary} ({:.1} s)",

@@ -2,7 +2,8 @@
 //!
 //! `/` is a grid of every camera; with more cameras than a browser's ~6 connections per host
 //! allow, tiles show refreshed snapshots instead of one stream each. `/cameras/{name}` is one
-//! camera, larger, with snapshot and fullscreen buttons. Both update name, fps, viewers and
+//! camera, larger, with snapshot and fullscreen buttons, the recordings timeline and the camera
+//! controls when it has them. Both update name, fps, viewers and
 //! online state from `/api/state`.
 
 use std::fmt::Write as _;
@@ -109,15 +110,30 @@ fn recordings_panel(name: &str) -> String {
     )
 }
 
+/// The camera controls panel (sliders, switches, menus, buttons, each with a reset), filled in
+/// by app.js from `/cameras/NAME/controls`; only for cameras that have controls.
+fn controls_panel(name: &str) -> String {
+    format!(
+        "<section class=\"controls\" id=\"controls\" data-camera=\"{name}\">\
+         <div class=\"ctl-bar\"><span class=\"ctl-title\">Camera controls</span>\
+         <span class=\"ctl-note\">kept across restarts</span>\
+         <button type=\"button\" id=\"ctl-reset\">Reset all to defaults</button></div>\
+         <div class=\"ctl-list\"></div><div class=\"ctl-error error\"></div></section>"
+    )
+}
+
 /// `/cameras/{name}`: one camera, larger, with snapshot and fullscreen buttons, and the
 /// recordings timeline when the camera records.
 pub(super) fn camera(camera: &Camera, records: bool) -> Response {
     let name = escape(camera.name());
-    let panel = if records {
+    let mut panel = if records {
         recordings_panel(&name)
     } else {
         String::new()
     };
+    if camera.config().opener.controls().is_some() {
+        panel.push_str(&controls_panel(&name));
+    }
     let body = format!(
         "<header><h1><a href=\"/\">mjpegd</a> / {name}</h1>\
          <a href=\"/cameras/{name}/snapshot.jpg\" download=\"{name}.jpg\"><button type=\"button\">Snapshot</button></a>\
