@@ -1506,7 +1506,18 @@ fn controls_panel_sets_a_real_camera_control() {
     for key in ["brightness", "gain_automatic", "gain", "menu", "button"] {
         assert!(rows.iter().any(|r| r == key), "no row for {key}: {rows:?}");
     }
+    cdp.eval::<Value>(
+        "(() => { document.getElementById('controls').scrollIntoView(); return null; })()",
+    );
+    cdp.screenshot("controls-panel.png");
     let row = |key: &str, sel: &str| format!("#controls .ctl[data-key={key:?}] {sel}");
+    // The panel is below the video: scroll what is clicked into view, as a person would.
+    let click = |cdp: &mut Cdp, sel: &str| {
+        cdp.eval::<Value>(&format!(
+            "(() => {{ document.querySelector({sel:?}).scrollIntoView({{ block: 'center' }}); return null; }})()"
+        ));
+        cdp.click(sel);
+    };
 
     // The slider, moved and released: the driver has the value.
     cdp.eval::<Value>(&format!(
@@ -1549,7 +1560,7 @@ fn controls_panel_sets_a_real_camera_control() {
         disabled(&mut cdp),
         "gain's slider is enabled under automatic gain"
     );
-    cdp.click(&row("gain_automatic", "input[type=checkbox]"));
+    click(&mut cdp, &row("gain_automatic", "input[type=checkbox]"));
     wait_until(
         "automatic gain off in the driver",
         WAIT,
@@ -1594,14 +1605,14 @@ fn controls_panel_sets_a_real_camera_control() {
     );
 
     // One control back to its default, then all.
-    cdp.click(&row("brightness", ".ctl-default"));
+    click(&mut cdp, &row("brightness", ".ctl-default"));
     wait_until(
         "brightness at its default",
         WAIT,
         || driver("brightness"),
         |v| *v == 128,
     );
-    cdp.click("#ctl-reset");
+    click(&mut cdp, "#ctl-reset");
     wait_until(
         "automatic gain back on (its default)",
         WAIT,
