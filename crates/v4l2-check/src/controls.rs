@@ -341,6 +341,25 @@ pub(crate) async fn check(device: &str) -> Result<String, String> {
         "a refused request changed brightness".into()
     })?;
 
+    // The body limit, at the limit and one past it.
+    let limit = mjpegd::http::MAX_CONTROLS_BODY;
+    let json = r#"{"brightness": 201}"#;
+    let at_limit = format!("{json}{}", " ".repeat(limit - json.len()));
+    let (status, answer) = server
+        .json("POST", "/cameras/cam/controls", Some(&at_limit))
+        .await?;
+    expect(status == 200 && answer["set"]["brightness"] == 201, || {
+        format!("a body of exactly {limit} bytes: {status} {answer}")
+    })?;
+    let past = format!("{at_limit} ");
+    let (status, answer) = server
+        .json("POST", "/cameras/cam/controls", Some(&past))
+        .await?;
+    expect(
+        status == 400 && answer.as_str().is_some_and(|t| t.contains("larger than")),
+        || format!("a body of {} bytes: {status} {answer}", limit + 1),
+    )?;
+
     // A control made inactive by its automatic mode (vivid: gain under autogain).
     let mut inactive_checked = "no auto/manual pair";
     if all
