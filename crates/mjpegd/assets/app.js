@@ -337,6 +337,7 @@ function setupControls(root) {
       const v = document.createElement("span");
       v.textContent = c.value === null ? "" : String(c.value);
       el.appendChild(v);
+      el.appendChild(document.createElement("span"));
     }
     if (input) input.disabled = fixed;
     if (c.type !== "button" && !fixed && c.value !== null) {
