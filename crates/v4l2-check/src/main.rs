@@ -176,6 +176,9 @@ mod linux {
                 "the device list does not show {device} as video capture"
             ));
         }
+        if !listing.contains("brightness 0x00980900 (int): min=0 max=255 step=1 default=128") {
+            return Err("the device list does not show the brightness control".into());
+        }
 
         // The best format the device offers, at 640x480.
         let want = (640, 480);
