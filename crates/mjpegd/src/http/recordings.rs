@@ -470,7 +470,7 @@ pub(super) async fn replay(
     let q = Query::parse(raw.as_deref());
     let (from, to) = time_range(&q, false)?;
     let speed = bounded_f64(&q, "speed", SPEED_RANGE, "replay speed")?.unwrap_or(1.0);
-    let first = rec.batch(from, to, REPLAY_BATCH);
+    let first = rec.batch(from, to, REPLAY_BATCH).await?;
     if first.frames.is_empty() {
         return Err(HttpError::NotFound(format!(
             "camera {name:?} has no recording from {}{}; see /cameras/{name}/recordings",
@@ -539,10 +539,13 @@ impl Replay {
         }
     }
 
-    fn refill(&mut self) {
+    async fn refill(&mut self) {
         if self.queue.len() < 2 && self.next_from <= self.to {
-            let sel = self.rec.batch(self.next_from, self.to, REPLAY_BATCH);
-            self.enqueue(sel);
+            match self.rec.batch(self.next_from, self.to, REPLAY_BATCH).await {
+                Ok(sel) => self.enqueue(sel),
+                // The replay ends with what it has (the runtime is stopping).
+                Err(e) => tracing::debug!(error = %e, "replay batch failed"),
+            }
         }
     }
 
@@ -566,12 +569,12 @@ impl Replay {
             return Some(Bytes::from_static(STREAM_PREAMBLE));
         }
         loop {
-            self.refill();
+            self.refill().await;
             let (f, file) = self.queue.pop_front()?;
             let due = self.due(f.t);
             self.last_t = Some(f.t);
             // A client slower than the replay skips frames instead of falling behind.
-            self.refill();
+            self.refill().await;
             if let Some((next, _)) = self.queue.front() {
                 if next.t - f.t <= self.gap && self.due_peek(next.t) <= Instant::now() {
                     continue;

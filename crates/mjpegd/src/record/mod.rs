@@ -18,6 +18,7 @@
 
 pub mod export;
 pub mod gate;
+pub mod index;
 pub mod ring;
 pub mod segment;
 pub mod store;
@@ -471,9 +472,16 @@ impl Recorder {
             .map_err(|max| RecordError::TooManyFrames { max })
     }
 
-    /// The next `max` frames of `from..=to` for a replay (bounded: a short lock, no walk).
-    pub fn batch(&self, from: Micros, to: Micros, max: usize) -> Selection {
-        self.store().batch(from, to, max)
+    /// The next `max` frames of `from..=to` for a replay (their segments' frame lists may
+    /// have to be loaded: on a blocking thread).
+    pub async fn batch(
+        self: &Arc<Self>,
+        from: Micros,
+        to: Micros,
+        max: usize,
+    ) -> Result<Selection, RecordError> {
+        let snap = self.store().snapshot(from, to);
+        Ok(tokio::task::spawn_blocking(move || snap.batch(from, to, max)).await?)
     }
 
     /// The recorded frame nearest `at` within `limit`, read from disk (`None`: no frame there).
@@ -482,7 +490,8 @@ impl Recorder {
         at: Micros,
         limit: Micros,
     ) -> Result<Option<RecordedFrame>, RecordError> {
-        let found = self.store().nearest(at, limit);
+        let snap = self.store().snapshot(at - limit, at + limit);
+        let found = tokio::task::spawn_blocking(move || snap.nearest(at, limit)).await?;
         let Some((file, entry)) = found else {
             return Ok(None);
         };
@@ -842,7 +851,13 @@ impl Writer {
         if let Err(e) = w.finish() {
             self.rec.pause("cannot sync the segment", &e);
         }
-        self.rec.store().seal(id);
+        let sealed = self.rec.store().seal(id);
+        // Outside the lock: readers and the next frames need not wait for the index.
+        if let Some((seg, summary, entries)) = sealed {
+            if let Err(e) = index::write(&seg, &summary, &entries) {
+                tracing::warn!(segment = %seg.display(), "cannot write the segment's index (it is rebuilt when needed): {e}");
+            }
+        }
         if empty {
             tracing::debug!(path = %path.display(), "dropped an empty segment");
         }

@@ -1,14 +1,18 @@
-//! The catalogue of one camera: which segments exist and where each frame is in them.
+//! The catalogue of one camera: which segments exist, and where each frame is in them.
 //!
-//! Rebuilt from the segment files at startup ([`Store::open`]), then kept in memory and
-//! updated by the writer. Deleted segments go to a garbage list and their files are removed
-//! only once no export or replay still reads them (the moonfire-nvr model, with the segment's
-//! `Arc` count as the reader count).
+//! Built at startup ([`Store::open`]) from each closed segment's index summary (`index.rs`: a
+//! few dozen bytes per segment, whatever its length), so startup time and memory grow with the
+//! number of segments, not of frames. Frame lists are loaded when a query needs them, from the
+//! index (or rebuilt from the segment), and kept in a [`FrameCache`] bounded to
+//! [`MAX_CACHED_FRAMES`]; only the open segment's list lives in the catalogue. Deleted
+//! segments go to a garbage list and their files are removed only once no export or replay
+//! still reads them (the moonfire-nvr model, with the segment's `Arc` count as the reader count).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::index::{self, Summary};
 use super::segment::{self, Entry};
 use super::time::Micros;
 
@@ -26,7 +30,10 @@ pub struct SegFile {
 struct Seg {
     file: Arc<SegFile>,
     size: (u16, u16),
-    entries: Arc<Vec<Entry>>,
+    /// Closed segments: the index summary. The open one: `None` (its frames are in `live`).
+    summary: Option<Arc<Summary>>,
+    /// The open segment's frames, appended by the writer.
+    live: Option<Arc<Vec<Entry>>>,
     /// File length (headers included).
     bytes: u64,
     open: bool,
@@ -34,10 +41,145 @@ struct Seg {
 
 impl Seg {
     fn first(&self) -> Option<Micros> {
-        self.entries.first().map(|e| e.t)
+        match (&self.live, &self.summary) {
+            (Some(l), _) => l.first().map(|e| e.t),
+            (None, Some(s)) => s.first(),
+            (None, None) => None,
+        }
     }
     fn last(&self) -> Option<Micros> {
-        self.entries.last().map(|e| e.t)
+        match (&self.live, &self.summary) {
+            (Some(l), _) => l.last().map(|e| e.t),
+            (None, Some(s)) => s.last(),
+            (None, None) => None,
+        }
+    }
+    fn frames(&self) -> usize {
+        match (&self.live, &self.summary) {
+            (Some(l), _) => l.len(),
+            (None, Some(s)) => s.frames as usize,
+            (None, None) => 0,
+        }
+    }
+}
+
+/// Most frame entries kept loaded per camera (16 bytes each: 8 MiB), for the segments queries
+/// read most recently; the open segment's frames come on top.
+pub const MAX_CACHED_FRAMES: usize = 512 * 1024;
+
+/// The frame lists of closed segments that queries loaded, least recently used dropped first
+/// once [`MAX_CACHED_FRAMES`] is passed. Shared by a store and its snapshots.
+#[derive(Debug)]
+pub struct FrameCache {
+    inner: std::sync::Mutex<CacheInner>,
+    /// Most frames kept: [`MAX_CACHED_FRAMES`] (smaller in tests).
+    cap: usize,
+}
+
+impl Default for FrameCache {
+    fn default() -> FrameCache {
+        FrameCache {
+            inner: std::sync::Mutex::default(),
+            cap: MAX_CACHED_FRAMES,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    lists: std::collections::HashMap<u64, (Arc<Vec<Entry>>, u64)>,
+    frames: usize,
+    clock: u64,
+    loads: u64,
+}
+
+impl FrameCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, id: u64) -> Option<Arc<Vec<Entry>>> {
+        let mut c = self.lock();
+        c.clock += 1;
+        let now = c.clock;
+        let (list, used) = c.lists.get_mut(&id)?;
+        *used = now;
+        Some(Arc::clone(list))
+    }
+
+    fn put(&self, id: u64, list: Arc<Vec<Entry>>) {
+        let mut c = self.lock();
+        c.clock += 1;
+        let now = c.clock;
+        c.frames += list.len();
+        if let Some((old, _)) = c.lists.insert(id, (list, now)) {
+            c.frames -= old.len();
+        }
+        while c.frames > self.cap && c.lists.len() > 1 {
+            let Some(oldest) = c
+                .lists
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some((gone, _)) = c.lists.remove(&oldest) {
+                c.frames -= gone.len();
+            }
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        let mut c = self.lock();
+        if let Some((gone, _)) = c.lists.remove(&id) {
+            c.frames -= gone.len();
+        }
+    }
+
+    /// Frames loaded now, and frame lists loaded from disk since startup.
+    pub fn usage(&self) -> (usize, u64) {
+        let c = self.lock();
+        (c.frames, c.loads)
+    }
+
+    /// The frames of closed segment `seg`: cached, else from its index, else rebuilt from the
+    /// segment (and its index rewritten). Blocking on a miss.
+    fn load(&self, seg: &Seg) -> Arc<Vec<Entry>> {
+        if let Some(live) = &seg.live {
+            return Arc::clone(live);
+        }
+        if let Some(list) = self.get(seg.file.id) {
+            return list;
+        }
+        let path = &seg.file.path;
+        let entries = match index::read(path, seg.bytes) {
+            Some((_, entries)) => entries,
+            None => match index::rebuild(path) {
+                Ok((summary, entries)) if summary.seg_len == seg.bytes => entries,
+                Ok((summary, entries)) => {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        "segment is {} bytes, catalogued as {}; using its frames up to the catalogued length",
+                        summary.seg_len, seg.bytes
+                    );
+                    entries
+                        .into_iter()
+                        .filter(|e| u64::from(e.off) + u64::from(e.len) <= seg.bytes)
+                        .collect()
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %path.display(), "cannot read the segment's frames: {e}");
+                    Vec::new()
+                }
+            },
+        };
+        let list = Arc::new(entries);
+        self.lock().loads += 1;
+        self.put(seg.file.id, Arc::clone(&list));
+        list
     }
 }
 
@@ -96,6 +238,9 @@ pub struct ScanReport {
     pub repaired: Vec<String>,
     /// Files skipped (not segments, or unreadable).
     pub skipped: Vec<String>,
+    /// Segments whose index was missing, stale or damaged and was rebuilt from the segment
+    /// (and the newest, always verified and indexed).
+    pub indexed: usize,
     /// Time the scan took.
     pub took: std::time::Duration,
 }
@@ -106,6 +251,7 @@ pub struct Store {
     segs: Vec<Seg>,
     next_id: u64,
     garbage: Vec<Arc<SegFile>>,
+    cache: Arc<FrameCache>,
     /// Bumped whenever segments are deleted.
     pub generation: u64,
 }
@@ -163,40 +309,83 @@ impl Store {
         let newest = names.len().saturating_sub(1);
         for (i, path) in names.iter().enumerate() {
             let shown = path.display();
-            let scan = match segment::scan(path, i == newest) {
-                Ok(s) => s,
+            let len = match std::fs::symlink_metadata(path) {
+                Ok(m) => m.len(),
                 Err(e) => {
                     report.skipped.push(format!("{shown}: {e}"));
                     continue;
                 }
             };
-            if let Some(why) = &scan.torn {
-                segment::truncate(path, scan.good_len)?;
-                report.repaired.push(format!(
-                    "{shown}: {why}; cut from {} to {} bytes",
-                    scan.file_len, scan.good_len
-                ));
-            }
-            if scan.entries.is_empty() {
+            // Closed segments are known by their index; the newest is verified, as a crash can
+            // only have torn the segment that was being written (every older one was synced).
+            let indexed = if i == newest {
+                None
+            } else {
+                index::read_summary(path, len)
+            };
+            let (summary, entries) = match indexed {
+                Some(summary) => (summary, None),
+                None => {
+                    let scan = match segment::scan(path, i == newest) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            report.skipped.push(format!("{shown}: {e}"));
+                            continue;
+                        }
+                    };
+                    if let Some(why) = &scan.torn {
+                        segment::truncate(path, scan.good_len)?;
+                        report.repaired.push(format!(
+                            "{shown}: {why}; cut from {} to {} bytes",
+                            scan.file_len, scan.good_len
+                        ));
+                    }
+                    let summary = Summary::of(&scan.entries, scan.size, scan.good_len);
+                    if !scan.entries.is_empty() {
+                        if let Err(e) = index::write(path, &summary, &scan.entries) {
+                            report
+                                .skipped
+                                .push(format!("{shown}: index not written: {e}"));
+                        }
+                        report.indexed += 1;
+                    }
+                    (summary, Some(scan.entries))
+                }
+            };
+            if summary.frames == 0 {
                 // A segment created just before a crash, or emptied by a cut: nothing to keep.
                 let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_file(index::path_of(path));
                 continue;
             }
             report.segments += 1;
-            report.frames += scan.entries.len();
-            report.bytes += scan.good_len;
+            report.frames += summary.frames as usize;
+            report.bytes += summary.seg_len;
             let id = store.next_id;
             store.next_id += 1;
+            if let Some(entries) = entries {
+                store.cache.put(id, Arc::new(entries));
+            }
             store.segs.push(Seg {
                 file: Arc::new(SegFile {
                     id,
                     path: path.clone(),
                 }),
-                size: scan.size,
-                entries: Arc::new(scan.entries),
-                bytes: scan.good_len,
+                size: summary.size,
+                bytes: summary.seg_len,
+                summary: Some(Arc::new(summary)),
+                live: None,
                 open: false,
             });
+        }
+        // Indexes whose segment is gone (deleted while the server was down, or by hand).
+        if let Ok(dirents) = std::fs::read_dir(dir) {
+            for p in dirents.filter_map(|e| e.ok().map(|e| e.path())) {
+                let is_index = p.extension().is_some_and(|x| x == index::INDEX_EXTENSION);
+                if is_index && !p.with_extension(segment::EXTENSION).exists() {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
         }
         store.sort();
         report.took = started.elapsed();
@@ -214,7 +403,8 @@ impl Store {
         self.segs.push(Seg {
             file: Arc::new(SegFile { id, path }),
             size,
-            entries: Arc::new(Vec::new()),
+            summary: None,
+            live: Some(Arc::new(Vec::new())),
             bytes,
             open: true,
         });
@@ -229,8 +419,11 @@ impl Store {
     pub fn push(&mut self, id: u64, entry: Entry, bytes: u64) {
         let resort = {
             let Some(seg) = self.seg_mut(id) else { return };
-            let first = seg.entries.is_empty();
-            Arc::make_mut(&mut seg.entries).push(entry);
+            let Some(live) = seg.live.as_mut() else {
+                return;
+            };
+            let first = live.is_empty();
+            Arc::make_mut(live).push(entry);
             seg.bytes = bytes;
             first
         };
@@ -239,19 +432,24 @@ impl Store {
         }
     }
 
-    /// Marks segment `id` closed; an empty one is dropped from the catalogue.
-    pub fn seal(&mut self, id: u64) {
-        if let Some(seg) = self.seg_mut(id) {
-            seg.open = false;
-        }
-        if let Some(i) = self
-            .segs
-            .iter()
-            .position(|s| s.file.id == id && s.entries.is_empty())
-        {
+    /// Marks segment `id` closed: its frames go to the cache and its summary stays. An empty
+    /// one is dropped from the catalogue. Returns the segment's path, summary and frames, for
+    /// the caller to write its index outside the lock.
+    pub fn seal(&mut self, id: u64) -> Option<(PathBuf, Summary, Arc<Vec<Entry>>)> {
+        let i = self.segs.iter().rposition(|s| s.file.id == id)?;
+        let seg = &mut self.segs[i];
+        seg.open = false;
+        let live = seg.live.take().unwrap_or_default();
+        if live.is_empty() {
             let seg = self.segs.remove(i);
             self.garbage.push(seg.file);
+            return None;
         }
+        let summary = Summary::of(&live, seg.size, seg.bytes);
+        seg.summary = Some(Arc::new(summary.clone()));
+        let path = seg.file.path.clone();
+        self.cache.put(id, Arc::clone(&live));
+        Some((path, summary, live))
     }
 
     /// Total bytes of segment files.
@@ -266,7 +464,12 @@ impl Store {
 
     /// Number of frames.
     pub fn frames(&self) -> usize {
-        self.segs.iter().map(|s| s.entries.len()).sum()
+        self.segs.iter().map(Seg::frames).sum()
+    }
+
+    /// The cache of loaded frame lists (for the state page and tests).
+    pub fn cache(&self) -> &Arc<FrameCache> {
+        &self.cache
     }
 
     /// First and last frame times.
@@ -295,6 +498,7 @@ impl Store {
                 break;
             }
             let seg = self.segs.remove(i);
+            self.cache.forget(seg.file.id);
             self.garbage.push(seg.file);
             dropped += 1;
         }
@@ -311,6 +515,9 @@ impl Store {
             if Arc::strong_count(f) > 1 {
                 return true;
             }
+            // The index first: an index without its segment is cleaned up at startup anyway,
+            // a segment without its index is re-indexed.
+            let _ = std::fs::remove_file(index::path_of(&f.path));
             match std::fs::remove_file(&f.path) {
                 Ok(()) => false,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -333,6 +540,7 @@ impl Store {
                 .filter(|s| overlaps(s, from, to))
                 .cloned()
                 .collect(),
+            cache: Arc::clone(&self.cache),
         }
     }
 
@@ -352,19 +560,14 @@ impl Store {
         self.snapshot(from, to).select(from, to, every, max)
     }
 
-    /// The first `max` frames in `from..=to` (a replay's next batch). Bounded work (`max`
-    /// frames, one binary search per segment), so it may run under the lock.
+    /// [`Snapshot::batch`] of the whole catalogue (tests; servers use a snapshot, off the lock).
     pub fn batch(&self, from: Micros, to: Micros, max: usize) -> Selection {
-        Snapshot::pick(self.overlapping(from, to), from, to, None, max, true).unwrap_or_default()
+        self.snapshot(from, to).batch(from, to, max)
     }
 
-    /// The frame nearest `at`, if one is within `limit` (two binary searches per segment).
+    /// [`Snapshot::nearest`] of the whole catalogue.
     pub fn nearest(&self, at: Micros, limit: Micros) -> Option<(Arc<SegFile>, Entry)> {
-        Snapshot::nearest_in(self.overlapping(at - limit, at + limit), at, limit)
-    }
-
-    fn overlapping(&self, from: Micros, to: Micros) -> impl Iterator<Item = &Seg> {
-        self.segs.iter().filter(move |s| overlaps(s, from, to))
+        self.snapshot(at - limit, at + limit).nearest(at, limit)
     }
 }
 
@@ -378,6 +581,41 @@ fn overlaps(s: &Seg, from: Micros, to: Micros) -> bool {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     segs: Vec<Seg>,
+    cache: Arc<FrameCache>,
+}
+
+/// Adds a stretch of frames (`first..=last`, no gap longer than `gap` inside) to `spans`:
+/// extends the last span when it follows within `gap`, ignores frames at or before its end
+/// (segments overlap after the clock stepped back), starts a span otherwise. `Err` when that
+/// would be more than `max` spans.
+fn add_to_spans(
+    spans: &mut Vec<Span>,
+    (first, last, frames, bytes): (Micros, Micros, u64, u64),
+    gap: Micros,
+    max: usize,
+) -> Result<(), ()> {
+    match spans.last_mut() {
+        Some(s) if first > s.end_us && first - s.end_us <= gap => {
+            s.end_us = last;
+            s.frames += frames;
+            s.bytes += bytes;
+        }
+        Some(s) if first <= s.end_us => {}
+        _ => {
+            if spans.len() == max {
+                return Err(());
+            }
+            spans.push(Span {
+                start: String::new(),
+                end: String::new(),
+                start_us: first,
+                end_us: last,
+                frames,
+                bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Snapshot {
@@ -386,35 +624,42 @@ impl Snapshot {
         self.segs.iter().filter(move |s| overlaps(s, from, to))
     }
 
-    /// The recorded stretches in `from..=to`: a gap longer than `gap` between two frames
-    /// starts a new span. At most `max` spans.
+    /// The recorded stretches in `from..=to`: a gap longer than `gap` (at least
+    /// [`index::RUN_GAP`]) between two frames starts a new span. At most `max` spans. Segments
+    /// wholly inside the range are counted from their summaries' runs; only the (at most two)
+    /// segments cut by the range's ends have their frames loaded.
     pub fn spans(&self, from: Micros, to: Micros, gap: Micros, max: usize) -> (Vec<Span>, bool) {
+        let gap = gap.max(index::RUN_GAP);
         let mut out: Vec<Span> = Vec::new();
         let mut truncated = false;
-        for seg in self.overlapping(from, to) {
-            let lo = seg.entries.partition_point(|e| e.t < from);
-            for e in seg.entries[lo..].iter().take_while(|e| e.t <= to) {
-                match out.last_mut() {
-                    Some(s) if e.t > s.end_us && e.t - s.end_us <= gap => {
-                        s.end_us = e.t;
-                        s.frames += 1;
-                        s.bytes += u64::from(e.len);
+        'segs: for seg in self.overlapping(from, to) {
+            let inside =
+                seg.first().is_some_and(|f| f >= from) && seg.last().is_some_and(|l| l <= to);
+            let runs = seg
+                .summary
+                .as_ref()
+                .filter(|s| s.exact && inside && !seg.open)
+                .map(|s| &s.runs)
+                .filter(|runs| {
+                    runs.first()
+                        .is_some_and(|r| out.last().is_none_or(|s| r.first > s.end_us))
+                });
+            if let Some(runs) = runs {
+                for r in runs {
+                    let piece = (r.first, r.last, u64::from(r.frames), r.bytes);
+                    if add_to_spans(&mut out, piece, gap, max).is_err() {
+                        truncated = true;
+                        break 'segs;
                     }
-                    Some(s) if e.t <= s.end_us => {}
-                    _ => {
-                        if out.len() == max {
-                            truncated = true;
-                            break;
-                        }
-                        out.push(Span {
-                            start: String::new(),
-                            end: String::new(),
-                            start_us: e.t,
-                            end_us: e.t,
-                            frames: 1,
-                            bytes: u64::from(e.len),
-                        });
-                    }
+                }
+                continue;
+            }
+            let entries = self.cache.load(seg);
+            let lo = entries.partition_point(|e| e.t < from);
+            for e in entries[lo..].iter().take_while(|e| e.t <= to) {
+                if add_to_spans(&mut out, (e.t, e.t, 1, u64::from(e.len)), gap, max).is_err() {
+                    truncated = true;
+                    break 'segs;
                 }
             }
         }
@@ -435,11 +680,16 @@ impl Snapshot {
         every: Option<Micros>,
         max: usize,
     ) -> Result<Selection, usize> {
-        Self::pick(self.overlapping(from, to), from, to, every, max, false)
+        self.pick(from, to, every, max, false)
     }
 
-    fn pick<'a>(
-        segs: impl Iterator<Item = &'a Seg>,
+    /// The first `max` frames in `from..=to` (a replay's next batch).
+    pub fn batch(&self, from: Micros, to: Micros, max: usize) -> Selection {
+        self.pick(from, to, None, max, true).unwrap_or_default()
+    }
+
+    fn pick(
+        &self,
         from: Micros,
         to: Micros,
         every: Option<Micros>,
@@ -449,10 +699,11 @@ impl Snapshot {
         let mut sel = Selection::default();
         let mut next_keep = from;
         let mut last_t = Micros::MIN;
-        for seg in segs {
-            let mut i = seg.entries.partition_point(|e| e.t < from);
+        for seg in self.overlapping(from, to) {
+            let entries = self.cache.load(seg);
+            let mut i = entries.partition_point(|e| e.t < from);
             let mut file_index = None;
-            while let Some(e) = seg.entries.get(i).filter(|e| e.t <= to) {
+            while let Some(e) = entries.get(i).filter(|e| e.t <= to) {
                 i += 1;
                 // Segments may overlap after the clock stepped back: keep time increasing.
                 if e.t <= last_t {
@@ -461,7 +712,7 @@ impl Snapshot {
                 if let Some(every) = every.filter(|&s| s > 0) {
                     if e.t < next_keep {
                         // Jump to the next kept time instead of stepping frame by frame.
-                        i += seg.entries[i..].partition_point(|x| x.t < next_keep);
+                        i += entries[i..].partition_point(|x| x.t < next_keep);
                         continue;
                     }
                     // The first step past this frame, computed: stepping one `every` at a
@@ -494,18 +745,16 @@ impl Snapshot {
         Ok(sel)
     }
 
-    fn nearest_in<'a>(
-        segs: impl Iterator<Item = &'a Seg>,
-        at: Micros,
-        limit: Micros,
-    ) -> Option<(Arc<SegFile>, Entry)> {
+    /// The frame nearest `at`, if one is within `limit` (two binary searches per segment).
+    pub fn nearest(&self, at: Micros, limit: Micros) -> Option<(Arc<SegFile>, Entry)> {
         let mut best: Option<(Micros, &Seg, Entry)> = None;
-        for seg in segs {
-            let i = seg.entries.partition_point(|e| e.t < at);
+        for seg in self.overlapping(at - limit, at + limit) {
+            let entries = self.cache.load(seg);
+            let i = entries.partition_point(|e| e.t < at);
             for e in [i.checked_sub(1), Some(i)]
                 .into_iter()
                 .flatten()
-                .filter_map(|j| seg.entries.get(j))
+                .filter_map(|j| entries.get(j))
             {
                 let d = (e.t - at).abs();
                 if d <= limit && best.is_none_or(|(bd, _, _)| d < bd) {
@@ -521,6 +770,122 @@ impl Snapshot {
 mod tests {
     use super::*;
     use crate::record::segment::SegmentWriter;
+
+    /// Everything a query can ask of a catalogue, for comparing two of them.
+    fn answers(store: &Store) -> String {
+        let all = store
+            .select(0, i64::MAX / 2, None, 100_000)
+            .expect("select");
+        let frames: Vec<(Micros, u32, u32)> =
+            all.frames.iter().map(|f| (f.t, f.off, f.len)).collect();
+        let spans: Vec<(Micros, Micros, u64, u64)> = store
+            .spans(0, i64::MAX / 2, 2_000_000, 100)
+            .0
+            .iter()
+            .map(|s| (s.start_us, s.end_us, s.frames, s.bytes))
+            .collect();
+        let part = store.spans(2_000_000, 5_000_000, 2_000_000, 100).0;
+        let near = store.nearest(3_960_000, 1_000_000).map(|(_, e)| e);
+        let batch = store.batch(4_050_000, i64::MAX / 2, 3).frames.len();
+        format!(
+            "{frames:?} {spans:?} {:?} {near:?} {batch} {} {}",
+            part.iter()
+                .map(|s| (s.start_us, s.end_us, s.frames))
+                .collect::<Vec<_>>(),
+            store.frames(),
+            store.bytes()
+        )
+    }
+
+    #[test]
+    fn indexes_missing_stale_or_corrupt_give_the_same_catalogue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, _) = record(dir.path(), 1_000_000, 30, 100_000);
+        let (b, b_len) = record(dir.path(), 4_000_000, 30, 100_000);
+        record(dir.path(), 107_000_000, 10, 100_000);
+        // No index yet (segments written by hand): the first start builds them all.
+        let (store, report) = Store::open(dir.path()).expect("open");
+        assert_eq!(report.indexed, 3);
+        let truth = answers(&store);
+        assert!(truth.contains("(1000000, 6900000, 60"), "{truth}");
+        drop(store);
+        // Present: only the newest segment is read.
+        let (store, report) = Store::open(dir.path()).expect("open");
+        assert_eq!(report.indexed, 1);
+        assert_eq!(
+            store.cache().usage().0,
+            10,
+            "only the newest segment's frames are loaded"
+        );
+        assert_eq!(answers(&store), truth);
+        drop(store);
+        // Missing, stale (made for another length), corrupt (a flipped bit in its frames).
+        std::fs::remove_file(index::path_of(&a)).expect("rm");
+        let (summary, entries) = index::read(&b, b_len).expect("b's index");
+        let stale = Summary {
+            seg_len: b_len - 1,
+            ..summary.clone()
+        };
+        index::write(&b, &stale, &entries).expect("stale index");
+        let (store, report) = Store::open(dir.path()).expect("open");
+        assert_eq!(report.indexed, 3, "missing, stale and newest");
+        assert_eq!(answers(&store), truth);
+        drop(store);
+        let mut bytes = std::fs::read(index::path_of(&b)).expect("read");
+        let n = bytes.len();
+        bytes[n - 10] ^= 0x04;
+        std::fs::write(index::path_of(&b), &bytes).expect("write");
+        let (store, report) = Store::open(dir.path()).expect("open");
+        assert_eq!(
+            report.indexed, 1,
+            "the summary is intact; the frames are checked on load"
+        );
+        assert_eq!(answers(&store), truth);
+        assert_eq!(
+            index::read(&b, b_len),
+            Some((summary, entries)),
+            "rebuilt on load"
+        );
+        // An index whose segment is gone is removed at startup.
+        drop(store);
+        std::fs::remove_file(&a).expect("rm");
+        Store::open(dir.path()).expect("open");
+        assert!(!index::path_of(&a).exists());
+    }
+
+    #[test]
+    fn loaded_frame_lists_stay_within_the_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for i in 0..20 {
+            record(dir.path(), 1_000_000 + i * 10_000_000, 50, 100_000);
+        }
+        let (mut store, _) = Store::open(dir.path()).expect("open");
+        store.cache = Arc::new(FrameCache {
+            cap: 120,
+            ..FrameCache::default()
+        });
+        // Eight readers of different stretches at once, as eight exports would.
+        std::thread::scope(|s| {
+            for r in 0..8 {
+                let snap = store.snapshot(0, i64::MAX / 2);
+                s.spawn(move || {
+                    for k in 0..20 {
+                        let from = 1_000_000 + ((r * 7 + k) % 20) * 10_000_000;
+                        let sel = snap
+                            .select(from, from + 4_900_000, None, 100)
+                            .expect("select");
+                        assert_eq!(sel.frames.len(), 50);
+                        assert!(snap.cache.usage().0 <= 120, "{:?}", snap.cache.usage());
+                    }
+                });
+            }
+        });
+        let (frames, loads) = store.cache().usage();
+        assert!(
+            frames <= 120 && loads >= 20,
+            "{frames} frames cached, {loads} loads"
+        );
+    }
 
     fn record(dir: &Path, start: Micros, n: usize, step: Micros) -> (PathBuf, u64) {
         let mut w = SegmentWriter::create(dir, start, 64, 48).expect("create");
@@ -588,7 +953,20 @@ mod tests {
         );
         drop((held, sel, lapse));
         store.collect_garbage();
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2);
+        let names = |ext: &str| {
+            std::fs::read_dir(dir.path())
+                .expect("ls")
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == ext))
+                })
+                .count()
+        };
+        assert_eq!(
+            (names("seg"), names("idx")),
+            (2, 2),
+            "a segment and its index go together"
+        );
         // Retention by age.
         assert_eq!(store.retain(u64::MAX, Some(10_000_000), 108_000_000), 1);
         store.collect_garbage();
