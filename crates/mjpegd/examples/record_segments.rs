@@ -1,5 +1,7 @@
 //! Writes a recording catalogue in mjpegd's real segment format, for benchmarks: JPEG files from
-//! a directory, cycled, stamped at a fixed frame rate, cut into segments like the recorder does.
+//! a directory, cycled, stamped at a fixed frame rate, cut into segments like the recorder does,
+//! each closed segment with its index (set `NO_INDEX=1` to leave them out, as an archive
+//! written before indexes existed).
 //!
 //! ```text
 //! cargo run --release --example record_segments -- OUT_DIR JPEG_DIR SECONDS [FPS] [SEGMENT_SECONDS]
@@ -10,7 +12,20 @@
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use mjpegd::record::segment::SegmentWriter;
+use mjpegd::record::index::{self, Summary};
+use mjpegd::record::segment::{Entry, SegmentWriter};
+
+/// Syncs and closes a segment and writes its index, as the recorder does.
+fn close(w: SegmentWriter, entries: &mut Vec<Entry>, with_index: bool) -> Result<(), String> {
+    let (path, size, len) = (w.path().to_owned(), w.size(), w.len());
+    w.finish().map_err(|e| e.to_string())?;
+    if with_index {
+        index::write(&path, &Summary::of(entries, size, len), entries)
+            .map_err(|e| e.to_string())?;
+    }
+    entries.clear();
+    Ok(())
+}
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,25 +72,27 @@ fn main() -> Result<(), String> {
     let seg_us = (seg_secs * 1e6) as i64;
     let started = Instant::now();
     let mut writer: Option<SegmentWriter> = None;
+    let mut entries = Vec::new();
+    let with_index = std::env::var_os("NO_INDEX").is_none();
     let mut bytes = 0u64;
     for i in 0..n {
         let t = start + i as i64 * step;
         let (jpeg, w, h) = &jpegs[i as usize % jpegs.len()];
         if writer.as_ref().is_some_and(|wr| t - wr.start() >= seg_us) {
             if let Some(wr) = writer.take() {
-                wr.finish().map_err(|e| e.to_string())?;
+                close(wr, &mut entries, with_index)?;
             }
         }
         if writer.is_none() {
             writer = Some(SegmentWriter::create(&out, t, *w, *h).map_err(|e| e.to_string())?);
         }
         if let Some(wr) = writer.as_mut() {
-            wr.append(t, i + 1, jpeg).map_err(|e| e.to_string())?;
+            entries.push(wr.append(t, i + 1, jpeg).map_err(|e| e.to_string())?);
         }
         bytes += 32 + jpeg.len() as u64;
     }
     if let Some(wr) = writer.take() {
-        wr.finish().map_err(|e| e.to_string())?;
+        close(wr, &mut entries, with_index)?;
     }
     println!(
         "{n} frames, {bytes} bytes in {:.1}s into {}",

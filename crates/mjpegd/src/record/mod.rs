@@ -524,12 +524,31 @@ impl Recordings {
     ) -> Result<Arc<Recordings>, RecordError> {
         let mut recorders = Vec::with_capacity(configs.len());
         let mut writers = Vec::with_capacity(configs.len());
-        for (name, config) in configs {
+        // The catalogues are read side by side: a month of segments is mostly system calls
+        // (a directory listing, one small index read per segment), per camera.
+        let opened: Vec<std::io::Result<(Store, store::ScanReport)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = configs
+                .iter()
+                .map(|(name, config)| {
+                    let dir = config.dir.join(name);
+                    s.spawn(move || Store::open(&dir))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(std::io::Error::other("the catalogue scan panicked"))
+                    })
+                })
+                .collect()
+        });
+        for ((name, config), opened) in configs.into_iter().zip(opened) {
             let camera = hub
                 .get(&name)
                 .ok_or_else(|| RecordError::UnknownCamera(name.clone()))?;
             let dir = config.dir.join(&name);
-            let (store, error) = match Store::open(&dir) {
+            let (store, error) = match opened {
                 Ok((store, report)) => {
                     for r in &report.repaired {
                         tracing::warn!(camera = %name, "repaired a torn segment: {r}");
@@ -543,6 +562,7 @@ impl Recordings {
                         segments = report.segments,
                         frames = report.frames,
                         bytes = report.bytes,
+                        indexed = report.indexed,
                         "recordings catalogued in {:.1} ms",
                         report.took.as_secs_f64() * 1000.0
                     );

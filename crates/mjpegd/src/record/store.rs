@@ -287,18 +287,36 @@ impl Store {
     pub fn open(dir: &Path) -> std::io::Result<(Store, ScanReport)> {
         let started = Instant::now();
         create_dir(dir)?;
-        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == segment::EXTENSION))
-            .collect();
+        let mut names: Vec<PathBuf> = Vec::new();
+        let mut indexes: Vec<PathBuf> = Vec::new();
+        for path in std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())) {
+            match path.extension() {
+                Some(x) if x == segment::EXTENSION => names.push(path),
+                Some(x) if x == index::INDEX_EXTENSION => indexes.push(path),
+                _ => {}
+            }
+        }
         names.sort();
         let mut store = Store::default();
         let mut report = ScanReport::default();
+        // Indexes whose segment is gone (deleted while the server was down, or by hand).
+        for idx in indexes {
+            if names
+                .binary_search(&idx.with_extension(segment::EXTENSION))
+                .is_err()
+            {
+                let _ = std::fs::remove_file(&idx);
+            }
+        }
         // Never followed (nor cut, nor deleted as empty): a link may point anywhere. Left out
         // before the newest is chosen, so the newest real segment is the one verified.
+        let mut lens = Vec::with_capacity(names.len());
         names.retain(|path| {
             let why = match std::fs::symlink_metadata(path) {
-                Ok(m) if m.file_type().is_file() => return true,
+                Ok(m) if m.file_type().is_file() => {
+                    lens.push(m.len());
+                    return true;
+                }
                 Ok(m) if m.file_type().is_symlink() => "a symbolic link, not followed".to_owned(),
                 Ok(_) => "not a regular file".to_owned(),
                 Err(e) => e.to_string(),
@@ -307,15 +325,8 @@ impl Store {
             false
         });
         let newest = names.len().saturating_sub(1);
-        for (i, path) in names.iter().enumerate() {
+        for (i, (path, &len)) in names.iter().zip(&lens).enumerate() {
             let shown = path.display();
-            let len = match std::fs::symlink_metadata(path) {
-                Ok(m) => m.len(),
-                Err(e) => {
-                    report.skipped.push(format!("{shown}: {e}"));
-                    continue;
-                }
-            };
             // Closed segments are known by their index; the newest is verified, as a crash can
             // only have torn the segment that was being written (every older one was synced).
             let indexed = if i == newest {
@@ -377,15 +388,6 @@ impl Store {
                 live: None,
                 open: false,
             });
-        }
-        // Indexes whose segment is gone (deleted while the server was down, or by hand).
-        if let Ok(dirents) = std::fs::read_dir(dir) {
-            for p in dirents.filter_map(|e| e.ok().map(|e| e.path())) {
-                let is_index = p.extension().is_some_and(|x| x == index::INDEX_EXTENSION);
-                if is_index && !p.with_extension(segment::EXTENSION).exists() {
-                    let _ = std::fs::remove_file(&p);
-                }
-            }
         }
         store.sort();
         report.took = started.elapsed();
