@@ -11,7 +11,7 @@ import os, re, sys
 
 # Layer of each top-level module; a module may use its own layer's and lower layers' modules.
 LAYERS = {
-    "frame": 0, "jpeg": 0, "mjpeg": 0, "render": 0, "codec": 0, "transform": 0, "pool": 0,
+    "frame": 0, "persist": 0, "jpeg": 0, "mjpeg": 0, "render": 0, "codec": 0, "transform": 0, "pool": 0,
     "name": 0, "url": 0, "principal": 0, "shutdown": 0, "crypto": 0,
     "civil": 0, "overlay": 0,
     "link": 1,

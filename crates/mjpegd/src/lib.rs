@@ -18,6 +18,7 @@
 //!   - [`pool`]: the encoder threads and the ordered, bounded pipeline over them.
 //!   - [`name`], [`url`]: the camera name rule; credential redaction of URLs.
 //!   - [`principal`], [`shutdown`], [`crypto`]: who is asking, the shutdown flag, the rustls provider.
+//!   - [`persist`]: small state files written atomically (camera controls, the recording switch).
 //! - layer 1, [`link`]: the NATS connection, subjects and the frame wire format.
 //! - layer 2, [`source`]: the [`source::Source`] trait and its backends (test pattern, images,
 //!   exec, relay, V4L2, a bus subject).
@@ -57,6 +58,7 @@ pub mod mjpeg;
 pub mod motion;
 pub mod name;
 pub mod overlay;
+pub mod persist;
 pub mod pool;
 pub mod principal;
 pub mod record;

@@ -164,6 +164,8 @@ pub struct Server {
     shutdown: CancellationToken,
     tls: Option<TlsConfig>,
     bus: Option<crate::bus::BusSettings>,
+    /// Where state that survives a restart is kept ([`Server::with_state_dir`]).
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -185,6 +187,7 @@ impl Server {
             shutdown,
             tls: None,
             bus: None,
+            state_dir: None,
         }
     }
 
@@ -201,9 +204,13 @@ impl Server {
         configs: Vec<(String, crate::record::RecordConfig)>,
     ) -> Result<Server, ServerError> {
         if !configs.is_empty() {
-            let r =
-                crate::record::Recordings::start(self.state.hub(), configs, self.shutdown.clone())
-                    .map_err(|e| ServerError::Recordings(e.into()))?;
+            let r = crate::record::Recordings::start(
+                self.state.hub(),
+                configs,
+                self.state_dir.as_deref(),
+                self.shutdown.clone(),
+            )
+            .map_err(|e| ServerError::Recordings(e.into()))?;
             self.state.set_recordings(r);
         }
         Ok(self)
@@ -242,9 +249,11 @@ impl Server {
     }
 
     /// Remembers camera controls set over HTTP in `dir` (`controls/CAMERA.json`), and loads
-    /// what an earlier run remembered, with the config's `[cameras.controls]` over it; without
-    /// a directory, set values last until the server stops.
-    pub fn with_state_dir(self, dir: Option<&std::path::Path>) -> Server {
+    /// what an earlier run remembered, with the config's `[cameras.controls]` over it; and the
+    /// recording switch (`recording/CAMERA.json`, call before [`Server::with_recordings`]).
+    /// Without a directory, both last until the server stops.
+    pub fn with_state_dir(mut self, dir: Option<&std::path::Path>) -> Server {
+        self.state_dir = dir.map(std::path::Path::to_path_buf);
         for camera in self.state.hub().cameras() {
             let config = camera.config();
             let Some(controls) = config.opener.controls() else {

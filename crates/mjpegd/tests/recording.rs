@@ -1005,3 +1005,52 @@ async fn sigterm_closes_the_open_segment_before_exiting() {
             >= 20
     );
 }
+
+/// Recording switched off (or on) over HTTP stays so after a restart, whatever the config's
+/// mode, until it is switched again; the switch is a small file in the state directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recording_switch_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "mode = \"continuous\"\n");
+    let state_dir = dir.path().join("state");
+    let start = || {
+        let args = [
+            std::ffi::OsStr::new("--config"),
+            config.as_os_str(),
+            std::ffi::OsStr::new("--state-dir"),
+            state_dir.as_os_str(),
+        ];
+        Mjpegd(MjpegdProcess::start(&args).unwrap_or_else(|e| panic!("{e}")))
+    };
+    let srv = start();
+    await_recording(&srv, "recording", |r| r["state"] == "recording").await;
+    let r = record_control(&srv.0.url, "cam", "stop").await;
+    assert_eq!(r.status(), 200);
+    let kept = std::fs::read_to_string(state_dir.join("recording/cam.json")).expect("switch file");
+    assert!(kept.contains("\"recording\": false"), "{kept}");
+    drop(srv);
+
+    let srv = start();
+    let rec = await_recording(&srv, "a state", |r| r["state"].is_string()).await;
+    assert_eq!(
+        rec["state"], "off",
+        "stopped over HTTP before the restart: {rec}"
+    );
+    assert!(srv.log_has("recording is off as switched over HTTP before the restart"));
+    let r = record_control(&srv.0.url, "cam", "start").await;
+    assert_eq!(r.status(), 200);
+    drop(srv);
+
+    let srv = start();
+    await_recording(&srv, "recording again", |r| r["state"] == "recording").await;
+    drop(srv);
+
+    // A damaged switch file is reported and the config's mode used.
+    std::fs::write(state_dir.join("recording/cam.json"), "{oops").expect("write");
+    let srv = start();
+    await_recording(&srv, "recording per the config", |r| {
+        r["state"] == "recording"
+    })
+    .await;
+    assert!(srv.log_has("is not JSON"), "{}", srv.0.log());
+}

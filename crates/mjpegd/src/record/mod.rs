@@ -25,7 +25,7 @@ pub mod store;
 pub mod time;
 
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -156,6 +156,29 @@ pub struct Recorder {
     stats: RecorderStats,
     /// A pause between frames longer than this splits spans (3 frame intervals, at least 2 s).
     span_gap: Micros,
+    /// Where the switch set over HTTP is kept across restarts (`STATE_DIR/recording/NAME.json`).
+    switch_file: Option<PathBuf>,
+}
+
+/// Largest recording-switch file read back.
+const MAX_SWITCH_FILE: u64 = 1024;
+
+/// The switch set over HTTP before a restart, if one was kept.
+fn remembered_switch(path: &Path) -> Result<Option<bool>, String> {
+    let Some(text) = crate::persist::read_small(path, MAX_SWITCH_FILE)? else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not JSON ({e}); ignored", path.display()))?;
+    v.get("recording")
+        .and_then(serde_json::Value::as_bool)
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "{} has no \"recording\": true/false; ignored",
+                path.display()
+            )
+        })
 }
 
 /// The recording state shown in `/api/state`.
@@ -240,14 +263,32 @@ impl Recorder {
         self.span_gap
     }
 
-    /// Starts recording (idempotent).
+    /// Starts recording (idempotent), and keeps that across restarts.
     pub fn start(&self) {
         self.enabled.send_replace(true);
+        self.keep_switch(true);
     }
 
-    /// Stops recording (idempotent): the open segment is closed and capture may go idle.
+    /// Stops recording (idempotent): the open segment is closed and capture may go idle. Kept
+    /// across restarts.
     pub fn stop(&self) {
         self.enabled.send_replace(false);
+        self.keep_switch(false);
+    }
+
+    fn keep_switch(&self, on: bool) {
+        let Some(path) = &self.switch_file else {
+            return;
+        };
+        let text = format!("{{\"recording\": {on}}}\n");
+        if let Err(e) = crate::persist::write_atomic(path, text.as_bytes()) {
+            tracing::warn!(
+                camera = %self.camera.name(),
+                "recording switched {} but not kept for the next start ({}): {e}",
+                if on { "on" } else { "off" },
+                path.display()
+            );
+        }
     }
 
     /// Whether recording is switched on.
@@ -520,6 +561,7 @@ impl Recordings {
     pub fn start(
         hub: &Hub,
         configs: Vec<(String, RecordConfig)>,
+        state_dir: Option<&Path>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Recordings>, RecordError> {
         let mut recorders = Vec::with_capacity(configs.len());
@@ -577,16 +619,36 @@ impl Recordings {
                 .min(config.fps.unwrap_or(f64::MAX))
                 .max(0.01);
             let span_gap = Duration::from_secs_f64((3.0 / fps).max(2.0));
+            // A switch set over HTTP wins over the configured mode until switched again.
+            let switch_file = state_dir.map(|d| d.join("recording").join(format!("{name}.json")));
+            let mut enabled = config.mode != Mode::Off;
+            match switch_file.as_deref().map(remembered_switch) {
+                Some(Ok(Some(on))) => {
+                    if on != enabled {
+                        tracing::info!(
+                            camera = %name,
+                            "recording is {} as switched over HTTP before the restart (config: mode = \"{}\"); POST /cameras/{name}/record/{} to change it",
+                            if on { "on" } else { "off" },
+                            config.mode.as_str(),
+                            if on { "stop" } else { "start" }
+                        );
+                    }
+                    enabled = on;
+                }
+                Some(Err(e)) => tracing::warn!(camera = %name, "{e}"),
+                Some(Ok(None)) | None => {}
+            }
             let rec = Arc::new(Recorder {
                 camera,
                 dir,
                 store: Mutex::new(store),
-                enabled: watch::channel(config.mode != Mode::Off).0,
+                enabled: watch::channel(enabled).0,
                 events: Arc::new(watch::channel(EventSignal::default()).0),
                 in_event: AtomicBool::new(false),
                 health: Mutex::new(Health::default()),
                 stats: RecorderStats::default(),
                 span_gap: span_gap.as_micros() as Micros,
+                switch_file,
                 config,
             });
             if let Some(e) = error {

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -389,50 +388,23 @@ impl Memory {
 
 /// Reads a memory file: a JSON object of control keys to integers.
 fn read_memory(path: &Path) -> Result<BTreeMap<String, i64>, String> {
-    use std::io::Read;
-    let shown = path.display();
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(format!("cannot read remembered controls {shown}: {e}")),
+    let Some(text) = crate::persist::read_small(path, MAX_MEMORY_FILE)? else {
+        return Ok(BTreeMap::new());
     };
-    let mut text = String::new();
-    file.take(MAX_MEMORY_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read remembered controls {shown}: {e}"))?;
-    if text.len() as u64 > MAX_MEMORY_FILE {
-        return Err(format!(
-            "remembered controls {shown} is larger than {MAX_MEMORY_FILE} bytes; ignored"
-        ));
-    }
     let values: BTreeMap<String, i64> = serde_json::from_str(&text).map_err(|e| {
-        format!("remembered controls {shown} is not a JSON object of integers ({e}); ignored")
+        format!(
+            "remembered controls {} is not a JSON object of integers ({e}); ignored",
+            path.display()
+        )
     })?;
     Ok(values.into_iter().take(MAX_SETTINGS).collect())
 }
 
-/// Writes a memory file atomically: a temporary file beside it, synced, then renamed over it,
-/// so a crash or power cut leaves the old or the new values, never half a file.
+/// Writes a memory file atomically (`persist::write_atomic`).
 fn write_memory(path: &Path, values: &BTreeMap<String, i64>) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(values).map_err(std::io::Error::other)?;
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        // The rename itself is durable only once the directory is synced.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    let mut text = serde_json::to_string_pretty(values).map_err(std::io::Error::other)?;
+    text.push('\n');
+    crate::persist::write_atomic(path, text.as_bytes())
 }
 
 /// Where a camera's remembered controls live in the state directory.
