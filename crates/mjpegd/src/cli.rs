@@ -27,9 +27,14 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub check_config: Option<PathBuf>,
 
-    /// List the cameras (V4L2 devices) with their formats, sizes and frame rates, and exit.
+    /// List the cameras (V4L2 devices) with their formats, sizes, frame rates and controls, and exit.
     #[arg(long)]
     pub list_devices: bool,
+
+    /// Read every recorded frame under DIR (a recording directory or one camera's), check
+    /// its CRC, print each damaged range, and exit (status 1 if any is damaged).
+    #[arg(long, value_name = "DIR")]
+    pub check_recordings: Option<PathBuf>,
 
     /// Address to listen on: ADDR:PORT or unix:PATH; repeat for several [default: 127.0.0.1:8080].
     #[arg(long, env = "MJPEGD_LISTEN", value_delimiter = ',')]

@@ -95,9 +95,50 @@ fn list_devices() -> ExitCode {
     }
 }
 
+/// `--check-recordings DIR`: every recorded frame's CRC, and each damaged range.
+fn check_recordings(dir: &std::path::Path) -> ExitCode {
+    let report = match mjpegd::record::check_recordings(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("--check-recordings {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    for (seg, d) in &report.damaged {
+        let at =
+            d.t.map(|t| format!(", frame of {}", mjpegd::record::time::rfc3339(t)))
+                .unwrap_or_default();
+        println!(
+            "{}: bytes {}..{}: {}{at}",
+            seg.display(),
+            d.from,
+            d.to,
+            d.why
+        );
+    }
+    for u in &report.unreadable {
+        println!("{u}: unreadable");
+    }
+    println!(
+        "{} segments, {} frames whole, {} damaged ranges, {} unreadable files",
+        report.segments,
+        report.good,
+        report.damaged.len(),
+        report.unreadable.len()
+    );
+    if report.damaged.is_empty() && report.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 async fn async_main(cli: Cli) -> ExitCode {
     if cli.list_devices {
         return list_devices();
+    }
+    if let Some(dir) = &cli.check_recordings {
+        return check_recordings(dir);
     }
     if matches!(cli.command, Some(mjpegd::cli::Command::HashPassword)) {
         return hash_password();

@@ -90,6 +90,10 @@ impl From<crate::record::RecordError> for HttpError {
             RecordError::TooManyFrames { .. } => HttpError::BadRequest(e.to_string()),
             RecordError::UnknownCamera(_) => HttpError::NotFound(e.to_string()),
             RecordError::Thread { .. } => HttpError::Unavailable(e.to_string()),
+            // Counted and logged (with the file) by the recorder; the client learns no path.
+            RecordError::Damaged { .. } => HttpError::Unavailable(
+                "the recorded frame is damaged on disk (CRC mismatch) and is not served".into(),
+            ),
             RecordError::Read { .. } | RecordError::Task(_) => {
                 tracing::warn!(error = %e, "a recording query failed");
                 HttpError::Unavailable(e.to_string())

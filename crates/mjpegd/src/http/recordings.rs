@@ -587,6 +587,11 @@ impl Replay {
             }
             let jpeg = match read_frame(file, f.off, f.len).await {
                 Ok(j) => j,
+                Err(e @ crate::record::RecordError::Damaged { .. }) => {
+                    // Skipped: the replay goes on with the next frame.
+                    self.rec.count_damage(&e);
+                    continue;
+                }
                 Err(e) => {
                     // Retention deleted it under us, or the disk failed: the replay ends.
                     tracing::debug!(error = %e, "replay ended");

@@ -438,7 +438,7 @@ fn recording_metrics(
 ) {
     type Value<'a> = dyn Fn(&crate::record::Recorder) -> f64 + 'a;
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-    let families: [(&str, &str, &str, &Value<'_>); 8] = [
+    let families: [(&str, &str, &str, &Value<'_>); 9] = [
         (
             "mjpegd_recording",
             "gauge",
@@ -474,6 +474,12 @@ fn recording_metrics(
             "counter",
             "Frames not recorded (disk too slow, or paused).",
             &|r| load(&r.stats().frames_dropped),
+        ),
+        (
+            "mjpegd_recording_frames_damaged_total",
+            "counter",
+            "Recorded frames that failed their checksum when read (not served).",
+            &|r| load(&r.stats().frames_damaged),
         ),
         (
             "mjpegd_recording_write_errors_total",

@@ -433,6 +433,12 @@ impl Export {
                             let at = out.len();
                             out.resize(at + (b - a) as usize, 0);
                             file.read_exact_at(&mut out[at..], u64::from(f.off) + a)?;
+                            // A whole frame in this chunk is checked against its record's
+                            // CRC: a damaged one ends the export rather than being served.
+                            // (A frame split across chunks, by a Range or the chunk size, is not.)
+                            if a == 0 && b == u64::from(f.len) {
+                                super::segment::verify_record(file, f.off, &out[at..])?;
+                            }
                         }
                     }
                     cur = region_start + b;

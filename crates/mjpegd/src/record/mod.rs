@@ -132,6 +132,8 @@ pub struct RecorderStats {
     pub write_errors: AtomicU64,
     /// Segments deleted by retention.
     pub segments_deleted: AtomicU64,
+    /// Recorded frames that failed their checksum when read (skipped, never served).
+    pub frames_damaged: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +228,8 @@ pub struct RecorderStatus {
     pub write_errors: u64,
     /// Segments deleted by retention.
     pub segments_deleted: u64,
+    /// Recorded frames found damaged when read.
+    pub frames_damaged: u64,
 }
 
 impl RecorderStatus {
@@ -357,6 +361,7 @@ impl Recorder {
             frames_dropped: load(&self.stats.frames_dropped),
             write_errors: load(&self.stats.write_errors),
             segments_deleted: load(&self.stats.segments_deleted),
+            frames_damaged: load(&self.stats.frames_damaged),
         }
     }
 
@@ -446,6 +451,14 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
+    /// A recorded frame failed its checksum: it is not served.
+    #[error("the recording {} is damaged: {why}; the frame is skipped (mjpegd --check-recordings lists damaged ranges)", path.display())]
+    Damaged {
+        /// The segment file.
+        path: PathBuf,
+        /// Where and what.
+        why: String,
+    },
     /// A segment file could not be opened or read.
     #[error("cannot read the recording {}: {source}", path.display())]
     Read {
@@ -470,15 +483,29 @@ pub struct RecordedFrame {
 }
 
 /// Reads one frame of a selection (or any frame reference) from its segment file, on a
-/// blocking thread.
+/// blocking thread, and checks its record's CRC: a damaged frame is an error, never served.
 pub async fn read_frame(file: Arc<SegFile>, off: u32, len: u32) -> Result<Vec<u8>, RecordError> {
     tokio::task::spawn_blocking(move || {
-        segment::open_segment(&file.path, false)
-            .and_then(|f| read_at(&f, u64::from(off), len as usize))
-            .map_err(|source| RecordError::Read {
+        let f = segment::open_segment(&file.path, false).map_err(|source| RecordError::Read {
+            path: file.path.clone(),
+            source,
+        })?;
+        let jpeg =
+            read_at(&f, u64::from(off), len as usize).map_err(|source| RecordError::Read {
                 path: file.path.clone(),
                 source,
-            })
+            })?;
+        segment::verify_record(&f, off, &jpeg).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => RecordError::Damaged {
+                path: file.path.clone(),
+                why: e.to_string(),
+            },
+            _ => RecordError::Read {
+                path: file.path.clone(),
+                source: e,
+            },
+        })?;
+        Ok(jpeg)
     })
     .await?
 }
@@ -536,8 +563,18 @@ impl Recorder {
         let Some((file, entry)) = found else {
             return Ok(None);
         };
-        let jpeg = read_frame(file, entry.off, entry.len).await?;
+        let jpeg = read_frame(file, entry.off, entry.len)
+            .await
+            .inspect_err(|e| self.count_damage(e))?;
         Ok(Some(RecordedFrame { t: entry.t, jpeg }))
+    }
+
+    /// Counts and logs a damaged frame found by a reader.
+    pub fn count_damage(&self, e: &RecordError) {
+        if matches!(e, RecordError::Damaged { .. }) {
+            self.stats.frames_damaged.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(camera = %self.camera.name(), "{e}");
+        }
     }
 }
 
@@ -546,6 +583,51 @@ pub fn read_at(file: &std::fs::File, off: u64, len: usize) -> std::io::Result<Ve
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, off)?;
     Ok(buf)
+}
+
+/// What `mjpegd --check-recordings` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Segments read.
+    pub segments: usize,
+    /// Records whose CRC matched.
+    pub good: u64,
+    /// Each damaged range: the segment, and what is wrong where.
+    pub damaged: Vec<(PathBuf, segment::Damage)>,
+    /// Files that could not be read at all.
+    pub unreadable: Vec<String>,
+}
+
+/// Reads every segment under `dir` (a camera's directory, or a recording directory holding
+/// cameras' directories) and checks every record's CRC. Blocking; reads everything once.
+pub fn check_recordings(dir: &Path) -> std::io::Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let mut dirs = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            dirs.push(e.path());
+        }
+    }
+    for d in dirs {
+        let mut segs: Vec<PathBuf> = std::fs::read_dir(&d)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == segment::EXTENSION))
+            .collect();
+        segs.sort();
+        for seg in segs {
+            match segment::check(&seg) {
+                Ok((good, damage)) => {
+                    report.segments += 1;
+                    report.good += good;
+                    report
+                        .damaged
+                        .extend(damage.into_iter().map(|d| (seg.clone(), d)));
+                }
+                Err(e) => report.unreadable.push(format!("{}: {e}", seg.display())),
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Every camera's recorder.

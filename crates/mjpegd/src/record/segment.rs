@@ -346,6 +346,145 @@ pub fn scan(path: &Path, verify: bool) -> io::Result<Scan> {
     })
 }
 
+/// Checks the record whose JPEG is `jpeg`, read at `off`: its header (just before it) must
+/// name this length and its CRC match. `InvalidData` otherwise: the frame is damaged on disk
+/// (a flipped bit, a bad sector) and must not be served.
+pub fn verify_record(file: &File, off: u32, jpeg: &[u8]) -> io::Result<()> {
+    let damaged = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "damaged record at byte {}: {why}",
+                u64::from(off).saturating_sub(RECORD_HEADER_LEN)
+            ),
+        )
+    };
+    let at = u64::from(off)
+        .checked_sub(RECORD_HEADER_LEN)
+        .ok_or_else(|| damaged("offset inside the file header"))?;
+    let mut h = [0u8; 32];
+    file.read_exact_at(&mut h, at)?;
+    if &h[0..4] != RECORD_MAGIC {
+        return Err(damaged("no record magic"));
+    }
+    if u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize != jpeg.len() {
+        return Err(damaged("the header gives another length"));
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&h[0..28]);
+    crc.update(jpeg);
+    if crc.finalize().to_le_bytes() != h[28..32] {
+        return Err(damaged("CRC mismatch"));
+    }
+    Ok(())
+}
+
+/// One damaged stretch of a segment, found by [`check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// First byte of the stretch.
+    pub from: u64,
+    /// End of the stretch (exclusive).
+    pub to: u64,
+    /// Capture time of the damaged record, when its header was readable.
+    pub t: Option<Micros>,
+    /// What is wrong.
+    pub why: String,
+}
+
+/// Reads a whole segment and checks every record's CRC, carrying on past damage (finding the
+/// next record magic), for `mjpegd --check-recordings`. The records that check are counted.
+pub fn check(path: &Path) -> io::Result<(u64, Vec<Damage>)> {
+    let file = open_segment(path, false)?;
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 16];
+    if len < FILE_HEADER_LEN {
+        return Ok((
+            0,
+            vec![Damage {
+                from: 0,
+                to: len,
+                t: None,
+                why: "shorter than a segment header".into(),
+            }],
+        ));
+    }
+    file.read_exact_at(&mut head, 0)?;
+    if &head[0..8] != FILE_MAGIC {
+        return Ok((
+            0,
+            vec![Damage {
+                from: 0,
+                to: len,
+                t: None,
+                why: "not an mjpegd segment (bad magic)".into(),
+            }],
+        ));
+    }
+    let mut good = 0;
+    let mut damage: Vec<Damage> = Vec::new();
+    let mut pos = FILE_HEADER_LEN;
+    let mut buf = Vec::new();
+    while pos < len {
+        let mut h = [0u8; 32];
+        let whole = len - pos >= RECORD_HEADER_LEN && file.read_exact_at(&mut h, pos).is_ok();
+        let jpeg_len = u64::from(u32::from_le_bytes([h[4], h[5], h[6], h[7]]));
+        let fits = whole
+            && &h[0..4] == RECORD_MAGIC
+            && jpeg_len <= u64::from(MAX_JPEG_LEN)
+            && jpeg_len <= len - pos - RECORD_HEADER_LEN;
+        if fits {
+            buf.resize(jpeg_len as usize, 0);
+            file.read_exact_at(&mut buf, pos + RECORD_HEADER_LEN)?;
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&h[0..28]);
+            crc.update(&buf);
+            let end = pos + RECORD_HEADER_LEN + jpeg_len;
+            if crc.finalize().to_le_bytes() == h[28..32] {
+                good += 1;
+            } else {
+                damage.push(Damage {
+                    from: pos,
+                    to: end,
+                    t: Some(i64::from_le_bytes(h[8..16].try_into().unwrap_or_default())),
+                    why: "CRC mismatch".into(),
+                });
+            }
+            pos = end;
+            continue;
+        }
+        // A damaged header: the next record starts at the next magic, if any.
+        let next = next_magic(&file, pos + 1, len)?.unwrap_or(len);
+        damage.push(Damage {
+            from: pos,
+            to: next,
+            t: None,
+            why: "damaged record header".into(),
+        });
+        pos = next;
+    }
+    Ok((good, damage))
+}
+
+/// The offset of the next [`RECORD_MAGIC`] at or after `from`, reading in 64 KiB steps.
+fn next_magic(file: &File, from: u64, len: u64) -> io::Result<Option<u64>> {
+    let mut at = from;
+    let mut buf = vec![0u8; 64 * 1024];
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        file.read_exact_at(&mut buf[..n], at)?;
+        if let Some(i) = memchr::memmem::find(&buf[..n], RECORD_MAGIC) {
+            return Ok(Some(at + i as u64));
+        }
+        // Keep the last 3 bytes: a magic may straddle two reads.
+        if n < 4 {
+            break;
+        }
+        at += n as u64 - 3;
+    }
+    Ok(None)
+}
+
 /// Cuts a torn tail off and syncs, so the file again ends at a whole record.
 pub fn truncate(path: &Path, len: u64) -> io::Result<()> {
     let f = open_segment(path, true)?;
