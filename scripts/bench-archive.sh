@@ -70,30 +70,35 @@ idx=$(find "$WORK/rec" -name '*.idx' -printf '%s\n' | awk '{s += $1} END {print 
   done
 } > "$WORK/mjpegd.toml"
 
-# Starts the server; prints the seconds until its first answer.
+# Starts the server; STARTED is the seconds until its first answer. (Not in a subshell: the
+# server must not hold a command substitution's pipe, and SERVER must stay set.)
 start() {
   local t0 t1
   t0=$(date +%s.%N)
-  "$BIN" --config "$WORK/mjpegd.toml" 2> "$WORK/server.log" &
+  "$BIN" --config "$WORK/mjpegd.toml" > /dev/null 2> "$WORK/server.log" &
   SERVER=$!
   until curl -sf -o /dev/null "$URL/api/state"; do
     kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
     sleep 0.02
   done
   t1=$(date +%s.%N)
-  python3 -c "print(f'{$t1 - $t0:.2f}')"
+  STARTED=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
 }
 stop() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
+cold_log=
 
 # 2. Startup, cold (page cache dropped when allowed) and warm.
 sync
 cold="n/a (not root)"
 if [ -w /proc/sys/vm/drop_caches ]; then
   echo 3 > /proc/sys/vm/drop_caches
-  cold=$(start)
+  start
+  cold=$STARTED
+  cold_log=$(grep -o 'catalogued in [0-9.]* ms' "$WORK/server.log" | tr '\n' ' ')
   stop
 fi
-warm=$(start)
+start
+warm=$STARTED
 rss_start=$(rss "$SERVER")
 
 # 3. Queries: the archive's middle day of camera 1, an hour from its middle.
@@ -107,7 +112,7 @@ recordings_ms() {
 rec1=$(recordings_ms); rec2=$(recordings_ms); rec3=$(recordings_ms)
 spans=$(python3 -c "import json; d = json.load(open('$WORK/spans.json')); print(len(d['spans']), sum(s['frames'] for s in d['spans']))")
 export_start() {
-  curl -s -o /dev/null -w '%{time_starttransfer} %{size_download}' \
+  curl -s -o /dev/null -w '%{time_starttransfer} %{size_download}\n' \
     "$URL/cameras/$1/export.mkv?from=$2&to=$(($2 + 3600))"
 }
 read -r ttfb1 size1 < <(export_start cam1 $((mid - 1800)))
@@ -115,11 +120,13 @@ read -r ttfb2 _ < <(export_start cam2 $((mid + 7200)))
 ms() { python3 -c "print(f'{float(\"$1\") * 1000:.0f}')"; }
 
 # 4. Eight exports of one hour from eight different days at once; RSS and cache after.
+exports=()
 for k in $(seq 1 8); do
   c=${names[$(((k - 1) % CAMERAS))]}
   curl -s -o /dev/null "$URL/cameras/$c/export.mkv?from=$((now - k * 86400 - 3 * 86400))&to=$((now - k * 86400 - 3 * 86400 + 3600))" &
+  exports+=($!)
 done
-wait
+wait "${exports[@]}"
 rss_after=$(rss "$SERVER")
 stop
 
@@ -137,4 +144,5 @@ echo "| RSS after start | $((rss_start / 1024)) MiB |"
 echo "| \`/recordings\` for one day (3 runs) | $rec1 / $rec2 / $rec3 ms ($spans) |"
 echo "| export.mkv of one hour from the middle: first byte | $(ms "$ttfb1") ms ($size1 bytes), another camera $(ms "$ttfb2") ms |"
 echo "| RSS after 8 concurrent one-hour exports of different days | $((rss_after / 1024)) MiB |"
-grep -o 'recordings catalogued in [0-9.]* ms' "$WORK/server.log" | head -n "$CAMERAS" | sed 's/^/    /'
+echo
+echo "Catalogue reads per camera (side by side): cold ${cold_log:-n/a}; warm $(grep -o 'catalogued in [0-9.]* ms' "$WORK/server.log" | tr '\n' ' ')"

@@ -134,14 +134,21 @@ impl Export {
         // Item sizes first (the Matroska header needs the segment size), then the header.
         let mut body = 0u64;
         let mut offsets = Vec::with_capacity(n.div_ceil(CHECKPOINT));
+        // Where each cluster starts in the body, for the Cues.
+        let mut cluster_at = Vec::with_capacity(e.clusters.len());
+        let mut next_cluster = 0;
         for i in 0..n {
             if i % CHECKPOINT == 0 {
                 offsets.push(body);
             }
+            if e.clusters.get(next_cluster).is_some_and(|c| c.first == i) {
+                cluster_at.push(body);
+                next_cluster += 1;
+            }
             body += e.item_len(i);
         }
         e.head = match format {
-            Format::Mkv => e.mkv_head(body),
+            Format::Mkv => e.mkv_head(body, &cluster_at),
             Format::Mjpeg => Vec::new(),
         };
         let head = e.head.len() as u64;
@@ -313,7 +320,11 @@ impl Export {
         self.prefix_len(i) + u64::from(self.sel.frames[i].len) + self.suffix(i).len() as u64
     }
 
-    fn mkv_head(&self, body: u64) -> Vec<u8> {
+    /// The Matroska header: EBML, the Segment's head, Info, Tracks and Cues. The Cues come
+    /// before the clusters (players seek at once, without scanning the file), which works
+    /// because every position in them is written as 8 bytes: their size depends only on the
+    /// number of clusters, so the positions can be computed before they are written.
+    fn mkv_head(&self, body: u64, cluster_at: &[u64]) -> Vec<u8> {
         let mut ebml = Vec::new();
         uint_el(&mut ebml, &[0x42, 0x86], 1); // EBMLVersion
         uint_el(&mut ebml, &[0x42, 0xF7], 1); // EBMLReadVersion
@@ -362,6 +373,15 @@ impl Export {
         let mut segment = Vec::new();
         el(&mut segment, &[0x15, 0x49, 0xA9, 0x66], &info);
         el(&mut segment, &[0x16, 0x54, 0xAE, 0x6B], &tracks);
+        // Cue points, one per cluster: its time, and its position from the Segment's data.
+        let cues_len = |positions: &[u64]| {
+            let mut v = Vec::new();
+            cues(&mut v, &self.clusters, positions);
+            v.len() as u64
+        };
+        let before_clusters = segment.len() as u64 + cues_len(cluster_at);
+        let positions: Vec<u64> = cluster_at.iter().map(|b| before_clusters + b).collect();
+        cues(&mut segment, &self.clusters, &positions);
         let mut out = Vec::new();
         el(&mut out, &[0x1A, 0x45, 0xDF, 0xA3], &ebml);
         out.extend_from_slice(&[0x18, 0x53, 0x80, 0x67]);
@@ -492,6 +512,22 @@ fn el(out: &mut Vec<u8>, id: &[u8], body: &[u8]) {
     out.extend_from_slice(body);
 }
 
+/// Appends the Cues element: for cluster `i`, a CuePoint of its time and `positions[i]`. Every
+/// number is 8 bytes, so the length does not depend on the values.
+fn cues(out: &mut Vec<u8>, clusters: &[Cluster], positions: &[u64]) {
+    let mut body = Vec::with_capacity(clusters.len() * 27);
+    for (c, pos) in clusters.iter().zip(positions) {
+        let mut track_pos = Vec::with_capacity(13);
+        uint_el(&mut track_pos, &[0xF7], 1); // CueTrack
+        el(&mut track_pos, &[0xF1], &pos.to_be_bytes()); // CueClusterPosition
+        let mut point = Vec::with_capacity(25);
+        el(&mut point, &[0xB3], &c.ms.to_be_bytes()); // CueTime
+        el(&mut point, &[0xB7], &track_pos); // CueTrackPositions
+        el(&mut body, &[0xBB], &point); // CuePoint
+    }
+    el(out, &[0x1C, 0x53, 0xBB, 0x6B], &body);
+}
+
 fn uint_el(out: &mut Vec<u8>, id: &[u8], v: u64) {
     let bytes = v.to_be_bytes();
     let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
@@ -598,5 +634,46 @@ mod tests {
         let (_d, lapse, _) = export(Format::Mkv, true);
         assert_eq!(lapse.duration(), Duration::from_millis(10_000));
         assert_ne!(lapse.etag(), e.etag());
+    }
+
+    /// The Cues, before the clusters: one CuePoint per cluster whose position, counted from the
+    /// Segment's data, lands on that cluster's ID, and whose time is that cluster's timestamp.
+    #[test]
+    fn matroska_cues_point_at_every_cluster() {
+        let (_dir, e, whole) = export(Format::Mkv, false);
+        let find = |id: &[u8]| whole.windows(id.len()).position(|w| w == id);
+        let seg = find(&[0x18, 0x53, 0x80, 0x67]).expect("segment") + 12;
+        let cues = find(&[0x1C, 0x53, 0xBB, 0x6B]).expect("cues");
+        let first_cluster = find(&[0x1F, 0x43, 0xB6, 0x75]).expect("a cluster");
+        assert!(cues < first_cluster, "Cues after the clusters");
+        let mut points = 0;
+        let mut at = cues;
+        while let Some(p) = whole[at..first_cluster]
+            .windows(2)
+            .position(|w| w == [0xBB, 0x99])
+        {
+            let point = &whole[at + p + 2..at + p + 2 + 25];
+            // CueTime (B3 88 + 8 bytes), CueTrackPositions (B7 8D: F7 81 01, F1 88 + 8 bytes).
+            assert_eq!(&point[..2], &[0xB3, 0x88]);
+            let time = u64::from_be_bytes(point[2..10].try_into().expect("8"));
+            assert_eq!(&point[10..17], &[0xB7, 0x8D, 0xF7, 0x81, 0x01, 0xF1, 0x88]);
+            let pos = u64::from_be_bytes(point[17..25].try_into().expect("8")) as usize;
+            let cluster = &whole[seg + pos..seg + pos + 22];
+            assert_eq!(
+                &cluster[..4],
+                &[0x1F, 0x43, 0xB6, 0x75],
+                "cue {points} misses its cluster"
+            );
+            // The cluster's Timestamp element (E7 88 + 8 bytes) after its 8-byte size.
+            assert_eq!(&cluster[12..14], &[0xE7, 0x88]);
+            assert_eq!(
+                u64::from_be_bytes(cluster[14..22].try_into().expect("8")),
+                time
+            );
+            points += 1;
+            at += p + 27;
+        }
+        assert_eq!(points, e.clusters.len());
+        assert!(points >= 2);
     }
 }
