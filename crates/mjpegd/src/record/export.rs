@@ -194,7 +194,7 @@ impl Export {
         let mut h = Sha256::new();
         h.update([self.format as u8, u8::from(self.timelapse)]);
         for f in &self.sel.files {
-            h.update(f.path.as_os_str().as_encoded_bytes());
+            h.update(f.path().as_os_str().as_encoded_bytes());
             h.update([0]);
         }
         for f in &self.sel.frames {
@@ -482,9 +482,9 @@ impl OpenFile {
             let seg = sel.files.get(index as usize).ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "segment index out of range")
             })?;
-            let f = super::segment::open_segment(&seg.path, false).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("{}: {e}", seg.path.display()))
-            })?;
+            let path = seg.path();
+            let f = super::segment::open_segment(&path, false)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
             self.0 = Some((index, f));
         }
         match &self.0 {

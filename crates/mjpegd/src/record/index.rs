@@ -108,6 +108,8 @@ impl Summary {
             }
             prev = Some(e.t);
         }
+        // Kept for every segment of the archive: no spare capacity (a Vec grows to 4 runs).
+        runs.shrink_to_fit();
         Summary {
             seg_len,
             size,

@@ -486,22 +486,23 @@ pub struct RecordedFrame {
 /// blocking thread, and checks its record's CRC: a damaged frame is an error, never served.
 pub async fn read_frame(file: Arc<SegFile>, off: u32, len: u32) -> Result<Vec<u8>, RecordError> {
     tokio::task::spawn_blocking(move || {
-        let f = segment::open_segment(&file.path, false).map_err(|source| RecordError::Read {
-            path: file.path.clone(),
+        let path = file.path();
+        let f = segment::open_segment(&path, false).map_err(|source| RecordError::Read {
+            path: path.clone(),
             source,
         })?;
         let jpeg =
             read_at(&f, u64::from(off), len as usize).map_err(|source| RecordError::Read {
-                path: file.path.clone(),
+                path: path.clone(),
                 source,
             })?;
         segment::verify_record(&f, off, &jpeg).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => RecordError::Damaged {
-                path: file.path.clone(),
+                path: path.clone(),
                 why: e.to_string(),
             },
             _ => RecordError::Read {
-                path: file.path.clone(),
+                path: path.clone(),
                 source: e,
             },
         })?;

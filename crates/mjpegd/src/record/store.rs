@@ -22,8 +22,32 @@ use super::time::Micros;
 pub struct SegFile {
     /// Unique per camera for the life of the process (ETags use it).
     pub id: u64,
+    /// The camera's directory, shared by all its segments (an archive has 10^5 of them).
+    dir: Arc<PathBuf>,
+    /// The file's name in it.
+    name: Box<std::ffi::OsStr>,
+}
+
+impl SegFile {
+    /// A segment at `path`, sharing `dir` when it is the path's directory.
+    fn new(id: u64, path: &Path, dir: &Arc<PathBuf>) -> SegFile {
+        let parent = path.parent().unwrap_or(Path::new(""));
+        let dir = if parent == dir.as_path() {
+            Arc::clone(dir)
+        } else {
+            Arc::new(parent.to_path_buf())
+        };
+        SegFile {
+            id,
+            dir,
+            name: path.file_name().unwrap_or_default().into(),
+        }
+    }
+
     /// Where the file is.
-    pub path: PathBuf,
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(&*self.name)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -154,7 +178,7 @@ impl FrameCache {
         if let Some(list) = self.get(seg.file.id) {
             return list;
         }
-        let path = &seg.file.path;
+        let path = &seg.file.path();
         let entries = match index::read(path, seg.bytes) {
             Some((_, entries)) => entries,
             None => match index::rebuild(path) {
@@ -248,6 +272,8 @@ pub struct ScanReport {
 /// The catalogue.
 #[derive(Debug, Default)]
 pub struct Store {
+    /// The camera's directory.
+    dir: Arc<PathBuf>,
     segs: Vec<Seg>,
     next_id: u64,
     garbage: Vec<Arc<SegFile>>,
@@ -297,7 +323,10 @@ impl Store {
             }
         }
         names.sort();
-        let mut store = Store::default();
+        let mut store = Store {
+            dir: Arc::new(dir.to_path_buf()),
+            ..Store::default()
+        };
         let mut report = ScanReport::default();
         // Indexes whose segment is gone (deleted while the server was down, or by hand).
         for idx in indexes {
@@ -378,10 +407,7 @@ impl Store {
                 store.cache.put(id, Arc::new(entries));
             }
             store.segs.push(Seg {
-                file: Arc::new(SegFile {
-                    id,
-                    path: path.clone(),
-                }),
+                file: Arc::new(SegFile::new(id, path, &store.dir)),
                 size: summary.size,
                 bytes: summary.seg_len,
                 summary: Some(Arc::new(summary)),
@@ -403,7 +429,7 @@ impl Store {
         let id = self.next_id;
         self.next_id += 1;
         self.segs.push(Seg {
-            file: Arc::new(SegFile { id, path }),
+            file: Arc::new(SegFile::new(id, &path, &self.dir)),
             size,
             summary: None,
             live: Some(Arc::new(Vec::new())),
@@ -449,7 +475,7 @@ impl Store {
         }
         let summary = Summary::of(&live, seg.size, seg.bytes);
         seg.summary = Some(Arc::new(summary.clone()));
-        let path = seg.file.path.clone();
+        let path = seg.file.path();
         self.cache.put(id, Arc::clone(&live));
         Some((path, summary, live))
     }
@@ -519,12 +545,13 @@ impl Store {
             }
             // The index first: an index without its segment is cleaned up at startup anyway,
             // a segment without its index is re-indexed.
-            let _ = std::fs::remove_file(index::path_of(&f.path));
-            match std::fs::remove_file(&f.path) {
+            let path = f.path();
+            let _ = std::fs::remove_file(index::path_of(&path));
+            match std::fs::remove_file(&path) {
                 Ok(()) => false,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                 Err(e) => {
-                    errors.push(format!("cannot delete {}: {e}", f.path.display()));
+                    errors.push(format!("cannot delete {}: {e}", path.display()));
                     false
                 }
             }
@@ -938,7 +965,7 @@ mod tests {
 
         let (file, e) = store.nearest(3_960_000, 1_000_000).expect("near");
         assert_eq!(e.t, 4_000_000);
-        assert!(file.path.to_string_lossy().contains("19700101T000004"));
+        assert!(file.path().to_string_lossy().contains("19700101T000004"));
         assert!(store.nearest(50_000_000, 1_000_000).is_none());
 
         // Retention by size: the oldest segment goes first, its file once nobody reads it.
@@ -950,7 +977,7 @@ mod tests {
         assert_eq!(store.segments(), 2);
         assert!(store.collect_garbage().is_empty());
         assert!(
-            held.files[0].path.exists(),
+            held.files[0].path().exists(),
             "deleted while a reader held it"
         );
         drop((held, sel, lapse));
