@@ -67,6 +67,9 @@ for script in postinst prerm postrm; do
     install -m 0755 "contrib/debian/$script" "$stage/DEBIAN/$script"
 done
 echo /etc/mjpegd/mjpegd.toml > "$stage/DEBIAN/conffiles"
+# What dpkg --verify and debsums check installed files against (lintian: no-md5sums-control-file).
+(cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
+    | xargs -0 md5sum) > "$stage/DEBIAN/md5sums"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 cat > "$stage/DEBIAN/control" <<CONTROL
 Package: mjpegd
