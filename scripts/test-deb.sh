@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package and checks it the way an installation goes (needs root: it really
 # installs and removes the package on this machine):
-#   1. dpkg -i: the system user, /var/lib/mjpegd, the conffile, the units, the unit enabled;
+#   0. lintian (installed if missing): no error and no warning; info and pedantic tags are shown;
+#   1. dpkg -i: the system user, /var/lib/mjpegd, the conffile, the units, the man page, the unit
+#      enabled;
 #   2. the service's own command line (ExecStart of the packaged unit) run as that user with the
 #      packaged config: it serves, and a snapshot is a whole JPEG;
 #   3. dpkg -r stops it (no mjpegd process left) and removes the binary; dpkg -P purges the state.
@@ -20,11 +22,31 @@ deb=$(scripts/build-deb.sh | tail -n 1)
 [ -f "$deb" ] || fail "no package built"
 echo "deb: $deb ($(du -h "$deb" | cut -f1)); binary $(dpkg-deb --fsys-tarfile "$deb" | tar -tvf - ./usr/bin/mjpegd | awk '{print $3}') bytes"
 
+# Debian's own checks of a package. Errors and warnings fail; I: and P: tags are printed only.
+if ! command -v lintian >/dev/null 2>&1; then
+    echo "test-deb: installing lintian" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends lintian >/dev/null || fail "cannot install lintian"
+fi
+# The tags decide, not lintian's status (1 means tags at its --fail-on level, which varies by
+# version); 2 and above mean it could not check the package at all.
+lint=$(lintian --display-info --pedantic "$deb" 2>&1) && status=0 || status=$?
+[ "$status" -le 1 ] || { echo "$lint" >&2; fail "lintian could not check $deb (status $status)"; }
+[ -z "$lint" ] || echo "$lint"
+if grep -qE '^[EW]: ' <<<"$lint"; then
+    fail "lintian reports errors or warnings: $(grep -cE '^[EW]: ' <<<"$lint") (above)"
+fi
+echo "lintian: no errors, no warnings ($(grep -cE '^[IP]: ' <<<"$lint" || true) info/pedantic tags)"
+
 dpkg -i "$deb" >/dev/null || fail "dpkg -i failed"
 getent passwd mjpegd >/dev/null || fail "no mjpegd system user"
 [ "$(stat -c %U /var/lib/mjpegd)" = mjpegd ] || fail "/var/lib/mjpegd is not owned by mjpegd"
 [ -f /etc/mjpegd/mjpegd.toml ] || fail "no /etc/mjpegd/mjpegd.toml"
 [ -f /lib/systemd/system/mjpegd.service ] || fail "no unit file"
+# grep -c reads it all: an early exit of grep -q would fail the pipe under pipefail.
+[ "$(zcat /usr/share/man/man1/mjpegd.1.gz | grep -c '^\.SH OPTIONS')" = 1 ] \
+    || fail "no manual page mjpegd(1) (/usr/share/man/man1/mjpegd.1.gz)"
 [ -L /etc/systemd/system/multi-user.target.wants/mjpegd.service ] \
     || fail "mjpegd.service is not enabled (no multi-user.target.wants link)"
 /usr/bin/mjpegd --check-config /etc/mjpegd/mjpegd.toml >/dev/null || fail "packaged config does not check"

@@ -398,6 +398,9 @@ impl Cli {
                     };
                     let server = config::check_server(&ServerSection::default(), "--")?;
                     let bus = config::BusSection {
+                        // Also the idle grace of discovered cameras; a build without the bus
+                        // has none, and must not mistake the flag for a bus setting.
+                        #[cfg(feature = "bus")]
                         idle_timeout: self.idle_timeout,
                         ..config::BusSection::default()
                     };
@@ -569,6 +572,7 @@ mod tests {
         assert_eq!(u32::from(s.cameras[0].transform.rotate), 90);
     }
 
+    #[cfg(feature = "bus")]
     #[test]
     fn bus_flags_make_camera_nodes_and_edges() {
         let cli = Cli::try_parse_from(["mjpegd", "--publish", "nats://t0ken@127.0.0.1:4222"])
@@ -596,6 +600,23 @@ mod tests {
             e.contains("without a camera") && !e.contains("hunter2"),
             "{e}"
         );
+    }
+
+    #[cfg(not(feature = "bus"))]
+    #[test]
+    fn bus_flags_say_the_bus_is_not_built() {
+        for flag in ["--publish", "--cameras-from"] {
+            let cli = Cli::try_parse_from(["mjpegd", flag, "nats://u:hunter2@127.0.0.1:4222"])
+                .expect("parse");
+            let e = cli.into_settings().err().expect("refused").to_string();
+            assert!(e.contains("without the `bus` feature"), "{flag}: {e}");
+            assert!(!e.contains("hunter2"), "{flag}: {e}");
+        }
+        let cli = Cli::try_parse_from(["mjpegd", "--idle-timeout", "5"]).expect("parse");
+        let s = cli
+            .into_settings()
+            .expect("--idle-timeout is a camera setting too");
+        assert!(s.bus.is_none());
     }
 
     #[test]

@@ -19,14 +19,16 @@
 //!   - [`name`], [`url`]: the camera name rule; credential redaction of URLs.
 //!   - [`principal`], [`shutdown`], [`crypto`]: who is asking, the shutdown flag, the rustls provider.
 //!   - [`persist`]: small state files written atomically (camera controls, the recording switch).
-//! - layer 1, [`link`]: the NATS connection, subjects and the frame wire format.
+//! - layer 1, `link`: the NATS connection, subjects and the frame wire format (feature `bus`).
 //! - layer 2, [`source`]: the [`source::Source`] trait and its backends (test pattern, images,
-//!   exec, relay, V4L2, a bus subject).
+//!   exec, relay, V4L2, a bus subject with feature `bus`).
 //! - layer 3, [`hub`]: cameras: capture lifecycle (start on first viewer, stop when idle),
 //!   latest-frame fan-out, per-request sizes, the one [`hub::CameraConfig`] constructor.
-//! - layer 4, [`bus`] (camera nodes publish, edges discover) and [`record`] (segment files,
-//!   catalogue, retention, replay and computed exports) and [`motion`] (detection on a small
-//!   luma image, on the encoder pool; the event state machine): hub consumers.
+//! - layer 4, [`bus`] (camera nodes publish, edges discover; feature `bus`, without it a
+//!   `[bus]` section, --publish, --cameras-from and `nats://` sources are errors) and
+//!   [`record`] (segment files, catalogue, retention, replay and computed exports) and
+//!   [`motion`] (detection on a small luma image, on the encoder pool; the event state
+//!   machine): hub consumers.
 //! - layer 5, [`http`] (routes, pages, the stream hand-off, snapshots, mjpg-streamer
 //!   compatibility) and [`auth`] (Basic users with argon2 hashes, signed URL tokens; feature
 //!   `auth`, without it every request is open and configuring users is an error).
@@ -41,6 +43,10 @@ pub mod auth;
 #[cfg(not(feature = "auth"))]
 #[path = "auth_off.rs"]
 pub mod auth;
+#[cfg(feature = "bus")]
+pub mod bus;
+#[cfg(not(feature = "bus"))]
+#[path = "bus_off.rs"]
 pub mod bus;
 pub mod civil;
 pub mod cli;
@@ -53,6 +59,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod jpeg;
+#[cfg(feature = "bus")]
 pub mod link;
 pub mod mjpeg;
 pub mod motion;

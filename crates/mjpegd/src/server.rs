@@ -291,7 +291,9 @@ impl Server {
             Listener::Unix(_) => true,
         });
         self.state.set_loopback_only(loopback_only);
+        #[cfg(feature = "bus")]
         let bus = self.bus.as_ref().map(|b| self.start_bus(b));
+        #[cfg(feature = "bus")]
         if bus.is_none() && !bus_sources(self.state.hub()).is_empty() {
             // `nats://` sources without a [bus]: still show their counters.
             let hub = Arc::clone(self.state.hub());
@@ -299,6 +301,10 @@ impl Server {
                 "bus",
                 Arc::new(move || serde_json::json!({ "sources": bus_sources(&hub) })),
             );
+        }
+        #[cfg(not(feature = "bus"))]
+        if let Some(b) = &self.bus {
+            match *b {}
         }
         let shared = Arc::new(Shared {
             router: http::router(self.state.clone()),
@@ -316,6 +322,7 @@ impl Server {
         for l in loops {
             let _ = l.await;
         }
+        #[cfg(feature = "bus")]
         if let Some(link) = bus {
             // Unsubscribe and flush at once: edges see this node leave now, not at a ping timeout.
             if let Ok(client) = link.client().await {
@@ -361,6 +368,7 @@ impl Server {
     }
 }
 
+#[cfg(feature = "bus")]
 impl Server {
     /// Wires the bus: a publisher per published camera, the announcer, discovery, and the
     /// `bus` section of `/api/state`. The hub and HTTP know nothing of it.
@@ -443,6 +451,7 @@ fn capture_context(workers: usize) -> crate::hub::Context {
 }
 
 /// The counters of every `nats://` source's own bus connection, one entry per link.
+#[cfg(feature = "bus")]
 fn bus_sources(hub: &Hub) -> Vec<serde_json::Value> {
     let mut links: Vec<Arc<crate::link::Link>> = Vec::new();
     for cam in hub.cameras() {

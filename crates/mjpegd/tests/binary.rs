@@ -82,6 +82,66 @@ fn a_directory_without_jpegs_is_a_clear_startup_error() {
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
 }
 
+/// A build without the bus refuses every way of configuring it, when the configuration is
+/// checked (`--check-config` as at startup), naming the key and how to get the feature; a
+/// `nats://` source's credentials stay out of the message.
+#[cfg(not(feature = "bus"))]
+#[test]
+fn bus_settings_are_refused_by_a_build_without_the_bus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let camera = "[[cameras]]\nname = \"porch\"\nsource = \"testpattern\"\n";
+    for (case, body, key) in [
+        (
+            "publish",
+            format!("{camera}[bus]\nurl = \"nats://127.0.0.1:4222\"\npublish = true\n"),
+            "bus.url",
+        ),
+        (
+            "edge",
+            "[bus]\ncameras_from = \"nats://127.0.0.1:4222\"\n".to_owned(),
+            "bus.cameras_from",
+        ),
+        (
+            "idle_timeout",
+            format!("{camera}[bus]\nidle_timeout = 5\n"),
+            "bus.idle_timeout",
+        ),
+        (
+            "nats source",
+            "[[cameras]]\nname = \"porch\"\nsource = \"nats://u:hunter2@127.0.0.1:4222/porch\"\n"
+                .to_owned(),
+            "cameras[0].source",
+        ),
+    ] {
+        let config = dir.path().join(format!("{}.toml", case.replace(' ', "-")));
+        std::fs::write(&config, body).expect("write config");
+        let checked = mjpegd_command()
+            .arg("--check-config")
+            .arg(&config)
+            .output()
+            .expect("run mjpegd --check-config");
+        assert!(
+            !checked.status.success(),
+            "{case}: --check-config accepted it"
+        );
+        for stderr in [
+            String::from_utf8_lossy(&checked.stderr).into_owned(),
+            startup_error(&config, case),
+        ] {
+            assert!(
+                stderr.contains("this mjpegd was built without the `bus` feature")
+                    && stderr.contains("--features bus"),
+                "{case}: {stderr}"
+            );
+            assert!(stderr.contains(key), "{case}: no {key} in {stderr}");
+            assert!(
+                !stderr.contains("hunter2"),
+                "{case}: credentials in {stderr}"
+            );
+        }
+    }
+}
+
 #[test]
 fn invalid_flags_are_rejected_naming_the_flag_and_range() {
     for (args, expect) in [

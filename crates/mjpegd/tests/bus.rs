@@ -2,7 +2,8 @@
 //! edges discover and serve, demand flows back, and bus faults leave viewers connected.
 //!
 //! Needs `nats-server` (Debian package `nats-server`, installed by scripts/install-test-deps.sh):
-//! a loud skip without it, a failure when MJPEGD_REQUIRE_TOOLS is set.
+//! a loud skip without it, a failure when MJPEGD_REQUIRE_TOOLS is set. Feature `bus` only.
+#![cfg(feature = "bus")]
 
 mod common;
 

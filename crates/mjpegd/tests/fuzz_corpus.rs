@@ -5,7 +5,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use mjpegd::fuzzing::TARGETS;
+use mjpegd::fuzzing::{LEFT_OUT, TARGETS};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
@@ -78,7 +78,7 @@ fn every_crash_ever_found_stays_fixed() {
         .unwrap_or_default();
     for dir in &known {
         assert!(
-            TARGETS.iter().any(|(name, _)| name == dir),
+            TARGETS.iter().any(|(name, _)| name == dir) || LEFT_OUT.contains(&dir.as_str()),
             "fuzz/regressions/{dir} matches no fuzz target"
         );
     }

@@ -406,11 +406,13 @@ async fn a_half_closed_viewer_still_gets_the_stream() {
 }
 
 /// A `nats-server` on a free loopback port, killed on drop.
+#[cfg(feature = "bus")]
 struct Nats {
     child: std::process::Child,
     url: String,
 }
 
+#[cfg(feature = "bus")]
 impl Nats {
     /// None (after a loud skip, or a failure under MJPEGD_REQUIRE_TOOLS) without `nats-server`.
     fn start() -> Option<Nats> {
@@ -440,6 +442,7 @@ impl Nats {
     }
 }
 
+#[cfg(feature = "bus")]
 impl Drop for Nats {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -448,6 +451,7 @@ impl Drop for Nats {
 }
 
 /// An edge of the real binary: serves every camera announced on `nats`.
+#[cfg(feature = "bus")]
 fn edge_node(nats: &Nats) -> MjpegdProcess {
     MjpegdProcess::start(&[
         "--listen",
@@ -460,6 +464,7 @@ fn edge_node(nats: &Nats) -> MjpegdProcess {
 }
 
 /// The names of the cameras `srv` serves, from `/api/state`.
+#[cfg(feature = "bus")]
 async fn camera_names(srv: &MjpegdProcess) -> Vec<String> {
     let state: Value = client()
         .get(format!("{}/api/state", srv.url))
@@ -480,6 +485,7 @@ async fn camera_names(srv: &MjpegdProcess) -> Vec<String> {
 }
 
 /// Polls `/api/state` of `srv` until `cond` holds for its camera names, within `limit`.
+#[cfg(feature = "bus")]
 async fn until_cameras(
     srv: &MjpegdProcess,
     limit: Duration,
@@ -502,6 +508,7 @@ async fn until_cameras(
 }
 
 /// An announcement of these 160x120 cameras, as camera nodes send it.
+#[cfg(feature = "bus")]
 fn announcement(names: &[String]) -> bytes::Bytes {
     let cameras: Vec<Value> = names
         .iter()
@@ -513,6 +520,7 @@ fn announcement(names: &[String]) -> bytes::Bytes {
 }
 
 /// Publishes one frame of camera `name` as a peer would, with these header values.
+#[cfg(feature = "bus")]
 async fn publish_frame(
     peer: &async_nats::Client,
     name: &str,
@@ -536,6 +544,7 @@ async fn publish_frame(
     peer.flush().await.expect("flush");
 }
 
+#[cfg(feature = "bus")]
 fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -546,6 +555,7 @@ fn now_us() -> u64 {
 /// A peer that announces camera `name` every second and publishes a frame every 100 ms, its
 /// sequence number and capture time from `stamp(i)`, until dropped. Frames carry `i` as their
 /// picture number.
+#[cfg(feature = "bus")]
 fn rogue_camera(
     peer: async_nats::Client,
     name: &'static str,
@@ -569,6 +579,7 @@ fn rogue_camera(
 /// Item 6a: 64 made-up names re-announced every 2 s filled an edge's camera limit (64), so a
 /// real camera node was never served. Made-up cameras never send a frame: a real one now gets a
 /// place within a few seconds, and its frames reach a viewer.
+#[cfg(feature = "bus")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_names_cannot_keep_real_cameras_off_an_edge() {
     let Some(nats) = Nats::start() else { return };
@@ -639,6 +650,7 @@ async fn made_up_names_cannot_keep_real_cameras_off_an_edge() {
 
 /// Item 6b: a peer's `Mjpegd-Captured-Us` was the frame time as sent. Alternating past and
 /// future times now reach viewers within `PEER_CLOCK_SKEW` (5 s) of now and never going back.
+#[cfg(feature = "bus")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_capture_times_are_clamped_and_monotonic() {
     let Some(nats) = Nats::start() else { return };
@@ -691,6 +703,7 @@ async fn peer_capture_times_are_clamped_and_monotonic() {
 
 /// Item 6c: `Mjpegd-Seq = u64::MAX` then `1` overflowed the gap count (a panic in this debug
 /// build, killing the camera's source). The edge goes on serving the peer's frames.
+#[cfg(feature = "bus")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sequence_at_u64_max_does_not_overflow() {
     let Some(nats) = Nats::start() else { return };
@@ -734,6 +747,7 @@ async fn a_peer_sequence_at_u64_max_does_not_overflow() {
 
 /// Item 6d: every message on `mjpegd.directory.query` made every camera node announce at once.
 /// Under a flood of queries a camera node announces at most once per `QUERY_MIN_INTERVAL` (1 s).
+#[cfg(feature = "bus")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_flood_is_answered_at_most_once_a_second() {
     use futures_util::StreamExt;

@@ -8,8 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "bus")]
 use common::nats::Nats;
 use common::*;
+#[cfg(feature = "bus")]
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -242,6 +244,7 @@ async fn hooks_run_with_camera_and_event_id_and_never_block_capture() {
     );
 }
 
+#[cfg(feature = "bus")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_published_on_the_bus() {
     if !require_tool("ffmpeg") || !require_tool("nats-server") {

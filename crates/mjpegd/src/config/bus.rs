@@ -1,10 +1,14 @@
 //! `[bus]`: the NATS bus, merged with `--publish` and `--cameras-from`.
 
+#[cfg(feature = "bus")]
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, OneOrMany, err, in_range};
+#[cfg(feature = "bus")]
+use super::in_range;
+use super::{ConfigError, OneOrMany, err};
+#[cfg(feature = "bus")]
 use crate::hub::MAX_CAMERAS;
 
 /// `[bus]`: the NATS bus (see docs/config.md, "Scale-out over NATS").
@@ -47,6 +51,7 @@ pub enum PublishSection {
 
 /// Checks `[bus]` (merged with `--publish` / `--cameras-from`) against the camera names;
 /// `None` when the bus is not used.
+#[cfg(feature = "bus")]
 pub fn check_bus(
     b: &BusSection,
     cameras: &[String],
@@ -192,4 +197,30 @@ pub fn check_bus(
             max_cameras: MAX_CAMERAS,
         },
     }))
+}
+
+/// Refuses any bus setting in a build without the bus (`None` when none is given): a camera
+/// node that silently stopped publishing would look like a network fault on every edge.
+#[cfg(not(feature = "bus"))]
+pub fn check_bus(
+    b: &BusSection,
+    _cameras: &[String],
+) -> Result<Option<crate::bus::BusSettings>, ConfigError> {
+    let given = [
+        ("url", b.url.is_some()),
+        ("publish", b.publish.is_some()),
+        ("cameras_from", b.cameras_from.is_some()),
+        ("token", b.token.is_some()),
+        ("user", b.user.is_some()),
+        ("password", b.password.is_some()),
+        ("creds", b.creds.is_some()),
+        ("tls_ca", b.tls_ca.is_some()),
+        ("tls_cert", b.tls_cert.is_some()),
+        ("tls_key", b.tls_key.is_some()),
+        ("idle_timeout", b.idle_timeout.is_some()),
+    ];
+    match given.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(err(format!("bus.{key}"), crate::bus::NOT_BUILT)),
+        None => Ok(None),
+    }
 }

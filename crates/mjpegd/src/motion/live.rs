@@ -37,6 +37,7 @@ pub struct CameraMotion {
 }
 
 /// Event messages queued for the bus per camera; past it they are dropped (and logged).
+#[cfg(feature = "bus")]
 const BUS_QUEUE: usize = 64;
 
 /// Subject of a camera's motion events.
@@ -198,6 +199,7 @@ impl CameraMotion {
     /// Publishes this camera's event starts and ends on `mjpegd.events.CAMERA` from now on, in
     /// order, from one task; a message the server cannot take while disconnected is dropped.
     /// Must be called within the tokio runtime.
+    #[cfg(feature = "bus")]
     pub fn publish_events(&self, link: Arc<crate::link::Link>, shutdown: CancellationToken) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(BUS_QUEUE);
         if self.bus.set(tx).is_err() {

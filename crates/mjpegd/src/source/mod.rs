@@ -7,6 +7,7 @@
 pub mod controls;
 pub mod exec;
 pub mod images;
+#[cfg(feature = "bus")]
 pub mod nats;
 pub mod pattern;
 #[cfg(feature = "relay")]
@@ -180,6 +181,7 @@ pub trait Opener: Send + Sync + 'static {
     /// The bus link of its own this source reads from (a `nats://` source given as a URL), for
     /// the state page; `None` for every other source, and for cameras discovered on the
     /// server's own bus (that link is shown as the server's).
+    #[cfg(feature = "bus")]
     fn own_link(&self) -> Option<Arc<crate::link::Link>> {
         None
     }
@@ -268,7 +270,16 @@ impl SourceSpec {
                     redact_url(url)
                 )));
             }
+            #[cfg(feature = "bus")]
             SourceSpec::Nats(url) => Arc::new(nats::NatsOpener::new(url, params)?),
+            #[cfg(not(feature = "bus"))]
+            SourceSpec::Nats(url) => {
+                return Err(SourceError::permanent(format!(
+                    "{}: this mjpegd was built without the `bus` feature; rebuild with \
+                     `cargo build --release --features bus` (on by default)",
+                    redact_url(url)
+                )));
+            }
             #[cfg(all(target_os = "linux", feature = "v4l2"))]
             SourceSpec::V4l2 { device, format } => Arc::new(v4l2::V4l2Opener::new(
                 device.clone(),
@@ -315,6 +326,7 @@ impl FromStr for SourceSpec {
                 "exec: needs a command, e.g. exec:ffmpeg -i rtsp://cam/stream -f mjpeg -".into(),
             ),
             ("http" | "https", Some(_)) => Ok(SourceSpec::Http(s.to_owned())),
+            #[cfg(feature = "bus")]
             ("nats" | "tls", Some(_)) => {
                 match crate::link::ConnectConfig::parse_url(s).map_err(|e| e.to_string())? {
                     (_, Some(_)) => Ok(SourceSpec::Nats(s.to_owned())),
@@ -324,6 +336,10 @@ impl FromStr for SourceSpec {
                     )),
                 }
             }
+            // Checked no further: `opener` refuses it with how to get the feature, which a
+            // "malformed URL" message here would hide.
+            #[cfg(not(feature = "bus"))]
+            ("nats" | "tls", Some(_)) => Ok(SourceSpec::Nats(s.to_owned())),
             ("v4l2", Some(arg)) => {
                 let (device, format) = match arg.rsplit_once("?format=") {
                     Some((d, f)) => (d, Some(f.to_owned())),
@@ -406,6 +422,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "bus")]
     #[test]
     fn parses_nats_specs() {
         let spec: SourceSpec = "nats://u:pw@127.0.0.1:4222/porch".parse().expect("parse");
@@ -422,6 +439,26 @@ mod tests {
             .parse::<SourceSpec>()
             .expect_err("bad name");
         assert!(!e.contains("pw"), "{e}");
+    }
+
+    #[cfg(not(feature = "bus"))]
+    #[test]
+    fn nats_sources_say_the_bus_is_not_built() {
+        let params = Params {
+            width: 640,
+            height: 480,
+            fps: 30.0,
+            quality: 80,
+        };
+        let spec: SourceSpec = "nats://u:pw@127.0.0.1:4222/porch".parse().expect("parse");
+        assert_eq!(spec.to_string(), "nats://u:***@127.0.0.1:4222/porch");
+        let Err(e) = spec.opener(params) else {
+            panic!("a nats:// source opened in a build without the bus");
+        };
+        let e = e.to_string();
+        assert!(e.contains("without the `bus` feature"), "{e}");
+        assert!(e.contains("--features bus"), "{e}");
+        assert!(!e.contains("pw@"), "credentials in {e}");
     }
 
     #[test]

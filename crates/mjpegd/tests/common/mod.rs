@@ -3,6 +3,7 @@
 //! one helper each for starting the binary, finding a tool and signalling a process.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+#[cfg(feature = "bus")]
 pub mod nats;
 
 use std::io::{BufRead, BufReader, Read};
