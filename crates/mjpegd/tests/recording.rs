@@ -1146,3 +1146,84 @@ async fn a_damaged_frame_is_found_by_the_scrub_and_never_served() {
     );
     assert!(srv.log_has("is damaged"));
 }
+
+/// `dir_max_bytes`: the cameras recording into one directory share one limit, and the oldest
+/// segments go first whichever camera they belong to; two cameras disagreeing on it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_sharing_a_directory_share_its_limit_oldest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("rec");
+    let camera = |name: &str, extra: &str| {
+        format!(
+            "[[cameras]]\nname = \"{name}\"\nsource = \"testpattern\"\nsize = \"320x240\"\nfps = 30\n\
+             [cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\nmax_bytes = \"1G\"\n{extra}\n",
+            rec.display()
+        )
+    };
+    let path = dir.path().join("mjpegd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}",
+            camera("a", "dir_max_bytes = \"2M\""),
+            camera("b", "dir_max_bytes = \"3M\"")
+        ),
+    )
+    .expect("write");
+    let e = startup_error(&path, "two limits for one dir");
+    assert!(
+        e.contains("cameras[1].record.dir_max_bytes") && e.contains("share one limit"),
+        "{e}"
+    );
+
+    let limit = 2u64 << 20;
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n{}{}",
+            camera("a", "dir_max_bytes = \"2M\""),
+            camera("b", "dir_max_bytes = \"2M\"")
+        ),
+    )
+    .expect("write");
+    let srv = Mjpegd::start(&path);
+    let deadline = Instant::now() + 6 * WAIT;
+    loop {
+        let state = json(&srv.url("/api/state")).await;
+        let recs: Vec<&Value> = (0..2).map(|i| &state["cameras"][i]["recording"]).collect();
+        let deleted: Vec<u64> = recs
+            .iter()
+            .map(|r| r["segments_deleted"].as_u64().unwrap_or(0))
+            .collect();
+        let total: u64 = recs.iter().map(|r| r["bytes"].as_u64().unwrap_or(0)).sum();
+        // Each camera writes about 0.5 MB a second into 1 s segments: the open ones may add
+        // that much each on top of the limit.
+        assert!(
+            total <= limit + 2 * 1_500_000,
+            "{total} bytes held: {state}"
+        );
+        if deleted.iter().all(|&d| d >= 2) {
+            // Oldest first across cameras: neither keeps much older frames than the other.
+            let oldest: Vec<f64> = recs
+                .iter()
+                .map(|r| {
+                    r["oldest"]
+                        .as_str()
+                        .and_then(|t| mjpegd::record::time::parse(t).ok())
+                        .unwrap_or(0) as f64
+                        / 1e6
+                })
+                .collect();
+            assert!(
+                (oldest[0] - oldest[1]).abs() < 3.0,
+                "oldest frames {oldest:?}: one camera kept its old segments"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shared limit never deleted from both cameras: {deleted:?} ({total} bytes)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

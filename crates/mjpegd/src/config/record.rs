@@ -14,6 +14,9 @@ pub struct RecordSection {
     pub dir: std::path::PathBuf,
     /// Most bytes kept, as a number or `"500M"`, `"10G"`, `"1T"` (default `"10G"`).
     pub max_bytes: Option<NumberOrText>,
+    /// Most bytes kept by every camera recording into `dir` together, oldest first across
+    /// them (default: no shared limit); cameras sharing a `dir` must agree on it.
+    pub dir_max_bytes: Option<NumberOrText>,
     /// Delete recordings older than this: seconds or `"90s"`, `"30m"`, `"12h"`, `"7d"` (default: no age limit).
     pub max_age: Option<NumberOrText>,
     /// `"continuous"` (default), `"motion"` (during motion events; needs `[cameras.motion]`) or
@@ -127,6 +130,19 @@ pub fn check_record(
             format!("{max_bytes} is out of range: accepted 1M to 1024T"),
         ));
     }
+    let dir_max_bytes = match &r.dir_max_bytes {
+        Some(v) => {
+            let b = parse_bytes(v).map_err(|e| err(key("dir_max_bytes"), e))?;
+            if !(lo..=hi).contains(&b) {
+                return Err(err(
+                    key("dir_max_bytes"),
+                    format!("{b} is out of range: accepted 1M to 1024T"),
+                ));
+            }
+            Some(b)
+        }
+        None => None,
+    };
     let max_age = match &r.max_age {
         Some(v) => {
             let secs = parse_age(v).map_err(|e| err(key("max_age"), e))?;
@@ -173,6 +189,7 @@ pub fn check_record(
     Ok(RecordConfig {
         dir: r.dir.clone(),
         max_bytes,
+        dir_max_bytes,
         max_age,
         mode,
         segment: Duration::from_secs(segment),
@@ -198,6 +215,25 @@ pub fn check_recordings(
                         "\"motion\" records during motion events, but camera {:?} has no motion \
                          detection: add a [cameras.motion] section to it, or use mode = \"continuous\"",
                         c.name
+                    ),
+                ));
+            }
+            // One shared limit per directory: two different ones would make "oldest first
+            // across cameras" mean two things.
+            if let Some((other, o)) =
+                out.iter()
+                    .find(|(_, o): &&(String, crate::record::RecordConfig)| {
+                        o.dir == config.dir && o.dir_max_bytes != config.dir_max_bytes
+                    })
+            {
+                return Err(err(
+                    key("dir_max_bytes"),
+                    format!(
+                        "camera {other:?} records into the same dir {} with dir_max_bytes {}: \
+                         cameras sharing a dir share one limit; give them the same value",
+                        config.dir.display(),
+                        o.dir_max_bytes
+                            .map_or_else(|| "unset".to_owned(), |b| b.to_string())
                     ),
                 ));
             }

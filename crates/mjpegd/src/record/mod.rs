@@ -89,6 +89,8 @@ pub struct RecordConfig {
     pub dir: PathBuf,
     /// Most bytes of segments kept; the oldest are deleted past it.
     pub max_bytes: u64,
+    /// Most bytes kept by every camera recording into `dir`, oldest first across them.
+    pub dir_max_bytes: Option<u64>,
     /// Segments whose last frame is older than this are deleted.
     pub max_age: Option<Duration>,
     /// Recording at startup, on motion, or only on request.
@@ -109,6 +111,7 @@ impl RecordConfig {
         RecordConfig {
             dir,
             max_bytes: 10 << 30,
+            dir_max_bytes: None,
             max_age: None,
             mode: Mode::Continuous,
             segment: Duration::from_secs(60),
@@ -586,6 +589,39 @@ pub fn read_at(file: &std::fs::File, off: u64, len: usize) -> std::io::Result<Ve
     Ok(buf)
 }
 
+/// Deletes the oldest closed segments across `group` (the cameras recording into `dir`) until
+/// they hold at most `limit` bytes together. Open segments are never deleted, so the total may
+/// exceed the limit by what the cameras are writing now.
+fn enforce_shared_limit(dir: &Path, limit: u64, group: &[Arc<Recorder>]) {
+    let mut dropped = vec![0u64; group.len()];
+    loop {
+        let total: u64 = group.iter().map(|r| r.store().bytes()).sum();
+        if total <= limit {
+            break;
+        }
+        let oldest = group
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.store().oldest_closed().map(|t| (t, i)))
+            .min();
+        let Some((_, i)) = oldest else { break };
+        if !group[i].store().drop_oldest() {
+            break;
+        }
+        dropped[i] += 1;
+    }
+    for (rec, n) in group.iter().zip(dropped) {
+        let errors = rec.store().collect_garbage();
+        if n > 0 {
+            rec.stats.segments_deleted.fetch_add(n, Ordering::Relaxed);
+            tracing::debug!(camera = %rec.camera.name(), dir = %dir.display(), dropped = n, "shared retention deleted segments");
+        }
+        for e in errors {
+            tracing::warn!(camera = %rec.camera.name(), "{e}");
+        }
+    }
+}
+
 /// What `mjpegd --check-recordings` found.
 #[derive(Debug, Default)]
 pub struct CheckReport {
@@ -749,6 +785,33 @@ impl Recordings {
             writers.push(thread);
             tokio::spawn(feed(Arc::clone(&rec), tx, shutdown.child_token()));
             recorders.push(rec);
+        }
+        // Directories with a limit shared by their cameras: one thread keeps each under it.
+        let mut shared: Vec<(PathBuf, u64, Vec<Arc<Recorder>>)> = Vec::new();
+        for rec in &recorders {
+            let Some(limit) = rec.config.dir_max_bytes else {
+                continue;
+            };
+            match shared.iter_mut().find(|(d, _, _)| *d == rec.config.dir) {
+                Some((_, _, group)) => group.push(Arc::clone(rec)),
+                None => shared.push((rec.config.dir.clone(), limit, vec![Arc::clone(rec)])),
+            }
+        }
+        for (dir, limit, group) in shared {
+            let stop = shutdown.clone();
+            let thread = std::thread::Builder::new()
+                .name("record-shared".into())
+                .spawn(move || {
+                    while !stop.is_cancelled() {
+                        enforce_shared_limit(&dir, limit, &group);
+                        std::thread::sleep(MAINTENANCE_INTERVAL);
+                    }
+                })
+                .map_err(|source| RecordError::Thread {
+                    camera: "(shared retention)".into(),
+                    source,
+                })?;
+            writers.push(thread);
         }
         Ok(Arc::new(Recordings {
             recorders,

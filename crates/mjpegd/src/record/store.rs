@@ -536,6 +536,35 @@ impl Store {
         dropped
     }
 
+    /// First frame time of the oldest closed segment (what a shared limit deletes first).
+    pub fn oldest_closed(&self) -> Option<Micros> {
+        self.segs
+            .iter()
+            .filter(|s| !s.open)
+            .filter_map(Seg::first)
+            .min()
+    }
+
+    /// Drops the oldest closed segment (its file goes once no reader holds it); false when
+    /// there is none.
+    pub fn drop_oldest(&mut self) -> bool {
+        let Some(i) = self
+            .segs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.open)
+            .min_by_key(|(_, s)| s.first().unwrap_or(Micros::MIN))
+            .map(|(i, _)| i)
+        else {
+            return false;
+        };
+        let seg = self.segs.remove(i);
+        self.cache.forget(seg.file.id);
+        self.garbage.push(seg.file);
+        self.generation += 1;
+        true
+    }
+
     /// Deletes the files of dropped segments that no reader holds any more; returns errors.
     pub fn collect_garbage(&mut self) -> Vec<String> {
         let mut errors = Vec::new();
