@@ -492,7 +492,21 @@ pub fn tls_client(pem: &str, addr: SocketAddr) -> reqwest::Client {
 
 /// A command running the `mjpegd` binary under test.
 pub fn mjpegd_command() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mjpegd"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mjpegd"));
+    // Each server keeps its state (camera controls, the recording switch) apart: by default it
+    // would be the user's ~/.local/state/mjpegd, shared by every test and run, and a test that
+    // stops recording would stop it for the next. Tests of that state give --state-dir.
+    c.env("MJPEGD_STATE_DIR", fresh_state_dir());
+    c
+}
+
+/// A new, empty state directory under the target's temporary directory.
+pub fn fresh_state_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("state")
+        .join(format!("{}-{n}", std::process::id()))
 }
 
 /// The first of `names` on PATH (or the path in the environment variable `override_var`), or
