@@ -187,8 +187,10 @@ async fn overlays_appear_in_snapshots_streams_and_sizes_and_only_where_configure
     // (264 px) wide: rows 9-11 are its padding above the glyphs, across several bars.
     for (name, d, shaded) in [("pattern", &pattern, true), ("pattern_plain", &bare, false)] {
         let brightest = d.brightest(9, 9, 250, 3);
+        // Halfway between the bar (235) and the shaded box (about 110; JPEG ringing from the
+        // glyphs below has lifted a sample to 122): the decision, not the exact shade.
         assert_eq!(
-            brightest < 120,
+            brightest < 170,
             shaded,
             "{name}: brightest sample above the text {brightest} (shaded with an overlay, \
              colour bars at 235 without)"
