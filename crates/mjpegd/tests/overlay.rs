@@ -199,7 +199,7 @@ async fn overlays_appear_in_snapshots_streams_and_sizes_and_only_where_configure
     // The second text, top right: 2 glyphs of 16 px, box 40 wide.
     let brightest = pattern.brightest(320 - 8 - 40 + 1, 9, 38, 3);
     assert!(
-        brightest < 120,
+        brightest < 170,
         "pattern: the top-right box is shaded ({brightest})"
     );
 }
