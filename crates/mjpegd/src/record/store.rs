@@ -313,12 +313,15 @@ impl Store {
     pub fn open(dir: &Path) -> std::io::Result<(Store, ScanReport)> {
         let started = Instant::now();
         create_dir(dir)?;
-        let mut names: Vec<PathBuf> = Vec::new();
-        let mut indexes: Vec<PathBuf> = Vec::new();
-        for path in std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())) {
-            match path.extension() {
-                Some(x) if x == segment::EXTENSION => names.push(path),
-                Some(x) if x == index::INDEX_EXTENSION => indexes.push(path),
+        // File names only, moved into the catalogue afterwards: a month is 10^5 names, and full
+        // paths collected and dropped here would stay in the allocator as resident memory.
+        let mut names: Vec<Box<std::ffi::OsStr>> = Vec::new();
+        let mut indexes = false;
+        for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+            let name = e.file_name();
+            match Path::new(&name).extension() {
+                Some(x) if x == segment::EXTENSION => names.push(name.into_boxed_os_str()),
+                Some(x) if x == index::INDEX_EXTENSION => indexes = true,
                 _ => {}
             }
         }
@@ -328,20 +331,29 @@ impl Store {
             ..Store::default()
         };
         let mut report = ScanReport::default();
-        // Indexes whose segment is gone (deleted while the server was down, or by hand).
-        for idx in indexes {
-            if names
-                .binary_search(&idx.with_extension(segment::EXTENSION))
-                .is_err()
-            {
-                let _ = std::fs::remove_file(&idx);
+        // Indexes whose segment is gone (deleted while the server was down, or by hand): a
+        // second listing, so that no list of index names is kept.
+        if indexes {
+            for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
+                let name = e.file_name();
+                let p = Path::new(&name);
+                if p.extension().is_some_and(|x| x == index::INDEX_EXTENSION) {
+                    let seg = p.with_extension(segment::EXTENSION);
+                    if names
+                        .binary_search_by(|n| (**n).cmp(seg.as_os_str()))
+                        .is_err()
+                    {
+                        let _ = std::fs::remove_file(dir.join(&name));
+                    }
+                }
             }
         }
         // Never followed (nor cut, nor deleted as empty): a link may point anywhere. Left out
         // before the newest is chosen, so the newest real segment is the one verified.
         let mut lens = Vec::with_capacity(names.len());
-        names.retain(|path| {
-            let why = match std::fs::symlink_metadata(path) {
+        names.retain(|name| {
+            let path = dir.join(&**name);
+            let why = match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.file_type().is_file() => {
                     lens.push(m.len());
                     return true;
@@ -354,7 +366,9 @@ impl Store {
             false
         });
         let newest = names.len().saturating_sub(1);
-        for (i, (path, &len)) in names.iter().zip(&lens).enumerate() {
+        store.segs.reserve_exact(names.len());
+        for (i, (name, &len)) in names.into_iter().zip(&lens).enumerate() {
+            let path = &dir.join(&*name);
             let shown = path.display();
             // Closed segments are known by their index; the newest is verified, as a crash can
             // only have torn the segment that was being written (every older one was synced).
@@ -407,7 +421,11 @@ impl Store {
                 store.cache.put(id, Arc::new(entries));
             }
             store.segs.push(Seg {
-                file: Arc::new(SegFile::new(id, path, &store.dir)),
+                file: Arc::new(SegFile {
+                    id,
+                    dir: Arc::clone(&store.dir),
+                    name,
+                }),
                 size: summary.size,
                 bytes: summary.seg_len,
                 summary: Some(Arc::new(summary)),
