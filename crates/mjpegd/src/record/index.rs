@@ -316,6 +316,109 @@ pub fn rebuild(seg: &Path) -> io::Result<(Summary, Vec<Entry>)> {
     Ok((summary, scan.entries))
 }
 
+/// The catalogue file of a camera's directory: every closed segment's summary, one record
+/// appended at each close, so startup reads one file instead of one index per segment.
+pub const CATALOGUE: &str = "catalogue.mjc";
+/// First bytes of a catalogue file.
+const CATALOGUE_MAGIC: &[u8; 8] = b"MJPEGDC1";
+/// Largest catalogue read (a million segments of about 100 bytes).
+pub const MAX_CATALOGUE: u64 = 256 << 20;
+
+/// One catalogue record: `u32 length | u16 name length | name | summary head and runs | crc32`.
+fn catalogue_record(name: &std::ffi::OsStr, summary: &Summary) -> Vec<u8> {
+    let name = name.as_encoded_bytes();
+    let head = encode(summary, &[]);
+    // The summary's head and runs, without its (empty) frames' checksum.
+    let summary_bytes = &head[..head.len() - 4];
+    let len = 2 + name.len() + summary_bytes.len() + 4;
+    let mut out = Vec::with_capacity(4 + len);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(summary_bytes);
+    let crc = crc32fast::hash(&out[4..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Appends one closed segment's summary to the catalogue of `dir` (created when missing). Not
+/// synced: the catalogue is a cache of the indexes, and a lost or torn tail is read past.
+pub fn append_catalogue(dir: &Path, name: &std::ffi::OsStr, summary: &Summary) -> io::Result<()> {
+    let path = dir.join(CATALOGUE);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(segment::FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    let mut out = Vec::new();
+    if f.metadata()?.len() == 0 {
+        out.extend_from_slice(CATALOGUE_MAGIC);
+    }
+    out.extend_from_slice(&catalogue_record(name, summary));
+    // One write: with O_APPEND a record is never interleaved with another.
+    f.write_all(&out)
+}
+
+/// Writes a whole catalogue of `records` atomically (a compaction, at startup).
+pub fn write_catalogue<'a>(
+    dir: &Path,
+    records: impl Iterator<Item = (&'a std::ffi::OsStr, &'a Summary)>,
+) -> io::Result<()> {
+    let mut out = CATALOGUE_MAGIC.to_vec();
+    for (name, summary) in records {
+        out.extend_from_slice(&catalogue_record(name, summary));
+    }
+    crate::persist::write_atomic(&dir.join(CATALOGUE), &out)
+}
+
+/// Reads the catalogue of `dir`, calling `each` with every record's segment name and summary
+/// in file order; returns how many records were read and whether the file ended in a damaged
+/// or torn record (the records before it are used).
+pub fn read_catalogue(
+    dir: &Path,
+    mut each: impl FnMut(&std::ffi::OsStr, Summary),
+) -> (usize, bool) {
+    use std::io::Read;
+    let Ok(f) = segment::open_segment(&dir.join(CATALOGUE), false) else {
+        return (0, false);
+    };
+    let mut buf = Vec::new();
+    if f.take(MAX_CATALOGUE).read_to_end(&mut buf).is_err() || buf.get(..8) != Some(CATALOGUE_MAGIC)
+    {
+        return (0, !buf.is_empty());
+    }
+    let mut records = 0;
+    let mut pos = 8;
+    while pos < buf.len() {
+        let Some(len) = le::<4>(&buf, pos).map(|b| u32::from_le_bytes(b) as usize) else {
+            return (records, true);
+        };
+        let Some(rec) = buf.get(pos + 4..pos + 4 + len).filter(|r| r.len() >= 6) else {
+            return (records, true);
+        };
+        let (body, crc) = rec.split_at(len - 4);
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            return (records, true);
+        }
+        let name_len = usize::from(u16::from_le_bytes([body[0], body[1]]));
+        let (Some(name), Some(summary)) = (
+            body.get(2..2 + name_len),
+            body.get(2 + name_len..).and_then(decode_summary),
+        ) else {
+            return (records, true);
+        };
+        // Segment names are ASCII stamps: a name that is not UTF-8 matches no segment, which
+        // is then read from its own index.
+        if let Ok(name) = std::str::from_utf8(name) {
+            each(std::ffi::OsStr::new(name), summary);
+        }
+        records += 1;
+        pos += 4 + len;
+    }
+    (records, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

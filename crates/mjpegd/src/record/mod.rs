@@ -1085,6 +1085,11 @@ impl Writer {
             if let Err(e) = index::write(&seg, &summary, &entries) {
                 tracing::warn!(segment = %seg.display(), "cannot write the segment's index (it is rebuilt when needed): {e}");
             }
+            if let (Some(dir), Some(name)) = (seg.parent(), seg.file_name()) {
+                if let Err(e) = index::append_catalogue(dir, name, &summary) {
+                    tracing::warn!(dir = %dir.display(), "cannot add the segment to the catalogue file (its index is read instead): {e}");
+                }
+            }
         }
         if empty {
             tracing::debug!(path = %path.display(), "dropped an empty segment");

@@ -265,6 +265,8 @@ pub struct ScanReport {
     /// Segments whose index was missing, stale or damaged and was rebuilt from the segment
     /// (and the newest, always verified and indexed).
     pub indexed: usize,
+    /// Segments known from the catalogue file (neither their index nor they were read).
+    pub catalogued: usize,
     /// Time the scan took.
     pub took: std::time::Duration,
 }
@@ -315,17 +317,20 @@ impl Store {
         create_dir(dir)?;
         // File names only, moved into the catalogue afterwards: a month is 10^5 names, and full
         // paths collected and dropped here would stay in the allocator as resident memory.
-        let mut names: Vec<Box<std::ffi::OsStr>> = Vec::new();
+        let mut names: Vec<(Box<std::ffi::OsStr>, Option<std::fs::FileType>)> = Vec::new();
         let mut indexes = false;
         for e in std::fs::read_dir(dir)?.filter_map(Result::ok) {
             let name = e.file_name();
             match Path::new(&name).extension() {
-                Some(x) if x == segment::EXTENSION => names.push(name.into_boxed_os_str()),
+                // The type from the directory entry itself (no stat on Linux file systems).
+                Some(x) if x == segment::EXTENSION => {
+                    names.push((name.into_boxed_os_str(), e.file_type().ok()));
+                }
                 Some(x) if x == index::INDEX_EXTENSION => indexes = true,
                 _ => {}
             }
         }
-        names.sort();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
         let mut store = Store {
             dir: Arc::new(dir.to_path_buf()),
             ..Store::default()
@@ -340,7 +345,7 @@ impl Store {
                 if p.extension().is_some_and(|x| x == index::INDEX_EXTENSION) {
                     let seg = p.with_extension(segment::EXTENSION);
                     if names
-                        .binary_search_by(|n| (**n).cmp(seg.as_os_str()))
+                        .binary_search_by(|n| (*n.0).cmp(seg.as_os_str()))
                         .is_err()
                     {
                         let _ = std::fs::remove_file(dir.join(&name));
@@ -350,32 +355,55 @@ impl Store {
         }
         // Never followed (nor cut, nor deleted as empty): a link may point anywhere. Left out
         // before the newest is chosen, so the newest real segment is the one verified.
-        let mut lens = Vec::with_capacity(names.len());
-        names.retain(|name| {
+        names.retain(|(name, kind)| {
             let path = dir.join(&**name);
-            let why = match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_file() => {
-                    lens.push(m.len());
-                    return true;
-                }
-                Ok(m) if m.file_type().is_symlink() => "a symbolic link, not followed".to_owned(),
+            let kind = match kind {
+                Some(k) => Ok(*k),
+                None => std::fs::symlink_metadata(&path).map(|m| m.file_type()),
+            };
+            let why = match kind {
+                Ok(k) if k.is_file() => return true,
+                Ok(k) if k.is_symlink() => "a symbolic link, not followed".to_owned(),
                 Ok(_) => "not a regular file".to_owned(),
                 Err(e) => e.to_string(),
             };
             report.skipped.push(format!("{}: {why}", path.display()));
             false
         });
+        // The catalogue's summaries, matched to the segments found (by binary search, without
+        // a map of names: the summaries move into the catalogue as they are).
+        let mut known: Vec<Option<Summary>> = vec![None; names.len()];
+        let (records, torn) = index::read_catalogue(dir, |name, summary| {
+            if let Ok(i) = names.binary_search_by(|n| (*n.0).cmp(name)) {
+                known[i] = Some(summary);
+            }
+        });
+        let mut rewrite = torn;
         let newest = names.len().saturating_sub(1);
         store.segs.reserve_exact(names.len());
-        for (i, (name, &len)) in names.into_iter().zip(&lens).enumerate() {
+        for (i, ((name, _), known)) in names.into_iter().zip(known).enumerate() {
             let path = &dir.join(&*name);
             let shown = path.display();
-            // Closed segments are known by their index; the newest is verified, as a crash can
-            // only have torn the segment that was being written (every older one was synced).
-            let indexed = if i == newest {
-                None
-            } else {
-                index::read_summary(path, len)
+            // Closed segments are known by the catalogue, else by their index; the newest is
+            // verified, as a crash can only have torn the segment that was being written
+            // (every older one was synced when it was closed).
+            let indexed = match known {
+                Some(summary) if i != newest => {
+                    report.catalogued += 1;
+                    Some(summary)
+                }
+                None if i == newest => {
+                    // Not catalogued yet (the server was killed while it was open).
+                    rewrite = true;
+                    None
+                }
+                Some(_) => None,
+                _ => {
+                    rewrite = true;
+                    std::fs::symlink_metadata(path)
+                        .ok()
+                        .and_then(|m| index::read_summary(path, m.len()))
+                }
             };
             let (summary, entries) = match indexed {
                 Some(summary) => (summary, None),
@@ -434,6 +462,22 @@ impl Store {
             });
         }
         store.sort();
+        // Rewritten (compacted) when it missed segments, held deleted ones, or was damaged.
+        // (The newest segment's record is read past: that segment is always verified.)
+        if rewrite || records > report.catalogued + 1 {
+            let written = index::write_catalogue(
+                dir,
+                store
+                    .segs
+                    .iter()
+                    .filter_map(|s| Some((&*s.file.name, s.summary.as_deref()?))),
+            );
+            if let Err(e) = written {
+                report
+                    .skipped
+                    .push(format!("{}: {e}", dir.join(index::CATALOGUE).display()));
+            }
+        }
         report.took = started.elapsed();
         Ok((store, report))
     }
@@ -876,18 +920,19 @@ mod tests {
     #[test]
     fn indexes_missing_stale_or_corrupt_give_the_same_catalogue() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let catalogue = dir.path().join(index::CATALOGUE);
         let (a, _) = record(dir.path(), 1_000_000, 30, 100_000);
         let (b, b_len) = record(dir.path(), 4_000_000, 30, 100_000);
         record(dir.path(), 107_000_000, 10, 100_000);
         // No index yet (segments written by hand): the first start builds them all.
         let (store, report) = Store::open(dir.path()).expect("open");
-        assert_eq!(report.indexed, 3);
+        assert_eq!((report.indexed, report.catalogued), (3, 0));
         let truth = answers(&store);
         assert!(truth.contains("(1000000, 6900000, 60"), "{truth}");
         drop(store);
-        // Present: only the newest segment is read.
+        // Catalogued: no index is read, only the newest segment.
         let (store, report) = Store::open(dir.path()).expect("open");
-        assert_eq!(report.indexed, 1);
+        assert_eq!((report.indexed, report.catalogued), (1, 2));
         assert_eq!(
             store.cache().usage().0,
             10,
@@ -895,7 +940,28 @@ mod tests {
         );
         assert_eq!(answers(&store), truth);
         drop(store);
-        // Missing, stale (made for another length), corrupt (a flipped bit in its frames).
+        // The catalogue missing, or damaged: the indexes are read, and it is written again.
+        std::fs::remove_file(&catalogue).expect("rm");
+        let (store, report) = Store::open(dir.path()).expect("open");
+        assert_eq!((report.indexed, report.catalogued), (1, 0));
+        assert_eq!(answers(&store), truth);
+        drop(store);
+        let mut bytes = std::fs::read(&catalogue).expect("rewritten");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x20;
+        std::fs::write(&catalogue, &bytes).expect("write");
+        let (store, report) = Store::open(dir.path()).expect("open");
+        assert!(report.catalogued < 2, "a damaged record was used");
+        assert_eq!(answers(&store), truth);
+        drop(store);
+        assert_eq!(
+            Store::open(dir.path()).expect("open").1.catalogued,
+            2,
+            "repaired"
+        );
+        // Without the catalogue, indexes missing, stale (made for another length) or corrupt
+        // (a flipped bit in its frames, found when they are loaded).
+        std::fs::remove_file(&catalogue).expect("rm");
         std::fs::remove_file(index::path_of(&a)).expect("rm");
         let (summary, entries) = index::read(&b, b_len).expect("b's index");
         let stale = Summary {
@@ -914,7 +980,7 @@ mod tests {
         let (store, report) = Store::open(dir.path()).expect("open");
         assert_eq!(
             report.indexed, 1,
-            "the summary is intact; the frames are checked on load"
+            "the summary is known; the frames are checked on load"
         );
         assert_eq!(answers(&store), truth);
         assert_eq!(
@@ -922,11 +988,14 @@ mod tests {
             Some((summary, entries)),
             "rebuilt on load"
         );
-        // An index whose segment is gone is removed at startup.
+        // An index whose segment is gone is removed at startup, and the catalogue forgets it.
         drop(store);
         std::fs::remove_file(&a).expect("rm");
-        Store::open(dir.path()).expect("open");
+        let (store, _) = Store::open(dir.path()).expect("open");
         assert!(!index::path_of(&a).exists());
+        assert_eq!(store.segments(), 2);
+        drop(store);
+        assert_eq!(Store::open(dir.path()).expect("open").1.catalogued, 1);
     }
 
     #[test]
