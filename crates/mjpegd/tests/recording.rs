@@ -631,6 +631,7 @@ async fn sigkill_while_recording_then_restart_gives_a_consistent_catalogue_and_a
     let mut segs: Vec<PathBuf> = std::fs::read_dir(&seg_dir)
         .expect("ls")
         .map(|e| e.expect("e").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
         .collect();
     segs.sort();
     let newest = segs.last().expect("a segment").clone();

@@ -369,7 +369,8 @@ pub fn write_catalogue<'a>(
     for (name, summary) in records {
         out.extend_from_slice(&catalogue_record(name, summary));
     }
-    crate::persist::write_atomic(&dir.join(CATALOGUE), &out)
+    // As private as the segments it describes.
+    crate::persist::write_atomic_with_mode(&dir.join(CATALOGUE), &out, segment::FILE_MODE)
 }
 
 /// Reads the catalogue of `dir`, calling `each` with every record's segment name and summary

@@ -946,6 +946,16 @@ mod tests {
         assert_eq!((report.indexed, report.catalogued), (1, 0));
         assert_eq!(answers(&store), truth);
         drop(store);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&catalogue)
+            .expect("rewritten")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o137,
+            0,
+            "catalogue mode {mode:o}: as private as the segments"
+        );
         let mut bytes = std::fs::read(&catalogue).expect("rewritten");
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x20;
