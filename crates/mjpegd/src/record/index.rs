@@ -66,20 +66,46 @@ pub struct Summary {
     pub frames: u32,
     /// JPEG bytes.
     pub bytes: u64,
-    /// The runs, oldest first; [`Summary::exact`] says whether gaps inside them are known.
-    pub runs: Vec<Run>,
+    /// The runs, oldest first (see [`Summary::runs`]).
+    runs: Runs,
     /// False when the segment had more than [`MAX_RUNS`] runs and the last were merged.
     pub exact: bool,
 }
 
+/// A summary's runs: most segments have one, kept inline (an archive holds 10^5 summaries,
+/// and a heap allocation each would be a good part of its memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Runs {
+    One(Run),
+    Many(Box<[Run]>),
+}
+
+impl Runs {
+    fn of(mut runs: Vec<Run>) -> Runs {
+        if runs.len() == 1 {
+            if let Some(r) = runs.pop() {
+                return Runs::One(r);
+            }
+        }
+        Runs::Many(runs.into_boxed_slice())
+    }
+}
+
 impl Summary {
+    /// The runs, oldest first; [`Summary::exact`] says whether gaps inside them are known.
+    pub fn runs(&self) -> &[Run] {
+        match &self.runs {
+            Runs::One(r) => std::slice::from_ref(r),
+            Runs::Many(rs) => rs,
+        }
+    }
     /// First frame's time.
     pub fn first(&self) -> Option<Micros> {
-        self.runs.first().map(|r| r.first)
+        self.runs().first().map(|r| r.first)
     }
     /// Last frame's time.
     pub fn last(&self) -> Option<Micros> {
-        self.runs.last().map(|r| r.last)
+        self.runs().last().map(|r| r.last)
     }
 
     /// The summary of `entries` in a segment `seg_len` long.
@@ -108,14 +134,12 @@ impl Summary {
             }
             prev = Some(e.t);
         }
-        // Kept for every segment of the archive: no spare capacity (a Vec grows to 4 runs).
-        runs.shrink_to_fit();
         Summary {
             seg_len,
             size,
             frames: entries.len() as u32,
             bytes: entries.iter().map(|e| u64::from(e.len)).sum(),
-            runs,
+            runs: Runs::of(runs),
             exact,
         }
     }
@@ -157,7 +181,7 @@ fn unzigzag(v: u64) -> i64 {
 
 /// The bytes of an index of `entries`.
 pub fn encode(summary: &Summary, entries: &[Entry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEAD_LEN + summary.runs.len() * RUN_LEN + entries.len() * 4);
+    let mut out = Vec::with_capacity(HEAD_LEN + summary.runs().len() * RUN_LEN + entries.len() * 4);
     out.extend_from_slice(INDEX_MAGIC);
     out.extend_from_slice(&summary.seg_len.to_le_bytes());
     out.extend_from_slice(&summary.frames.to_le_bytes());
@@ -165,9 +189,9 @@ pub fn encode(summary: &Summary, entries: &[Entry]) -> Vec<u8> {
     out.extend_from_slice(&summary.size.1.to_le_bytes());
     out.extend_from_slice(&summary.bytes.to_le_bytes());
     // Merged runs are flagged by the top bit of the count.
-    let count = summary.runs.len() as u16 | if summary.exact { 0 } else { 0x8000 };
+    let count = summary.runs().len() as u16 | if summary.exact { 0 } else { 0x8000 };
     out.extend_from_slice(&count.to_le_bytes());
-    for r in &summary.runs {
+    for r in summary.runs() {
         out.extend_from_slice(&r.first.to_le_bytes());
         out.extend_from_slice(&r.last.to_le_bytes());
         out.extend_from_slice(&r.frames.to_le_bytes());
@@ -222,7 +246,7 @@ pub fn decode_summary(b: &[u8]) -> Option<Summary> {
         size,
         frames,
         bytes,
-        runs,
+        runs: Runs::of(runs),
         exact,
     })
 }
@@ -236,7 +260,7 @@ pub fn decode(b: &[u8]) -> Option<(Summary, Vec<Entry>)> {
         return None;
     }
     let summary = decode_summary(b)?;
-    let mut pos = HEAD_LEN + summary.runs.len() * RUN_LEN;
+    let mut pos = HEAD_LEN + summary.runs().len() * RUN_LEN;
     let mut entries = Vec::with_capacity(summary.frames as usize);
     let mut t = summary.first().unwrap_or(0);
     let mut off = FILE_HEADER_LEN + RECORD_HEADER_LEN;
@@ -375,29 +399,47 @@ pub fn write_catalogue<'a>(
 
 /// Reads the catalogue of `dir`, calling `each` with every record's segment name and summary
 /// in file order; returns how many records were read and whether the file ended in a damaged
-/// or torn record (the records before it are used).
+/// or torn record (the records before it are used). Streamed through a small buffer: a month's
+/// catalogue is megabytes, and a buffer that size, freed at once, would stay resident.
 pub fn read_catalogue(
     dir: &Path,
     mut each: impl FnMut(&std::ffi::OsStr, Summary),
 ) -> (usize, bool) {
-    use std::io::Read;
+    use std::io::{BufReader, Read};
     let Ok(f) = segment::open_segment(&dir.join(CATALOGUE), false) else {
         return (0, false);
     };
-    let mut buf = Vec::new();
-    if f.take(MAX_CATALOGUE).read_to_end(&mut buf).is_err() || buf.get(..8) != Some(CATALOGUE_MAGIC)
-    {
-        return (0, !buf.is_empty());
+    let mut r = BufReader::with_capacity(64 * 1024, f.take(MAX_CATALOGUE));
+    let mut magic = [0u8; 8];
+    match r.read_exact(&mut magic) {
+        Ok(()) if &magic == CATALOGUE_MAGIC => {}
+        Ok(()) => return (0, true),
+        // Empty, or shorter than its magic: nothing to use, and worth rewriting.
+        Err(_) => return (0, true),
     }
     let mut records = 0;
-    let mut pos = 8;
-    while pos < buf.len() {
-        let Some(len) = le::<4>(&buf, pos).map(|b| u32::from_le_bytes(b) as usize) else {
+    let mut rec = Vec::with_capacity(256);
+    loop {
+        use std::io::BufRead;
+        match r.fill_buf() {
+            // The end, between two records.
+            Ok([]) => return (records, false),
+            Ok(_) => {}
+            Err(_) => return (records, true),
+        }
+        let mut len = [0u8; 4];
+        if r.read_exact(&mut len).is_err() {
             return (records, true);
-        };
-        let Some(rec) = buf.get(pos + 4..pos + 4 + len).filter(|r| r.len() >= 6) else {
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        // A record is a name and a summary: never more than a few kilobytes.
+        if !(6..=64 * 1024).contains(&len) {
             return (records, true);
-        };
+        }
+        rec.resize(len, 0);
+        if r.read_exact(&mut rec).is_err() {
+            return (records, true);
+        }
         let (body, crc) = rec.split_at(len - 4);
         if crc32fast::hash(body).to_le_bytes() != crc {
             return (records, true);
@@ -415,9 +457,7 @@ pub fn read_catalogue(
             each(std::ffi::OsStr::new(name), summary);
         }
         records += 1;
-        pos += 4 + len;
     }
-    (records, false)
 }
 
 #[cfg(test)]
@@ -448,8 +488,8 @@ mod tests {
         times.extend((0..10).map(|i| 20_000_000 + i * 33_333));
         let (seg, entries, len) = record(dir.path(), &times);
         let summary = Summary::of(&entries, (64, 48), len);
-        assert_eq!(summary.runs.len(), 2);
-        assert_eq!(summary.runs[1].frames, 10);
+        assert_eq!(summary.runs().len(), 2);
+        assert_eq!(summary.runs()[1].frames, 10);
         write(&seg, &summary, &entries).expect("write");
         let size = std::fs::metadata(path_of(&seg)).expect("stat").len();
         // 33 ms steps and lengths over 127 take 3 + 2 bytes a frame.
@@ -481,9 +521,9 @@ mod tests {
             })
             .collect();
         let s = Summary::of(&entries, (1, 1), 16 + 200 * 132);
-        assert_eq!(s.runs.len(), MAX_RUNS);
+        assert_eq!(s.runs().len(), MAX_RUNS);
         assert!(!s.exact);
-        assert_eq!(s.runs.iter().map(|r| r.frames).sum::<u32>(), 200);
+        assert_eq!(s.runs().iter().map(|r| r.frames).sum::<u32>(), 200);
         let bytes = encode(&s, &entries);
         assert_eq!(decode(&bytes), Some((s, entries)));
     }

@@ -372,10 +372,10 @@ impl Store {
         });
         // The catalogue's summaries, matched to the segments found (by binary search, without
         // a map of names: the summaries move into the catalogue as they are).
-        let mut known: Vec<Option<Summary>> = vec![None; names.len()];
+        let mut known: Vec<Option<Arc<Summary>>> = vec![None; names.len()];
         let (records, torn) = index::read_catalogue(dir, |name, summary| {
             if let Ok(i) = names.binary_search_by(|n| (*n.0).cmp(name)) {
-                known[i] = Some(summary);
+                known[i] = Some(Arc::new(summary));
             }
         });
         let mut rewrite = torn;
@@ -403,6 +403,7 @@ impl Store {
                     std::fs::symlink_metadata(path)
                         .ok()
                         .and_then(|m| index::read_summary(path, m.len()))
+                        .map(Arc::new)
                 }
             };
             let (summary, entries) = match indexed {
@@ -422,7 +423,7 @@ impl Store {
                             scan.file_len, scan.good_len
                         ));
                     }
-                    let summary = Summary::of(&scan.entries, scan.size, scan.good_len);
+                    let summary = Arc::new(Summary::of(&scan.entries, scan.size, scan.good_len));
                     if !scan.entries.is_empty() {
                         if let Err(e) = index::write(path, &summary, &scan.entries) {
                             report
@@ -456,7 +457,7 @@ impl Store {
                 }),
                 size: summary.size,
                 bytes: summary.seg_len,
-                summary: Some(Arc::new(summary)),
+                summary: Some(summary),
                 live: None,
                 open: false,
             });
@@ -759,7 +760,7 @@ impl Snapshot {
                 .summary
                 .as_ref()
                 .filter(|s| s.exact && inside && !seg.open)
-                .map(|s| &s.runs)
+                .map(|s| s.runs())
                 .filter(|runs| {
                     runs.first()
                         .is_some_and(|r| out.last().is_none_or(|s| r.first > s.end_us))
@@ -974,10 +975,8 @@ mod tests {
         std::fs::remove_file(&catalogue).expect("rm");
         std::fs::remove_file(index::path_of(&a)).expect("rm");
         let (summary, entries) = index::read(&b, b_len).expect("b's index");
-        let stale = Summary {
-            seg_len: b_len - 1,
-            ..summary.clone()
-        };
+        let mut stale = summary.clone();
+        stale.seg_len = b_len - 1;
         index::write(&b, &stale, &entries).expect("stale index");
         let (store, report) = Store::open(dir.path()).expect("open");
         assert_eq!(report.indexed, 3, "missing, stale and newest");
