@@ -1228,3 +1228,59 @@ async fn cameras_sharing_a_directory_share_its_limit_oldest_first() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The Cues at the front of a Matroska export let a player seek at once: ffmpeg asked for a
+/// frame at 10 s of 12 reads the header, the Cues and the file from the cluster the cue points
+/// to, instead of everything before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matroska_exports_seek_through_their_cues() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = Mjpegd::start(&write_config(dir.path(), ""));
+    // 256 frames a cluster at 30 fps: 12 s make two clusters and part of a third.
+    let span = record_a_few_seconds(&srv, 12.0).await;
+    let (from, to) = (
+        span["start"].as_str().expect("start"),
+        span["end"].as_str().expect("end"),
+    );
+    let resp = client()
+        .get(srv.url(&format!("/cameras/cam/export.mkv?from={from}&to={to}")))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    let mkv = dir.path().join("seek.mkv");
+    std::fs::write(&mkv, &body).expect("write");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "debug", "-ss", "10", "-i"])
+        .arg(&mkv)
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ffmpeg: {log}");
+    // "Statistics: N bytes read, S seeks" of the input.
+    let read: u64 = log
+        .lines()
+        .filter(|l| l.contains("Statistics:") && l.contains("bytes read"))
+        .find_map(|l| {
+            l.split("Statistics:")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no read statistics in ffmpeg's log: {log}"));
+    // From the cue before 10 s (8.5 s) on, plus ffmpeg's read-ahead: about 40 % of the file;
+    // without Cues it walks the clusters from the start, over 80 % (10 s of 12).
+    assert!(
+        read < body.len() as u64 * 3 / 5,
+        "seeking to 10 s of a {}-frame export read {read} of its {} bytes",
+        span["frames"],
+        body.len()
+    );
+}
