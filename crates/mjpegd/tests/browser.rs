@@ -702,6 +702,22 @@ fn assert_live_between_screenshots(cdp: &mut Cdp, prefix: &str) {
     assert_tiles_changed(&after, &first, &second);
 }
 
+/// `GET path` from `addr` straight over TCP (HTTP/1.0, so the body ends with the connection),
+/// waiting at most `wait`; the body of a 200 answer.
+fn http_get(addr: &str, path: &str, wait: Duration) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(addr).expect("connect to mjpegd");
+    tcp.set_read_timeout(Some(wait)).expect("timeout");
+    write!(tcp, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
+    let mut resp = Vec::new();
+    tcp.read_to_end(&mut resp).expect("read the response");
+    let at = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    assert!(resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.0 200"));
+    resp.split_off(at + 4)
+}
+
 /// Launches a browser with one attached tab.
 fn browser_with_page(exe: &Path) -> (Chromium, Cdp) {
     let browser = Chromium::launch(exe);
@@ -1004,17 +1020,7 @@ impl Xorshift {
 impl Mjpegd {
     /// `GET path` straight over TCP; the response body.
     fn get(&self, path: &str) -> Vec<u8> {
-        let mut tcp = TcpStream::connect(self.addr()).expect("connect to mjpegd");
-        tcp.set_read_timeout(Some(WAIT)).expect("timeout");
-        write!(tcp, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr()).expect("send");
-        let mut resp = Vec::new();
-        tcp.read_to_end(&mut resp).expect("read the response");
-        let at = resp
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("an HTTP response");
-        assert!(resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.0 200"));
-        resp.split_off(at + 4)
+        http_get(self.addr(), path, WAIT)
     }
 
     /// The palette index of the frame the camera serves now (its snapshot's centre pixel).
@@ -1480,20 +1486,8 @@ fn controls_panel_sets_a_real_camera_control() {
         .to_owned();
     // The controls as the server reads them from the driver now.
     let driver = |key: &str| -> Value {
-        let mut tcp = TcpStream::connect(&addr).expect("connect to the VM's mjpegd");
-        tcp.set_read_timeout(Some(wait)).expect("timeout");
-        write!(
-            tcp,
-            "GET /cameras/cam/controls HTTP/1.0\r\nHost: {addr}\r\n\r\n"
-        )
-        .expect("send");
-        let mut resp = Vec::new();
-        tcp.read_to_end(&mut resp).expect("read the response");
-        let at = resp
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("an HTTP response");
-        let body: Value = serde_json::from_slice(&resp[at + 4..]).expect("controls JSON");
+        let body: Value = serde_json::from_slice(&http_get(&addr, "/cameras/cam/controls", wait))
+            .expect("controls JSON");
         body["controls"]
             .as_array()
             .and_then(|a| a.iter().find(|c| c["key"] == key))

@@ -574,29 +574,37 @@ impl Store {
     /// segment ends before `now - max_age`; returns how many were dropped.
     pub fn retain(&mut self, max_bytes: u64, max_age: Option<Micros>, now: Micros) -> usize {
         let mut dropped = 0;
-        while let Some(i) = self
-            .segs
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.open)
-            .min_by_key(|(_, s)| s.first().unwrap_or(Micros::MIN))
-            .map(|(i, _)| i)
-        {
+        while let Some(i) = self.oldest_closed_at() {
             let too_big = self.bytes() > max_bytes;
             let too_old =
                 max_age.is_some_and(|age| self.segs[i].last().is_some_and(|l| l < now - age));
             if !too_big && !too_old {
                 break;
             }
-            let seg = self.segs.remove(i);
-            self.cache.forget(seg.file.id);
-            self.garbage.push(seg.file);
+            self.drop_at(i);
             dropped += 1;
         }
         if dropped > 0 {
             self.generation += 1;
         }
         dropped
+    }
+
+    /// Where the oldest closed segment is in `segs`.
+    fn oldest_closed_at(&self) -> Option<usize> {
+        self.segs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.open)
+            .min_by_key(|(_, s)| s.first().unwrap_or(Micros::MIN))
+            .map(|(i, _)| i)
+    }
+
+    /// Drops segment `i` from the catalogue; its file goes once no reader holds it.
+    fn drop_at(&mut self, i: usize) {
+        let seg = self.segs.remove(i);
+        self.cache.forget(seg.file.id);
+        self.garbage.push(seg.file);
     }
 
     /// First frame time of the oldest closed segment (what a shared limit deletes first).
@@ -611,19 +619,10 @@ impl Store {
     /// Drops the oldest closed segment (its file goes once no reader holds it); false when
     /// there is none.
     pub fn drop_oldest(&mut self) -> bool {
-        let Some(i) = self
-            .segs
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.open)
-            .min_by_key(|(_, s)| s.first().unwrap_or(Micros::MIN))
-            .map(|(i, _)| i)
-        else {
+        let Some(i) = self.oldest_closed_at() else {
             return false;
         };
-        let seg = self.segs.remove(i);
-        self.cache.forget(seg.file.id);
-        self.garbage.push(seg.file);
+        self.drop_at(i);
         self.generation += 1;
         true
     }
