@@ -26,6 +26,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::http::{self, AppState, HttpConfig};
+
+mod h2;
 use crate::hub::{CameraConfig, Hub};
 use crate::tls::TlsConfig;
 
@@ -571,13 +573,16 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
                     )
                     .await;
                     match handshake {
-                        Ok(Ok(s)) => serve_connection(s, peer, &shared2).await,
+                        Ok(Ok(s)) => {
+                            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                            serve_connection(s, peer, &shared2, h2).await;
+                        }
                         Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
                     }
                 }
-                (_, Stream::Tcp(tcp)) => serve_connection(tcp, peer, &shared2).await,
-                (_, Stream::Unix(u)) => serve_connection(u, peer, &shared2).await,
+                (_, Stream::Tcp(tcp)) => sniff_and_serve(tcp, peer, &shared2).await,
+                (_, Stream::Unix(u)) => sniff_and_serve(u, peer, &shared2).await,
             }
         });
     }
@@ -611,14 +616,38 @@ async fn accept(l: &Listener) -> io::Result<(Stream, Option<SocketAddr>)> {
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: Option<SocketAddr>, shared: &Shared)
+/// Serves a plain connection as HTTP/2 when it opens with HTTP/2's preface (h2c with prior
+/// knowledge: `curl --http2-prior-knowledge`, gRPC-style clients, proxies), else as HTTP/1.
+/// The first bytes get the request head's time limit.
+async fn sniff_and_serve<S>(stream: S, peer: Option<SocketAddr>, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let sniffed = tokio::time::timeout(
+        shared.config.header_read_timeout,
+        h2::Prefixed::sniff(stream),
+    )
+    .await;
+    match sniffed {
+        Ok(Ok(Some((stream, h2)))) => serve_connection(stream, peer, shared, h2).await,
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "connection ended before a request"),
+        Err(_) => tracing::debug!(?peer, "no request within the time limit; closed"),
+    }
+}
+
+async fn serve_connection<S>(stream: S, peer: Option<SocketAddr>, shared: &Shared, h2: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
     // Bytes written to this socket, and the minimum rate an export response sets on it.
     let pace = http::Pace::default();
-    let io = TokioIo::new(WriteTimeout::new(stream, config.send_timeout, pace.clone()));
+    let io = WriteTimeout::new(stream, config.send_timeout, pace.clone());
+    if h2 {
+        return h2::serve(io, pace, peer, shared).await;
+    }
+    let io = TokioIo::new(io);
     let router = shared.router.clone();
     // Where a stream handler leaves its viewer: once hyper has written the head, the parts go
     // to the socket without hyper (see `http::stream`).

@@ -98,15 +98,27 @@ impl Mjpegd {
     /// Starts the server on `listen` (`127.0.0.1:0` for any free port). `Err` carries the log of
     /// a server that exited without serving (a port still taken, say).
     fn start(config: &str, listen: &str) -> Result<Mjpegd, String> {
+        Mjpegd::start_with(config, listen, |_| Vec::new())
+    }
+
+    /// As [`Mjpegd::start`], with more arguments made from the server's temporary directory
+    /// (a certificate written there, say).
+    fn start_with(
+        config: &str,
+        listen: &str,
+        args: impl FnOnce(&Path) -> Vec<String>,
+    ) -> Result<Mjpegd, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("mjpegd.toml");
         std::fs::write(&file, config).expect("write config");
-        let process = MjpegdProcess::start(&[
-            "--config".as_ref(),
-            file.as_os_str(),
-            "--listen".as_ref(),
-            listen.as_ref(),
-        ])?;
+        let mut all: Vec<std::ffi::OsString> = vec![
+            "--config".into(),
+            file.into(),
+            "--listen".into(),
+            listen.into(),
+        ];
+        all.extend(args(dir.path()).into_iter().map(Into::into));
+        let process = MjpegdProcess::start(&all)?;
         Ok(Mjpegd {
             url: process.url.clone(),
             process,
@@ -115,7 +127,9 @@ impl Mjpegd {
     }
 
     fn addr(&self) -> &str {
-        self.url.trim_start_matches("http://")
+        self.url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
     }
 
     /// `GET /api/state`, straight over TCP: the test's view of the server, independent of the
@@ -179,6 +193,11 @@ struct Chromium {
 
 impl Chromium {
     fn launch(exe: &Path) -> Chromium {
+        Chromium::launch_with(exe, &[])
+    }
+
+    /// As [`Chromium::launch`], with more command-line flags.
+    fn launch_with(exe: &Path, flags: &[&str]) -> Chromium {
         let profile = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(exe)
             // The flags this machine needs: root (no sandbox), no GPU, and nothing that reaches
@@ -201,6 +220,7 @@ impl Chromium {
                 "--disable-backgrounding-occluded-windows",
                 "--remote-debugging-port=0",
             ])
+            .args(flags)
             .arg(format!("--window-size={},{}", VIEWPORT.0, VIEWPORT.1))
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
@@ -904,6 +924,70 @@ fn many_cameras_grid_shows_refreshed_snapshots_within_the_connection_limit() {
     );
     let second = cdp.screenshot("snapshots-2.png");
     assert_tiles_changed(&refreshed, &first, &second);
+}
+
+/// Issue 22: over HTTPS the browser speaks HTTP/2, one connection carries every stream, and
+/// the grid shows all twelve cameras live instead of snapshots.
+#[cfg(feature = "tls")]
+#[test]
+fn over_https_the_grid_streams_twelve_cameras_on_one_http2_connection() {
+    let _serial = serial();
+    let Some(exe) = chromium() else { return };
+    let mut config = String::new();
+    for i in 1..=12 {
+        config += &format!(
+            "[[cameras]]\nname = \"c{i:02}\"\nsource = \"testpattern\"\nsize = \"320x180\"\nfps = 5\n"
+        );
+    }
+    let names: Vec<String> = (1..=12).map(|i| format!("c{i:02}")).collect();
+    let expected: Vec<(&str, u32, u32, f64)> =
+        names.iter().map(|n| (n.as_str(), 320, 180, 5.0)).collect();
+    let server = Mjpegd::start_with(&config, "127.0.0.1:0", |dir| {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        common::write_self_signed(&cert, &key);
+        let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+        vec![
+            "--tls-cert".into(),
+            path(&cert),
+            "--tls-key".into(),
+            path(&key),
+        ]
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    // The certificate is self-signed: trusting it is not what this test is about.
+    let browser = Chromium::launch_with(&exe, &["--ignore-certificate-errors"]);
+    let mut cdp = Cdp::connect(&browser.ws_url);
+    cdp.open_page();
+
+    cdp.navigate(&format!("{}/", server.url));
+    let view = wait_until(
+        "all twelve tiles live",
+        RECONNECT_WAIT,
+        || cdp.probe(),
+        |v| v.live(&expected, 1),
+    );
+    for t in &view.tiles {
+        assert_eq!(
+            t.mode, "stream",
+            "{}: over HTTP/2 every tile streams",
+            t.camera
+        );
+    }
+    let protocols: Value = cdp.eval(
+        r#"(() => {
+          const nav = performance.getEntriesByType("navigation")[0];
+          const imgs = performance.getEntriesByType("resource").filter(e => e.initiatorType === "img");
+          return { page: nav.nextHopProtocol, streams: [...new Set(imgs.map(e => e.nextHopProtocol))] };
+        })()"#,
+    );
+    assert_eq!(protocols["page"], "h2", "{protocols}");
+    // Four columns, so all twelve tiles are on screen for the screenshots (the page's own
+    // layout scrolls them at this width; the pixels of off-screen tiles are not captured).
+    cdp.eval::<Value>(
+        "document.querySelector('main.grid').style.gridTemplateColumns = 'repeat(4, 1fr)'; null",
+    );
+    assert_live_between_screenshots(&mut cdp, "h2-grid");
 }
 
 #[test]
