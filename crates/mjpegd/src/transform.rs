@@ -203,6 +203,23 @@ pub fn thumbnail(image: &Image, width: u32, quality: u8) -> Result<Image, Transf
     t.apply(image)
 }
 
+/// `jpeg` decoded to RGB8 and scaled down (never up) to fit in `max_w`x`max_h`: its width,
+/// height and pixels (mosaic tiles).
+pub fn decode_to_fit(
+    jpeg: &[u8],
+    max_w: u32,
+    max_h: u32,
+) -> Result<(u32, u32, Vec<u8>), TransformError> {
+    let px = decode(jpeg)?;
+    let (tw, th) = fit_within(px.width, px.height, max_w, max_h);
+    let px = if (tw, th) == (px.width, px.height) {
+        px
+    } else {
+        px.downscale(tw, th)
+    };
+    Ok((px.width, px.height, px.rgb))
+}
+
 /// Decoded RGB8 pixels.
 struct Pixels {
     width: u32,

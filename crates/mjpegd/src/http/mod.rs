@@ -9,6 +9,7 @@ mod controls;
 mod error;
 mod events;
 mod headers;
+mod mosaic;
 mod pace;
 mod pages;
 pub mod query;
@@ -58,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/stream", get(stream::first_camera))
         .route("/snapshot.jpg", get(snapshot::first_camera))
         .route("/snapshot", get(snapshot::first_camera))
+        .route("/mosaic", get(mosaic::stream))
+        .route("/mosaic.jpg", get(mosaic::snapshot))
         .route("/cameras/{name}", get(camera_page))
         .route("/cameras/{name}/stream", get(camera_stream))
         .route("/cameras/{name}/video_feed", get(camera_stream))

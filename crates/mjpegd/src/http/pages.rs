@@ -66,6 +66,9 @@ pub(super) fn index(state: &AppState, principal: &Principal, multiplexed: bool) 
             escape(first.name())
         );
     }
+    if cams.len() > 1 {
+        body.push_str("<a href=\"/mosaic\">mosaic</a>");
+    }
     body.push_str("<a href=\"/api/state\">state</a><a href=\"/metrics\">metrics</a></header>\n<main class=\"grid\">\n");
     for (i, c) in cams.iter().enumerate() {
         let name = escape(c.name());
