@@ -178,12 +178,14 @@ async fn a_mosaic_composes_its_cameras_into_one_shared_stream() {
     let (w, h, _) = decode(&snap.bytes().await.expect("jpeg"));
     assert_eq!((w, h), (640, 360));
     assert_eq!(server.state.mosaics().list().len(), 1);
-    let snap = reqwest::get(server.url("/mosaic.jpg?cameras=blue&width=320"))
+    // A camera smaller than its tile is scaled up to fill it: blue to the far corner.
+    let snap = reqwest::get(server.url("/mosaic.jpg?cameras=blue&width=640"))
         .await
         .expect("snapshot");
     let (w, h, rgb) = decode(&snap.bytes().await.expect("jpeg"));
-    assert_eq!((w, h), (320, 180));
-    assert!(near(mean(&rgb, w, (80, 45, 160, 90)), BLUE));
+    assert_eq!((w, h), (640, 360));
+    let corner = mean(&rgb, w, (600, 320, 36, 36));
+    assert!(near(corner, BLUE), "the tile's far corner: {corner:?}");
     assert_eq!(server.state.mosaics().list().len(), 2);
 
     // Nobody watching: the mosaic stops, and with it its inputs' captures.
