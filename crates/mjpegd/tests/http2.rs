@@ -412,3 +412,37 @@ async fn an_http2_connection_that_stops_reading_is_cut_by_the_write_timeout() {
     drop(readers);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_quiet_camera_keeps_its_http2_viewers_with_the_latest_frame_again() {
+    // The camera stops after three frames without failing: viewers get the last one again
+    // every keep-alive period, as over HTTP/1.
+    let source = Scripted::new(Script {
+        hang_after: Some(3),
+        ..Script::default()
+    });
+    let server = TestServer::start(
+        vec![camera("cam", source)],
+        HttpConfig {
+            keepalive: Duration::from_millis(200),
+            ..HttpConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    let resp = h2c_client()
+        .get(server.url("/cameras/cam/stream"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let mut v = MjpegClient::from_response(resp);
+    let mut seqs = Vec::new();
+    for _ in 0..6 {
+        let p = v.part().await;
+        p.decode();
+        seqs.push(p.seq());
+    }
+    assert_eq!(seqs[3..], [3, 3, 3], "the latest frame again while the camera is quiet: {seqs:?}");
+    server.stop().await;
+}
