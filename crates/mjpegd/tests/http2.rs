@@ -15,9 +15,8 @@ use bytes::Bytes;
 use common::*;
 use futures_util::StreamExt;
 use mjpegd::http::HttpConfig;
-use mjpegd::server::{Server, ServerConfig};
+use mjpegd::server::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_util::sync::CancellationToken;
 
 /// A client that speaks HTTP/2 without asking (h2c with prior knowledge).
 fn h2c_client() -> reqwest::Client {
@@ -142,6 +141,8 @@ async fn h2c_with_prior_knowledge_serves_pages_snapshots_and_live_streams() {
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn https_offers_h2_by_alpn_and_keeps_http1_for_clients_without_it() {
+    use mjpegd::server::Server;
+    use tokio_util::sync::CancellationToken;
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let pem = write_self_signed(&cert, &key);
@@ -443,6 +444,10 @@ async fn a_quiet_camera_keeps_its_http2_viewers_with_the_latest_frame_again() {
         p.decode();
         seqs.push(p.seq());
     }
-    assert_eq!(seqs[3..], [3, 3, 3], "the latest frame again while the camera is quiet: {seqs:?}");
+    assert_eq!(
+        seqs[3..],
+        [3, 3, 3],
+        "the latest frame again while the camera is quiet: {seqs:?}"
+    );
     server.stop().await;
 }
