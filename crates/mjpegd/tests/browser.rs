@@ -2,7 +2,8 @@
 //! (CDP), loads the pages of a running `mjpegd` binary and the tests assert what a person would
 //! see. Every tile's image decodes at its camera's size, the state line is filled in from
 //! `/api/state`, and the pixels of every tile change between two screenshots (live video).
-//! The screenshots are kept under `target/tmp/browser/` as artifacts.
+//! The screenshots are kept under `target/tmp/browser/` as artifacts. The checks that hold in
+//! every browser are in tests/common/page.rs and paint.rs; tests/webkit.rs runs them in WebKit.
 //!
 //! Needs Debian's `chromium` (scripts/install-test-deps.sh installs it). Without it the tests
 //! skip loudly, or fail when MJPEGD_REQUIRE_TOOLS is set (as in CI).
@@ -21,8 +22,12 @@ use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
 use common::page::{
-    Mjpegd, Page, Rect, Shot, TWO_CAMERAS, TWO_EXPECTED, assert_camera_page_live, assert_grid_live,
+    Mjpegd, Page, Rect, TWO_CAMERAS, TWO_EXPECTED, assert_camera_page_live, assert_grid_live,
     assert_live_between_screenshots, assert_tiles_changed, http_get, wait_until,
+};
+use common::paint::{
+    assert_paints_at_once, assert_paints_one_frame_late_on_the_content_length_wire, paint_lag,
+    print_paint_lag,
 };
 use common::{Signal, WAIT, find_tool, joined, stop_group, watch_log};
 
@@ -292,6 +297,17 @@ impl Page for Cdp {
 
     fn viewport(&mut self) -> (u32, u32) {
         VIEWPORT
+    }
+
+    fn screenshot_png_top_left(&mut self, w: u32, h: u32) -> Vec<u8> {
+        let (w, h) = (f64::from(w), f64::from(h));
+        let r = self.page(
+            "Page.captureScreenshot",
+            json!({ "format": "png", "clip": { "x": 0, "y": 0, "width": w, "height": h, "scale": 1 } }),
+        );
+        base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("screenshot is base64")
     }
 }
 
@@ -567,233 +583,24 @@ fn the_page_reconnects_by_itself_after_a_server_restart_or_a_broken_stream() {
     }
 }
 
-// ---- Paint lag: does the <img> show the frame being served, or the one before? ----
-
-/// The colours of the paint tests' frames: three levels per channel, far enough apart that JPEG
-/// error and the browser's colour handling cannot turn one into another.
-fn palette(i: usize) -> [u8; 3] {
-    const LEVELS: [u8; 3] = [0, 128, 255];
-    [LEVELS[i % 3], LEVELS[(i / 3) % 3], LEVELS[(i / 9) % 3]]
-}
-
-/// The palette index nearest to `rgb` among the first `n`, if it is clearly that colour.
-fn palette_index(rgb: [u8; 3], n: usize) -> Option<usize> {
-    (0..n)
-        .map(|i| {
-            let p = palette(i);
-            let d = p
-                .iter()
-                .zip(rgb)
-                .map(|(&a, b)| a.abs_diff(b))
-                .max()
-                .unwrap_or(255);
-            (d, i)
-        })
-        .min()
-        .filter(|(d, _)| *d < 40)
-        .map(|(_, i)| i)
-}
-
-/// Writes `n` solid-colour JPEGs (palette colours 0..n, played in that order) for an
-/// `images:DIR` camera; returns the directory. `n` stays below 26: colour 26 is white, the
-/// page's background.
-fn colour_frames(n: usize) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for i in 0..n {
-        let jpeg = mjpegd::render::Canvas::new(PAINT_SIZE.0, PAINT_SIZE.1, palette(i))
-            .encode(90)
-            .expect("encode a colour frame");
-        std::fs::write(dir.path().join(format!("f{i:03}.jpg")), &jpeg).expect("write frame");
-    }
-    dir
-}
-
-/// Size of the paint tests' frames and of the `<img>` showing them.
-const PAINT_SIZE: (u32, u32) = (160, 120);
-
-/// A small xorshift generator: random sampling moments without a dependency. The seed is
-/// printed so a failing run can be repeated.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-impl Mjpegd {
-    /// `GET path` straight over TCP; the response body.
-    fn get(&self, path: &str) -> Vec<u8> {
-        http_get(self.addr(), path, WAIT)
-    }
-
-    /// The palette index of the frame the camera serves now (its snapshot's centre pixel).
-    fn serving(&self, n: usize) -> Option<usize> {
-        let jpeg = self.get("/snapshot.jpg");
-        let mut d = zune_jpeg::JpegDecoder::new(&jpeg);
-        let rgb = d.decode().expect("the snapshot decodes");
-        let (w, h) = d.dimensions().expect("dimensions");
-        let i = ((h / 2) * w + w / 2) * 3;
-        palette_index([rgb[i], rgb[i + 1], rgb[i + 2]], n)
-    }
-}
-
-impl Cdp {
-    /// The palette index the page paints at the centre of the `<img>` now: a screenshot of
-    /// the composited page, i.e. what a person sees.
-    fn painted(&mut self, n: usize) -> Option<usize> {
-        let (w, h) = (f64::from(PAINT_SIZE.0), f64::from(PAINT_SIZE.1));
-        let r = self.page(
-            "Page.captureScreenshot",
-            json!({ "format": "png", "clip": { "x": 0, "y": 0, "width": w, "height": h, "scale": 1 } }),
-        );
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(r["data"].as_str().expect("screenshot data"))
-            .expect("screenshot is base64");
-        let shot = Shot::decode(&png, "painted", None);
-        let (sw, sh) = shot.size();
-        palette_index(shot.rgb(sw / 2, sh / 2), n)
-    }
-}
-
-/// One sample of a paint-lag run: the frame served just before and just after the screenshot,
-/// and the one painted, as palette indices.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    before: usize,
-    after: usize,
-    painted: usize,
-}
-
-impl Sample {
-    /// Frames the painted one is behind `served` (negative: ahead), for a loop of `n` frames.
-    fn behind(served: usize, painted: usize, n: usize) -> i64 {
-        let d = ((served + n - painted) % n) as i64;
-        if d > n as i64 / 2 { d - n as i64 } else { d }
-    }
-}
-
-/// One paint-lag run: a camera of `n` solid colours at `fps`, an `<img>` of `/stream` + `query`
-/// in Chromium, sampled at `samples` random moments. Returns the samples and whether the stream
-/// used advance headers according to /api/state.
-fn paint_lag(exe: &Path, fps: f64, n: usize, query: &str, samples: usize) -> (Vec<Sample>, bool) {
-    assert!(n < 26, "palette colour 26 is the page's white background");
-    let frames = colour_frames(n);
-    let config = format!(
-        "[[cameras]]\nname = \"colours\"\nsource = \"images:{}\"\nsize = \"{}x{}\"\nfps = {fps}\n",
-        frames.path().display(),
-        PAINT_SIZE.0,
-        PAINT_SIZE.1
-    );
-    let server = Mjpegd::start(&config, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let (_browser, mut cdp) = browser_with_page(exe);
-    let html = format!(
-        "<img id=v src='{}/stream{query}' style='position:fixed;left:0;top:0;width:{}px;height:{}px'>",
-        server.url, PAINT_SIZE.0, PAINT_SIZE.1
-    );
-    let _: Value = cdp.eval(&format!(
-        "(() => {{ document.body.style.margin = '0'; document.body.innerHTML = {html:?}; return null; }})()"
-    ));
-    let state = wait_until(
-        "the <img>'s stream on /api/state",
-        WAIT,
-        || server.state(),
-        |s| s["cameras"][0]["viewer_list"][0].is_object(),
-    );
-    let advance = state["cameras"][0]["viewer_list"][0]["advance_headers"]
-        .as_bool()
-        .expect("advance_headers in /api/state");
-    wait_until(
-        "the <img> to paint a frame",
-        WAIT,
-        || cdp.painted(n),
-        Option::is_some,
-    );
-
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    eprintln!("paint_lag fps={fps} query={query:?}: seed {seed}");
-    let mut rng = Xorshift(seed);
-    let period_ms = (1000.0 / fps) as u64;
-    let mut lags = Vec::new();
-    let mut ambiguous = 0;
-    while lags.len() < samples {
-        std::thread::sleep(Duration::from_millis(rng.below(period_ms.max(50) * 2)));
-        let before = server.serving(n);
-        let painted = cdp.painted(n);
-        let after = server.serving(n);
-        // At 1 fps, a frame change during the screenshot leaves the moment undefined: take
-        // another. At high rates no moment is free of changes; the served frame is then the one
-        // seen just before the screenshot.
-        if fps <= 5.0 && before != after {
-            ambiguous += 1;
-            assert!(
-                ambiguous <= 3 * samples,
-                "the frame changed during every sample"
-            );
-            continue;
-        }
-        let (Some(before), Some(after), Some(painted)) = (before, after, painted) else {
-            panic!("unclassifiable colour: served {before:?}/{after:?}, painted {painted:?}");
-        };
-        lags.push(Sample {
-            before,
-            after,
-            painted,
-        });
-    }
-    eprintln!("paint_lag fps={fps} query={query:?} advance={advance}: lags {lags:?}");
-    (lags, advance)
-}
-
+/// Chromium paints the frame being served (tests/common/paint.rs); its own Accept picks the
+/// advance-headers wire, no parameter needed.
 #[test]
 fn a_browser_paints_the_frame_being_served_at_once() {
     let _serial = serial();
     let Some(exe) = chromium() else { return };
-    // Chromium's own Accept picks the advance-headers wire; no parameter needed.
-    let (samples, advance) = paint_lag(&exe, 1.0, 3, "", 10);
-    let lags: Vec<i64> = samples
-        .iter()
-        .map(|s| Sample::behind(s.before, s.painted, 3))
-        .collect();
-    assert!(
-        advance,
-        "/api/state must show the browser's stream in advance-headers mode"
-    );
-    let matched = lags.iter().filter(|&&l| l == 0).count();
-    assert!(
-        matched >= 9,
-        "the painted frame matched the served one {matched}/10 times (lags {lags:?})"
-    );
+    let (_browser, mut cdp) = browser_with_page(&exe);
+    assert_paints_at_once(&mut cdp);
 }
 
-/// The same measurement on the old wire (`?advance_headers=0`, what non-browser clients still
-/// get): Chromium paints a part only once the next part's headers arrive, so at 1 fps it shows
-/// the previous frame. This is the failure the advance-headers wire fixes; if this test ever
-/// stops failing to match, the browser test above no longer proves anything.
+/// On the old wire Chromium paints a part only once the next part's headers arrive (crbug
+/// 527446): if this ever stops, the test above no longer proves anything.
 #[test]
 fn on_the_content_length_wire_chromium_paints_one_frame_late() {
     let _serial = serial();
     let Some(exe) = chromium() else { return };
-    let (samples, advance) = paint_lag(&exe, 1.0, 3, "?advance_headers=0", 10);
-    let lags: Vec<i64> = samples
-        .iter()
-        .map(|s| Sample::behind(s.before, s.painted, 3))
-        .collect();
-    assert!(
-        !advance,
-        "/api/state must show the forced Content-Length wire"
-    );
-    let matched = lags.iter().filter(|&&l| l == 0).count();
-    assert!(
-        matched <= 5,
-        "on the old wire the painted frame matched {matched}/10 times (lags {lags:?}); expected it to lag"
-    );
+    let (_browser, mut cdp) = browser_with_page(&exe);
+    assert_paints_one_frame_late_on_the_content_length_wire(&mut cdp);
 }
 
 /// Paint lag in frames at 1 and 30 fps, both wires: the numbers in BENCHMARKS.md. A
@@ -806,24 +613,9 @@ fn measure_paint_lag() {
     let Some(exe) = chromium() else { return };
     for (fps, n) in [(1.0, 3), (30.0, 25)] {
         for query in ["?advance_headers=0", "?advance_headers=1"] {
-            let (samples, _) = paint_lag(&exe, fps, n, query, 30);
-            // The true lag lies between the one against the frame served before the screenshot
-            // and the one against the frame served after it (equal at 1 fps).
-            for (which, pick) in [("before", true), ("after", false)] {
-                let mut lags: Vec<i64> = samples
-                    .iter()
-                    .map(|s| Sample::behind(if pick { s.before } else { s.after }, s.painted, n))
-                    .collect();
-                lags.sort_unstable();
-                let mean = lags.iter().sum::<i64>() as f64 / lags.len() as f64;
-                println!(
-                    "PAINT LAG fps={fps} {query} vs served {which}: mean {mean:.2} frames, median {}, min {}, max {} (n={})",
-                    lags[lags.len() / 2],
-                    lags[0],
-                    lags[lags.len() - 1],
-                    lags.len()
-                );
-            }
+            let (_browser, mut cdp) = browser_with_page(&exe);
+            let (samples, _) = paint_lag(&mut cdp, fps, n, query, 30);
+            print_paint_lag(&format!("fps={fps} {query}"), &samples, n);
         }
     }
 }

@@ -7,6 +7,7 @@
 #[cfg(feature = "bus")]
 pub mod nats;
 pub mod page;
+pub mod paint;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
