@@ -1,10 +1,13 @@
 //! Shared test support: an in-process server on 127.0.0.1:0, a scripted source, a strict
 //! client-side reader of the MJPEG wire format that decodes every JPEG with a real decoder, and
-//! one helper each for starting the binary, finding a tool and signalling a process.
+//! one helper each for starting the binary, finding a tool and signalling a process; `page` has
+//! what the browser tests share.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 #[cfg(feature = "bus")]
 pub mod nats;
+pub mod page;
+pub mod paint;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
