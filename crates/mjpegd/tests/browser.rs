@@ -58,6 +58,10 @@ fn chromium() -> Option<PathBuf> {
     )
 }
 
+/// Longest wait for Chromium to start: on a loaded 2-core machine (CI's builds, a test server
+/// encoding beside it) its first start, profile creation included, took over 10 s.
+const BROWSER_START: Duration = Duration::from_secs(30);
+
 /// Headless Chromium with a fresh profile, stopped (with its helper processes) when dropped.
 struct Chromium {
     child: Child,
@@ -118,10 +122,10 @@ impl Chromium {
             ws_url: String::new(),
             _profile: profile,
         };
-        match urls.recv_timeout(WAIT) {
+        match urls.recv_timeout(BROWSER_START) {
             Ok(url) => browser.ws_url = url,
             Err(_) => panic!(
-                "chromium printed no DevTools URL within {WAIT:?}; its log:\n{}",
+                "chromium printed no DevTools URL within {BROWSER_START:?}; its log:\n{}",
                 joined(&log)
             ),
         }
