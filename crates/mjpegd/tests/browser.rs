@@ -58,9 +58,8 @@ fn chromium() -> Option<PathBuf> {
     )
 }
 
-/// Longest wait for Chromium to start: on a loaded 2-core machine (CI's builds, a test server
-/// encoding beside it) its first start, profile creation included, took over 10 s.
-const BROWSER_START: Duration = Duration::from_secs(30);
+/// Longest wait for one Chromium start (it takes well under a second when it works).
+const BROWSER_START: Duration = Duration::from_secs(20);
 
 /// Headless Chromium with a fresh profile, stopped (with its helper processes) when dropped.
 struct Chromium {
@@ -74,8 +73,27 @@ impl Chromium {
         Chromium::launch_with(exe, &[])
     }
 
-    /// As [`Chromium::launch`], with more command-line flags.
+    /// As [`Chromium::launch`], with more command-line flags. A start that hangs (seen now
+    /// and then in full suite runs on a loaded machine: no output at all after the wrapper's)
+    /// is ended and tried again, twice, with a fresh profile.
     fn launch_with(exe: &Path, flags: &[&str]) -> Chromium {
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            match Chromium::try_launch(exe, flags) {
+                Ok(browser) => return browser,
+                Err(log) => {
+                    eprintln!("chromium start {attempt} of 3 hung; its log:\n{log}");
+                    failures.push(log);
+                }
+            }
+        }
+        panic!(
+            "chromium printed no DevTools URL within {BROWSER_START:?}, three times; its logs:\n{}",
+            failures.join("\n--\n")
+        )
+    }
+
+    fn try_launch(exe: &Path, flags: &[&str]) -> Result<Chromium, String> {
         let profile = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(exe)
             // The flags this machine needs: root (no sandbox), no GPU, and nothing that reaches
@@ -123,13 +141,13 @@ impl Chromium {
             _profile: profile,
         };
         match urls.recv_timeout(BROWSER_START) {
-            Ok(url) => browser.ws_url = url,
-            Err(_) => panic!(
-                "chromium printed no DevTools URL within {BROWSER_START:?}; its log:\n{}",
-                joined(&log)
-            ),
+            Ok(url) => {
+                browser.ws_url = url;
+                Ok(browser)
+            }
+            // Dropping the browser ends its process group.
+            Err(_) => Err(joined(&log)),
         }
-        browser
     }
 }
 
