@@ -4,7 +4,9 @@
 # (python3, one `send` per MiB), which no server can beat with that client. Each measurement is
 # repeated BENCH_REPEAT times, interleaved (cat, ceiling, mkv, mjpeg, cat, ...) so that load from
 # other processes on the machine falls on all of them alike; the table gives the median and the
-# best run. Prints a markdown section. bench-recording.sh measures the same once, with the rest.
+# best run, and the server's CPU time per GB exported (from /proc: it resists contention, the
+# wall-clock rates do not). Prints a markdown section. bench-recording.sh measures the same once,
+# with the rest.
 #
 # Environment:
 #   BENCH_FRAMES          720p JPEGs (default ../shared/frames/720p)
@@ -28,6 +30,8 @@ BIN_DIR=${BENCH_BIN_DIR:-$ROOT/target/release}
 BIN=$BIN_DIR/mjpegd
 GEN=$BIN_DIR/examples/record_segments
 URL=http://127.0.0.1:$PORT
+HZ=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -85,10 +89,12 @@ for i in $(seq "$REPEAT"); do
   out=$(curl -s -o /dev/null -w '%{size_download} %{time_total}' "http://127.0.0.1:$CEIL_PORT/")
   echo "ceiling $out" >> "$WORK/runs.txt"
   for fmt in mkv mjpeg; do
+    t0=$(ticks "$SERVER")
     out=$(curl -s -o /dev/null -w '%{size_download} %{time_total} %{http_code}' "$URL/cameras/bench/export.$fmt?from=0&to=4000000000")
+    t1=$(ticks "$SERVER")
     read -r size secs code <<< "$out"
     [ "$code" = 200 ] || { echo "export.$fmt: HTTP $code"; exit 1; }
-    echo "$fmt $size $secs" >> "$WORK/runs.txt"
+    echo "$fmt $size $secs $(python3 -c "print(($t1 - $t0) / $HZ)")" >> "$WORK/runs.txt"
   done
 done
 
@@ -101,16 +107,18 @@ python3 - "$WORK/runs.txt" <<'PY'
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
-    name, size, secs = line.split()
-    runs.setdefault(name, []).append((int(size), float(secs)))
+    name, size, secs, *cpu = line.split()
+    runs.setdefault(name, []).append((int(size), float(secs), float(cpu[0]) if cpu else None))
 rate = lambda r: r[0] / r[1] / 1e6
 cat = statistics.median(rate(r) for r in runs["cat"])
-print("| what | bytes | MB/s median | MB/s best | median / cat | median / ceiling |")
-print("| --- | --- | --- | --- | --- | --- |")
 ceil = statistics.median(rate(r) for r in runs["ceiling"])
+print("| what | bytes | MB/s median | MB/s best | median / cat | median / ceiling | server CPU s/GB (median) |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
 for name, label in [("cat", "cat of the segment files"), ("ceiling", "loopback ceiling (python3, from memory)"),
                     ("mkv", "export.mkv (curl, loopback)"), ("mjpeg", "export.mjpeg (curl, loopback)")]:
     rs = runs[name]
     med = statistics.median(rate(r) for r in rs)
-    print(f"| {label} | {rs[0][0]} | {med:.0f} | {max(rate(r) for r in rs):.0f} | {med / cat:.2f} | {med / ceil:.2f} |")
+    cpu = [r[2] / (r[0] / 1e9) for r in rs if r[2] is not None]
+    cpu = f"{statistics.median(cpu):.2f}" if cpu else ""
+    print(f"| {label} | {rs[0][0]} | {med:.0f} | {max(rate(r) for r in rs):.0f} | {med / cat:.2f} | {med / ceil:.2f} | {cpu} |")
 PY

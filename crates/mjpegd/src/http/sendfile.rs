@@ -142,6 +142,10 @@ impl ClaimedExport {
             if batch.len == 0 {
                 return Err(io::Error::other("export ended early"));
             }
+            if self.shutdown.is_cancelled() {
+                // Ending short of Content-Length tells the client the download is incomplete.
+                return Err(io::Error::other("server shutting down"));
+            }
             pos += batch.len;
             let last = pos >= self.end;
             if !last {
