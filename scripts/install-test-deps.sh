@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the external tools some tests drive as real clients or sources: ffmpeg, and Debian's
 # chromium (headless, for tests/browser.rs, which drives it over the DevTools protocol itself:
-# no chromedriver needed). Idempotent: installs only what is missing. Needs root (or sudo) for
-# apt-get.
+# no chromedriver needed) and WebKitGTK's WebDriver with Xvfb (for tests/webkit.rs).
+# Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
 need=()
@@ -12,6 +12,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # systemd-socket-activate, for the socket-activation test.
 command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
+# WebKitWebDriver (with MiniBrowser and WebKitGTK, about 67 MiB to download, 280 MiB installed)
+# and Xvfb, the X server it paints into, for tests/webkit.rs.
+command -v WebKitWebDriver >/dev/null 2>&1 || need+=(webkit2gtk-driver)
+command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
 # nats-server, for tests/bus.rs (camera nodes and edges over NATS; Debian installs it in /usr/sbin).
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 # cmake and nasm build the libjpeg-turbo bundled with the `turbojpeg` feature (CI builds it).

@@ -17,7 +17,7 @@ LAYERS = {
     "link": 1,
     "source": 2,
     "hub": 3,
-    "bus": 4, "bus_off": 4, "record": 4, "motion": 4,
+    "bus": 4, "bus_off": 4, "record": 4, "motion": 4, "mosaic": 4,
     "http": 5, "auth": 5, "auth_off": 5,
     "server": 6, "tls": 6, "tls_off": 6,
     "cli": 7, "config": 7, "fuzzing": 7, "bin": 7,

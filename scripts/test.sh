@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: installs the external tools tests need (ffmpeg, chromium, nats-server), then runs
-# every test.
+# The whole test suite: installs the external tools tests need (ffmpeg, chromium, WebKitWebDriver
+# and Xvfb, nats-server), then runs every test.
 # Tests that need a missing tool print a loud SKIPPED line; with MJPEGD_REQUIRE_TOOLS=1 (set by
 # CI) they fail instead.
 set -euo pipefail

@@ -1,9 +1,8 @@
 // Live tiles and state for the mjpegd pages. No external assets, no framework.
 "use strict";
 
-// Browsers open about 6 connections per host; streams hold one each for ever. Beyond this many
-// cameras the grid shows refreshed snapshots instead, leaving room for state polls and clicks.
-const MAX_STREAM_TILES = 4;
+// Tiles are streams or refreshed snapshots as the server chose (data-mode): over HTTP/1.1 a
+// browser opens about 6 connections per host, so big grids get snapshots (pages.rs).
 const SNAPSHOT_INTERVAL_MS = 1000;
 const RETRY_MS = 2000;
 // A stream younger than this may not be counted by the server yet: never judged dead.

@@ -62,6 +62,7 @@ pub mod jpeg;
 #[cfg(feature = "bus")]
 pub mod link;
 pub mod mjpeg;
+pub mod mosaic;
 pub mod motion;
 pub mod name;
 pub mod overlay;

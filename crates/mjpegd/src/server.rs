@@ -26,6 +26,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::http::{self, AppState, HttpConfig};
+
+mod h2;
 use crate::hub::{CameraConfig, Hub};
 use crate::tls::TlsConfig;
 
@@ -571,13 +573,16 @@ async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
                     )
                     .await;
                     match handshake {
-                        Ok(Ok(s)) => serve_connection(s, peer, &shared2).await,
+                        Ok(Ok(s)) => {
+                            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                            serve_connection(s, peer, &shared2, h2).await;
+                        }
                         Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
                     }
                 }
-                (_, Stream::Tcp(tcp)) => serve_connection(tcp, peer, &shared2).await,
-                (_, Stream::Unix(u)) => serve_connection(u, peer, &shared2).await,
+                (_, Stream::Tcp(tcp)) => sniff_and_serve(tcp, peer, &shared2).await,
+                (_, Stream::Unix(u)) => sniff_and_serve(u, peer, &shared2).await,
             }
         });
     }
@@ -611,21 +616,43 @@ async fn accept(l: &Listener) -> io::Result<(Stream, Option<SocketAddr>)> {
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: Option<SocketAddr>, shared: &Shared)
+/// Serves a plain connection as HTTP/2 when it opens with HTTP/2's preface (h2c with prior
+/// knowledge: `curl --http2-prior-knowledge`, gRPC-style clients, proxies), else as HTTP/1.
+/// The first bytes get the request head's time limit.
+async fn sniff_and_serve<S>(stream: S, peer: Option<SocketAddr>, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let sniffed = tokio::time::timeout(
+        shared.config.header_read_timeout,
+        h2::Prefixed::sniff(stream),
+    )
+    .await;
+    match sniffed {
+        Ok(Ok(Some((stream, h2)))) => serve_connection(stream, peer, shared, h2).await,
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "connection ended before a request"),
+        Err(_) => tracing::debug!(?peer, "no request within the time limit; closed"),
+    }
+}
+
+async fn serve_connection<S>(stream: S, peer: Option<SocketAddr>, shared: &Shared, h2: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = &shared.config;
     // Bytes written to this socket, and the minimum rate an export response sets on it.
     let pace = http::Pace::default();
+    let mut io = WriteTimeout::new(stream, config.send_timeout, pace.clone());
+    if h2 {
+        return h2::serve(io, pace, peer, shared).await;
+    }
     // Where an export handler leaves its export on a plain TCP connection: once hyper has
     // flushed the head (the socket wrapper tells the slot), the JPEG bytes go out with
     // sendfile (see `http::sendfile`). TLS and unix sockets keep the response body.
     let export = http::ExportSlot::default();
-    let sendfile =
-        cfg!(target_os = "linux") && (&stream as &dyn std::any::Any).is::<tokio::net::TcpStream>();
+    let sendfile = cfg!(target_os = "linux") && plain_tcp(&io.inner).is_some();
     let export_handoff = sendfile.then(|| export.clone());
-    let mut io = WriteTimeout::new(stream, config.send_timeout, pace.clone());
     io.export = export_handoff.clone();
     let io = TokioIo::new(io);
     let router = shared.router.clone();
@@ -691,9 +718,9 @@ where
         // was a measurable part of the per-frame cost at 1000 viewers.
         (Some(v), _) => tokio::task::unconstrained(v.send_to(&mut io, early)).await,
         (None, Some(e)) => {
-            // Only plain TCP connections are offered the slot.
-            let any: &dyn std::any::Any = &io.inner;
-            let Some(tcp) = any.downcast_ref::<tokio::net::TcpStream>() else {
+            // Only plain TCP connections are offered the slot, and hyper has read the bytes
+            // that were sniffed (they began the request).
+            let Some(tcp) = plain_tcp(&io.inner).and_then(h2::Prefixed::drained) else {
                 return;
             };
             let sent = tokio::select! {
@@ -713,6 +740,11 @@ where
     if let Err(e) = ended {
         tracing::debug!(?peer, error = %e, "connection ended with an error");
     }
+}
+
+/// The sniffed TCP socket of a plain connection (not TLS, not a unix socket), for sendfile.
+fn plain_tcp<S: 'static>(stream: &S) -> Option<&h2::Prefixed<tokio::net::TcpStream>> {
+    (stream as &dyn std::any::Any).downcast_ref()
 }
 
 /// A socket that fails a write which has made no progress for `timeout`.

@@ -142,7 +142,9 @@ impl TlsConfig {
         let mut config = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_cert_resolver(resolver);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first: a browser then multiplexes every camera of a page over one connection
+        // instead of stopping at its six per host; clients that offer only HTTP/1.1 get that.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsConfig {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             cert,

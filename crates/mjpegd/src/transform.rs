@@ -203,6 +203,28 @@ pub fn thumbnail(image: &Image, width: u32, quality: u8) -> Result<Image, Transf
     t.apply(image)
 }
 
+/// `jpeg` decoded to RGB8 and scaled, up or down, to the largest size with its aspect ratio
+/// that fits in `max_w`x`max_h`: its width, height and pixels (mosaic tiles).
+pub fn decode_to_fit(
+    jpeg: &[u8],
+    max_w: u32,
+    max_h: u32,
+) -> Result<(u32, u32, Vec<u8>), TransformError> {
+    let px = decode(jpeg)?;
+    let scale = f64::min(
+        f64::from(max_w) / f64::from(px.width),
+        f64::from(max_h) / f64::from(px.height),
+    );
+    let tw = ((f64::from(px.width) * scale).round() as u32).clamp(1, max_w.max(1));
+    let th = ((f64::from(px.height) * scale).round() as u32).clamp(1, max_h.max(1));
+    let px = if (tw, th) == (px.width, px.height) {
+        px
+    } else {
+        px.resize(tw, th)
+    };
+    Ok((px.width, px.height, px.rgb))
+}
+
 /// Decoded RGB8 pixels.
 struct Pixels {
     width: u32,
@@ -297,6 +319,11 @@ impl Pixels {
         if tw >= self.width && th >= self.height {
             return self;
         }
+        self.resize(tw, th)
+    }
+
+    /// Box-filtered to `tw`x`th`; scaling up, each pixel is its nearest source pixel.
+    fn resize(self, tw: u32, th: u32) -> Pixels {
         let (w, h) = (self.width as usize, self.height as usize);
         let (tw, th) = (tw.max(1) as usize, th.max(1) as usize);
         let mut out = Vec::with_capacity(tw * th * 3);

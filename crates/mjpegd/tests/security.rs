@@ -297,8 +297,8 @@ async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers
         .send()
         .await
         .expect("TLS request");
-    // HTTP/1 over TLS (no h2); a stream is an HTTP/1.0-style close-delimited response (issue 13).
-    assert_eq!(resp.version(), reqwest::Version::HTTP_10);
+    // The client offers h2 and ALPN picks it (tests/http2.rs covers HTTP/1.1 over TLS too).
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     let mut viewer = MjpegClient::from_response(resp);
     viewer.part().await.decode();
 

@@ -9,6 +9,7 @@ mod controls;
 mod error;
 mod events;
 mod headers;
+mod mosaic;
 mod pace;
 mod pages;
 pub mod query;
@@ -60,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/stream", get(stream::first_camera))
         .route("/snapshot.jpg", get(snapshot::first_camera))
         .route("/snapshot", get(snapshot::first_camera))
+        .route("/mosaic", get(mosaic::stream))
+        .route("/mosaic.jpg", get(mosaic::snapshot))
         .route("/cameras/{name}", get(camera_page))
         .route("/cameras/{name}/stream", get(camera_stream))
         .route("/cameras/{name}/video_feed", get(camera_stream))
@@ -145,17 +148,15 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
 /// Home Assistant configurations written for mjpg-streamer work unchanged.
 async fn root(
     State(state): State<AppState>,
-    method: Method,
-    peer: PeerAddr,
-    slot: Result<StreamSlot, HttpError>,
     principal: Principal,
-    request_headers: axum::http::HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: stream::StreamRequest,
 ) -> Result<Response, HttpError> {
-    let q = query::Query::parse(raw.as_deref());
+    let q = query::Query::parse(request.query.as_deref());
     let Some(action) = q.get("action") else {
         access::require_user(&principal)?;
-        return Ok(pages::index(&state, &principal));
+        // One HTTP/2 connection carries every camera: no six-connection limit to plan for.
+        let multiplexed = request.version >= axum::http::Version::HTTP_2;
+        return Ok(pages::index(&state, &principal, multiplexed));
     };
     // mjpg-streamer numbers its inputs from 0: `stream_1` is the second camera.
     let (verb, index) = match action.split_once('_') {
@@ -167,23 +168,24 @@ async fn root(
     };
     if verb == "command" {
         // Before the camera lookup by position: `plugin=` names the camera, not a suffix.
-        return controls::command(&state, &principal, &request_headers, &q).await;
+        return controls::command(&state, &principal, &request.headers, &q).await;
     }
     if !matches!(verb, "stream" | "snapshot") {
         return Err(unknown_action(action));
     }
     let camera = access::camera_at(&state, &principal, index)?;
     match verb {
-        "stream" => stream::respond(
-            &state,
-            &camera,
-            &method,
-            peer,
-            slot?,
-            &request_headers,
-            raw.as_deref(),
-        ),
-        "snapshot" => snapshot::respond(&state, &camera, &method, peer, raw.as_deref()).await,
+        "stream" => stream::respond(&state, &camera, request),
+        "snapshot" => {
+            snapshot::respond(
+                &state,
+                &camera,
+                &request.method,
+                request.peer,
+                request.query.as_deref(),
+            )
+            .await
+        }
         _ => Err(unknown_action(action)),
     }
 }
@@ -217,28 +219,14 @@ async fn camera_page(
     Ok(pages::camera(&camera, records))
 }
 
-// Each argument is an axum extractor: the handler takes what a stream request carries.
-#[allow(clippy::too_many_arguments)]
 async fn camera_stream(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    peer: PeerAddr,
-    slot: StreamSlot,
     principal: Principal,
-    request_headers: axum::http::HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: stream::StreamRequest,
 ) -> Result<Response, HttpError> {
     let camera = access::camera_named(&state, &principal, &name)?;
-    stream::respond(
-        &state,
-        &camera,
-        &method,
-        peer,
-        slot,
-        &request_headers,
-        raw.as_deref(),
-    )
+    stream::respond(&state, &camera, request)
 }
 
 async fn camera_snapshot(

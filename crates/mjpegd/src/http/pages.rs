@@ -1,7 +1,8 @@
 //! The HTML pages, rendered here and embedded in the binary (no external assets, no CDN).
 //!
-//! `/` is a grid of every camera; with more cameras than a browser's ~6 connections per host
-//! allow, tiles show refreshed snapshots instead of one stream each. `/cameras/{name}` is one
+//! `/` is a grid of every camera; over HTTP/1.1, with more cameras than a browser's ~6
+//! connections per host allow, tiles show refreshed snapshots instead of one stream each (over
+//! HTTP/2 every tile streams). `/cameras/{name}` is one
 //! camera, larger, with snapshot and fullscreen buttons, the recordings timeline and the camera
 //! controls when it has them. Both update name, fps, viewers and
 //! online state from `/api/state`.
@@ -18,7 +19,8 @@ use crate::hub::Camera;
 const STYLE: &str = include_str!("../../assets/style.css");
 const SCRIPT: &str = include_str!("../../assets/app.js");
 
-/// Mirrors `MAX_STREAM_TILES` in app.js.
+/// Most stream tiles over HTTP/1.1: browsers open about 6 connections per host and a stream
+/// holds one for ever; what is left serves state polls, snapshots and clicks.
 const MAX_STREAM_TILES: usize = 4;
 
 fn page(title: &str, body: &str) -> Response {
@@ -43,14 +45,16 @@ fn meta(camera: &Camera) -> String {
 }
 
 /// `/`: the grid of all cameras. The first camera's tile uses the classic `/video_feed` URL.
-pub(super) fn index(state: &AppState, principal: &Principal) -> Response {
+/// Over HTTP/2 (`multiplexed`) every tile streams; over HTTP/1.1 only up to
+/// [`MAX_STREAM_TILES`], the rest refreshed snapshots.
+pub(super) fn index(state: &AppState, principal: &Principal, multiplexed: bool) -> Response {
     let all = state.hub().cameras();
     let first_name = all.first().map(|c| c.name().to_owned());
     let cams: Vec<&std::sync::Arc<Camera>> = all
         .iter()
         .filter(|c| principal.may_watch(c.name()))
         .collect();
-    let snapshots = cams.len() > MAX_STREAM_TILES;
+    let snapshots = !multiplexed && cams.len() > MAX_STREAM_TILES;
     let mut body = String::from("<header><h1>mjpegd</h1>");
     if let Some(first) = cams
         .first()
@@ -61,6 +65,9 @@ pub(super) fn index(state: &AppState, principal: &Principal) -> Response {
             "<a href=\"/snapshot.jpg\" download=\"{}.jpg\">snapshot</a>",
             escape(first.name())
         );
+    }
+    if cams.len() > 1 {
+        body.push_str("<a href=\"/mosaic\">mosaic</a>");
     }
     body.push_str("<a href=\"/api/state\">state</a><a href=\"/metrics\">metrics</a></header>\n<main class=\"grid\">\n");
     for (i, c) in cams.iter().enumerate() {

@@ -33,6 +33,17 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The query string without the parameters `keys`, re-encoded; `None` when nothing is left.
+    pub fn without(&self, keys: &[&str]) -> Option<String> {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        let mut any = false;
+        for (k, v) in self.0.iter().filter(|(k, _)| !keys.contains(&k.as_str())) {
+            out.append_pair(k, v);
+            any = true;
+        }
+        any.then(|| out.finish())
+    }
+
     /// `?fps=N` as the minimum interval between frames sent to this viewer.
     pub fn min_interval(&self) -> Result<Option<Duration>, HttpError> {
         let Some(raw) = self.get("fps") else {

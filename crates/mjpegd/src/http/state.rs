@@ -100,6 +100,8 @@ pub(super) struct Inner {
     /// True when every listener is on loopback (or a unix socket): the `Host` check is on
     /// even without configured names. Set once when the server starts listening.
     pub(super) loopback_only: std::sync::OnceLock<bool>,
+    /// The mosaics asked for so far (`/mosaic`), each shared by its viewers.
+    pub(super) mosaics: crate::mosaic::Mosaics,
 }
 
 /// Addresses whose snapshot budgets are remembered. Past it, full (idle for a second) budgets
@@ -160,6 +162,7 @@ impl AppState {
             sections: std::sync::Mutex::new(Vec::new()),
             snapshot_bucket,
             snapshot_per_ip: std::sync::Mutex::new(HashMap::new()),
+            mosaics: crate::mosaic::Mosaics::new(Arc::clone(&hub)),
             hub,
             config,
             viewer_slots: slots,
@@ -362,7 +365,12 @@ impl AppState {
         self.0.motion.get()
     }
 
-    /// The recorders, if any camera records.
+    /// The mosaics made so far, and where new ones are made.
+    pub fn mosaics(&self) -> &crate::mosaic::Mosaics {
+        &self.0.mosaics
+    }
+
+    /// The recorders, when any camera records.
     pub fn recordings(&self) -> Option<&Arc<crate::record::Recordings>> {
         self.0.recordings.get()
     }

@@ -4,16 +4,22 @@
 //! trailing boundary) as one shared `Bytes`: no per-viewer copy. Browsers get the
 //! "advance headers" wire instead (see [`wants_advance_headers`]): the JPEG alone, as a slice of
 //! the same shared buffer, then a static chunk holding the boundary and the next part's headers.
-//! The response is HTTP/1.0-style, delimited by the connection's close (as µStreamer's), so the
-//! body needs no framing at all. hyper writes the response head; the handler leaves its viewer in
-//! the connection's [`StreamSlot`], and the server then takes the socket back and writes the parts
-//! itself, one `writev` per part, the way the zero-work ceiling does: hyper's dispatcher cost
-//! about as much user time per part as all the rest of the send path. That is the one send path:
-//! the router served by anything but [`crate::server::Server`] answers stream URLs with 503.
+//! Over HTTP/1 the response is HTTP/1.0-style, delimited by the connection's close (as
+//! µStreamer's), so the body needs no framing at all. hyper writes the response head; the
+//! handler leaves its viewer in the connection's [`StreamSlot`], and the server then takes the
+//! socket back and writes the parts itself, one `writev` per part, the way the zero-work ceiling
+//! does: hyper's dispatcher cost about as much user time per part as all the rest of the send
+//! path.
 //!
-//! The viewer only asks for the next frame once the previous one has drained into the
-//! socket, so a slow viewer simply gets the newest frame when it is ready and skips the rest. A
-//! viewer whose socket stops draining altogether is cut by the server's write timeout.
+//! Over HTTP/2 (and under any server but [`crate::server::Server`]) the viewer is the response
+//! body instead. Each frame goes out as two chunks of the same shared buffer, the frame and its
+//! last bytes, because hyper's HTTP/2 asks a body for its next chunk as soon as it has queued the
+//! previous one and holds that chunk until the stream has room: held back that way, the tail
+//! makes the next frame be chosen only once the previous one has left the stream's send buffer.
+//!
+//! Either way the viewer only asks for the next frame once the previous one has drained, so a
+//! slow viewer simply gets the newest frame when it is ready and skips the rest. A viewer whose
+//! socket stops draining altogether is cut by the server's write timeout.
 
 use std::convert::Infallible;
 use std::io;
@@ -23,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
@@ -45,22 +51,36 @@ use crate::shutdown::Closing;
 pub(super) async fn first_camera(
     State(state): State<AppState>,
     principal: crate::auth::Principal,
-    method: Method,
-    peer: PeerAddr,
-    slot: StreamSlot,
-    request_headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    request: StreamRequest,
 ) -> Result<Response, HttpError> {
     let camera = super::access::camera_at(&state, &principal, 0)?;
-    respond(
-        &state,
-        &camera,
-        &method,
-        peer,
-        slot,
-        &request_headers,
-        raw.as_deref(),
-    )
+    respond(&state, &camera, request)
+}
+
+/// What a stream request carries besides its camera: method, peer, where its viewer goes,
+/// headers and query.
+pub(super) struct StreamRequest {
+    pub(super) method: Method,
+    pub(super) version: Version,
+    pub(super) peer: PeerAddr,
+    pub(super) slot: StreamSlot,
+    pub(super) headers: HeaderMap,
+    pub(super) query: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for StreamRequest {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<StreamRequest, Infallible> {
+        Ok(StreamRequest {
+            method: parts.method.clone(),
+            version: parts.version,
+            peer: PeerAddr::from_request_parts(parts, state).await?,
+            slot: StreamSlot::from_request_parts(parts, state).await?,
+            headers: parts.headers.clone(),
+            query: parts.uri.query().map(str::to_owned),
+        })
+    }
 }
 
 /// Whether a stream request gets the advance-headers wire: `?advance_headers=1|0` when given,
@@ -110,15 +130,19 @@ fn accept_is_a_browser_image_request(accept: &str) -> bool {
 pub(super) fn respond(
     state: &AppState,
     camera: &Arc<Camera>,
-    method: &Method,
-    peer: PeerAddr,
-    slot: StreamSlot,
-    request_headers: &HeaderMap,
-    raw_query: Option<&str>,
+    request: StreamRequest,
 ) -> Result<Response, HttpError> {
-    let query = Query::parse(raw_query);
+    let StreamRequest {
+        method,
+        version,
+        peer,
+        slot,
+        headers: request_headers,
+        query,
+    } = request;
+    let query = Query::parse(query.as_deref());
     let min_interval = query.min_interval()?;
-    let advance = wants_advance_headers(&query, request_headers)?;
+    let advance = wants_advance_headers(&query, &request_headers)?;
     let requested = query.stream_size()?;
     let headers = stream_headers();
     if method == Method::HEAD {
@@ -126,6 +150,7 @@ pub(super) fn respond(
         // known length, so no misleading `Content-Length: 0` is sent.
         let endless = futures_util::stream::empty::<Result<Bytes, Infallible>>();
         return Ok(close_delimited(
+            version,
             (StatusCode::OK, headers, Body::from_stream(endless)).into_response(),
         ));
     }
@@ -167,50 +192,65 @@ pub(super) fn respond(
         started: false,
         advance,
     };
-    tracing::debug!(camera = %camera.name(), peer = ?peer.0, advance_headers = advance, "viewer connected");
-    slot.put(viewer);
+    tracing::debug!(camera = %camera.name(), peer = ?peer.0, advance_headers = advance, ?version, "viewer connected");
+    let Some(cell) = slot.0 else {
+        let body = Body::from_stream(viewer.into_stream());
+        return Ok(close_delimited(
+            version,
+            (StatusCode::OK, headers, body).into_response(),
+        ));
+    };
+    // Poison recovered: the slot is only ever swapped whole.
+    *cell.lock().unwrap_or_else(PoisonError::into_inner) = Some(ClaimedStream(viewer));
     // hyper writes the head, and its body ends at once; the server then writes the parts. The
     // body has no known length, so hyper sends no misleading `Content-Length: 0`.
     let handed_off = futures_util::stream::empty::<Result<Bytes, Infallible>>();
     Ok(close_delimited(
+        version,
         (StatusCode::OK, headers, Body::from_stream(handed_off)).into_response(),
     ))
 }
 
-/// Where a connection's stream viewer is handed to the server: the server puts one into each
-/// request's extensions, a stream handler leaves its viewer there, and once hyper has written
-/// the response head the server takes the viewer and writes the parts to the socket itself.
-#[derive(Clone, Default)]
-pub struct StreamSlot(Arc<Mutex<Option<ClaimedStream>>>);
+/// Where a connection's stream viewer goes. On the server's HTTP/1 connections
+/// ([`StreamSlot::default`]) a stream handler leaves its viewer there, and once hyper has
+/// written the response head the server takes it and writes the parts to the socket itself.
+/// Over HTTP/2 ([`StreamSlot::as_body`]), or when a request carries no slot, the viewer is the
+/// response body.
+#[derive(Clone)]
+pub struct StreamSlot(Option<Arc<Mutex<Option<ClaimedStream>>>>);
+
+impl Default for StreamSlot {
+    fn default() -> StreamSlot {
+        StreamSlot(Some(Arc::default()))
+    }
+}
 
 impl StreamSlot {
-    fn put(&self, viewer: Viewer) {
-        // Poison recovered: the slot is only ever swapped whole.
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(ClaimedStream(viewer));
+    /// A slot that makes stream responses carry their viewer as the body (HTTP/2).
+    pub fn as_body() -> StreamSlot {
+        StreamSlot(None)
     }
 
     /// The viewer a stream handler left, if any; `None` once taken.
     pub fn take(&self) -> Option<ClaimedStream> {
         // Poison recovered: the slot is only ever swapped whole.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+        self.0
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for StreamSlot {
-    type Rejection = HttpError;
+    type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<StreamSlot, HttpError> {
-        parts
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<StreamSlot, Infallible> {
+        Ok(parts
             .extensions
             .get::<StreamSlot>()
             .cloned()
-            .ok_or_else(|| {
-                HttpError::Unavailable(
-                    "streams are written by mjpegd's own connection handling: serve this router \
-                 with server::Server"
-                        .into(),
-                )
-            })
+            .unwrap_or_else(StreamSlot::as_body))
     }
 }
 
@@ -307,11 +347,14 @@ async fn write_chunk<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Makes hyper send `response`'s body as is, ended by closing the connection: an HTTP/1.0
-/// response has no chunked framing, and `Connection: close` tells HTTP/1.1 clients too that the
-/// body runs to the close. An endless stream never shares its connection with a next request
-/// anyway.
-fn close_delimited(mut response: Response) -> Response {
+/// Over HTTP/1, makes hyper send `response`'s body as is, ended by closing the connection: an
+/// HTTP/1.0 response has no chunked framing, and `Connection: close` tells HTTP/1.1 clients too
+/// that the body runs to the close. An endless stream never shares its connection with a next
+/// request anyway. HTTP/2 frames every stream itself and has no connection headers.
+fn close_delimited(version: Version, mut response: Response) -> Response {
+    if version >= Version::HTTP_2 {
+        return response;
+    }
     *response.version_mut() = Version::HTTP_10;
     response
         .headers_mut()
@@ -441,6 +484,27 @@ impl Viewer {
                 }
             }
         }
+    }
+
+    /// The viewer as a response body: each frame as its bytes up to the last few, then those
+    /// (both slices of the frame's shared buffer), so that hyper's HTTP/2, which holds the chunk
+    /// after the one it queued until the stream has room, holds only the small tail and the
+    /// next frame is picked once the previous one has gone (see the module's comment).
+    fn into_stream(self) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+        /// Bytes held back from each chunk: any will do, as long as there is one.
+        const TAIL: usize = 2;
+        futures_util::stream::unfold((self, None), |(mut viewer, tail)| async move {
+            if let Some(tail) = tail {
+                return Some((Ok(tail), (viewer, None)));
+            }
+            let (mut chunk, trailer) = viewer.next_chunk().await?;
+            let tail = match trailer {
+                Some(t) => Bytes::from_static(t),
+                None if chunk.len() > TAIL => chunk.split_off(chunk.len() - TAIL),
+                None => return Some((Ok(chunk), (viewer, None))),
+            };
+            Some((Ok(chunk), (viewer, Some(tail))))
+        })
     }
 
     /// The latest frame again, if one was sent before (a keep-alive out of turn).

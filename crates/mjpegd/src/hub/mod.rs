@@ -39,6 +39,8 @@ pub struct NameTaken(pub String);
 /// time (cameras discovered on a bus) in the order they came.
 pub struct Hub {
     cameras: RwLock<Vec<Arc<Camera>>>,
+    /// Cameras made for others (mosaics), not listed: only woken with the rest at shutdown.
+    detached: std::sync::Mutex<Vec<std::sync::Weak<Camera>>>,
     context: Arc<Context>,
     shutdown: CancellationToken,
 }
@@ -65,6 +67,7 @@ impl Hub {
                     .map(|c| Arc::new(Camera::new(c, Arc::clone(&context), shutdown.child_token())))
                     .collect(),
             ),
+            detached: std::sync::Mutex::default(),
             context,
             shutdown,
         }
@@ -100,6 +103,27 @@ impl Hub {
         for cam in self.read().iter() {
             cam.wake_viewers();
         }
+        // Poison recovered: the list only ever gains or loses whole entries.
+        let detached = self.detached.lock().unwrap_or_else(|e| e.into_inner());
+        for cam in detached.iter().filter_map(std::sync::Weak::upgrade) {
+            cam.wake_viewers();
+        }
+    }
+
+    /// A camera that captures and encodes like the others but is not listed (not in
+    /// [`Hub::cameras`], the grid or the state page): a mosaic of listed ones. It lives while
+    /// its owner holds it.
+    pub fn detached(&self, config: CameraConfig) -> Arc<Camera> {
+        let cam = Arc::new(Camera::new(
+            config,
+            Arc::clone(&self.context),
+            self.shutdown.child_token(),
+        ));
+        // Poison recovered: the list only ever gains or loses whole entries.
+        let mut detached = self.detached.lock().unwrap_or_else(|e| e.into_inner());
+        detached.retain(|w| w.strong_count() > 0);
+        detached.push(Arc::downgrade(&cam));
+        cam
     }
 
     /// Adds a camera at run time; refused when the name is taken.

@@ -1,10 +1,13 @@
 //! Shared test support: an in-process server on 127.0.0.1:0, a scripted source, a strict
 //! client-side reader of the MJPEG wire format that decodes every JPEG with a real decoder, and
-//! one helper each for starting the binary, finding a tool and signalling a process.
+//! one helper each for starting the binary, finding a tool and signalling a process; `page` has
+//! what the browser tests share.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 #[cfg(feature = "bus")]
 pub mod nats;
+pub mod page;
+pub mod paint;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -322,7 +325,7 @@ impl Part {
 /// A strict reader of our wire format over an HTTP response body.
 pub struct MjpegClient {
     pub response_headers: reqwest::header::HeaderMap,
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    body: futures_util::stream::BoxStream<'static, Result<Bytes, String>>,
     buf: BytesMut,
     started: bool,
 }
@@ -336,9 +339,19 @@ impl MjpegClient {
     }
 
     pub fn from_response(resp: reqwest::Response) -> MjpegClient {
+        let headers = resp.headers().clone();
+        let body = resp.bytes_stream().map(|c| c.map_err(|e| e.to_string()));
+        MjpegClient::from_body(headers, body.boxed())
+    }
+
+    /// Reads the wire format from any body (an HTTP/2 stream read frame by frame, say).
+    pub fn from_body(
+        response_headers: reqwest::header::HeaderMap,
+        body: futures_util::stream::BoxStream<'static, Result<Bytes, String>>,
+    ) -> MjpegClient {
         MjpegClient {
-            response_headers: resp.headers().clone(),
-            body: resp.bytes_stream().boxed(),
+            response_headers,
+            body,
             buf: BytesMut::new(),
             started: false,
         }

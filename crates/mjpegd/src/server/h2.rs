@@ -1,0 +1,208 @@
+//! HTTP/2: negotiated by ALPN over TLS, or by prior knowledge (h2c) on plain sockets.
+//!
+//! A browser opens at most six HTTP/1.1 connections per host, and every live `<img>` holds one
+//! for ever; over HTTP/2 one connection carries every camera of a page. Streams are then
+//! response bodies (see `http::stream`): hyper asks a stream's body for its next chunk only once
+//! the previous one has left that stream's send buffer, so the live-stream rules hold per h2
+//! stream — the newest frame when the viewer is ready, at most one frame held by a stalled
+//! stream, and the connection's write timeout for a peer that stops reading altogether.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tower::ServiceExt;
+
+use super::{MAX_BUF_SIZE, Shared};
+use crate::http;
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4); no HTTP/1 request starts with it.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Most concurrent streams on one connection: a dashboard of every camera live, its state polls
+/// and a few snapshots, with room; each stream still takes a viewer place of its camera.
+pub(super) const MAX_STREAMS: u32 = 128;
+
+/// How often an HTTP/2 connection is pinged when it carries nothing, and how long the answer
+/// may take: a peer that vanished without a word is closed instead of kept.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A socket whose first bytes were read to tell HTTP/2 from HTTP/1: they are read again first.
+pub(super) struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> Prefixed<S> {
+    /// Reads until the bytes are either HTTP/2's preface or cannot become it; `Ok(None)` when
+    /// the peer closed before sending anything. The caller bounds the wait.
+    pub(super) async fn sniff(mut inner: S) -> io::Result<Option<(Prefixed<S>, bool)>> {
+        let mut prefix = vec![0u8; PREFACE.len()];
+        let mut len = 0;
+        while len < PREFACE.len() {
+            let n = inner.read(&mut prefix[len..]).await?;
+            if n == 0 {
+                if len == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            len += n;
+            if prefix[..len] != PREFACE[..len] {
+                break;
+            }
+        }
+        prefix.truncate(len);
+        let h2 = prefix.as_slice() == PREFACE;
+        Ok(Some((
+            Prefixed {
+                prefix,
+                at: 0,
+                inner,
+            },
+            h2,
+        )))
+    }
+}
+
+impl<S> Prefixed<S> {
+    /// The socket, once every sniffed byte has been read again (a socket written to around
+    /// this wrapper, by sendfile, must not leave unread bytes in it).
+    pub(super) fn drained(&self) -> Option<&S> {
+        (self.at >= self.prefix.len()).then_some(&self.inner)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = &mut *self;
+        if me.at < me.prefix.len() {
+            let n = buf.remaining().min(me.prefix.len() - me.at);
+            buf.put_slice(&me.prefix[me.at..me.at + n]);
+            me.at += n;
+            if me.at == me.prefix.len() {
+                me.prefix = Vec::new();
+                me.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one HTTP/2 connection until it ends, its client reads too slowly for a response's
+/// minimum rate, or the server shuts down (then GOAWAY, and open streams end).
+pub(super) async fn serve<S>(io: S, pace: http::Pace, peer: Option<SocketAddr>, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let router = shared.router.clone();
+    let watched = pace.clone();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        if let Some(p) = peer {
+            req.extensions_mut().insert(ConnectInfo(p));
+        }
+        // No stream slot: over HTTP/2 a stream is its response body (see `http::stream`).
+        req.extensions_mut().insert(http::StreamSlot::as_body());
+        req.extensions_mut().insert(pace.clone());
+        router.clone().oneshot(req)
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_BUF_SIZE as u32)
+        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        why = watched.breached() => {
+            tracing::info!(?peer, "closed an HTTP/2 connection whose client reads too slowly: {why}");
+            return;
+        }
+        () = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(?peer, error = %e, "HTTP/2 connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sniffed(input: &[u8]) -> Option<(Vec<u8>, bool)> {
+        let (mut client, server) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut client, input)
+            .await
+            .expect("write");
+        drop(client);
+        let (mut p, h2) = Prefixed::sniff(server).await.expect("sniff")?;
+        let mut all = Vec::new();
+        p.read_to_end(&mut all).await.expect("read back");
+        Some((all, h2))
+    }
+
+    #[tokio::test]
+    async fn the_preface_means_http2_and_every_byte_is_read_again() {
+        let mut h2 = PREFACE.to_vec();
+        h2.extend_from_slice(b"\0\0\0\x04\0\0\0\0\0");
+        assert_eq!(sniffed(&h2).await, Some((h2.clone(), true)));
+        for h1 in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"POST /cameras/a/controls HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/1.1\r\n\r\n",
+            b"P",
+        ] {
+            assert_eq!(sniffed(h1).await, Some((h1.to_vec(), false)), "{h1:?}");
+        }
+        assert_eq!(sniffed(b"").await, None);
+    }
+}
