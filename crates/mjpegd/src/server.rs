@@ -643,10 +643,17 @@ where
     let config = &shared.config;
     // Bytes written to this socket, and the minimum rate an export response sets on it.
     let pace = http::Pace::default();
-    let io = WriteTimeout::new(stream, config.send_timeout, pace.clone());
+    let mut io = WriteTimeout::new(stream, config.send_timeout, pace.clone());
     if h2 {
         return h2::serve(io, pace, peer, shared).await;
     }
+    // Where an export handler leaves its export on a plain TCP connection: once hyper has
+    // flushed the head (the socket wrapper tells the slot), the JPEG bytes go out with
+    // sendfile (see `http::sendfile`). TLS and unix sockets keep the response body.
+    let export = http::ExportSlot::default();
+    let sendfile = cfg!(target_os = "linux") && plain_tcp(&io.inner).is_some();
+    let export_handoff = sendfile.then(|| export.clone());
+    io.export = export_handoff.clone();
     let io = TokioIo::new(io);
     let router = shared.router.clone();
     // Where a stream handler leaves its viewer: once hyper has written the head, the parts go
@@ -660,6 +667,9 @@ where
         }
         req.extensions_mut().insert(handoff.clone());
         req.extensions_mut().insert(pace.clone());
+        if let Some(e) = &export_handoff {
+            req.extensions_mut().insert(e.clone());
+        }
         // Boxed: `poll_without_shutdown` needs an `Unpin` service future (once per request).
         Box::pin(router.clone().oneshot(req))
     });
@@ -678,6 +688,8 @@ where
     // ends at once, the viewer having been claimed), and the socket is needed after that.
     let result = tokio::select! {
         r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
+        // An export's head is out and its body parked: the socket is ours now.
+        () = export.ready() => Ok(()),
         // Dropping the connection drops the response body, and with it the slot it holds.
         why = watched.breached() => {
             tracing::info!(?peer, "closed a connection whose client reads too slowly: {why}");
@@ -685,7 +697,10 @@ where
         }
         () = shared.shutdown.cancelled() => {
             Pin::new(&mut conn).graceful_shutdown();
-            std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)).await
+            tokio::select! {
+                r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => r,
+                () = export.ready() => Ok(()),
+            }
         }
     };
     if let Err(e) = result {
@@ -697,16 +712,39 @@ where
     // Bytes the client sent after its request that hyper already read count against its limit.
     let early = parts.read_buf.len();
     let mut io = parts.io.into_inner();
-    let ended = match viewer {
+    let ended = match (viewer, export.take()) {
         // Outside tokio's cooperative budget: the loop waits for a new frame before every
         // write, so it cannot starve other tasks, and the budget's bookkeeping on every poll
         // was a measurable part of the per-frame cost at 1000 viewers.
-        Some(v) => tokio::task::unconstrained(v.send_to(&mut io, early)).await,
-        None => io.shutdown().await,
+        (Some(v), _) => tokio::task::unconstrained(v.send_to(&mut io, early)).await,
+        (None, Some(e)) => {
+            // Only plain TCP connections are offered the slot, and hyper has read the bytes
+            // that were sniffed (they began the request).
+            let Some(tcp) = plain_tcp(&io.inner).and_then(h2::Prefixed::drained) else {
+                return;
+            };
+            let sent = tokio::select! {
+                r = e.send_to(tcp, config.send_timeout) => r,
+                why = watched.breached() => {
+                    tracing::info!(?peer, "closed a connection whose client reads too slowly: {why}");
+                    return;
+                }
+            };
+            match sent {
+                Ok(()) => io.shutdown().await,
+                Err(e) => Err(e),
+            }
+        }
+        (None, None) => io.shutdown().await,
     };
     if let Err(e) = ended {
         tracing::debug!(?peer, error = %e, "connection ended with an error");
     }
+}
+
+/// The sniffed TCP socket of a plain connection (not TLS, not a unix socket), for sendfile.
+fn plain_tcp<S: 'static>(stream: &S) -> Option<&h2::Prefixed<tokio::net::TcpStream>> {
+    (stream as &dyn std::any::Any).downcast_ref()
 }
 
 /// A socket that fails a write which has made no progress for `timeout`.
@@ -720,6 +758,8 @@ struct WriteTimeout<S> {
     armed: bool,
     /// Counts what reaches the socket, for a response's minimum-rate rule.
     pace: http::Pace,
+    /// Told of every completed flush: an export's head is out once one follows its parking.
+    export: Option<http::ExportSlot>,
 }
 
 impl<S> WriteTimeout<S> {
@@ -730,6 +770,7 @@ impl<S> WriteTimeout<S> {
             stall: Box::pin(tokio::time::sleep(timeout)),
             armed: false,
             pace,
+            export: None,
         }
     }
 
@@ -805,6 +846,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        if let (Poll::Ready(Ok(())), Some(e)) = (&polled, &self.export) {
+            e.flushed();
+        }
         self.check(cx, polled)
     }
 

@@ -14,6 +14,7 @@ mod pace;
 mod pages;
 pub mod query;
 pub mod recordings;
+mod sendfile;
 mod snapshot;
 mod state;
 mod status;
@@ -24,6 +25,7 @@ pub use error::HttpError;
 pub use pace::{
     EXPORT_MAX_DURATION, EXPORT_MIN_BYTES, EXPORT_RATE_WINDOW, MAX_EXPORTS, Pace, PaceGuard,
 };
+pub use sendfile::{ClaimedExport, ExportSlot};
 pub use state::{AppState, HttpConfig, StateSection};
 pub use stream::{ClaimedStream, MAX_IGNORED_INPUT, StreamSlot};
 

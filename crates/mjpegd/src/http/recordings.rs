@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
@@ -21,11 +21,12 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::query::Query;
+use super::sendfile::{ClaimedExport, Sendfile};
 use super::state::ViewerSlots;
 use super::{AppState, HttpError, MAX_EXPORTS, Pace, PaceGuard, PeerAddr, access};
 use crate::auth::Principal;
 use crate::mjpeg::write::{STREAM_PREAMBLE, part, timestamp_value};
-use crate::record::export::{Export, Format, OpenFile};
+use crate::record::export::{Export, Format, Reader};
 use crate::record::store::{FrameRef, SegFile};
 use crate::record::time::{self, Micros};
 use crate::record::{Recorder, read_frame};
@@ -218,27 +219,37 @@ pub(super) async fn frame(
 }
 
 /// `GET /cameras/NAME/export.mkv`.
+// Each argument is an axum extractor: the handler takes what an export request carries.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn export_mkv(
     state: State<AppState>,
     principal: Principal,
     name: Path<String>,
     raw: RawQuery,
     headers: HeaderMap,
+    method: Method,
     pace: Pace,
+    sendfile: Sendfile,
 ) -> Result<Response, HttpError> {
-    export(state, principal, name, raw, headers, pace, Format::Mkv).await
+    let how = (method, pace, sendfile);
+    export(state, principal, name, raw, headers, how, Format::Mkv).await
 }
 
 /// `GET /cameras/NAME/export.mjpeg`.
+// Each argument is an axum extractor: the handler takes what an export request carries.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn export_mjpeg(
     state: State<AppState>,
     principal: Principal,
     name: Path<String>,
     raw: RawQuery,
     headers: HeaderMap,
+    method: Method,
     pace: Pace,
+    sendfile: Sendfile,
 ) -> Result<Response, HttpError> {
-    export(state, principal, name, raw, headers, pace, Format::Mjpeg).await
+    let how = (method, pace, sendfile);
+    export(state, principal, name, raw, headers, how, Format::Mjpeg).await
 }
 
 /// A requested byte range, or why it cannot be served.
@@ -305,7 +316,7 @@ async fn export(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-    pace: Pace,
+    (method, pace, Sendfile(handoff)): (Method, Pace, Sendfile),
     format: Format,
 ) -> Result<Response, HttpError> {
     let rec = recorder_of(&state, &principal, &name)?;
@@ -389,29 +400,46 @@ async fn export(
         h.insert("x-duration", v);
     }
     tracing::debug!(camera = %name, bytes = end - start, frames = export.frames(), "export");
+    // A client too slow to take the export would hold its slot for as long as it liked.
+    let rule = pace.require(
+        super::EXPORT_MIN_BYTES,
+        state.0.config.export_rate_window,
+        super::EXPORT_MAX_DURATION,
+    );
+    // Content-Length is set from the body's exact size hint by hyper only for full bodies
+    // it can measure; say it explicitly.
+    if let Ok(v) = HeaderValue::from_str(&(end - start).to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    // A plain TCP connection takes the JPEG bytes with sendfile (see `http::sendfile`); a HEAD
+    // has no body to send, and an empty range nothing to hand over.
+    if let Some(slot) = handoff.filter(|_| method == Method::GET && end > start) {
+        let claimed = ClaimedExport {
+            export,
+            pos: start,
+            end,
+            shutdown: state.0.shutdown.clone(),
+            pace,
+            _rule: rule,
+            _permit: permit,
+        };
+        // hyper gives the connection back after this response, and does not get it again.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok((status, h, slot.hand_off(claimed)).into_response());
+    }
     let body = ExportBody {
         export,
         pos: start,
         end,
-        files: Some(OpenFile::default()),
+        files: Some(Reader::default()),
         shutdown: state.0.shutdown.clone(),
-        // A client too slow to take the export would hold its slot for as long as it liked.
-        _pace: pace.require(
-            super::EXPORT_MIN_BYTES,
-            state.0.config.export_rate_window,
-            super::EXPORT_MAX_DURATION,
-        ),
+        _pace: rule,
         _permit: permit,
     };
     let chunks = futures_util::stream::unfold(body, |mut b| async move {
         let chunk = b.next_chunk().await?;
         Some((chunk, b))
     });
-    // Content-Length is set from the body's exact size hint by hyper only for full bodies
-    // it can measure; say it explicitly.
-    if let Ok(v) = HeaderValue::from_str(&(end - start).to_string()) {
-        h.insert(header::CONTENT_LENGTH, v);
-    }
     Ok((status, h, Body::from_stream(chunks)).into_response())
 }
 
@@ -419,7 +447,7 @@ struct ExportBody {
     export: Arc<Export>,
     pos: u64,
     end: u64,
-    files: Option<OpenFile>,
+    files: Option<Reader>,
     shutdown: CancellationToken,
     _pace: PaceGuard,
     _permit: OwnedSemaphorePermit,

@@ -350,31 +350,62 @@ pub fn scan(path: &Path, verify: bool) -> io::Result<Scan> {
 /// name this length and its CRC match. `InvalidData` otherwise: the frame is damaged on disk
 /// (a flipped bit, a bad sector) and must not be served.
 pub fn verify_record(file: &File, off: u32, jpeg: &[u8]) -> io::Result<()> {
-    let damaged = |why: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "damaged record at byte {}: {why}",
-                u64::from(off).saturating_sub(RECORD_HEADER_LEN)
-            ),
-        )
-    };
+    let len = u32::try_from(jpeg.len()).map_err(|_| damaged(off, "longer than any record"))?;
+    let (mut crc, want) = record_crc_start(file, off, len)?;
+    crc.update(jpeg);
+    record_crc_end(off, crc, want)
+}
+
+/// [`verify_record`] for a JPEG of `len` bytes not in memory: it is read through `buf` (any
+/// length), so a frame split across export chunks or cut by a `Range` is checked whole in
+/// bounded memory.
+pub fn verify_record_at(file: &File, off: u32, len: u32, buf: &mut [u8]) -> io::Result<()> {
+    if buf.is_empty() {
+        return Err(io::Error::other("verify_record_at needs a buffer"));
+    }
+    let (mut crc, want) = record_crc_start(file, off, len)?;
+    let mut done = 0u64;
+    while done < u64::from(len) {
+        let n = (u64::from(len) - done).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], u64::from(off) + done)?;
+        crc.update(&buf[..n]);
+        done += n as u64;
+    }
+    record_crc_end(off, crc, want)
+}
+
+fn damaged(off: u32, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "damaged record at byte {}: {why}",
+            u64::from(off).saturating_sub(RECORD_HEADER_LEN)
+        ),
+    )
+}
+
+/// Reads and checks the header of the record whose JPEG (`len` bytes) is at `off`: the CRC
+/// state after the header's fields, and the CRC the header gives.
+fn record_crc_start(file: &File, off: u32, len: u32) -> io::Result<(crc32fast::Hasher, [u8; 4])> {
     let at = u64::from(off)
         .checked_sub(RECORD_HEADER_LEN)
-        .ok_or_else(|| damaged("offset inside the file header"))?;
+        .ok_or_else(|| damaged(off, "offset inside the file header"))?;
     let mut h = [0u8; 32];
     file.read_exact_at(&mut h, at)?;
     if &h[0..4] != RECORD_MAGIC {
-        return Err(damaged("no record magic"));
+        return Err(damaged(off, "no record magic"));
     }
-    if u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize != jpeg.len() {
-        return Err(damaged("the header gives another length"));
+    if u32::from_le_bytes([h[4], h[5], h[6], h[7]]) != len {
+        return Err(damaged(off, "the header gives another length"));
     }
     let mut crc = crc32fast::Hasher::new();
     crc.update(&h[0..28]);
-    crc.update(jpeg);
-    if crc.finalize().to_le_bytes() != h[28..32] {
-        return Err(damaged("CRC mismatch"));
+    Ok((crc, [h[28], h[29], h[30], h[31]]))
+}
+
+fn record_crc_end(off: u32, crc: crc32fast::Hasher, want: [u8; 4]) -> io::Result<()> {
+    if crc.finalize().to_le_bytes() != want {
+        return Err(damaged(off, "CRC mismatch"));
     }
     Ok(())
 }

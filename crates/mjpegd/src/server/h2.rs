@@ -73,6 +73,14 @@ impl<S: AsyncRead + Unpin> Prefixed<S> {
     }
 }
 
+impl<S> Prefixed<S> {
+    /// The socket, once every sniffed byte has been read again (a socket written to around
+    /// this wrapper, by sendfile, must not leave unread bytes in it).
+    pub(super) fn drained(&self) -> Option<&S> {
+        (self.at >= self.prefix.len()).then_some(&self.inner)
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
