@@ -131,6 +131,9 @@ pub struct RunConfig {
     /// With `http2`: viewers multiplexed as streams on each connection (the last connection
     /// takes the remainder).
     pub streams_per_connection: u32,
+    /// With `http2`: the largest DATA frame the server may send (SETTINGS_MAX_FRAME_SIZE);
+    /// `None` keeps the protocol's default of 16 KiB, which browsers keep too.
+    pub h2_max_frame_size: Option<u32>,
 }
 
 /// State shared by every viewer of a run (single-threaded: `Rc`/`RefCell`).
@@ -144,6 +147,8 @@ pub(crate) struct Shared {
     pub(crate) connects: Semaphore,
     /// For `https://`: the handshake every connection makes.
     pub(crate) tls: Option<Connector>,
+    /// `--h2-max-frame-size`.
+    pub(crate) h2_max_frame_size: Option<u32>,
 }
 
 /// Why a viewer stopped.
@@ -622,6 +627,17 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
             "--stalled works over plain http:// HTTP/1.1 only".to_owned(),
         ));
     }
+    if cfg.h2_max_frame_size.is_some() && !cfg.http2 {
+        return Err(Error::Usage("--h2-max-frame-size needs --http2".to_owned()));
+    }
+    if let Some(n) = cfg
+        .h2_max_frame_size
+        .filter(|n| !(16_384..=16_777_215).contains(n))
+    {
+        return Err(Error::Usage(format!(
+            "--h2-max-frame-size {n}: HTTP/2 allows 16384 to 16777215 (RFC 9113 §6.5.2)"
+        )));
+    }
     if cfg.http2 && !cfg.churn.is_zero() {
         return Err(Error::Usage(
             "--churn does not work with --http2 yet".to_owned(),
@@ -631,8 +647,10 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         "{}{}",
         if cfg.http2 {
             format!(
-                "HTTP/2, {} streams per connection",
-                cfg.streams_per_connection
+                "HTTP/2, {} streams per connection{}",
+                cfg.streams_per_connection,
+                cfg.h2_max_frame_size
+                    .map_or(String::new(), |n| format!(", {n}-byte frames"))
             )
         } else {
             "HTTP/1.1".to_owned()
@@ -658,6 +676,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         latency: RefCell::new(Histogram::new()),
         connects: Semaphore::new(cfg.connect_concurrency.max(1)),
         tls,
+        h2_max_frame_size: cfg.h2_max_frame_size,
     });
     let mut server = match cfg.pid {
         Some(pid) => Some(
@@ -909,6 +928,7 @@ mod tests {
             trust: None,
             http2: false,
             streams_per_connection: 1,
+            h2_max_frame_size: None,
         }
     }
 

@@ -119,6 +119,10 @@ pub struct RunArgs {
     /// every camera over one); the last connection takes the remainder.
     #[arg(long, default_value_t = 1, requires = "http2")]
     pub streams_per_connection: u32,
+    /// With --http2: let the server send DATA frames of up to this many bytes (16384 to
+    /// 16777215; default 16384, what browsers allow).
+    #[arg(long, requires = "http2")]
+    pub h2_max_frame_size: Option<u32>,
     /// Concurrent reading viewers.
     #[arg(long, default_value_t = 1)]
     pub viewers: u32,
@@ -259,6 +263,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 },
                 http2: a.http2,
                 streams_per_connection: a.streams_per_connection,
+                h2_max_frame_size: a.h2_max_frame_size,
             };
             let report = block_on(client::run(cfg))??;
             let failed = report.invalid_parts > 0 || report.errors.total() > 0;

@@ -76,8 +76,9 @@ async fn open(shared: &Shared) -> Result<(SendRequest<Bytes>, tokio::task::JoinH
     // Window updates are small writes that must not wait behind the server's delayed ACKs.
     tcp.set_nodelay(true)
         .map_err(|e| End::Connect(io_context("TCP_NODELAY", &e)))?;
+    let frame = shared.h2_max_frame_size;
     match &shared.tls {
-        None => handshake(tcp).await,
+        None => handshake(tcp, frame).await,
         Some(tls) => {
             let s = tls
                 .connect(tcp)
@@ -88,19 +89,27 @@ async fn open(shared: &Shared) -> Result<(SendRequest<Bytes>, tokio::task::JoinH
                     "the server did not choose h2 by ALPN (does it serve HTTP/2?)".to_owned(),
                 ));
             }
-            handshake(s).await
+            handshake(s, frame).await
         }
     }
 }
 
-async fn handshake<T>(io: T) -> Result<(SendRequest<Bytes>, tokio::task::JoinHandle<()>), End>
+async fn handshake<T>(
+    io: T,
+    max_frame_size: Option<u32>,
+) -> Result<(SendRequest<Bytes>, tokio::task::JoinHandle<()>), End>
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (send, conn) = h2::client::Builder::new()
+    let mut builder = h2::client::Builder::new();
+    builder
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .enable_push(false)
+        .enable_push(false);
+    if let Some(n) = max_frame_size {
+        builder.max_frame_size(n);
+    }
+    let (send, conn) = builder
         .handshake::<_, Bytes>(io)
         .await
         .map_err(|e| End::Connect(format!("HTTP/2 handshake: {e}")))?;

@@ -84,6 +84,7 @@ fn try_load(
         trust,
         http2: http2.is_some(),
         streams_per_connection: http2.unwrap_or(1),
+        h2_max_frame_size: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
