@@ -1046,6 +1046,33 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_it_cannot_run_before_connecting() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let refused = |cfg: RunConfig| match crate::block_on(run(cfg)).expect("runtime") {
+            Err(Error::Usage(m)) => m,
+            other => panic!("expected a usage error, got {other:?}"),
+        };
+        let mut https = config(addr, 1, 0);
+        https.url = "https://127.0.0.1:1/stream".into();
+        assert!(refused(https.clone()).contains("--ca"));
+        https.trust = Some(Trust::Insecure);
+        https.stalled = 1;
+        assert!(refused(https).contains("--stalled"));
+        let mut c = config(addr, 4, 0);
+        c.streams_per_connection = 2;
+        assert!(refused(c.clone()).contains("--http2"));
+        c.http2 = true;
+        c.streams_per_connection = 0;
+        assert!(refused(c.clone()).contains("at least 1"));
+        c.streams_per_connection = 2;
+        c.h2_max_frame_size = Some(16_383);
+        assert!(refused(c.clone()).contains("16384 to 16777215"));
+        c.h2_max_frame_size = None;
+        c.churn = Duration::from_secs(1);
+        assert!(refused(c).contains("--churn"));
+    }
+
+    #[test]
     fn urls() {
         let t = Target::parse("http://127.0.0.1:8080/stream?fps=5").expect("valid");
         assert_eq!(
