@@ -4,6 +4,10 @@
 //! happen synchronously inside a poll, so no two viewers ever hold it at once, and a buffer that
 //! stays in cache is much cheaper than thousands of cold ones), parsing is incremental and
 //! zero-copy ([`super::parse`]), and latency goes into one fixed-size histogram.
+//!
+//! Over `https://` each HTTP/1.1 viewer is a TLS connection (the shared buffer then receives
+//! the decrypted bytes); with `--http2` viewers are h2 streams, several per connection, run by
+//! [`super::multiplex`] through the same per-viewer accounting.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -21,16 +25,19 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 
 use super::Error;
+use super::multiplex;
 use super::parse::{Invalid, MAX_RESPONSE_HEAD, Part, StreamParser, parse_response_head};
 use super::procfs::{self, Meter, Proc, TcpState, Usage};
 use super::report::{Errors, Latency, MB, ProcUsage, RunReport, Spread, Stalled};
 use super::stats::{Histogram, median_sorted};
+use super::tls::{ALPN_H2, ALPN_HTTP1, Connector, Trust};
 
 /// The shared read buffer: large enough that one read usually takes all a socket has.
 const READ_BUF: usize = 256 * 1024;
 
-/// Longest wait for a TCP connection and the request write.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a TCP connection (and TLS handshake, and HTTP/2 preface) and the request
+/// write.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Receive buffer of stalled viewers: small, so the server's writes block soon.
 const STALLED_RCVBUF: u32 = 4 * 1024;
@@ -45,9 +52,11 @@ const ERROR_SAMPLES: usize = 5;
 /// connections is not hammered in a tight loop.
 const REJOIN_AFTER_ERROR: Duration = Duration::from_millis(200);
 
-/// An `http://host[:port]/path` URL, the only kind the client speaks.
+/// An `http://` or `https://host[:port]/path` URL, the kinds the client speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `https://`: every connection is TLS.
+    pub tls: bool,
     /// `host[:port]` as given, for the `Host` header.
     pub authority: String,
     /// The host name or address.
@@ -59,12 +68,14 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses a plain `http://` URL.
+    /// Parses an `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<Target, Error> {
         let bad = |why: &str| Error::Usage(format!("bad URL {url:?}: {why}"));
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http:// URLs are supported"))?;
+        let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(bad("only http:// and https:// URLs are supported")),
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], format!("/{}", &rest[i..])),
             Some(i) => (&rest[..i], rest[i..].to_owned()),
@@ -78,10 +89,11 @@ impl Target {
         let (host, port) = match authority.rsplit_once(':') {
             // An IPv6 literal without port, e.g. `[::1]`, has colons but no port.
             Some((h, p)) if !p.contains(']') => (h, p.parse::<u16>().map_err(|_| bad("bad port"))?),
-            _ => (authority, 80),
+            _ => (authority, if tls { 443 } else { 80 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         Ok(Target {
+            tls,
             authority: authority.to_owned(),
             host: host.to_owned(),
             port,
@@ -112,20 +124,36 @@ pub struct RunConfig {
     /// Join/leave churn: sessions last a random 0.5–1.5 × this, back to back (zero: one
     /// session for the whole run).
     pub churn: Duration,
+    /// How an `https://` server's certificate is checked (required for `https://`).
+    pub trust: Option<Trust>,
+    /// Speak HTTP/2 (ALPN `h2` over TLS, prior knowledge on `http://`) instead of HTTP/1.1.
+    pub http2: bool,
+    /// With `http2`: viewers multiplexed as streams on each connection (the last connection
+    /// takes the remainder).
+    pub streams_per_connection: u32,
+    /// With `http2`: the largest DATA frame the server may send (SETTINGS_MAX_FRAME_SIZE);
+    /// `None` keeps the protocol's default of 16 KiB, which browsers keep too.
+    pub h2_max_frame_size: Option<u32>,
 }
 
 /// State shared by every viewer of a run (single-threaded: `Rc`/`RefCell`).
-struct Shared {
-    addr: SocketAddr,
+pub(crate) struct Shared {
+    pub(crate) addr: SocketAddr,
+    pub(crate) target: Target,
+    /// The HTTP/1.1 request, sent as is.
     request: Box<[u8]>,
     buf: RefCell<Box<[u8]>>,
-    latency: RefCell<Histogram>,
-    connects: Semaphore,
+    pub(crate) latency: RefCell<Histogram>,
+    pub(crate) connects: Semaphore,
+    /// For `https://`: the handshake every connection makes.
+    pub(crate) tls: Option<Connector>,
+    /// `--h2-max-frame-size`.
+    pub(crate) h2_max_frame_size: Option<u32>,
 }
 
 /// Why a viewer stopped.
-#[derive(Debug)]
-enum End {
+#[derive(Debug, Clone)]
+pub(crate) enum End {
     /// The run is over (the normal end).
     Deadline,
     Connect(String),
@@ -136,7 +164,7 @@ enum End {
 
 /// What one viewer saw.
 #[derive(Debug)]
-struct ViewerResult {
+pub(crate) struct ViewerResult {
     end: End,
     /// The response was a 200 multipart stream.
     streaming: bool,
@@ -148,14 +176,56 @@ struct ViewerResult {
     fps: f64,
 }
 
-enum Phase {
+impl ViewerResult {
+    /// A viewer that ended before it had a response.
+    pub(crate) fn failed(end: End) -> ViewerResult {
+        ViewerResult {
+            end,
+            streaming: false,
+            frames: 0,
+            invalid: [0; Invalid::ALL.len()],
+            missing_timestamp: 0,
+            bytes: 0,
+            ttff: None,
+            fps: 0.0,
+        }
+    }
+
+    /// What a viewer saw until it ended with `end` (at `ended_at`).
+    pub(crate) fn finish(v: &Viewer, end: End, deadline: Instant) -> ViewerResult {
+        let ended_at = match end {
+            End::Deadline => deadline,
+            _ => Instant::now(),
+        };
+        let c = &v.counts;
+        ViewerResult {
+            streaming: v.streaming(),
+            end,
+            frames: c.frames,
+            invalid: c.invalid,
+            missing_timestamp: c.missing_timestamp,
+            bytes: c.bytes,
+            ttff: c.first_frame.map(|t| t - c.connected_at),
+            // Frames after the first over the time since the first: the rate while streaming,
+            // not diluted by connection set-up or the server's first-frame delay.
+            fps: match c.first_frame {
+                Some(first) if c.frames >= 2 && ended_at > first => {
+                    (c.frames - 1) as f64 / (ended_at - first).as_secs_f64()
+                }
+                _ => 0.0,
+            },
+        }
+    }
+}
+
+pub(crate) enum Phase {
     Head(Vec<u8>),
     Body(StreamParser),
 }
 
 /// Per-viewer counters, kept apart from the parser so the part callback can borrow them while
 /// the parser is borrowed too.
-struct Counts {
+pub(crate) struct Counts {
     connected_at: Instant,
     first_frame: Option<Instant>,
     frames: u64,
@@ -192,14 +262,35 @@ fn wall_clock_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-struct Viewer {
+pub(crate) struct Viewer {
     phase: Phase,
     counts: Counts,
 }
 
 impl Viewer {
+    /// A viewer whose response head is still to come, connected (or connecting) since `at`.
+    fn new(phase: Phase, connected_at: Instant) -> Viewer {
+        Viewer {
+            phase,
+            counts: Counts {
+                connected_at,
+                first_frame: None,
+                frames: 0,
+                invalid: [0; Invalid::ALL.len()],
+                missing_timestamp: 0,
+                bytes: 0,
+            },
+        }
+    }
+
+    /// A viewer whose response head was taken by the transport (HTTP/2): its body bytes go
+    /// straight to the part parser.
+    pub(crate) fn body(parser: StreamParser, connected_at: Instant) -> Viewer {
+        Viewer::new(Phase::Body(parser), connected_at)
+    }
+
     /// Handles bytes just read; `Err` ends the viewer.
-    fn on_data(&mut self, data: &[u8], latency: &RefCell<Histogram>) -> Result<(), End> {
+    pub(crate) fn on_data(&mut self, data: &[u8], latency: &RefCell<Histogram>) -> Result<(), End> {
         self.counts.bytes += data.len() as u64;
         let Viewer { phase, counts } = self;
         let mut now_us = None;
@@ -251,17 +342,28 @@ impl Viewer {
     }
 }
 
+/// An HTTP/1.1 viewer's connection.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 /// One read into the shared buffer, parsed before the buffer is released.
 fn poll_read_once(
     cx: &mut Context<'_>,
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     shared: &Shared,
     viewer: &mut Viewer,
 ) -> Poll<Result<(), End>> {
     let mut buf = shared.buf.borrow_mut();
     let mut rb = ReadBuf::new(&mut buf);
     // tokio's poll_read clears readiness after a short read, saving a WouldBlock syscall.
-    if let Err(e) = ready!(Pin::new(stream).poll_read(cx, &mut rb)) {
+    // rustls's fills the buffer with as much plaintext as the socket has ready.
+    let read = match stream {
+        Conn::Plain(s) => Pin::new(s).poll_read(cx, &mut rb),
+        Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut rb),
+    };
+    if let Err(e) = ready!(read) {
         return Poll::Ready(Err(End::Disconnected(e.to_string())));
     }
     let data = rb.filled();
@@ -273,7 +375,8 @@ fn poll_read_once(
     Poll::Ready(viewer.on_data(data, &shared.latency))
 }
 
-async fn connect(shared: &Shared, rcvbuf: Option<u32>) -> io::Result<TcpStream> {
+/// A TCP connection to the server (before any TLS or request).
+pub(crate) async fn connect_tcp(shared: &Shared, rcvbuf: Option<u32>) -> io::Result<TcpStream> {
     let socket = if shared.addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -283,12 +386,34 @@ async fn connect(shared: &Shared, rcvbuf: Option<u32>) -> io::Result<TcpStream> 
         // Must be set before connect: the window scale is fixed by the handshake.
         socket.set_recv_buffer_size(size)?;
     }
-    let mut stream = socket.connect(shared.addr).await?;
+    socket.connect(shared.addr).await
+}
+
+/// A stalled viewer's connection: the request sent, nothing read.
+async fn connect(shared: &Shared, rcvbuf: Option<u32>) -> io::Result<TcpStream> {
+    let mut stream = connect_tcp(shared, rcvbuf).await?;
     stream.write_all(&shared.request).await?;
     Ok(stream)
 }
 
-fn io_context(what: &str, e: &io::Error) -> String {
+/// An HTTP/1.1 viewer's connection, over TLS for `https://`, with the request sent.
+async fn connect_viewer(shared: &Shared) -> io::Result<Conn> {
+    let tcp = connect_tcp(shared, None).await?;
+    let mut conn = match &shared.tls {
+        None => Conn::Plain(tcp),
+        Some(tls) => Conn::Tls(Box::new(tls.connect(tcp).await?)),
+    };
+    match &mut conn {
+        Conn::Plain(s) => s.write_all(&shared.request).await?,
+        Conn::Tls(s) => {
+            s.write_all(&shared.request).await?;
+            s.flush().await?;
+        }
+    }
+    Ok(conn)
+}
+
+pub(crate) fn io_context(what: &str, e: &io::Error) -> String {
     let hint = if e.raw_os_error() == Some(24) {
         " (raise the open file limit: ulimit -n 65536)"
     } else {
@@ -298,46 +423,21 @@ fn io_context(what: &str, e: &io::Error) -> String {
 }
 
 async fn viewer(shared: Rc<Shared>, start_at: Instant, deadline: Instant) -> ViewerResult {
-    let mut result = ViewerResult {
-        end: End::Deadline,
-        streaming: false,
-        frames: 0,
-        invalid: [0; Invalid::ALL.len()],
-        missing_timestamp: 0,
-        bytes: 0,
-        ttff: None,
-        fps: 0.0,
-    };
     tokio::time::sleep_until(start_at).await;
     let (mut stream, connected_at) = {
         let Ok(Ok(_permit)) = timeout_at(deadline, shared.connects.acquire()).await else {
-            result.end = End::Connect("run ended before a connection slot was free".to_owned());
-            return result;
+            return ViewerResult::failed(End::Connect(
+                "run ended before a connection slot was free".to_owned(),
+            ));
         };
         let t0 = Instant::now();
-        match timeout_at(deadline.min(t0 + CONNECT_TIMEOUT), connect(&shared, None)).await {
+        match timeout_at(deadline.min(t0 + CONNECT_TIMEOUT), connect_viewer(&shared)).await {
             Ok(Ok(s)) => (s, t0),
-            Ok(Err(e)) => {
-                result.end = End::Connect(io_context("connect", &e));
-                return result;
-            }
-            Err(_) => {
-                result.end = End::Connect("connect timed out".to_owned());
-                return result;
-            }
+            Ok(Err(e)) => return ViewerResult::failed(End::Connect(io_context("connect", &e))),
+            Err(_) => return ViewerResult::failed(End::Connect("connect timed out".to_owned())),
         }
     };
-    let mut v = Viewer {
-        phase: Phase::Head(Vec::with_capacity(512)),
-        counts: Counts {
-            connected_at,
-            first_frame: None,
-            frames: 0,
-            invalid: [0; Invalid::ALL.len()],
-            missing_timestamp: 0,
-            bytes: 0,
-        },
-    };
+    let mut v = Viewer::new(Phase::Head(Vec::with_capacity(512)), connected_at);
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
     let end = loop {
@@ -350,27 +450,7 @@ async fn viewer(shared: Rc<Shared>, start_at: Instant, deadline: Instant) -> Vie
             break end;
         }
     };
-    let ended_at = match end {
-        End::Deadline => deadline,
-        _ => Instant::now(),
-    };
-    let c = &v.counts;
-    result.streaming = v.streaming();
-    result.end = end;
-    result.frames = c.frames;
-    result.invalid = c.invalid;
-    result.missing_timestamp = c.missing_timestamp;
-    result.bytes = c.bytes;
-    result.ttff = c.first_frame.map(|t| t - c.connected_at);
-    // Frames after the first over the time since the first: the rate while streaming, not
-    // diluted by connection set-up or the server's first-frame delay.
-    result.fps = match c.first_frame {
-        Some(first) if c.frames >= 2 && ended_at > first => {
-            (c.frames - 1) as f64 / (ended_at - first).as_secs_f64()
-        }
-        _ => 0.0,
-    };
-    result
+    ViewerResult::finish(&v, end, deadline)
 }
 
 /// A uniform number in [0, 1) from a splitmix64 state (deterministic per viewer, no dependency).
@@ -515,18 +595,88 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
             "--ramp must be shorter than --duration".to_owned(),
         ));
     }
+    let tls = match (target.tls, &cfg.trust) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(Error::Usage(
+                "https:// needs --ca FILE (the server's certificate or its CA) or --insecure"
+                    .to_owned(),
+            ));
+        }
+        (true, Some(trust)) => Some(Connector::new(
+            &target.host,
+            trust,
+            if cfg.http2 { ALPN_H2 } else { ALPN_HTTP1 },
+        )?),
+    };
+    if cfg.streams_per_connection == 0 {
+        return Err(Error::Usage(
+            "--streams-per-connection must be at least 1".to_owned(),
+        ));
+    }
+    if !cfg.http2 && cfg.streams_per_connection != 1 {
+        return Err(Error::Usage(
+            "--streams-per-connection needs --http2 (HTTP/1.1 carries one stream per connection)"
+                .to_owned(),
+        ));
+    }
+    // Stalled viewers are judged by peeking at the plaintext status line and churn reconnects
+    // one HTTP/1.1 viewer; neither is built for TLS or multiplexed streams yet.
+    if (target.tls || cfg.http2) && cfg.stalled > 0 {
+        return Err(Error::Usage(
+            "--stalled works over plain http:// HTTP/1.1 only".to_owned(),
+        ));
+    }
+    if cfg.h2_max_frame_size.is_some() && !cfg.http2 {
+        return Err(Error::Usage("--h2-max-frame-size needs --http2".to_owned()));
+    }
+    if let Some(n) = cfg
+        .h2_max_frame_size
+        .filter(|n| !(16_384..=16_777_215).contains(n))
+    {
+        return Err(Error::Usage(format!(
+            "--h2-max-frame-size {n}: HTTP/2 allows 16384 to 16777215 (RFC 9113 §6.5.2)"
+        )));
+    }
+    if cfg.http2 && !cfg.churn.is_zero() {
+        return Err(Error::Usage(
+            "--churn does not work with --http2 yet".to_owned(),
+        ));
+    }
+    let transport = format!(
+        "{}{}",
+        if cfg.http2 {
+            format!(
+                "HTTP/2, {} streams per connection{}",
+                cfg.streams_per_connection,
+                cfg.h2_max_frame_size
+                    .map_or(String::new(), |n| format!(", {n}-byte frames"))
+            )
+        } else {
+            "HTTP/1.1".to_owned()
+        },
+        if target.tls { " over TLS" } else { "" }
+    );
     let addr = resolve(&target).await?;
-    check_fd_limit(u64::from(cfg.viewers) + u64::from(cfg.stalled) + 32);
+    let connections = if cfg.http2 {
+        cfg.viewers.div_ceil(cfg.streams_per_connection)
+    } else {
+        cfg.viewers
+    };
+    check_fd_limit(u64::from(connections) + u64::from(cfg.stalled) + 32);
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: mjpegd-load\r\nAccept: */*\r\n\r\n",
         target.path, target.authority
     );
     let shared = Rc::new(Shared {
         addr,
+        target,
         request: request.into_bytes().into(),
         buf: RefCell::new(vec![0; READ_BUF].into()),
         latency: RefCell::new(Histogram::new()),
         connects: Semaphore::new(cfg.connect_concurrency.max(1)),
+        tls,
+        h2_max_frame_size: cfg.h2_max_frame_size,
     });
     let mut server = match cfg.pid {
         Some(pid) => Some(
@@ -554,17 +704,29 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
             })
         })
         .collect();
-    let n = cfg.viewers.max(1);
-    let viewers: Vec<_> = (0..cfg.viewers)
+    let n = connections.max(1);
+    let viewers: Vec<_> = (0..connections)
         .map(|i| {
             let offset = cfg.ramp.mul_f64(f64::from(i) / f64::from(n));
-            tokio::task::spawn_local(viewer_sessions(
-                shared.clone(),
-                start + offset,
-                deadline,
-                cfg.churn,
-                u64::from(i),
-            ))
+            if cfg.http2 {
+                let streams = cfg
+                    .streams_per_connection
+                    .min(cfg.viewers - i * cfg.streams_per_connection);
+                tokio::task::spawn_local(multiplex::connection(
+                    shared.clone(),
+                    streams,
+                    start + offset,
+                    deadline,
+                ))
+            } else {
+                tokio::task::spawn_local(viewer_sessions(
+                    shared.clone(),
+                    start + offset,
+                    deadline,
+                    cfg.churn,
+                    u64::from(i),
+                ))
+            }
         })
         .collect();
 
@@ -590,9 +752,11 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     let client_cpu = client.and_then(|m| m.finish().ok()).map(|u| u.cpu_percent);
     let measured = start.elapsed().as_secs_f64();
 
-    let mut results = Vec::with_capacity(viewers.len());
+    // One entry per viewer, holding its sessions (an h2 stream is a viewer of one session).
+    let mut results = Vec::with_capacity(cfg.viewers as usize);
     for h in viewers {
         match h.await {
+            Ok(r) if cfg.http2 => results.extend(r.into_iter().map(|s| vec![s])),
             Ok(r) => results.push(r),
             Err(e) => return Err(Error::Usage(format!("viewer task failed: {e}"))),
         }
@@ -713,6 +877,8 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         label: cfg.label,
         url: cfg.url,
         viewers: cfg.viewers,
+        transport,
+        connections,
         duration_s: measured,
         ramp_s: cfg.ramp.as_secs_f64(),
         viewers_streaming: streaming,
@@ -759,6 +925,10 @@ mod tests {
             pid: Some(std::process::id()),
             label: None,
             churn: Duration::ZERO,
+            trust: None,
+            http2: false,
+            streams_per_connection: 1,
+            h2_max_frame_size: None,
         }
     }
 
@@ -876,6 +1046,33 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_it_cannot_run_before_connecting() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let refused = |cfg: RunConfig| match crate::block_on(run(cfg)).expect("runtime") {
+            Err(Error::Usage(m)) => m,
+            other => panic!("expected a usage error, got {other:?}"),
+        };
+        let mut https = config(addr, 1, 0);
+        https.url = "https://127.0.0.1:1/stream".into();
+        assert!(refused(https.clone()).contains("--ca"));
+        https.trust = Some(Trust::Insecure);
+        https.stalled = 1;
+        assert!(refused(https).contains("--stalled"));
+        let mut c = config(addr, 4, 0);
+        c.streams_per_connection = 2;
+        assert!(refused(c.clone()).contains("--http2"));
+        c.http2 = true;
+        c.streams_per_connection = 0;
+        assert!(refused(c.clone()).contains("at least 1"));
+        c.streams_per_connection = 2;
+        c.h2_max_frame_size = Some(16_383);
+        assert!(refused(c.clone()).contains("16384 to 16777215"));
+        c.h2_max_frame_size = None;
+        c.churn = Duration::from_secs(1);
+        assert!(refused(c).contains("--churn"));
+    }
+
+    #[test]
     fn urls() {
         let t = Target::parse("http://127.0.0.1:8080/stream?fps=5").expect("valid");
         assert_eq!(
@@ -893,7 +1090,10 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port), ("::1", 9));
         let t = Target::parse("http://h?action=stream").expect("valid");
         assert_eq!(t.path, "/?action=stream");
-        assert!(Target::parse("https://x/").is_err());
+        let t = Target::parse("https://cam.example/stream").expect("valid");
+        assert_eq!((t.tls, t.port, t.host.as_str()), (true, 443, "cam.example"));
+        assert!(!Target::parse("http://x/").expect("valid").tls);
+        assert!(Target::parse("ftp://x/").is_err());
         assert!(Target::parse("http://x:99999/").is_err());
         assert!(Target::parse("http:///").is_err());
     }

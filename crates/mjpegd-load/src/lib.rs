@@ -2,7 +2,9 @@
 //!
 //! - `run`: N concurrent viewers (plus optional stalled ones) of a stream URL; per-viewer fps,
 //!   throughput, time to first frame, publish-to-receive latency from `X-Timestamp`, every part
-//!   validated; optionally the server's CPU and RSS from `/proc`.
+//!   validated; optionally the server's CPU and RSS from `/proc`. Over `http://` or `https://`
+//!   ([`tls`]), HTTP/1.1 with one connection per viewer or HTTP/2 with several viewers as
+//!   streams of one connection ([`multiplex`]).
 //! - `ceiling`: a zero-work reference server with the same wire format, the upper bound the
 //!   machine allows.
 //! - `cpu`: a process's CPU and RSS over an interval (e.g. an idle server).
@@ -16,10 +18,12 @@
 
 pub mod ceiling;
 pub mod client;
+pub mod multiplex;
 pub mod parse;
 pub mod procfs;
 pub mod report;
 pub mod stats;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -69,6 +73,7 @@ impl Error {
         mjpegd-load run --url http://127.0.0.1:8080/stream --viewers 1000 --duration 15 --pid 1234\n  \
         mjpegd-load run --url http://127.0.0.1:8080/stream --viewers 800 --stalled 200 --duration 20 --json\n  \
         mjpegd-load run --url http://127.0.0.1:8080/stream --viewers 200 --churn 20 --duration 1800\n  \
+        mjpegd-load run --url https://localhost:8443/stream --ca cert.pem --http2 --streams-per-connection 12 --viewers 200\n  \
         mjpegd-load ceiling --listen 127.0.0.1:8081 --frame f001.jpg --fps 30\n  \
         mjpegd-load cpu --pid 1234 --duration 5\n  \
         mjpegd-load row --label '1000 viewers' --report run.json --ceiling ceiling.json\n\n\
@@ -97,9 +102,27 @@ pub enum Command {
 /// Options of `mjpegd-load run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Stream URL (plain http://HOST:PORT/PATH).
+    /// Stream URL: http://HOST:PORT/PATH, or https:// (then --ca or --insecure).
     #[arg(long)]
     pub url: String,
+    /// For https://: trust the certificates in this PEM file (the server's own, if
+    /// self-signed).
+    #[arg(long, conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// For https://: accept any certificate (benchmarking against a self-signed one).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Speak HTTP/2: ALPN h2 over https://, prior knowledge (h2c) over http://.
+    #[arg(long)]
+    pub http2: bool,
+    /// With --http2: viewers multiplexed as streams of each connection (a dashboard shows
+    /// every camera over one); the last connection takes the remainder.
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    pub streams_per_connection: u32,
+    /// With --http2: let the server send DATA frames of up to this many bytes (16384 to
+    /// 16777215; default 16384, what browsers allow).
+    #[arg(long, requires = "http2")]
+    pub h2_max_frame_size: Option<u32>,
     /// Concurrent reading viewers.
     #[arg(long, default_value_t = 1)]
     pub viewers: u32,
@@ -233,6 +256,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 pid: a.pid,
                 label: a.label,
                 churn: seconds(a.churn, "--churn")?,
+                trust: match (a.ca, a.insecure) {
+                    (Some(ca), _) => Some(tls::Trust::Ca(ca)),
+                    (None, true) => Some(tls::Trust::Insecure),
+                    (None, false) => None,
+                },
+                http2: a.http2,
+                streams_per_connection: a.streams_per_connection,
+                h2_max_frame_size: a.h2_max_frame_size,
             };
             let report = block_on(client::run(cfg))??;
             let failed = report.invalid_parts > 0 || report.errors.total() > 0;

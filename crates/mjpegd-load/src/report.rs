@@ -28,6 +28,14 @@ pub struct RunReport {
     pub url: String,
     /// Reading viewers requested.
     pub viewers: u32,
+    /// How viewers were carried: `HTTP/1.1`, or `HTTP/2` with the streams per connection, and
+    /// `over TLS` for `https://` (empty in reports from before it was recorded).
+    #[serde(default)]
+    pub transport: String,
+    /// Connections opened for the reading viewers (first sessions): `viewers` for HTTP/1.1,
+    /// fewer with several HTTP/2 streams per connection.
+    #[serde(default)]
+    pub connections: u32,
     /// Measured run length, seconds.
     pub duration_s: f64,
     /// Time over which connections were spread, seconds.
@@ -189,6 +197,13 @@ impl fmt::Display for RunReport {
                 .as_ref()
                 .map_or(String::new(), |l| format!(" [{l}]")),
         )?;
+        if !self.transport.is_empty() {
+            writeln!(
+                f,
+                "  transport           {} ({} connections)",
+                self.transport, self.connections
+            )?;
+        }
         writeln!(
             f,
             "  streaming viewers   {}/{}",
@@ -353,6 +368,8 @@ mod tests {
             label: Some("x".into()),
             url: "http://127.0.0.1:1/stream".into(),
             viewers: 10,
+            transport: "HTTP/1.1".into(),
+            connections: 10,
             duration_s: 5.0,
             ramp_s: 0.0,
             viewers_streaming: 10,
