@@ -451,3 +451,46 @@ async fn a_quiet_camera_keeps_its_http2_viewers_with_the_latest_frame_again() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_http2_preface_without_a_request_is_closed_at_the_head_time_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(
+        vec![camera("cam", Scripted::new(Script::default()))],
+        HttpConfig::default(),
+        ServerConfig {
+            header_read_timeout: Duration::from_millis(500),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    // The server's SETTINGS, then the close; never a request, so never a stream.
+    let read = tokio::time::timeout(WAIT, tcp.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the silent connection was kept open");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "closed after {waited:?}, the limit being 500 ms"
+    );
+    // A client that does ask is served past that limit.
+    let client = h2c_client();
+    let mut v = MjpegClient::from_response(
+        client
+            .get(server.url("/cameras/cam/stream"))
+            .send()
+            .await
+            .expect("stream"),
+    );
+    v.part().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    v.part().await.decode();
+    server.stop().await;
+}

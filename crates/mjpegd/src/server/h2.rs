@@ -10,6 +10,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -140,7 +142,19 @@ where
 {
     let router = shared.router.clone();
     let watched = pace.clone();
+    // A connection that sends no request within the head's time limit is closed, as over
+    // HTTP/1: the preface alone must not hold a connection slot until the ping times out.
+    let asked = Arc::new(AtomicBool::new(false));
+    let first = Arc::clone(&asked);
+    let limit = shared.config.header_read_timeout;
+    let silent = async move {
+        tokio::time::sleep(limit).await;
+        if first.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        asked.store(true, Ordering::Relaxed);
         if let Some(p) = peer {
             req.extensions_mut().insert(ConnectInfo(p));
         }
@@ -160,6 +174,10 @@ where
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        () = silent => {
+            tracing::debug!(?peer, "HTTP/2 connection sent no request within the time limit; closed");
+            return;
+        }
         why = watched.breached() => {
             tracing::info!(?peer, "closed an HTTP/2 connection whose client reads too slowly: {why}");
             return;
