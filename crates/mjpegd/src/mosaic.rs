@@ -249,7 +249,7 @@ struct Tile {
 /// A mosaic's open source: the inputs' feeds and the tiles decoded from them.
 struct MosaicSource {
     feeds: Vec<Subscription>,
-    names: Vec<String>,
+    names: Arc<[String]>,
     layout: Layout,
     ticks: tokio::time::Interval,
     /// The input frames of the last composition, by sequence number.
@@ -281,7 +281,11 @@ impl MosaicSource {
                 break frames;
             }
         };
-        let (layout, names, tiles) = (self.layout, self.names.clone(), Arc::clone(&self.tiles));
+        let (layout, names, tiles) = (
+            self.layout,
+            Arc::clone(&self.names),
+            Arc::clone(&self.tiles),
+        );
         move |_painter: Option<&Painter>| compose(layout, &names, &frames, &tiles)
     }
 }

@@ -141,25 +141,12 @@ async fn h2c_with_prior_knowledge_serves_pages_snapshots_and_live_streams() {
 #[cfg(feature = "tls")]
 #[tokio::test]
 async fn https_offers_h2_by_alpn_and_keeps_http1_for_clients_without_it() {
-    use mjpegd::server::Server;
-    use tokio_util::sync::CancellationToken;
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let pem = write_self_signed(&cert, &key);
-    install_crypto_provider();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    let server = Server::new(
-        scripted_cameras(&["a"], &Script::default()),
-        HttpConfig::default(),
-        ServerConfig::default(),
-        shutdown.clone(),
-    )
-    .with_tls(mjpegd::tls::TlsConfig::load(&cert, &key).expect("tls"));
-    let task = tokio::spawn(server.run(listener));
+    let tls = mjpegd::tls::TlsConfig::load(&cert, &key).expect("tls");
+    let server = TestServer::start_tls(scripted_cameras(&["a"], &Script::default()), tls).await;
+    let addr = server.addr;
     let url = format!("https://localhost:{}/cameras/a/stream", addr.port());
 
     let h2 = tls_client(&pem, addr);
@@ -183,13 +170,13 @@ async fn https_offers_h2_by_alpn_and_keeps_http1_for_clients_without_it() {
 
     // Shutdown ends both streams cleanly: the HTTP/2 one with the end of its stream (then
     // GOAWAY), the HTTP/1.1 one with the close.
-    shutdown.cancel();
+    server.shutdown.cancel();
     for c in [&mut v, &mut w] {
         let end =
             tokio::time::timeout(WAIT, async { while c.next_part().await.is_some() {} }).await;
         assert!(end.is_ok(), "stream did not end at shutdown");
     }
-    let _ = task.await;
+    server.stop().await;
 }
 
 /// A socket that stops reading when told: the peer of a client gone quiet without closing.

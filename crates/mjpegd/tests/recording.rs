@@ -558,6 +558,17 @@ async fn replay_is_paced_by_the_recorded_times_and_frame_jpg_finds_the_nearest()
     assert_eq!(p.decode(), (320, 240));
 }
 
+/// The segment files of a camera's recording directory, oldest first (names sort by time).
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -635,12 +646,7 @@ async fn sigkill_while_recording_then_restart_gives_a_consistent_catalogue_and_a
         srv.kill9();
     }
     // Make the newest segment end in a torn record, as a power cut in mid-write would.
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(&seg_dir)
-        .expect("ls")
-        .map(|e| e.expect("e").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segment_files(&seg_dir);
     let newest = segs.last().expect("a segment").clone();
     let before = std::fs::metadata(&newest).expect("meta").len();
     let mut f = std::fs::OpenOptions::new()
@@ -1085,12 +1091,7 @@ async fn a_damaged_frame_is_found_by_the_scrub_and_never_served() {
         String::from_utf8_lossy(&clean.stdout)
     );
 
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(rec.join("cam"))
-        .expect("ls")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segment_files(&rec.join("cam"));
     let victim = &segs[1];
     let bytes = std::fs::read(victim).expect("read");
     // The second segment's first record: its header at 16, the JPEG 32 bytes later.
@@ -1343,12 +1344,7 @@ async fn issue_21_a_range_inside_a_damaged_frame_is_never_served_by_either_send_
     drop(srv);
 
     let rec = dir.path().join("rec").join("cam");
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(&rec)
-        .expect("ls")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segment_files(&rec);
     let victim = &segs[1];
     let bytes = std::fs::read(victim).expect("read");
     // The second segment's first record: its header at 16, the JPEG 32 bytes later.

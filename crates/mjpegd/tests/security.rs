@@ -276,20 +276,12 @@ async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers
     let write_cert = || write_self_signed(&cert, &key);
     let first = write_cert();
     let tls = mjpegd::tls::TlsConfig::load(&cert, &key).expect("load");
-    common::install_crypto_provider();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = Server::new(
+    let server = TestServer::start_tls(
         vec![camera("cam", Scripted::new(Script::default()))],
-        HttpConfig::default(),
-        ServerConfig::default(),
-        shutdown.clone(),
+        tls.clone(),
     )
-    .with_tls(tls.clone());
-    tokio::spawn(server.run(listener));
+    .await;
+    let addr = server.addr;
     let client_for = |pem: &str| tls_client(pem, addr);
     let url = format!("https://localhost:{}/stream", addr.port());
     let resp = client_for(&first)
@@ -322,7 +314,7 @@ async fn tls_serves_streams_and_reloads_its_certificate_without_dropping_viewers
     // Plain HTTP to the TLS port is not served.
     let plain = reqwest::get(format!("http://{addr}/snapshot.jpg")).await;
     assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()));
-    shutdown.cancel();
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -65,6 +65,32 @@ impl TestServer {
         }
     }
 
+    /// As [`TestServer::start`], serving HTTPS with the certificate and key at these paths.
+    #[cfg(feature = "tls")]
+    pub async fn start_tls(cameras: Vec<CameraConfig>, tls: mjpegd::tls::TlsConfig) -> TestServer {
+        install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let srv = Server::new(
+            cameras,
+            HttpConfig::default(),
+            ServerConfig::default(),
+            shutdown.clone(),
+        )
+        .with_tls(tls);
+        let state = srv.state().clone();
+        let task = Some(tokio::spawn(srv.run(listener)));
+        TestServer {
+            addr,
+            state,
+            shutdown,
+            task,
+        }
+    }
+
     pub async fn with_source(opener: Arc<dyn Opener>) -> TestServer {
         TestServer::start(
             vec![camera("cam", opener)],
