@@ -36,10 +36,15 @@ impl Mjpegd {
 }
 
 fn write_config(dir: &Path, record: &str) -> PathBuf {
+    write_camera_config(dir, "size = \"320x240\"\nfps = 30", record)
+}
+
+/// [`write_config`] with `cam`'s size and rate given (`camera` lines of its section).
+fn write_camera_config(dir: &Path, camera: &str, record: &str) -> PathBuf {
     let path = dir.join("mjpegd.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[[cameras]]\nname = \"cam\"\nsource = \"testpattern\"\n\
-         size = \"320x240\"\nfps = 30\n\n[cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n{record}\n\
+         {camera}\n\n[cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n{record}\n\
          [[cameras]]\nname = \"plain\"\nsource = \"testpattern\"\nsize = \"160x120\"\n",
         dir.join("rec").display()
     );
