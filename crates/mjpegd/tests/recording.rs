@@ -1,6 +1,6 @@
-//! Recording through the real binary and real files: catalogue, exports probed by ffprobe,
-//! `Range` with curl, replay pacing, single frames, retention, `kill -9` recovery, and a disk
-//! that fills up or turns read-only.
+//! Recording through the real binary and real files: catalogue, exports probed by ffprobe and
+//! seeked in by ffmpeg, mpv and VLC, `Range` with curl, replay pacing, single frames, retention,
+//! `kill -9` recovery, and a disk that fills up or turns read-only.
 
 mod common;
 
