@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the external tools some tests drive as real clients or sources: ffmpeg, and Debian's
-# chromium (headless, for tests/browser.rs, which drives it over the DevTools protocol itself:
-# no chromedriver needed) and WebKitGTK's WebDriver with Xvfb (for tests/webkit.rs).
+# Installs the external tools some tests drive as real clients or sources: ffmpeg, mpv and VLC,
+# and Debian's chromium (headless, for tests/browser.rs, which drives it over the DevTools
+# protocol itself: no chromedriver needed) and WebKitGTK's WebDriver with Xvfb (for
+# tests/webkit.rs).
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -18,6 +19,10 @@ command -v WebKitWebDriver >/dev/null 2>&1 || need+=(webkit2gtk-driver)
 command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
 # nats-server, for tests/bus.rs (camera nodes and edges over NATS; Debian installs it in /usr/sbin).
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
+# mpv and VLC (cvlc, with its base plugins: Matroska, MJPEG, HTTP, the scene snapshot filter;
+# about 9 MB to download together), real players seeking in recording exports (tests/recording.rs).
+command -v mpv >/dev/null 2>&1 || need+=(mpv)
+command -v cvlc >/dev/null 2>&1 || need+=(vlc-bin vlc-plugin-base)
 # cmake and nasm build the libjpeg-turbo bundled with the `turbojpeg` feature (CI builds it).
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v nasm >/dev/null 2>&1 || need+=(nasm)

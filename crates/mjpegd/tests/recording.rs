@@ -1,6 +1,6 @@
-//! Recording through the real binary and real files: catalogue, exports probed by ffprobe,
-//! `Range` with curl, replay pacing, single frames, retention, `kill -9` recovery, and a disk
-//! that fills up or turns read-only.
+//! Recording through the real binary and real files: catalogue, exports probed by ffprobe and
+//! seeked in by ffmpeg, mpv and VLC, `Range` with curl, replay pacing, single frames, retention,
+//! `kill -9` recovery, and a disk that fills up or turns read-only.
 
 mod common;
 
@@ -36,10 +36,15 @@ impl Mjpegd {
 }
 
 fn write_config(dir: &Path, record: &str) -> PathBuf {
+    write_camera_config(dir, "size = \"320x240\"\nfps = 30", record)
+}
+
+/// [`write_config`] with `cam`'s size and rate given (`camera` lines of its section).
+fn write_camera_config(dir: &Path, camera: &str, record: &str) -> PathBuf {
     let path = dir.join("mjpegd.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[[cameras]]\nname = \"cam\"\nsource = \"testpattern\"\n\
-         size = \"320x240\"\nfps = 30\n\n[cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n{record}\n\
+         {camera}\n\n[cameras.record]\ndir = \"{}\"\nsegment_seconds = 1\n{record}\n\
          [[cameras]]\nname = \"plain\"\nsource = \"testpattern\"\nsize = \"160x120\"\n",
         dir.join("rec").display()
     );
@@ -1291,6 +1296,340 @@ async fn matroska_exports_seek_through_their_cues() {
         span["frames"],
         body.len()
     );
+}
+
+/// The pictures of the player tests' camera: small, so 120 fps stays cheap.
+const PLAYER_W: usize = 160;
+const PLAYER_H: usize = 120;
+
+/// A Matroska export on a running server for the player tests, with every frame of it decoded
+/// by ffmpeg: the reference a player's picture is matched against to tell which frame it shows.
+struct PlayerExport {
+    _srv: Mjpegd,
+    _dir: tempfile::TempDir,
+    url: String,
+    len: u64,
+    /// Each frame's time in the export (s) and its RGB pixels.
+    frames: Vec<(f64, Vec<u8>)>,
+    /// The frame the players are started at.
+    target: usize,
+}
+
+impl PlayerExport {
+    async fn record() -> PlayerExport {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // mpv ignores an index of 3 cue points or fewer ("probably too sparse", demux_mkv.c),
+        // and the Cues have one per cluster of 256 frames: at 120 fps the 4 clusters it needs
+        // take 7 s to record rather than 26 s.
+        let camera = format!("size = \"{PLAYER_W}x{PLAYER_H}\"\nfps = 120");
+        let srv = Mjpegd::start(&write_camera_config(dir.path(), &camera, ""));
+        let span = record_a_few_seconds(&srv, 9.0).await;
+        let url = srv.url(&format!(
+            "/cameras/cam/export.mkv?from={}&to={}",
+            span["start"].as_str().expect("start"),
+            span["end"].as_str().expect("end")
+        ));
+        let resp = client().get(&url).send().await.expect("export");
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await.expect("body");
+        let mkv = dir.path().join("players.mkv");
+        std::fs::write(&mkv, &body).expect("write");
+
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v", "-of", "csv=p=0"])
+            .args(["-show_entries", "packet=pts_time"])
+            .arg(&mkv)
+            .output()
+            .expect("ffprobe");
+        assert!(probe.status.success(), "ffprobe: {probe:?}");
+        let times: Vec<f64> = String::from_utf8_lossy(&probe.stdout)
+            .lines()
+            .map(|l| l.trim().parse().expect("pts_time"))
+            .collect();
+        let decoded = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&mkv)
+            // Each frame once, as recorded: for a constant rate ffmpeg would repeat or drop
+            // some, and a picture's index would no longer be its frame's.
+            .args(["-fps_mode", "passthrough"])
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .expect("ffmpeg");
+        assert!(decoded.status.success(), "ffmpeg: {:?}", decoded.stderr);
+        let size = PLAYER_W * PLAYER_H * 3;
+        assert_eq!(
+            decoded.stdout.len(),
+            times.len() * size,
+            "one picture for each of {} packets",
+            times.len()
+        );
+        let frames: Vec<(f64, Vec<u8>)> = times
+            .into_iter()
+            .zip(decoded.stdout.chunks_exact(size).map(<[u8]>::to_vec))
+            .collect();
+        // 30 frames (0.25 s) into a cluster past the middle of the file: a player that lands on
+        // the cue point's frame without decoding on to the time asked for is 30 frames off, and
+        // one that reads from the start instead of jumping reads more than half the file.
+        assert!(
+            frames.len() >= 3 * 256 + 60,
+            "{} frames recorded, too few for 4 clusters",
+            frames.len()
+        );
+        let cluster = (frames.len() - 60) / 256;
+        PlayerExport {
+            _srv: srv,
+            _dir: dir,
+            url,
+            len: body.len() as u64,
+            frames,
+            target: cluster * 256 + 30,
+        }
+    }
+
+    /// The time the players are asked for, as they take it.
+    fn start(&self) -> String {
+        format!("{:.3}", self.frames[self.target].0)
+    }
+
+    /// The frame the PNG at `picture` shows: of all the export's frames the one it differs
+    /// least from, which must be little. `log` is the player's, for a failure message.
+    fn shown(&self, player: &str, picture: &Path, log: &str) -> usize {
+        let png = std::fs::read(picture).unwrap_or_else(|e| {
+            panic!(
+                "{player} wrote no {}: {e}; its log:\n{}",
+                picture.display(),
+                tail(log, 80)
+            )
+        });
+        let (w, h, rgb) = decode_png(&png);
+        assert!(
+            (w, h) == (PLAYER_W, PLAYER_H),
+            "{player} showed a {w}x{h} picture"
+        );
+        let diff = |frame: &[u8]| {
+            let sum: u64 = frame
+                .iter()
+                .zip(&rgb)
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum();
+            sum as f64 / frame.len() as f64
+        };
+        let (best, least) = self
+            .frames
+            .iter()
+            .map(|(_, px)| diff(px))
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("frames");
+        eprintln!(
+            "{player}: frame {best} (target {}), mean difference {least:.2}, {:.2} to the target",
+            self.target,
+            diff(&self.frames[self.target].1)
+        );
+        assert!(
+            least < 8.0,
+            "{player} showed none of the export's frames (frame {best} is closest, mean \
+             difference {least:.1}); its log:\n{}",
+            tail(log, 80)
+        );
+        best
+    }
+
+    /// Asserts that the player showed the target frame (or a neighbour, for rounding at the
+    /// frame's edge).
+    fn assert_target(&self, player: &str, shown: usize, log: &str) {
+        assert!(
+            shown.abs_diff(self.target) <= 1,
+            "{player} started at {} s showed frame {shown} ({:.3} s), not frame {}; its log:\n{}",
+            self.start(),
+            self.frames[shown].0,
+            self.target,
+            tail(log, 80)
+        );
+    }
+}
+
+/// Decodes a PNG into (width, height, RGB8 pixels).
+fn decode_png(png: &[u8]) -> (usize, usize, Vec<u8>) {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("png size")];
+    let info = reader.next_frame(&mut buf).expect("png data");
+    let (w, h) = (info.width as usize, info.height as usize);
+    let rgb = match info.color_type {
+        png::ColorType::Rgb => buf[..w * h * 3].to_vec(),
+        png::ColorType::Rgba => buf[..w * h * 4]
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        other => panic!("a {other:?} PNG"),
+    };
+    (w, h, rgb)
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs a player to its end, its output (both streams) into `log`; kills it (its process group)
+/// after a minute. Returns how it exited and what it printed.
+fn run_player(mut cmd: Command, log: &Path) -> (std::process::ExitStatus, String) {
+    use std::os::unix::process::CommandExt as _;
+    let out = std::fs::File::create(log).expect("player log");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("player log"))
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    if status.is_none() {
+        stop_group(&mut child);
+    }
+    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "{cmd:?} still ran after 60 s; its log:\n{}",
+            tail(&text, 80)
+        )
+    });
+    (status, text)
+}
+
+/// mpv playing an export over HTTP from the server seeks through its Cues: started at a time in
+/// a late cluster, it reads under half the file and shows the frame of that time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mpv_seeks_an_http_export_through_its_cues_to_the_frame_asked_for() {
+    if !require_tool("mpv") || !require_tool("ffmpeg") {
+        return;
+    }
+    let export = PlayerExport::record().await;
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut mpv = Command::new("mpv");
+    // Debug messages: libavformat's read statistics are logged at that level.
+    mpv.args([
+        "--no-config",
+        "--ao=null",
+        "--vo=image",
+        "--vo-image-format=png",
+    ])
+    .args(["--frames=1", "--msg-level=all=debug"])
+    .arg(format!("--vo-image-outdir={}", out.path().display()))
+    .arg(format!("--start={}", export.start()))
+    .arg(&export.url);
+    let (status, log) = run_player(mpv, &out.path().join("mpv.log"));
+    assert!(
+        status.success(),
+        "mpv: {status}; its log:\n{}",
+        tail(&log, 80)
+    );
+    assert!(
+        !log.contains("Discarding potentially broken or useless index"),
+        "mpv ignored the Cues:\n{}",
+        tail(&log, 80)
+    );
+    // "AVIOContext: Statistics: N bytes read, S seeks": everything mpv took from the server.
+    let read: u64 = log
+        .lines()
+        .filter_map(|l| l.split("Statistics: ").nth(1))
+        .find_map(|s| {
+            s.strip_suffix(" seeks")?
+                .split(" bytes read")
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no read statistics in mpv's log:\n{}", tail(&log, 80)));
+    eprintln!("mpv: read {read} of {} bytes", export.len);
+    assert!(
+        read < export.len / 2,
+        "mpv read {read} of the export's {} bytes to start at {} s",
+        export.len,
+        export.start()
+    );
+    let shown = export.shown("mpv", &out.path().join("00000001.png"), &log);
+    export.assert_target("mpv", shown, &log);
+}
+
+/// VLC playing an export over HTTP from the server jumps through its Cues: started at a time in
+/// a late cluster, it asks for the file from past its middle and shows the frame of that time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vlc_seeks_an_http_export_through_its_cues_to_the_frame_asked_for() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    if !require_tool("cvlc") || !require_tool("ffmpeg") {
+        return;
+    }
+    let export = PlayerExport::record().await;
+    let out = tempfile::tempdir().expect("tempdir");
+    // VLC refuses to run as root: then it runs as nobody, which must write its snapshots (and
+    // its config and cache, under HOME) here.
+    std::fs::set_permissions(out.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let root = std::fs::metadata("/proc/self").expect("/proc/self").uid() == 0;
+    let mut vlc = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "cvlc"]);
+        c
+    } else {
+        Command::new("cvlc")
+    };
+    let t: f64 = export.start().parse().expect("start");
+    vlc.env("HOME", out.path())
+        // Debug messages carry the HTTP requests. The prefetch filter would otherwise read a
+        // file this small whole into memory at once and seek in there; 64 KiB makes VLC's
+        // seeks requests on the wire.
+        .args(["-vv", "--play-and-exit", "--no-audio", "--vout=dummy"])
+        .args(["--prefetch-buffer-size=64", "--prefetch-read-size=65536"])
+        .arg(format!("--start-time={t:.3}"))
+        .arg(format!("--stop-time={:.3}", t + 0.25))
+        .args([
+            "--video-filter=scene",
+            "--scene-format=png",
+            "--scene-ratio=1",
+        ])
+        // Its own choice is 160x128, stretched.
+        .arg(format!("--scene-width={PLAYER_W}"))
+        .arg(format!("--scene-height={PLAYER_H}"))
+        .arg(format!("--scene-path={}", out.path().display()))
+        .args(["--scene-prefix=snap", &export.url]);
+    let (status, log) = run_player(vlc, &out.path().join("vlc.log"));
+    assert!(
+        status.success(),
+        "vlc: {status}; its log:\n{}",
+        tail(&log, 80)
+    );
+    assert!(
+        log.contains("loading cues done"),
+        "VLC did not read the Cues:\n{}",
+        tail(&log, 80)
+    );
+    // "Range: bytes=N-" of each request it made.
+    let ranges: Vec<u64> = log
+        .lines()
+        .filter_map(|l| {
+            l.trim_end()
+                .strip_prefix("Range: bytes=")?
+                .strip_suffix('-')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    eprintln!("VLC: ranges {ranges:?} of {} bytes", export.len);
+    assert!(
+        ranges.iter().any(|&from| from > export.len / 2),
+        "VLC started at {t:.3} s never jumped past the middle of the {}-byte export: ranges {ranges:?}",
+        export.len
+    );
+    let mut shown = export.shown("VLC", &out.path().join("snap00001.png"), &log);
+    // VLC sometimes passes the file's first frame, decoded before its start-time seek took
+    // effect, on to the filters (2 runs in 6 here): the seek's picture is then the next one.
+    if shown == 0 {
+        shown = export.shown("VLC", &out.path().join("snap00002.png"), &log);
+    }
+    export.assert_target("VLC", shown, &log);
 }
 
 /// One raw HTTP/1.1 GET over `s` (TCP or a unix socket), read until the server closes: the
