@@ -1028,6 +1028,8 @@ async fn a_loopback_server_refuses_foreign_host_names() {
             body.contains("DNS rebinding") && body.contains("names"),
             "Host {host}: {body}"
         );
+        // One sentence, as a reader sees it: no run of spaces from a badly wrapped literal.
+        assert!(!body.contains("  "), "Host {host}: {body:?}");
         let (status, _) = raw_get(&addr, "/cameras/cam/stream", Some(host)).await;
         assert_eq!(status, 421, "stream with Host {host}");
     }

@@ -121,7 +121,9 @@ pub(super) fn require_known_host(state: &AppState, headers: &HeaderMap) -> Resul
         "refused a request for a name this server does not answer to"
     );
     Err(HttpError::MisdirectedHost(format!(
-        "Host {raw:?} is not a name of this server, so the request is refused (421) — this          protects a server on loopback from DNS rebinding; use http://localhost or          http://127.0.0.1, or add the name to `names` in the [server] section of the config"
+        "Host {raw:?} is not a name of this server, so the request is refused (421) — this \
+         protects a server on loopback from DNS rebinding; use http://localhost or \
+         http://127.0.0.1, or add the name to `names` in the [server] section of the config"
     )))
 }
 
