@@ -9,6 +9,9 @@
 //! hyper no longer owns it. TLS, unix-socket and other connections have no slot and keep the
 //! response body of `recordings.rs`.
 //!
+//! Each `sendfile` starts on a page of its segment: the few bytes of a JPEG before its first
+//! page boundary go out with the framing before them, in one `send` (`Export::batch`).
+//!
 //! The JPEG bytes are still read, on a blocking thread, to check each record's CRC before any
 //! byte of it is sent; that read also brings the pages into the cache `sendfile` reads from.
 //! The check of the next batch runs while the current one is sent.
