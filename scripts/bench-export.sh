@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Export throughput against `cat` of the same segment files (warm page cache), and against the
-# loopback ceiling: the same number of bytes sent from memory over loopback to the same client
-# (python3, one `send` per MiB), which no server can beat with that client. Each measurement is
-# repeated BENCH_REPEAT times, interleaved (cat, ceiling, mkv, mjpeg, cat, ...) so that load from
-# other processes on the machine falls on all of them alike; the table gives the median and the
-# best run, and the server's CPU time per GB exported (from /proc: it resists contention, the
-# wall-clock rates do not). Prints a markdown section. bench-recording.sh measures the same once,
-# with the rest.
+# Export throughput against `cat` of the same segment files (warm page cache), with two
+# receivers: curl to /dev/null (what a user runs; its copy out of the socket costs as much as
+# the server's work), and a zero-copy receiver that splices the socket into /dev/null (python3
+# `os.splice`), which leaves the server's own cost. The transport ceiling is the segment files
+# themselves sent whole with `sendfile` (python3) to the same receiver: no framing, no check;
+# no server sends these bytes over this loopback faster. Each measurement is repeated
+# BENCH_REPEAT times, interleaved (cat, ceiling, mkv, mjpeg, cat, ...) so that load from other
+# processes falls on all of them alike; the table gives the median and the best run, and the
+# server's CPU time per GB exported (from /proc: it resists contention, the wall-clock rates do
+# not). Prints a markdown section. bench-recording.sh measures the same once, with the rest.
 #
 # Environment:
 #   BENCH_FRAMES          720p JPEGs (default ../shared/frames/720p)
@@ -15,7 +17,7 @@
 #   BENCH_REPEAT          runs of each measurement (default 5)
 #   BENCH_PORT            TCP port (default 18281; the ceiling uses the next one)
 #   BENCH_BIN_DIR         where mjpegd and examples/record_segments are (default target/release)
-# Needs: curl, python3.
+# Needs: curl, python3 (3.10 or later, for os.splice).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,23 +62,55 @@ max_bytes = "1T"
 TOML
 "$BIN" --config "$WORK/mjpegd.toml" > "$WORK/server.log" 2>&1 &
 SERVER=$!
-python3 - "$CEIL_PORT" "$SEGBYTES" > /dev/null 2>&1 <<'PY' &
-import socket, sys
-port, size = int(sys.argv[1]), int(sys.argv[2])
+cat > "$WORK/sink.py" <<'PY'
+# GET a path over loopback and splice the body into /dev/null: prints its size and seconds.
+import fcntl, os, socket, sys, time
+port, path = int(sys.argv[1]), sys.argv[2]
+t0 = time.perf_counter()
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    c = s.recv(1)
+    if not c:
+        sys.exit(f"no response head for {path}")
+    head += c
+status = head.split()[1].decode()
+if status != "200":
+    sys.exit(f"{path}: HTTP {status}")
+length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length"))
+r, w = os.pipe()
+fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 1 << 20)
+null = os.open("/dev/null", os.O_WRONLY)
+got = 0
+while got < length:
+    n = os.splice(s.fileno(), w, 1 << 20)
+    if n == 0:
+        sys.exit(f"{path}: closed after {got} of {length} bytes")
+    left = n
+    while left:
+        left -= os.splice(r, null, left)
+    got += n
+print(got, time.perf_counter() - t0)
+PY
+python3 - "$CEIL_PORT" "$WORK"/rec/bench/*.seg > /dev/null 2>&1 <<'PY' &
+# The segment files, whole, with sendfile: the ceiling of any server on this loopback.
+import os, socket, sys
+port, files = int(sys.argv[1]), sys.argv[2:]
+size = sum(os.path.getsize(f) for f in files)
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", port))
 s.listen(4)
-buf = b"\0" * (1 << 20)
 while True:
     c, _ = s.accept()
     c.recv(65536)
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
-    left = size
-    while left > 0:
-        n = min(left, len(buf))
-        c.sendall(buf[:n])
-        left -= n
+    for f in files:
+        fd, off, n = os.open(f, os.O_RDONLY), 0, os.path.getsize(f)
+        while off < n:
+            off += os.sendfile(c.fileno(), fd, off, n - off)
+        os.close(fd)
     c.close()
 PY
 CEIL=$!
@@ -86,22 +120,26 @@ for _ in $(seq 200); do curl -sf -o /dev/null "$URL/api/state" && break; sleep 0
 for i in $(seq "$REPEAT"); do
   c0=$(date +%s.%N); cat "$WORK"/rec/bench/*.seg > /dev/null; c1=$(date +%s.%N)
   echo "cat $SEGBYTES $(python3 -c "print($c1 - $c0)")" >> "$WORK/runs.txt"
-  out=$(curl -s -o /dev/null -w '%{size_download} %{time_total}' "http://127.0.0.1:$CEIL_PORT/")
-  echo "ceiling $out" >> "$WORK/runs.txt"
+  echo "ceiling $(python3 "$WORK/sink.py" "$CEIL_PORT" /)" >> "$WORK/runs.txt"
   for fmt in mkv mjpeg; do
+    path="/cameras/bench/export.$fmt?from=0&to=4000000000"
     t0=$(ticks "$SERVER")
-    out=$(curl -s -o /dev/null -w '%{size_download} %{time_total} %{http_code}' "$URL/cameras/bench/export.$fmt?from=0&to=4000000000")
+    out=$(python3 "$WORK/sink.py" "$PORT" "$path")
+    t1=$(ticks "$SERVER")
+    echo "$fmt $out $(python3 -c "print(($t1 - $t0) / $HZ)")" >> "$WORK/runs.txt"
+    t0=$(ticks "$SERVER")
+    out=$(curl -s -o /dev/null -w '%{size_download} %{time_total} %{http_code}' "$URL$path")
     t1=$(ticks "$SERVER")
     read -r size secs code <<< "$out"
     [ "$code" = 200 ] || { echo "export.$fmt: HTTP $code"; exit 1; }
-    echo "$fmt $size $secs $(python3 -c "print(($t1 - $t0) / $HZ)")" >> "$WORK/runs.txt"
+    echo "$fmt-curl $size $secs $(python3 -c "print(($t1 - $t0) / $HZ)")" >> "$WORK/runs.txt"
   done
 done
 
 echo "## Export throughput (scripts/bench-export.sh, $(date -u +%F))"
 echo
 echo "Machine: $(nproc) cores, $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg);"
-echo "$(cut -d' ' -f1 "$WORK/gen.txt") frames of 720p, $SEGBYTES bytes of segments, warm page cache, curl to /dev/null; $REPEAT runs each, interleaved."
+echo "$(cut -d' ' -f1 "$WORK/gen.txt") frames of 720p, $SEGBYTES bytes of segments, warm page cache; $REPEAT runs each, interleaved."
 echo
 python3 - "$WORK/runs.txt" <<'PY'
 import statistics, sys
@@ -114,8 +152,10 @@ cat = statistics.median(rate(r) for r in runs["cat"])
 ceil = statistics.median(rate(r) for r in runs["ceiling"])
 print("| what | bytes | MB/s median | MB/s best | median / cat | median / ceiling | server CPU s/GB (median) |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
-for name, label in [("cat", "cat of the segment files"), ("ceiling", "loopback ceiling (python3, from memory)"),
-                    ("mkv", "export.mkv (curl, loopback)"), ("mjpeg", "export.mjpeg (curl, loopback)")]:
+for name, label in [("cat", "cat of the segment files"),
+                    ("ceiling", "ceiling: the segment files whole by sendfile, splice receiver"),
+                    ("mkv", "export.mkv, splice receiver"), ("mjpeg", "export.mjpeg, splice receiver"),
+                    ("mkv-curl", "export.mkv, curl"), ("mjpeg-curl", "export.mjpeg, curl")]:
     rs = runs[name]
     med = statistics.median(rate(r) for r in rs)
     cpu = [r[2] / (r[0] / 1e9) for r in rs if r[2] is not None]
