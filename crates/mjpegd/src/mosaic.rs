@@ -112,6 +112,18 @@ struct Spec {
     fps: f64,
 }
 
+/// A mosaic made so far ([`Mosaics::list`]).
+pub struct MosaicInfo {
+    /// Its input cameras, in tile order.
+    pub cameras: Vec<String>,
+    /// The composed width asked for.
+    pub width: u32,
+    /// The composed rate asked for.
+    pub fps: f64,
+    /// The unlisted camera that composes it.
+    pub camera: Arc<Camera>,
+}
+
 /// The mosaics of a server, made on first request and shared by everyone asking the same.
 pub struct Mosaics {
     hub: Arc<Hub>,
@@ -192,11 +204,18 @@ impl Mosaics {
         Ok(cam)
     }
 
-    /// The mosaics made so far, for the state page.
-    pub fn list(&self) -> Vec<Arc<Camera>> {
+    /// The mosaics made so far, for `/api/state`.
+    pub fn list(&self) -> Vec<MosaicInfo> {
         // Poison recovered: the list only ever gains or loses whole entries.
         let made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
-        made.iter().map(|(_, c)| Arc::clone(c)).collect()
+        made.iter()
+            .map(|(spec, c)| MosaicInfo {
+                cameras: spec.cameras.clone(),
+                width: spec.width,
+                fps: spec.fps,
+                camera: Arc::clone(c),
+            })
+            .collect()
     }
 }
 

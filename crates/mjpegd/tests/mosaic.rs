@@ -154,7 +154,36 @@ async fn a_mosaic_composes_its_cameras_into_one_shared_stream() {
     // One composition for both viewers: one mosaic, two viewers of it, frames in order.
     let mosaics = server.state.mosaics().list();
     assert_eq!(mosaics.len(), 1);
-    assert_eq!(mosaics[0].viewer_list().len(), 2);
+    assert_eq!(mosaics[0].camera.viewer_list().len(), 2);
+    // `/api/state` lists it with its inputs, size, rate and viewers, and a URL that names this
+    // mosaic: a picture from it makes no second one.
+    let state: serde_json::Value = reqwest::get(server.url("/api/state"))
+        .await
+        .expect("state")
+        .json()
+        .await
+        .expect("json");
+    let listed = &state["mosaics"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{state}");
+    assert_eq!(
+        listed[0]["cameras"],
+        serde_json::json!(["red", "blue", "down"])
+    );
+    let size = (&listed[0]["width"], &listed[0]["height"]);
+    assert_eq!(size, (&serde_json::json!(640), &serde_json::json!(360)));
+    assert_eq!(listed[0]["configured_fps"], 10.0, "{state}");
+    assert_eq!(listed[0]["viewers"], 2, "{state}");
+    assert_eq!(listed[0]["state"], "online", "{state}");
+    let url = listed[0]["url"].as_str().expect("url");
+    let snap = reqwest::get(server.url(&url.replacen("/mosaic?", "/mosaic.jpg?", 1)))
+        .await
+        .expect("snapshot");
+    assert_eq!(snap.status(), 200, "{url}");
+    assert_eq!(
+        server.state.mosaics().list().len(),
+        1,
+        "{url} is another mosaic"
+    );
     let first = b.part().await;
     let second = b.part().await;
     assert!(second.timestamp() > first.timestamp());

@@ -33,9 +33,22 @@ pub(crate) struct ServerState {
     viewers: usize,
     max_viewers: usize,
     cameras: Vec<CameraState>,
+    /// The mosaics made so far whose every input the user may watch.
+    mosaics: Vec<MosaicState>,
     /// Sections added by other subsystems (`bus`).
     #[serde(flatten)]
     sections: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One mosaic's state: its inputs, where to watch it, and its composing camera's state (whose
+/// `width` and `configured_fps` are the mosaic's).
+#[derive(Debug, Serialize)]
+pub(crate) struct MosaicState {
+    cameras: Vec<String>,
+    /// Its stream; `.jpg` after `/mosaic` is one picture.
+    url: String,
+    #[serde(flatten)]
+    state: CameraState,
 }
 
 /// One camera's state.
@@ -205,6 +218,26 @@ pub(super) async fn state(
                     .and_then(|r| r.get(c.name()))
                     .map(|r| super::access::recording_status(r, &principal, &peer));
                 cs
+            })
+            .collect(),
+        mosaics: state
+            .mosaics()
+            .list()
+            .into_iter()
+            .filter(|m| {
+                state.config().public_state || m.cameras.iter().all(|c| principal.may_watch(c))
+            })
+            .map(|m| MosaicState {
+                url: format!(
+                    "/mosaic?{}",
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("cameras", &m.cameras.join(","))
+                        .append_pair("width", &m.width.to_string())
+                        .append_pair("fps", &m.fps.to_string())
+                        .finish()
+                ),
+                state: camera_state(&m.camera),
+                cameras: m.cameras,
             })
             .collect(),
         sections: state.state_sections(),
