@@ -1414,10 +1414,24 @@ async fn a_trickling_export_reader_loses_its_slot() {
         .await
         .expect("a full-speed reader gets the whole export");
     assert_eq!(body.len() as u64, length);
-    let cut = srv.log().matches("reads too slowly").count();
-    assert_eq!(cut, readers.len(), "{}", srv.log());
+    // Each reader is cut in its own connection's task: on a loaded machine the last ones may
+    // log a moment after the first freed a slot.
+    let deadline = Instant::now() + WAIT;
+    while srv.log().matches("reads too slowly").count() < readers.len() {
+        assert!(
+            Instant::now() < deadline,
+            "not every trickling reader was cut: {}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        srv.log().matches("reads too slowly").count(),
+        readers.len(),
+        "{}",
+        srv.log()
+    );
     for reader in readers {
         reader.abort();
     }
-    assert!(srv.log().contains("reads too slowly"), "{}", srv.log());
 }
