@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -134,6 +134,135 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
+/// Most bytes [`Gather`] holds before it writes them out whatever h2 says.
+const GATHER_MAX: usize = 64 * 1024;
+
+/// Gathers the frames h2 writes during one turn of the connection into one write.
+///
+/// h2 holds a single DATA frame at a time and flushes the socket before it encodes the next, so
+/// with the 16 KiB frames browsers allow, every frame cost its own `writev` (and over TLS its own
+/// record flush): 1.7x HTTP/1.1's CPU per GB (BENCHMARKS.md). Here a flush of less than
+/// [`GATHER_MAX`] is put off to the end of the turn: h2 reads the socket after every round of
+/// writes, so the gathered bytes go out before the read, and a task woken by the put-off flush
+/// makes sure a turn that ends without reading still writes them.
+struct Gather<S> {
+    inner: S,
+    buf: Vec<u8>,
+    /// How much of `buf` the socket has taken.
+    sent: usize,
+}
+
+impl<S: AsyncWrite + Unpin> Gather<S> {
+    fn new(inner: S) -> Gather<S> {
+        Gather {
+            inner,
+            buf: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// Writes out everything gathered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.buf.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.buf.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes out everything gathered and flushes the socket.
+    fn poll_flush_now(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    /// Takes `len` bytes written by `put`, once there is room for them.
+    fn poll_gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+        put: impl FnOnce(&mut Vec<u8>),
+    ) -> Poll<io::Result<usize>> {
+        if !self.buf.is_empty() && self.buf.len() + len > GATHER_MAX {
+            ready!(self.poll_drain(cx))?;
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(len.max(GATHER_MAX));
+        }
+        put(&mut self.buf);
+        Poll::Ready(Ok(len))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Gather<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = &mut *self;
+        if !me.buf.is_empty() {
+            // The end of a turn of writes. A socket that takes nothing now has the task's
+            // waker, and the next turn comes back here.
+            if let Poll::Ready(r) = me.poll_flush_now(cx) {
+                r?;
+                // An idle connection keeps no buffer.
+                me.buf = Vec::new();
+            }
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Gather<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_gather(cx, buf.len(), |v| v.extend_from_slice(buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.poll_gather(cx, len, |v| {
+            for b in bufs {
+                v.extend_from_slice(b);
+            }
+        })
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.buf.len() < GATHER_MAX {
+            // Put off: the rest of this turn may add more. Woken, the task comes back for it
+            // even if this turn ends without reading.
+            if !self.buf.is_empty() {
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_flush_now(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush_now(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Serves one HTTP/2 connection until it ends, its client reads too slowly for a response's
 /// minimum rate, or the server shuts down (then GOAWAY, and open streams end).
 pub(super) async fn serve<S>(io: S, pace: http::Pace, peer: Option<SocketAddr>, shared: &Shared)
@@ -170,7 +299,7 @@ where
         .max_header_list_size(MAX_BUF_SIZE as u32)
         .keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
-    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(Gather::new(io)), service);
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -206,6 +335,89 @@ mod tests {
         let mut all = Vec::new();
         p.read_to_end(&mut all).await.expect("read back");
         Some((all, h2))
+    }
+
+    /// A socket that records the size of each write it takes, and reads end of input.
+    #[derive(Default)]
+    struct Writes(Vec<usize>, usize);
+
+    impl AsyncRead for Writes {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.push(buf.len());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.1 += 1;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A turn of frames, each written and flushed as h2 does, reaches the socket as one write
+    /// when the turn reads; the put-off flush wakes the task; a full buffer and a shutdown
+    /// write at once.
+    #[test]
+    fn gather_writes_a_turn_of_frames_at_once() {
+        let waker = std::sync::Arc::new(Woken::default());
+        let w = std::task::Waker::from(std::sync::Arc::clone(&waker));
+        let mut cx = Context::from_waker(&w);
+        let mut g = Gather::new(Writes::default());
+        let frame = [7u8; 16 * 1024 + 9];
+        for _ in 0..3 {
+            let slices = [io::IoSlice::new(&frame[..9]), io::IoSlice::new(&frame[9..])];
+            let n = Pin::new(&mut g).poll_write_vectored(&mut cx, &slices);
+            assert!(matches!(n, Poll::Ready(Ok(n)) if n == frame.len()));
+            assert!(Pin::new(&mut g).poll_flush(&mut cx).is_ready());
+        }
+        assert!(g.inner.0.is_empty(), "written before the turn ended");
+        assert!(
+            waker.0.load(Ordering::SeqCst) >= 1,
+            "a put-off flush wakes the task"
+        );
+        let mut space = [0u8; 16];
+        let mut rb = ReadBuf::new(&mut space);
+        assert!(Pin::new(&mut g).poll_read(&mut cx, &mut rb).is_ready());
+        assert_eq!(g.inner.0, [3 * frame.len()]);
+        assert_eq!(g.inner.1, 1, "the socket is flushed with it");
+        // More than the buffer holds goes out as the buffer fills, without waiting for a read.
+        for _ in 0..5 {
+            assert!(Pin::new(&mut g).poll_write(&mut cx, &frame).is_ready());
+        }
+        assert_eq!(g.inner.0, [3 * frame.len(), 3 * frame.len()]);
+        assert!(Pin::new(&mut g).poll_shutdown(&mut cx).is_ready());
+        assert_eq!(
+            g.inner.0[2],
+            2 * frame.len(),
+            "shutdown writes what is left"
+        );
+    }
+
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     #[tokio::test]
