@@ -181,21 +181,19 @@ impl<S: AsyncWrite + Unpin> Gather<S> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    /// Takes `len` bytes written by `put`, once there is room for them.
-    fn poll_gather(
-        &mut self,
-        cx: &mut Context<'_>,
-        len: usize,
-        put: impl FnOnce(&mut Vec<u8>),
-    ) -> Poll<io::Result<usize>> {
+    /// Makes room for a write of `len` bytes: `Ready(true)` when it is to be gathered,
+    /// `Ready(false)` when it is large enough to go to the socket as it is, uncopied.
+    fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<bool>> {
         if !self.buf.is_empty() && self.buf.len() + len > GATHER_MAX {
             ready!(self.poll_drain(cx))?;
         }
-        if self.buf.capacity() == 0 {
-            self.buf.reserve(len.max(GATHER_MAX));
+        if self.buf.is_empty() && len >= GATHER_MAX {
+            return Poll::Ready(Ok(false));
         }
-        put(&mut self.buf);
-        Poll::Ready(Ok(len))
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(GATHER_MAX);
+        }
+        Poll::Ready(Ok(true))
     }
 }
 
@@ -225,7 +223,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gather<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_gather(cx, buf.len(), |v| v.extend_from_slice(buf))
+        let me = &mut *self;
+        if !ready!(me.poll_room(cx, buf.len()))? {
+            return Pin::new(&mut me.inner).poll_write(cx, buf);
+        }
+        me.buf.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_write_vectored(
@@ -234,11 +237,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gather<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let len = bufs.iter().map(|b| b.len()).sum();
-        self.poll_gather(cx, len, |v| {
-            for b in bufs {
-                v.extend_from_slice(b);
-            }
-        })
+        let me = &mut *self;
+        if !ready!(me.poll_room(cx, len))? {
+            return Pin::new(&mut me.inner).poll_write_vectored(cx, bufs);
+        }
+        for b in bufs {
+            me.buf.extend_from_slice(b);
+        }
+        Poll::Ready(Ok(len))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -406,6 +412,12 @@ mod tests {
             2 * frame.len(),
             "shutdown writes what is left"
         );
+        // A frame as large as the buffer (a client allowing big DATA frames) goes out as it is.
+        let big = vec![1u8; GATHER_MAX + 1];
+        let n = Pin::new(&mut g).poll_write(&mut cx, &big);
+        assert!(matches!(n, Poll::Ready(Ok(n)) if n == big.len()));
+        assert_eq!(g.inner.0[3..], [big.len()]);
+        assert!(g.buf.is_empty(), "and is not copied");
     }
 
     #[derive(Default)]
