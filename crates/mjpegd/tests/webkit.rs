@@ -20,7 +20,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use common::page::{
-    Mjpegd, Page, TWO_CAMERAS, assert_camera_page_live, assert_grid_live, http_request,
+    Mjpegd, Page, TWO_CAMERAS, assert_camera_page_live, assert_grid_live, http_request, wait_until,
 };
 use common::paint::{
     assert_paints_at_once, assert_paints_one_frame_late_on_the_content_length_wire, paint_lag,
@@ -166,8 +166,15 @@ impl WebKit {
             "/window/rect",
             json!({ "x": 0, "y": 0, "width": WINDOW.0, "height": WINDOW.1 }),
         );
-        let (w, h, scale): (u32, u32, f64) =
-            webkit.eval("[innerWidth, innerHeight, devicePixelRatio]");
+        // The driver answers before the window has its new size: on a slow machine the page
+        // still reported the default 1024-pixel window while screenshots were already 1280
+        // wide. The width has no toolbar, so it says when the resize has reached the page.
+        let (w, h, scale): (u32, u32, f64) = wait_until(
+            "the WebKit window to take its size",
+            WAIT,
+            || webkit.eval("[innerWidth, innerHeight, devicePixelRatio]"),
+            |&(w, h, _)| w == WINDOW.0 && h > 0 && h <= WINDOW.1,
+        );
         assert_eq!(
             scale, 1.0,
             "at a device scale of 1 DOM rectangles index screenshots"
