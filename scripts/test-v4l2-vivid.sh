@@ -10,7 +10,8 @@
 # 3. builds crates/v4l2-check (release, sharing scripts/build-deb.sh's build) and copies
 #    the C library it links into the initramfs;
 # 4. packs an initramfs: busybox, vivid and the modules it needs, the test binary, and
-#    tests/v4l2_vivid/init, which loads the modules, runs the binary and powers off;
+#    tests/v4l2_vivid/init, which loads vivid twice (a single-planar and a multi-planar
+#    camera), runs the binary on both and powers off;
 # 5. boots it under qemu (TCG) with a timeout; when the VM serves the camera page, runs the
 #    browser test (tests/browser.rs, controls_panel) against it through a forwarded port;
 #    then looks for the binary's PASS line.

@@ -10,7 +10,9 @@
 //! It lists the devices, captures frames in the best format and in every raw format the device
 //! offers (comparing their colours), checks that a second opening gets the "device busy" error
 //! and a missing device the "cannot open" one, checks camera controls through a real server
-//! (`controls.rs`, reading values back with `v4l2-ctl`), and ends with one line:
+//! (`controls.rs`, reading values back with `v4l2-ctl`), with `--mplane NODE` does the captures
+//! again on a multi-planar node (vivid's `multiplanar=2`) against the first node's colours, and
+//! ends with one line:
 //! `V4L2_CAPTURE_RESULT: PASS ...` or `V4L2_CAPTURE_RESULT: FAIL ...` (exit status 0 or 1).
 
 #[cfg(not(target_os = "linux"))]
@@ -61,11 +63,15 @@ mod linux {
             .first()
             .cloned()
             .unwrap_or_else(|| "/dev/video0".into());
+        let option = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1).cloned())
+        };
         // `--serve-page ADDR`: afterwards, serve the camera page for the host's browser test.
-        let page = args
-            .iter()
-            .position(|a| a == "--serve-page")
-            .and_then(|i| args.get(i + 1).cloned());
+        let page = option("--serve-page");
+        // `--mplane NODE`: a multi-planar node showing the same picture as DEVICE.
+        let mplane = option("--mplane");
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -78,7 +84,10 @@ mod linux {
         };
         let started = Instant::now();
         match rt.block_on(async {
-            let summary = run(&device).await?;
+            let (mut summary, reference) = run(&device).await?;
+            if let Some(node) = &mplane {
+                summary = format!("{summary}; {}", run_mplane(node, &reference).await?);
+            }
             match &page {
                 Some(listen) => {
                     let page = crate::controls::serve_page(&device, listen, PAGE_WAIT).await?;
@@ -168,7 +177,121 @@ mod linux {
         ]
     }
 
-    async fn run(device: &str) -> Result<String, String> {
+    /// Captures `FRAMES_PER_FORMAT` frames of `format` from `device` at `want`; the bar colours
+    /// of the last, or `None` when the device does not offer the format.
+    async fn bar_colours(
+        device: &str,
+        format: &str,
+        want: (u32, u32),
+    ) -> Result<Option<Vec<[u8; 3]>>, String> {
+        let opener = V4l2Opener::new(device, Some(format), params(want.0, want.1))
+            .map_err(|e| e.to_string())?;
+        let mut source = match opener.open().await {
+            Ok(s) => s,
+            Err(e) if e.to_string().contains("does not offer") => {
+                println!("{format}: not offered, skipped");
+                return Ok(None);
+            }
+            Err(e) => return Err(format!("{format}: open: {e}")),
+        };
+        let mut colours = Vec::new();
+        for i in 0..FRAMES_PER_FORMAT {
+            let image = next(&mut source)
+                .await
+                .map_err(|e| format!("{format}: {e}"))?;
+            let (pixels, channels) =
+                check(&image, want).map_err(|e| format!("{format} frame {i}: {e}"))?;
+            colours = bars(&pixels, channels, want);
+        }
+        println!("{format}: bar colours {colours:?}");
+        Ok(Some(colours))
+    }
+
+    /// Fails when a bar of `colours` (captured in `format`) is further than `TOLERANCE` from
+    /// the reference's (its luma, for grey).
+    fn compare(format: &str, colours: &[[u8; 3]], reference: &[[u8; 3]]) -> Result<(), String> {
+        for (bar, (got, want)) in colours.iter().zip(reference).enumerate() {
+            let ok = if format == "GREY" {
+                lumas(*want)
+                    .iter()
+                    .any(|l| got[0].abs_diff(*l) <= TOLERANCE)
+            } else {
+                got.iter()
+                    .zip(want)
+                    .all(|(g, w)| g.abs_diff(*w) <= TOLERANCE)
+            };
+            if !ok {
+                return Err(format!(
+                    "{format}: bar {bar} is {got:?}, RGB3 showed {want:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Captures from a multi-planar node: it must be listed as such, stream live frames in
+    /// the best format, and show the `reference` colours in every raw format it offers.
+    async fn run_mplane(node: &str, reference: &[[u8; 3]]) -> Result<String, String> {
+        let listing = list_devices();
+        let entry = listing
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{node}:")))
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !entry.contains("multi-planar video capture") {
+            return Err(format!(
+                "the device list does not show {node} as multi-planar video capture:\n{entry}"
+            ));
+        }
+        let want = (640, 480);
+        let opener =
+            V4l2Opener::new(node, None, params(want.0, want.1)).map_err(|e| e.to_string())?;
+        println!("opening {}", opener.describe());
+        let mut source = opener
+            .open()
+            .await
+            .map_err(|e| format!("open {node}: {e}"))?;
+        let t = Instant::now();
+        let mut distinct = 0;
+        let mut last: Option<Image> = None;
+        for i in 0..FRAMES {
+            let image = next(&mut source).await?;
+            check(&image, want).map_err(|e| format!("{node} frame {i}: {e}"))?;
+            if last.as_ref().is_none_or(|l| l.jpeg != image.jpeg) {
+                distinct += 1;
+            }
+            last = Some(image);
+        }
+        let fps = FRAMES as f64 / t.elapsed().as_secs_f64();
+        println!("{node}: {FRAMES} frames at {fps:.1} fps, {distinct} distinct");
+        if distinct < 2 {
+            return Err(format!(
+                "{node}: every frame was identical: is the camera live?"
+            ));
+        }
+        drop(source);
+        let mut tested = Vec::new();
+        for format in FORMATS {
+            if let Some(colours) = bar_colours(node, format, want).await? {
+                compare(format, &colours, reference).map_err(|e| format!("{node}: {e}"))?;
+                tested.push(format);
+            }
+        }
+        // vivid offers every one of them on the multi-planar API too; fewer means formats
+        // went missing on the way.
+        if tested.len() < 3 {
+            return Err(format!(
+                "{node}: only {tested:?} of {FORMATS:?} could be captured"
+            ));
+        }
+        Ok(format!(
+            "multi-planar {node}: {FRAMES} frames at {fps:.1} fps, formats {}",
+            tested.join(" ")
+        ))
+    }
+
+    async fn run(device: &str) -> Result<(String, Vec<[u8; 3]>), String> {
         let listing = list_devices();
         println!("--- mjpegd --list-devices ---\n{listing}--- end of list ---");
         if !listing.contains(device) || !listing.contains("video capture") {
@@ -232,53 +355,18 @@ mod linux {
         let mut reference: Option<Vec<[u8; 3]>> = None;
         let mut tested = Vec::new();
         for format in FORMATS {
-            let opener = V4l2Opener::new(device, Some(format), params(want.0, want.1))
-                .map_err(|e| e.to_string())?;
-            let mut source = match opener.open().await {
-                Ok(s) => s,
-                Err(e) if e.to_string().contains("does not offer") => {
-                    println!("{format}: not offered, skipped");
-                    continue;
-                }
-                Err(e) => return Err(format!("{format}: open: {e}")),
+            let Some(colours) = bar_colours(device, format, want).await? else {
+                continue;
             };
-            let mut colours = Vec::new();
-            for i in 0..FRAMES_PER_FORMAT {
-                let image = next(&mut source)
-                    .await
-                    .map_err(|e| format!("{format}: {e}"))?;
-                let (pixels, channels) =
-                    check(&image, want).map_err(|e| format!("{format} frame {i}: {e}"))?;
-                colours = bars(&pixels, channels, want);
-            }
-            drop(source);
-            println!("{format}: bar colours {colours:?}");
             match &reference {
                 None => reference = Some(colours),
-                Some(r) => {
-                    for (bar, (got, want)) in colours.iter().zip(r).enumerate() {
-                        let ok = if format == "GREY" {
-                            lumas(*want)
-                                .iter()
-                                .any(|l| got[0].abs_diff(*l) <= TOLERANCE)
-                        } else {
-                            got.iter()
-                                .zip(want)
-                                .all(|(g, w)| g.abs_diff(*w) <= TOLERANCE)
-                        };
-                        if !ok {
-                            return Err(format!(
-                                "{format}: bar {bar} is {got:?}, RGB3 showed {want:?}"
-                            ));
-                        }
-                    }
-                }
+                Some(r) => compare(format, &colours, r)?,
             }
             tested.push(format);
         }
-        if reference.is_none() {
+        let Some(reference) = reference else {
             return Err("the device offers no RGB3 to compare colours with".into());
-        }
+        };
 
         // A missing device names the fix.
         let missing = "/dev/video99";
@@ -317,9 +405,10 @@ mod linux {
 
         let controls = crate::controls::check(device).await?;
 
-        Ok(format!(
+        let summary = format!(
             "{FRAMES} frames at {fps:.1} fps; formats {}; busy and missing-device errors; {controls}",
             tested.join(" ")
-        ))
+        );
+        Ok((summary, reference))
     }
 }

@@ -203,7 +203,7 @@ impl Capture {
         let params = opener.params;
         let at = |what: &str, e: io::Error| ioctl_error(path, what, &e);
 
-        let device = Device::open(path).map_err(|e| open_error(path, &e))?;
+        let mut device = Device::open(path).map_err(|e| open_error(path, &e))?;
         let caps = device.capabilities().map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOTTY) {
                 SourceError::permanent(format!(
@@ -216,10 +216,7 @@ impl Capture {
             }
         })?;
         if !caps.is_capture() {
-            let hint = if caps.is_mplane_capture() {
-                "multi-planar capture nodes (SoC camera pipelines, the Raspberry Pi camera) are \
-                 not supported: for libcamera cameras use --source exec:\"rpicam-vid ...\""
-            } else if caps.caps & sys::CAP_META_CAPTURE != 0 {
+            let hint = if caps.caps & sys::CAP_META_CAPTURE != 0 {
                 "USB cameras also create a metadata node next to the capture one: pick the node \
                  listed as video capture by mjpegd --list-devices"
             } else {
@@ -280,7 +277,7 @@ impl Capture {
             field: sys::FIELD_ANY,
             ..Default::default()
         };
-        let got = device
+        let (got, planes) = device
             .set_format(asked)
             .map_err(|e| at("VIDIOC_S_FMT", e))?;
         let format = PixelFormat::from_fourcc(got.pixelformat).ok_or_else(|| {
@@ -291,6 +288,17 @@ impl Capture {
                 fourcc_str(got.pixelformat)
             ))
         })?;
+        if planes != 1 {
+            // Our formats are all one plane in memory; a driver that splits one anyway (its
+            // own variant of NV12, say) would hand us half a picture.
+            return Err(SourceError::permanent(format!(
+                "v4l2: {}: the driver stores {} in {planes} memory planes; mjpegd reads formats \
+                 held in one — ask for another with --format (it offers {})",
+                path.display(),
+                fourcc_str(got.pixelformat),
+                offered_list()
+            )));
+        }
         let kind = if format.is_jpeg() {
             Kind::Jpeg
         } else {
@@ -333,6 +341,7 @@ impl Capture {
             device = %path.display(),
             card = %caps.card,
             driver = %caps.driver,
+            api = if caps.is_mplane_capture() { "multi-planar" } else { "single-planar" },
             format = %fourcc_str(got.pixelformat),
             size = %format!("{}x{}", got.width, got.height),
             fps = %fps.map_or_else(|| "unknown".to_string(), format_fps),

@@ -20,6 +20,9 @@ use super::sys::{self, Pod, Request};
 #[derive(Debug)]
 pub(super) struct Device {
     file: File,
+    /// The buffer type every format, rate and streaming ioctl names: single-planar capture,
+    /// or multi-planar for a node that only speaks that API (see [`Device::capabilities`]).
+    buf_type: u32,
 }
 
 impl Device {
@@ -30,7 +33,15 @@ impl Device {
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)?;
-        Ok(Device { file })
+        Ok(Device {
+            file,
+            buf_type: sys::BUF_TYPE_VIDEO_CAPTURE,
+        })
+    }
+
+    /// The node uses the multi-planar API (after [`Device::capabilities`]).
+    pub(super) fn is_mplane(&self) -> bool {
+        self.buf_type == sys::BUF_TYPE_VIDEO_CAPTURE_MPLANE
     }
 
     /// Runs ioctl `req` on `arg`, retrying when interrupted by a signal.
@@ -57,8 +68,11 @@ impl Device {
         }
     }
 
-    /// What the node is: driver, card, bus and the capabilities of this node.
-    pub(super) fn capabilities(&self) -> io::Result<Capabilities> {
+    /// What the node is: driver, card, bus and the capabilities of this node. Also picks the
+    /// API the later ioctls use: single-planar capture when the node offers it, else
+    /// multi-planar (SoC capture pipelines and HDMI receivers such as the RK3588's offer only
+    /// that, and most of their formats still fit one memory plane).
+    pub(super) fn capabilities(&mut self) -> io::Result<Capabilities> {
         let mut cap = sys::Capability::default();
         self.ioctl(sys::VIDIOC_QUERYCAP, &mut cap)?;
         let caps = if cap.capabilities & sys::CAP_DEVICE_CAPS != 0 {
@@ -66,12 +80,18 @@ impl Device {
         } else {
             cap.capabilities
         };
-        Ok(Capabilities {
+        let caps = Capabilities {
             driver: sys::c_str(&cap.driver),
             card: sys::c_str(&cap.card),
             bus: sys::c_str(&cap.bus_info),
             caps,
-        })
+        };
+        self.buf_type = if caps.is_mplane_capture() {
+            sys::BUF_TYPE_VIDEO_CAPTURE_MPLANE
+        } else {
+            sys::BUF_TYPE_VIDEO_CAPTURE
+        };
+        Ok(caps)
     }
 
     /// The capture formats the device offers, in its order (at most [`MAX_ENUM`]).
@@ -80,7 +100,7 @@ impl Device {
         for index in 0..MAX_ENUM {
             let mut d = sys::FmtDesc {
                 index,
-                type_: sys::BUF_TYPE_VIDEO_CAPTURE,
+                type_: self.buf_type,
                 ..Default::default()
             };
             match self.ioctl(sys::VIDIOC_ENUM_FMT, &mut d) {
@@ -154,23 +174,54 @@ impl Device {
         FrameRates::Discrete(discrete)
     }
 
-    /// `VIDIOC_S_FMT` for single-planar capture: asks for `pix`, returns what the driver chose.
-    pub(super) fn set_format(&self, pix: sys::PixFormat) -> io::Result<sys::PixFormat> {
+    /// `VIDIOC_S_FMT`: asks for `pix`, returns what the driver chose and in how many memory
+    /// planes (always 1 on the single-planar API). For the multi-planar API the answer is told
+    /// as a single-planar one, with the first plane's line length and size.
+    pub(super) fn set_format(&self, pix: sys::PixFormat) -> io::Result<(sys::PixFormat, u8)> {
         let mut f = sys::Format {
-            type_: sys::BUF_TYPE_VIDEO_CAPTURE,
+            type_: self.buf_type,
             ..Default::default()
         };
-        f.fmt.pix = pix;
+        if !self.is_mplane() {
+            f.fmt.pix = pix;
+            self.ioctl(sys::VIDIOC_S_FMT, &mut f)?;
+            // SAFETY: for V4L2_BUF_TYPE_VIDEO_CAPTURE the kernel fills the `pix` member; every
+            // bit pattern is a valid `PixFormat` (plain u32s).
+            return Ok((unsafe { f.fmt.pix }, 1));
+        }
+        f.fmt.pix_mp = sys::PixFormatMplane {
+            width: pix.width,
+            height: pix.height,
+            pixelformat: pix.pixelformat,
+            field: pix.field,
+            ..Default::default()
+        };
         self.ioctl(sys::VIDIOC_S_FMT, &mut f)?;
-        // SAFETY: for V4L2_BUF_TYPE_VIDEO_CAPTURE the kernel fills the `pix` member; every bit
-        // pattern is a valid `PixFormat` (plain u32s).
-        Ok(unsafe { f.fmt.pix })
+        // SAFETY: for V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE the kernel fills the `pix_mp` member;
+        // every bit pattern is a valid `PixFormatMplane` (plain integers).
+        let mp = unsafe { f.fmt.pix_mp };
+        let plane = mp.plane_fmt[0];
+        let pix = sys::PixFormat {
+            width: mp.width,
+            height: mp.height,
+            pixelformat: mp.pixelformat,
+            field: mp.field,
+            bytesperline: plane.bytesperline,
+            sizeimage: plane.sizeimage,
+            colorspace: mp.colorspace,
+            flags: u32::from(mp.flags),
+            ycbcr_enc: u32::from(mp.ycbcr_enc),
+            quantization: u32::from(mp.quantization),
+            xfer_func: u32::from(mp.xfer_func),
+            ..Default::default()
+        };
+        Ok((pix, mp.num_planes))
     }
 
     /// `VIDIOC_G_PARM` for capture: the current frame interval and whether it can be set.
     pub(super) fn capture_parm(&self) -> io::Result<sys::CaptureParm> {
         let mut p = sys::StreamParm {
-            type_: sys::BUF_TYPE_VIDEO_CAPTURE,
+            type_: self.buf_type,
             ..Default::default()
         };
         self.ioctl(sys::VIDIOC_G_PARM, &mut p)?;
@@ -182,7 +233,7 @@ impl Device {
     /// `VIDIOC_S_PARM` for capture: asks for a frame interval, returns the one the driver chose.
     pub(super) fn set_frame_interval(&self, interval: sys::Fract) -> io::Result<sys::Fract> {
         let mut p = sys::StreamParm {
-            type_: sys::BUF_TYPE_VIDEO_CAPTURE,
+            type_: self.buf_type,
             ..Default::default()
         };
         p.parm.capture = sys::CaptureParm {
@@ -275,6 +326,71 @@ impl Device {
         }
     }
 
+    /// `VIDIOC_QUERYBUF`, `VIDIOC_QBUF` or `VIDIOC_DQBUF` (`number`) on mmap buffer `index`
+    /// (ignored by `DQBUF`, which names the buffer it returns). On the multi-planar API the
+    /// kernel reads and writes the planes through a pointer; only the first is used, as every
+    /// format we accept has one.
+    fn buffer(&self, number: u32, index: u32) -> io::Result<BufferState> {
+        let mut planes = [sys::Plane::default(); sys::VIDEO_MAX_PLANES];
+        let mut buf = sys::Buffer {
+            index,
+            type_: self.buf_type,
+            memory: sys::MEMORY_MMAP,
+            ..Default::default()
+        };
+        if self.is_mplane() {
+            // The kernel accepts any array length from the buffer's plane count up to
+            // VIDEO_MAX_PLANES, so the whole array is offered.
+            buf.m.userptr = planes.as_mut_ptr() as libc::c_ulong;
+            buf.length = sys::VIDEO_MAX_PLANES as u32;
+        }
+        loop {
+            // SAFETY: `number` is one of the three buffer ioctls, whose argument is `struct
+            // v4l2_buffer`, reproduced by `sys::Buffer` (size and offsets checked at compile
+            // time). On the single-planar API the kernel follows no pointer in it. On the
+            // multi-planar API `m.planes` points at `planes`, an exclusively borrowed array of
+            // `buf.length` plain-data `v4l2_plane`s that lives until after the call; the kernel
+            // reads and writes at most that many.
+            let r = unsafe {
+                libc::ioctl(
+                    self.file.as_raw_fd(),
+                    number as libc::Ioctl,
+                    std::ptr::from_mut(&mut buf),
+                )
+            };
+            if r != -1 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(if self.is_mplane() {
+            let plane = planes[0];
+            BufferState {
+                index: buf.index,
+                sequence: buf.sequence,
+                flags: buf.flags,
+                // SAFETY: for MEMORY_MMAP planes the kernel sets `mem_offset`; any u32 is valid.
+                offset: unsafe { plane.m.mem_offset },
+                length: plane.length,
+                data: plane.data_offset..plane.bytesused,
+            }
+        } else {
+            BufferState {
+                index: buf.index,
+                sequence: buf.sequence,
+                flags: buf.flags,
+                // SAFETY: for MEMORY_MMAP buffers the kernel sets the `offset` member of the
+                // union (and zeroes the rest of it); any u32 is valid.
+                offset: unsafe { buf.m.offset },
+                length: buf.length,
+                data: 0..buf.bytesused,
+            }
+        })
+    }
+
     /// Waits until a buffer can be dequeued, at most `timeout`; false on timeout.
     fn poll_readable(&self, timeout: Duration) -> io::Result<bool> {
         let deadline = Instant::now() + timeout;
@@ -322,9 +438,9 @@ pub(super) struct Capabilities {
 }
 
 impl Capabilities {
-    /// Single-planar video capture with streaming I/O: what we can use.
+    /// Video capture, through the single- or the multi-planar API.
     pub(super) fn is_capture(&self) -> bool {
-        self.caps & sys::CAP_VIDEO_CAPTURE != 0
+        self.caps & (sys::CAP_VIDEO_CAPTURE | sys::CAP_VIDEO_CAPTURE_MPLANE) != 0
     }
 
     /// Supports streaming (mmap) I/O.
@@ -332,7 +448,7 @@ impl Capabilities {
         self.caps & sys::CAP_STREAMING != 0
     }
 
-    /// Multi-planar capture only (SoC camera pipelines).
+    /// Multi-planar capture only (SoC camera pipelines, HDMI receivers).
     pub(super) fn is_mplane_capture(&self) -> bool {
         self.caps & sys::CAP_VIDEO_CAPTURE == 0 && self.caps & sys::CAP_VIDEO_CAPTURE_MPLANE != 0
     }
@@ -465,15 +581,17 @@ impl Mapping {
         Ok(Mapping { ptr, len })
     }
 
-    /// The first `len` bytes (clamped to the mapping).
+    /// The bytes of `range` (clamped to the mapping; empty when it starts past its end).
     ///
     /// Only called for a dequeued buffer, which the driver does not write to until we queue it
     /// again; the returned borrow ends before that (see [`Stream::with_newest_frame`]).
-    fn bytes(&self, len: usize) -> &[u8] {
+    fn bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
+        let end = range.end.min(self.len);
+        let start = range.start.min(end);
         // SAFETY: `ptr` points to `self.len` readable bytes for as long as `self` lives (the
-        // mapping is only removed in `drop`), and `len` is clamped to that. The buffer is
+        // mapping is only removed in `drop`), and `start <= end <= self.len`. The buffer is
         // dequeued (see above), so no one writes to these bytes while the slice exists.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), len.min(self.len)) }
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(start), end - start) }
     }
 }
 
@@ -485,6 +603,20 @@ impl Drop for Mapping {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
     }
+}
+
+/// What a buffer ioctl said about one buffer, whichever API the node uses.
+#[derive(Debug, Clone)]
+struct BufferState {
+    index: u32,
+    sequence: u32,
+    flags: u32,
+    /// Where to map the buffer (its first plane).
+    offset: u32,
+    /// Its size.
+    length: u32,
+    /// Where the frame is in it after `DQBUF`.
+    data: std::ops::Range<u32>,
 }
 
 /// What the driver said about a dequeued buffer.
@@ -510,7 +642,7 @@ impl Stream {
     pub(super) fn start(device: Device, count: u32) -> io::Result<Stream> {
         let mut req = sys::RequestBuffers {
             count,
-            type_: sys::BUF_TYPE_VIDEO_CAPTURE,
+            type_: device.buf_type,
             memory: sys::MEMORY_MMAP,
             ..Default::default()
         };
@@ -529,18 +661,14 @@ impl Stream {
             skipped: 0,
         };
         for index in 0..req.count {
-            let mut buf = new_buffer(index);
-            stream.device.ioctl(sys::VIDIOC_QUERYBUF, &mut buf)?;
-            // SAFETY: for MEMORY_MMAP buffers QUERYBUF sets the `offset` member of the union
-            // (and zeroes the rest of it); any u32 is valid.
-            let offset = unsafe { buf.m.offset };
-            let mapping = Mapping::new(&stream.device, offset, buf.length as usize)?;
+            let buf = stream.device.buffer(sys::VIDIOC_QUERYBUF, index)?;
+            let mapping = Mapping::new(&stream.device, buf.offset, buf.length as usize)?;
             stream.buffers.push(mapping);
         }
         for index in 0..req.count {
             stream.queue(index)?;
         }
-        let mut kind = sys::BUF_TYPE_VIDEO_CAPTURE as libc::c_int;
+        let mut kind = stream.device.buf_type as libc::c_int;
         stream.device.ioctl(sys::VIDIOC_STREAMON, &mut kind)?;
         Ok(stream)
     }
@@ -551,15 +679,13 @@ impl Stream {
     }
 
     fn queue(&self, index: u32) -> io::Result<()> {
-        let mut buf = new_buffer(index);
-        self.device.ioctl(sys::VIDIOC_QBUF, &mut buf)
+        self.device.buffer(sys::VIDIOC_QBUF, index).map(drop)
     }
 
     /// Dequeues one filled buffer; `None` when none is ready.
-    fn dequeue(&self) -> io::Result<Option<sys::Buffer>> {
-        let mut buf = new_buffer(0);
-        match self.device.ioctl(sys::VIDIOC_DQBUF, &mut buf) {
-            Ok(()) => Ok(Some(buf)),
+    fn dequeue(&self) -> io::Result<Option<BufferState>> {
+        match self.device.buffer(sys::VIDIOC_DQBUF, 0) {
+            Ok(buf) => Ok(Some(buf)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
@@ -579,7 +705,7 @@ impl Stream {
             if !self.device.poll_readable(left)? {
                 return Ok(None);
             }
-            let mut newest: Option<sys::Buffer> = None;
+            let mut newest: Option<BufferState> = None;
             while let Some(buf) = self.dequeue()? {
                 if let Some(old) = newest.replace(buf) {
                     self.skipped += 1;
@@ -607,7 +733,8 @@ impl Stream {
             sequence: newest.sequence,
             flags: newest.flags,
         };
-        let result = f(mapping.bytes(newest.bytesused as usize), info);
+        let data = newest.data.start as usize..newest.data.end as usize;
+        let result = f(mapping.bytes(data), info);
         self.queue(newest.index)?;
         Ok(Some(result))
     }
@@ -615,18 +742,9 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        let mut kind = sys::BUF_TYPE_VIDEO_CAPTURE as libc::c_int;
+        let mut kind = self.device.buf_type as libc::c_int;
         // Errors are moot here: closing the device stops the stream and frees the buffers too;
         // doing it explicitly first releases the camera at once.
         let _ = self.device.ioctl(sys::VIDIOC_STREAMOFF, &mut kind);
-    }
-}
-
-fn new_buffer(index: u32) -> sys::Buffer {
-    sys::Buffer {
-        index,
-        type_: sys::BUF_TYPE_VIDEO_CAPTURE,
-        memory: sys::MEMORY_MMAP,
-        ..Default::default()
     }
 }

@@ -71,7 +71,7 @@ fn video_nodes(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Appends one node's description; true when it is a capture node with a usable format.
 fn describe(path: &Path, out: &mut String) -> bool {
     let p = path.display();
-    let device = match Device::open(path) {
+    let mut device = match Device::open(path) {
         Ok(d) => d,
         Err(e) => {
             let _ = writeln!(out, "{p}: {}", open_error(path, &e));
@@ -87,12 +87,7 @@ fn describe(path: &Path, out: &mut String) -> bool {
     };
     let _ = writeln!(out, "{p}: {} ({}, {})", caps.card, caps.driver, caps.bus);
     if !caps.is_capture() {
-        let why = if caps.is_mplane_capture() {
-            "multi-planar capture is not supported; for libcamera cameras use exec:rpicam-vid"
-        } else {
-            "not a capture device"
-        };
-        let _ = writeln!(out, "  {}: {why}", caps.kind());
+        let _ = writeln!(out, "  {}: not a capture device", caps.kind());
         return false;
     }
     let streaming = if caps.can_stream() {

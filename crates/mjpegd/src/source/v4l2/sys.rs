@@ -12,6 +12,10 @@ use libc::c_int;
 
 /// `V4L2_BUF_TYPE_VIDEO_CAPTURE`: single-planar video capture.
 pub(super) const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
+/// `V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE`: video capture through the multi-planar API.
+pub(super) const BUF_TYPE_VIDEO_CAPTURE_MPLANE: u32 = 9;
+/// `VIDEO_MAX_PLANES`: the most planes a multi-planar format or buffer has.
+pub(super) const VIDEO_MAX_PLANES: usize = 8;
 /// `V4L2_MEMORY_MMAP`: driver-allocated buffers mapped into our address space.
 pub(super) const MEMORY_MMAP: u32 = 1;
 /// `V4L2_FIELD_ANY`: let the driver choose (progressive for webcams).
@@ -100,12 +104,42 @@ pub(super) struct PixFormat {
     pub(super) xfer_func: u32,
 }
 
+/// `struct v4l2_plane_pix_format`: one memory plane of a multi-planar format.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(super) struct PlanePixFormat {
+    pub(super) sizeimage: u32,
+    pub(super) bytesperline: u32,
+    pub(super) reserved: [u16; 6],
+}
+
+/// `struct v4l2_pix_format_mplane` (the multi-planar member of `v4l2_format.fmt`). Packed in C,
+/// but every field already sits at its natural alignment, so `repr(C)` lays it out the same.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(super) struct PixFormatMplane {
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) pixelformat: u32,
+    pub(super) field: u32,
+    pub(super) colorspace: u32,
+    pub(super) plane_fmt: [PlanePixFormat; VIDEO_MAX_PLANES],
+    pub(super) num_planes: u8,
+    pub(super) flags: u8,
+    /// A union of `ycbcr_enc` and `hsv_enc`, both `__u8`.
+    pub(super) ycbcr_enc: u8,
+    pub(super) quantization: u8,
+    pub(super) xfer_func: u8,
+    pub(super) reserved: [u8; 7],
+}
+
 /// The `fmt` union of `struct v4l2_format`: 200 bytes, aligned like a pointer because the
 /// `v4l2_window` member holds pointers (hence the padding after `type` on 64-bit targets).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(super) union FormatUnion {
     pub(super) pix: PixFormat,
+    pub(super) pix_mp: PixFormatMplane,
     pub(super) raw_data: [u8; 200],
     _align: [usize; 0],
 }
@@ -209,6 +243,9 @@ pub(super) union BufferM {
 
 /// `struct v4l2_buffer`. The timestamp is the C library's `struct timeval` (`libc::timeval`
 /// follows the target's `time_t`, as the kernel's ioctl number does through its size).
+///
+/// Not [`Pod`]: for the multi-planar API `m` holds a pointer to the caller's planes, which the
+/// kernel follows, so it is passed only by `Device::buffer`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(super) struct Buffer {
@@ -247,6 +284,40 @@ impl Default for Buffer {
             length: 0,
             reserved2: 0,
             request_fd: 0,
+        }
+    }
+}
+
+/// The `m` union of `struct v4l2_plane`: `__u32 mem_offset`, `unsigned long userptr`,
+/// `__s32 fd`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(super) union PlaneM {
+    pub(super) mem_offset: u32,
+    pub(super) userptr: libc::c_ulong,
+    pub(super) fd: i32,
+}
+
+/// `struct v4l2_plane`: one memory plane of a multi-planar buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(super) struct Plane {
+    pub(super) bytesused: u32,
+    pub(super) length: u32,
+    pub(super) m: PlaneM,
+    /// Where the data starts in the plane; `bytesused` counts these bytes too.
+    pub(super) data_offset: u32,
+    pub(super) reserved: [u32; 11],
+}
+
+impl Default for Plane {
+    fn default() -> Plane {
+        Plane {
+            bytesused: 0,
+            length: 0,
+            m: PlaneM { userptr: 0 },
+            data_offset: 0,
+            reserved: [0; 11],
         }
     }
 }
@@ -436,6 +507,13 @@ pub(super) struct ExtControls {
 const _: () = assert!(size_of::<Capability>() == 104);
 const _: () = assert!(size_of::<FmtDesc>() == 64);
 const _: () = assert!(size_of::<PixFormat>() == 48);
+const _: () = assert!(size_of::<PlanePixFormat>() == 20);
+const _: () = {
+    assert!(size_of::<PixFormatMplane>() == 192);
+    assert!(std::mem::offset_of!(PixFormatMplane, plane_fmt) == 20);
+    assert!(std::mem::offset_of!(PixFormatMplane, num_planes) == 180);
+    assert!(std::mem::offset_of!(PixFormatMplane, quantization) == 183);
+};
 const _: () = assert!(size_of::<CaptureParm>() == 40);
 const _: () = assert!(size_of::<StreamParm>() == 204);
 const _: () = assert!(size_of::<RequestBuffers>() == 20);
@@ -457,9 +535,14 @@ const _: () = {
     assert!(std::mem::offset_of!(Buffer, request_fd) == 80);
     assert!(size_of::<ExtControls>() == 32);
     assert!(std::mem::offset_of!(ExtControls, controls) == 24);
+    assert!(size_of::<Plane>() == 64);
+    assert!(std::mem::offset_of!(Plane, data_offset) == 16);
 };
 #[cfg(target_pointer_width = "32")]
-const _: () = assert!(size_of::<Format>() == 204);
+const _: () = {
+    assert!(size_of::<Format>() == 204);
+    assert!(size_of::<Plane>() == 60);
+};
 
 /// Plain data the kernel may read and write through an ioctl: `#[repr(C)]`, no pointers we
 /// rely on, every bit pattern valid. Sealed: implemented only here.
@@ -481,7 +564,6 @@ pod!(
     Format,
     StreamParm,
     RequestBuffers,
-    Buffer,
     FrmSizeEnum,
     FrmIvalEnum,
     QueryExtCtrl,
@@ -568,9 +650,13 @@ pub(super) const VIDIOC_QUERYCAP: Request<Capability> = Request::read(0);
 pub(super) const VIDIOC_ENUM_FMT: Request<FmtDesc> = Request::read_write(2);
 pub(super) const VIDIOC_S_FMT: Request<Format> = Request::read_write(5);
 pub(super) const VIDIOC_REQBUFS: Request<RequestBuffers> = Request::read_write(8);
-pub(super) const VIDIOC_QUERYBUF: Request<Buffer> = Request::read_write(9);
-pub(super) const VIDIOC_QBUF: Request<Buffer> = Request::read_write(15);
-pub(super) const VIDIOC_DQBUF: Request<Buffer> = Request::read_write(17);
+/// `VIDIOC_QUERYBUF`, `VIDIOC_QBUF` and `VIDIOC_DQBUF` take a [`Buffer`], which may point at
+/// planes, so they are plain numbers, used only by `Device::buffer`.
+pub(super) const VIDIOC_QUERYBUF: u32 = ioc_number(ioc::READ | ioc::WRITE, 9, size_of::<Buffer>());
+/// See [`VIDIOC_QUERYBUF`].
+pub(super) const VIDIOC_QBUF: u32 = ioc_number(ioc::READ | ioc::WRITE, 15, size_of::<Buffer>());
+/// See [`VIDIOC_QUERYBUF`].
+pub(super) const VIDIOC_DQBUF: u32 = ioc_number(ioc::READ | ioc::WRITE, 17, size_of::<Buffer>());
 pub(super) const VIDIOC_STREAMON: Request<c_int> = Request::write(18);
 pub(super) const VIDIOC_STREAMOFF: Request<c_int> = Request::write(19);
 pub(super) const VIDIOC_G_PARM: Request<StreamParm> = Request::read_write(21);
@@ -607,9 +693,9 @@ mod tests {
         assert_eq!(VIDIOC_ENUM_FMT.number, 0xc040_5602);
         assert_eq!(VIDIOC_S_FMT.number, 0xc0d0_5605);
         assert_eq!(VIDIOC_REQBUFS.number, 0xc014_5608);
-        assert_eq!(VIDIOC_QUERYBUF.number, 0xc058_5609);
-        assert_eq!(VIDIOC_QBUF.number, 0xc058_560f);
-        assert_eq!(VIDIOC_DQBUF.number, 0xc058_5611);
+        assert_eq!(VIDIOC_QUERYBUF, 0xc058_5609);
+        assert_eq!(VIDIOC_QBUF, 0xc058_560f);
+        assert_eq!(VIDIOC_DQBUF, 0xc058_5611);
         assert_eq!(VIDIOC_STREAMON.number, 0x4004_5612);
         assert_eq!(VIDIOC_STREAMOFF.number, 0x4004_5613);
         assert_eq!(VIDIOC_G_PARM.number, 0xc0cc_5615);
