@@ -8,10 +8,11 @@
 //!          | the JPEG exactly as published                                         32 + len bytes
 //! ```
 //!
-//! All integers are little-endian. The file is the truth: the catalogue is rebuilt from the
-//! record headers at startup (seeking over the JPEGs), and a torn tail left by `kill -9` or a
-//! power cut (a partial record, or a CRC mismatch in the last file) is cut at the last good
-//! record. No separate index can disagree with the data because there is none.
+//! All integers are little-endian. The file is the truth: a closed segment's index file
+//! (`index.rs`) and its summary in the catalogue are checked against its length and rebuilt
+//! from these record headers when missing, stale or damaged; the open segment is scanned at
+//! startup, and a torn tail left by `kill -9` or a power cut (a partial record, or a CRC
+//! mismatch in the last file) is cut at the last good record.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
