@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the external tools some tests drive as real clients or sources: ffmpeg, mpv and VLC,
 # and Debian's chromium (headless, for tests/browser.rs, which drives it over the DevTools
-# protocol itself: no chromedriver needed) and WebKitGTK's WebDriver with Xvfb (for
-# tests/webkit.rs).
+# protocol itself: no chromedriver needed), WebKitGTK's WebDriver with Xvfb (for
+# tests/webkit.rs) and Firefox ESR (headless, for tests/firefox.rs, which speaks Firefox's
+# Marionette protocol itself: Debian has no geckodriver).
 # Idempotent: installs only what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -17,6 +18,7 @@ command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
 # and Xvfb, the X server it paints into, for tests/webkit.rs.
 command -v WebKitWebDriver >/dev/null 2>&1 || need+=(webkit2gtk-driver)
 command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || need+=(firefox-esr)
 # nats-server, for tests/bus.rs (camera nodes and edges over NATS; Debian installs it in /usr/sbin).
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 # mpv and VLC (cvlc, with its base plugins: Matroska, MJPEG, HTTP, the scene snapshot filter;
