@@ -1,6 +1,7 @@
 //! Authentication: HTTP Basic users with argon2 password hashes, per-camera access, signed URL
-//! tokens for `<img>` tags and tools that cannot send headers, and a bounded brake on repeated
-//! failures. Pure logic: no HTTP types; `http::access` applies it to requests.
+//! tokens for `<img>` tags and tools that cannot send headers, signed session cookies for the
+//! login form, and a bounded brake on repeated failures. Pure logic: no HTTP types;
+//! `http::access` and `http::login` apply it to requests.
 //!
 //! There is no bypass for any source address: a reverse proxy on localhost would otherwise
 //! turn every outside request into a trusted one.
@@ -38,6 +39,10 @@ pub const VERIFIED_TTL: Duration = Duration::from_secs(600);
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Longest token accepted for parsing; real ones are well under 200 bytes.
 pub const MAX_TOKEN_LEN: usize = 512;
+/// How long a login through the form lasts (the cookie's `Max-Age`).
+pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The cookie that carries a login made through the form.
+pub const SESSION_COOKIE: &str = "mjpegd_session";
 
 /// The authentication state of a server.
 pub struct Auth {
@@ -294,6 +299,72 @@ impl Auth {
         self.principal(index)
     }
 
+    /// The signature of a session of user `index` until `expires`. The user's password hash is
+    /// signed too, so changing a password ends that user's sessions; the leading tag keeps a
+    /// session and a camera token from ever verifying as each other.
+    fn sign_session(&self, index: usize, expires: u64) -> Option<HmacSha256> {
+        let user = self.users.get(index)?;
+        let mut mac = HmacSha256::new_from_slice(&self.secret).ok()?;
+        mac.update(b"session\0");
+        mac.update(user.name.as_bytes());
+        mac.update(b"\0");
+        mac.update(expires.to_string().as_bytes());
+        mac.update(b"\0");
+        mac.update(user.password_hash.as_bytes());
+        Some(mac)
+    }
+
+    /// A session for `user` (checked with [`Auth::verify`] first), valid for [`SESSION_TTL`]:
+    /// the value of the [`SESSION_COOKIE`].
+    pub fn issue_session(&self, user: &str) -> Option<String> {
+        let index = self.users.iter().position(|u| u.name == user)?;
+        self.session_until(index, now_unix() + SESSION_TTL.as_secs())
+    }
+
+    fn session_until(&self, index: usize, expires: u64) -> Option<String> {
+        let sig = self.sign_session(index, expires)?.finalize().into_bytes();
+        let name = URL_SAFE_NO_PAD.encode(self.users.get(index)?.name.as_bytes());
+        Some(format!("{name}.{expires}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+
+    /// Checks a session cookie's value: well-formed, signed by us for a user who still has the
+    /// same password, not expired. Returns that user.
+    pub fn verify_session(&self, value: &str) -> Result<Principal, &'static str> {
+        if value.len() > MAX_TOKEN_LEN {
+            return Err("session too long");
+        }
+        let mut parts = value.split('.');
+        let (Some(name), Some(expires), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("malformed session");
+        };
+        let name = URL_SAFE_NO_PAD
+            .decode(name)
+            .ok()
+            .and_then(|n| String::from_utf8(n).ok())
+            .ok_or("malformed session user")?;
+        let expires: u64 = expires.parse().map_err(|_| "malformed session expiry")?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| "malformed session signature")?;
+        let index = self
+            .users
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or("session of an unknown user")?;
+        let mac = self
+            .sign_session(index, expires)
+            .ok_or("cannot check sessions")?;
+        // verify_slice compares in constant time.
+        mac.verify_slice(&sig)
+            .map_err(|_| "bad session signature (or the password changed)")?;
+        if expires <= now_unix() {
+            return Err("session expired");
+        }
+        self.principal(index).ok_or("session of an unknown user")
+    }
+
     fn sign(&self, camera: &str, expires: u64) -> Option<HmacSha256> {
         let mut mac = HmacSha256::new_from_slice(&self.secret).ok()?;
         mac.update(camera.as_bytes());
@@ -456,6 +527,41 @@ mod tests {
         let sig = a.sign("porch", 1).expect("mac").finalize().into_bytes();
         let expired = format!("porch.1.{}", URL_SAFE_NO_PAD.encode(sig));
         assert_eq!(a.verify_token(&expired), Err("token expired"));
+    }
+
+    #[test]
+    fn sessions_are_signed_per_user_and_password_and_expire() {
+        let a = auth();
+        let s = a.issue_session("bob").expect("session");
+        match a.verify_session(&s) {
+            Ok(Principal::User { name, cameras, .. }) => {
+                assert_eq!(name, "bob");
+                assert!(cameras.is_some_and(|c| c.contains("porch")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(a.issue_session("mallory").is_none(), "no such user");
+        // Another user's name under bob's signature.
+        let (_, rest) = s.split_once('.').expect("dots");
+        let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode("alice"));
+        assert!(a.verify_session(&forged).is_err());
+        // The same secret and user, another password: the session is over.
+        let mut users = a.users.clone();
+        users[1].password_hash = hash_password("changed").expect("hash");
+        let changed = Auth::new(users, Some("test secret"));
+        assert_eq!(
+            changed.verify_session(&s),
+            Err("bad session signature (or the password changed)")
+        );
+        let expired = a.session_until(1, 1).expect("session");
+        assert_eq!(a.verify_session(&expired), Err("session expired"));
+        // A camera token is not a session, nor a session a token.
+        let (token, _) = a.issue_token("porch", Duration::from_secs(60)).expect("t");
+        assert!(a.verify_session(&token).is_err());
+        assert!(a.verify_token(&s).is_err());
+        for bad in ["", "a.b", "a.b.c.d", "YWxpY2U.x.AAAA", &"x".repeat(600)] {
+            assert!(a.verify_session(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -439,12 +439,13 @@ impl Cli {
             Some(path) if self.publish.is_none() && self.cameras_from.is_none() => in_file(path)(e),
             _ => SettingsError::Bus(e),
         })?;
-        let (mut users, secret) = match auth_section {
+        let (mut users, secret, login_form) = match auth_section {
             Some((a, path)) => (
                 config::check_auth(&a, &names).map_err(in_file(&path))?,
                 a.secret.clone(),
+                config::login_form(&a).map_err(in_file(&path))?,
             ),
-            None => (Vec::new(), None),
+            None => (Vec::new(), None, true),
         };
         for (i, u) in self.users.iter().enumerate() {
             let (name, hash) = u.split_once(':').ok_or_else(|| {
@@ -506,6 +507,7 @@ impl Cli {
                     .or(server_section.allow_origin.clone()),
                 host_names: server_section.names.clone(),
                 export_rate_window: server_section.export_rate_window,
+                login_form,
                 ..HttpConfig::default()
             },
             server: ServerConfig {

@@ -605,6 +605,18 @@ fn the_page_reconnects_by_itself_after_a_server_restart_or_a_broken_stream() {
     }
 }
 
+/// Chromium logs in through the form and watches (tests/common/page.rs).
+#[cfg(feature = "auth")]
+#[test]
+fn a_browser_logs_in_through_the_form_and_the_grid_is_live() {
+    let _serial = serial();
+    let Some(exe) = chromium() else { return };
+    let config = common::page::two_cameras_with_a_user();
+    let server = Mjpegd::start(&config, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let (_browser, mut cdp) = browser_with_page(&exe);
+    common::page::assert_logs_in_through_the_form(&mut cdp, &server);
+}
+
 /// Chromium paints the frame being served (tests/common/paint.rs); its own Accept picks the
 /// advance-headers wire, no parameter needed.
 #[test]

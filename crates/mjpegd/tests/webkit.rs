@@ -296,6 +296,16 @@ impl Drop for WebKit {
     }
 }
 
+/// WebKit logs in through the form and watches (tests/common/page.rs).
+#[cfg(feature = "auth")]
+#[test]
+fn logs_in_through_the_form_and_the_grid_is_live_in_webkit() {
+    let Some(mut f) = fixture() else { return };
+    let config = common::page::two_cameras_with_a_user();
+    let server = Mjpegd::start(&config, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    common::page::assert_logs_in_through_the_form(&mut f.webkit, &server);
+}
+
 #[test]
 fn grid_and_camera_pages_show_live_video_in_webkit() {
     let Some(mut f) = fixture() else { return };

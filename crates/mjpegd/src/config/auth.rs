@@ -10,8 +10,12 @@ use super::{ConfigError, err};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
-    /// Secret that signs URL tokens; random per process when absent (tokens then die with it).
+    /// Secret that signs URL tokens and login sessions; random per process when absent (they
+    /// then die with it).
     pub secret: Option<String>,
+    /// How a browser logs in to a page: `"form"` (the default: mjpegd's login page and a
+    /// session cookie) or `"basic"` (the browser's own prompt).
+    pub login: Option<String>,
     /// The users; none means authentication is off.
     #[serde(default)]
     pub users: Vec<UserSection>,
@@ -29,6 +33,22 @@ pub struct UserSection {
     pub cameras: Option<Vec<String>>,
     /// May start/stop recording on those cameras; absent: yes (the behaviour before the key).
     pub control: Option<bool>,
+}
+
+/// Whether browsers log in through mjpegd's form (`login = "form"`, the default) rather than
+/// their own Basic prompt (`"basic"`).
+pub fn login_form(a: &AuthSection) -> Result<bool, ConfigError> {
+    match a.login.as_deref() {
+        None | Some("form") => Ok(true),
+        Some("basic") => Ok(false),
+        Some(other) => Err(err(
+            "auth.login",
+            format!(
+                "unknown login {other:?}: use \"form\" (mjpegd's login page) or \"basic\" (the \
+                 browser's own prompt)"
+            ),
+        )),
+    }
 }
 
 /// Checks `[auth]` against the declared camera names and builds the users.
@@ -68,6 +88,7 @@ pub fn check_auth(
             control: u.control.unwrap_or(true),
         });
     }
+    login_form(a)?;
     if a.secret.as_ref().is_some_and(|s| s.len() < 16) {
         return Err(err(
             "auth.secret",

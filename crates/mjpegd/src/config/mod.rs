@@ -11,7 +11,7 @@ mod server;
 mod tests;
 
 pub use crate::server::ListenSpec;
-pub use auth::{AuthSection, UserSection, check_auth};
+pub use auth::{AuthSection, UserSection, check_auth, login_form};
 pub use bus::{BusSection, PublishSection, check_bus};
 pub use camera::{CameraDraft, CameraSection, OverlaySection, check_camera, check_cameras};
 pub use motion::{MotionSection, check_camera_motion, check_motions};

@@ -219,3 +219,17 @@ fn server_names_are_host_names_without_ports_and_bounded() {
     let e = check(&format!("[{}]", many.join(","))).expect_err("too many");
     assert!(e.message.contains("at most 64"), "{e}");
 }
+
+#[test]
+fn auth_login_is_form_or_basic() {
+    let login = |toml: &str| login_form(&parse(toml).expect("parses").auth);
+    assert!(login("").expect("default"), "the form by default");
+    assert!(login("[auth]\nlogin = \"form\"\n").expect("form"));
+    assert!(!login("[auth]\nlogin = \"basic\"\n").expect("basic"));
+    let e = login("[auth]\nlogin = \"digest\"\n").expect_err("unknown");
+    assert_eq!(e.key, "auth.login");
+    assert!(
+        e.message.contains("\"form\"") && e.message.contains("\"basic\""),
+        "{e}"
+    );
+}

@@ -68,6 +68,15 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, 
         };
     }
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        // A login made through the form. A cookie that no longer verifies (expired, a changed
+        // password, another server's) is no attack worth counting: the browser is sent to
+        // the form again.
+        if let Some(session) = session_cookie(&parts.headers) {
+            match auth.verify_session(session) {
+                Ok(p) => return Ok(p),
+                Err(why) => tracing::debug!(peer = ?peer.0, why, "session cookie refused"),
+            }
+        }
         return Ok(Principal::Anonymous);
     };
     let Some((user, password)) = value.to_str().ok().and_then(parse_basic) else {
@@ -83,6 +92,21 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, 
             retry_after: Duration::from_secs(1),
         }),
     }
+}
+
+/// The value of the login session cookie, if the request carries one.
+#[cfg(feature = "auth")]
+pub(super) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    // HTTP/2 may split cookies over several headers; HTTP/1.1 joins them with "; ".
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (name, value) = c.trim().split_once('=')?;
+            (name == crate::auth::SESSION_COOKIE).then_some(value)
+        })
 }
 
 /// Requires a logged-in user (pages, state, token issuing); URL tokens do not qualify.
@@ -156,7 +180,7 @@ pub(super) fn require_same_origin(headers: &HeaderMap) -> Result<(), HttpError> 
     let refuse = |why: String| {
         tracing::warn!("refused a cross-site state-changing request: {why}");
         Err(HttpError::Forbidden(format!(
-            "{why}: recording and camera controls only take requests from this server's own pages"
+            "{why}: recording, camera controls and logins only take requests from this server's own pages"
         )))
     };
     if let Some(origin) = headers.get(header::ORIGIN) {

@@ -9,6 +9,8 @@ mod controls;
 mod error;
 mod events;
 mod headers;
+#[cfg(feature = "auth")]
+mod login;
 mod mosaic;
 mod pace;
 mod pages;
@@ -55,7 +57,7 @@ pub fn router(state: AppState) -> Router {
             get(move |s: State<AppState>, p: Principal| input_json(s, p, i)),
         );
     }
-    router
+    let router = router
         .route("/", get(root))
         .route("/video_feed", get(stream::first_camera))
         .route("/stream", get(stream::first_camera))
@@ -87,7 +89,16 @@ pub fn router(state: AppState) -> Router {
         .route("/cameras/{name}/events/{id}/frame.jpg", get(events::frame))
         .route("/api/state", get(status::state))
         .route("/metrics", get(status::metrics))
-        .route("/api/token", get(status::token))
+        .route("/api/token", get(status::token));
+    #[cfg(feature = "auth")]
+    let router = router
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            login::to_the_form,
+        ));
+    router
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .layer(axum::middleware::from_fn_with_state(

@@ -69,7 +69,16 @@ pub(super) fn index(state: &AppState, principal: &Principal, multiplexed: bool) 
     if cams.len() > 1 {
         body.push_str("<a href=\"/mosaic\">mosaic</a>");
     }
-    body.push_str("<a href=\"/api/state\">state</a><a href=\"/metrics\">metrics</a></header>\n<main class=\"grid\">\n");
+    body.push_str("<a href=\"/api/state\">state</a><a href=\"/metrics\">metrics</a>");
+    if let Principal::User { name, .. } = principal {
+        let _ = write!(
+            body,
+            "<form class=\"logout\" method=\"post\" action=\"/logout\"><span>{}</span>\
+             <button type=\"submit\">log out</button></form>",
+            escape(name)
+        );
+    }
+    body.push_str("</header>\n<main class=\"grid\">\n");
     for (i, c) in cams.iter().enumerate() {
         let name = escape(c.name());
         let classic = i == 0 && Some(c.name()) == first_name.as_deref();
@@ -151,6 +160,31 @@ pub(super) fn camera(camera: &Camera, records: bool) -> Response {
         meta(camera)
     );
     page(&format!("mjpegd — {}", camera.name()), &body)
+}
+
+/// `/login`: the login form, returning to `next` (a path on this server) once logged in, with
+/// `error` above it after a failed attempt. No script: nothing on it needs one.
+#[cfg(feature = "auth")]
+pub(super) fn login(next: &str, error: Option<&str>, status: axum::http::StatusCode) -> Response {
+    let error = error.map_or_else(String::new, |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
+    });
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>mjpegd: log in</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
+         <main class=\"login\">\n<h1>mjpegd</h1>\n{error}\
+         <form method=\"post\" action=\"/login\">\n\
+         <label>User <input name=\"user\" autocomplete=\"username\" autocapitalize=\"none\" required autofocus></label>\n\
+         <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\n\
+         <input type=\"hidden\" name=\"next\" value=\"{}\">\n\
+         <button type=\"submit\">Log in</button>\n</form>\n</main>\n</body>\n</html>\n",
+        escape(next)
+    );
+    let mut resp = (status, Html(html)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 fn escape(s: &str) -> String {

@@ -43,6 +43,9 @@ pub struct HttpConfig {
     /// An export must deliver [`super::EXPORT_MIN_BYTES`] to its client in every window this
     /// long, or its connection is closed (a trickling reader holds an export slot).
     pub export_rate_window: Duration,
+    /// With authentication on, a browser opening a page without credentials is sent to the
+    /// login form (`/login`) rather than answered 401 (which makes it show its Basic prompt).
+    pub login_form: bool,
 }
 
 impl Default for HttpConfig {
@@ -60,6 +63,7 @@ impl Default for HttpConfig {
             allow_origin: None,
             host_names: Vec::new(),
             export_rate_window: super::EXPORT_RATE_WINDOW,
+            login_form: true,
         }
     }
 }

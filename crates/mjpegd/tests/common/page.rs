@@ -665,6 +665,57 @@ pub fn assert_grid_live(page: &mut impl Page, server: &Mjpegd) -> PageView {
     view
 }
 
+/// The password of `alice` in [`two_cameras_with_a_user`].
+#[cfg(feature = "auth")]
+pub const PASSWORD: &str = "correct horse battery";
+
+/// [`TWO_CAMERAS`] with one user, `alice` ([`PASSWORD`]): every page and stream needs a
+/// login; `/api/state` stays open for the test's own checks ([`Mjpegd::state`]).
+#[cfg(feature = "auth")]
+pub fn two_cameras_with_a_user() -> String {
+    let hash = mjpegd::auth::hash_password(PASSWORD).expect("hash");
+    format!(
+        "{TWO_CAMERAS}\n[server]\npublic_state = true\n\n\
+         [auth]\n[[auth.users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\n"
+    )
+}
+
+/// A browser logs in through the form, as a person does: the grid (of a server started with
+/// [`two_cameras_with_a_user`]) sends it to `/login`, the form is filled in and sent, the
+/// browser returns to the grid with its session cookie, and the grid is live.
+#[cfg(feature = "auth")]
+pub fn assert_logs_in_through_the_form(page: &mut impl Page, server: &Mjpegd) {
+    let grid = format!("{}/", server.url);
+    page.start_navigation(&grid);
+    let at = "document.readyState === 'loading' ? null : location.pathname + location.search";
+    let _ = wait_until(
+        "the grid to send the browser to the login form",
+        page.answer_wait(),
+        || page.try_eval::<Option<String>>(at),
+        |href| href.as_ref().ok().and_then(Option::as_deref) == Some("/login?next=%2F"),
+    );
+    // Submitted after the script returns, so the navigation cannot cut the driver's answer.
+    let _: Value = page.eval(&format!(
+        "(() => {{ const f = document.querySelector('form[action=\"/login\"]'); \
+         f.user.value = 'alice'; f.password.value = {PASSWORD:?}; \
+         setTimeout(() => f.requestSubmit(), 0); return null; }})()"
+    ));
+    let _ = wait_until(
+        "the login to return to the grid",
+        page.answer_wait(),
+        || {
+            page.try_eval::<Option<String>>(
+                "document.readyState === 'loading' ? null : location.href",
+            )
+        },
+        |href| href.as_ref().ok().and_then(Option::as_deref) == Some(grid.as_str()),
+    );
+    let logout: bool = page.eval("!!document.querySelector('form[action=\"/logout\"]')");
+    assert!(logout, "a logged-in grid offers to log out");
+    // The session cookie opens the grid's streams too: every tile live.
+    assert_grid_live(page, server);
+}
+
 /// The camera page of `alpha` (of [`TWO_CAMERAS`]) loaded in `page`: its one tile live and
 /// large, its `<img>` on the camera's stream, its pixels changing. Returns the page's view.
 pub fn assert_camera_page_live(page: &mut impl Page, server: &Mjpegd) -> PageView {
