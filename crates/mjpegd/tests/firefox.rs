@@ -23,12 +23,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use common::page::{
-    Mjpegd, Page, TWO_CAMERAS, assert_camera_page_live, assert_grid_live, wait_until,
-};
+use common::page::{Mjpegd, Page, TWO_CAMERAS, assert_pages_live, wait_until};
 use common::paint::{
-    assert_paints_at_once, assert_paints_at_once_on_the_content_length_wire, paint_lag,
-    print_paint_lag,
+    assert_paints_at_once, assert_paints_at_once_on_the_content_length_wire, measure_paint_lag_in,
 };
 use common::{WAIT, find_tool, joined, stop_group, watch_log};
 
@@ -339,15 +336,8 @@ fn logs_in_through_the_form_and_the_grid_is_live_in_firefox() {
 fn grid_and_camera_pages_show_live_video_in_firefox() {
     let Some(mut f) = fixture() else { return };
     let server = Mjpegd::start(TWO_CAMERAS, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let firefox = &mut f.firefox;
-
     // The same checks as Chromium's and WebKit's: the grid, then a camera's page.
-    assert_grid_live(firefox, &server);
-    assert_camera_page_live(firefox, &server);
-    let natural: u32 = firefox.eval("document.querySelector('img').naturalWidth");
-    assert_eq!(natural, 320, "the camera page's <img> decoded the stream");
-    let status: u16 = firefox.eval("fetch('/api/state').then(r => r.status)");
-    assert_eq!(status, 200);
+    assert_pages_live(&mut f.firefox, &server);
 }
 
 /// Firefox paints the frame being served (tests/common/paint.rs): its own `Accept` picks the
@@ -374,15 +364,5 @@ fn on_the_content_length_wire_firefox_paints_at_once_too() {
 fn measure_paint_lag_in_firefox() {
     let _serial = serial();
     let Some(exe) = tool() else { return };
-    for (fps, n) in [(1.0, 3), (30.0, 25)] {
-        for query in ["?advance_headers=0", "?advance_headers=1", ""] {
-            let mut firefox = Firefox::launch(&exe);
-            let (samples, advance) = paint_lag(&mut firefox, fps, n, query, 30);
-            print_paint_lag(
-                &format!("firefox fps={fps} {query:?} advance={advance}"),
-                &samples,
-                n,
-            );
-        }
-    }
+    measure_paint_lag_in("firefox", || Firefox::launch(&exe));
 }

@@ -8,10 +8,8 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
-use mjpegd::auth::{Auth, SESSION_COOKIE, User, hash_password};
+use mjpegd::auth::SESSION_COOKIE;
 use mjpegd::http::HttpConfig;
 use mjpegd::server::ServerConfig;
 use reqwest::header;
@@ -21,31 +19,13 @@ const NAVIGATION: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 
 async fn server(login_form: bool) -> TestServer {
-    let hash = hash_password("correct horse").expect("hash");
-    let auth = Auth::new(
-        vec![
-            User {
-                name: "alice".into(),
-                password_hash: hash.clone(),
-                cameras: None,
-                control: true,
-            },
-            User {
-                name: "bob".into(),
-                password_hash: hash,
-                cameras: Some(["porch".to_string()].into_iter().collect()),
-                control: false,
-            },
-        ],
-        Some("a test secret of some length"),
-    );
     TestServer::start(
         vec![
             camera("garage", Scripted::new(Script::default())),
             camera("porch", Scripted::new(Script::default())),
         ],
         HttpConfig {
-            auth: Arc::new(auth),
+            auth: alice_and_bob(false),
             login_form,
             ..HttpConfig::default()
         },

@@ -14,30 +14,13 @@ use std::time::Duration;
 
 use common::*;
 #[cfg(feature = "auth")]
-use mjpegd::auth::{Auth, User, hash_password};
+use mjpegd::auth::{Auth, User};
 use mjpegd::http::HttpConfig;
 use mjpegd::server::{Server, ServerConfig};
 
 #[cfg(feature = "auth")]
 fn users() -> Arc<Auth> {
-    let hash = hash_password("correct horse").expect("hash");
-    Arc::new(Auth::new(
-        vec![
-            User {
-                name: "alice".into(),
-                password_hash: hash.clone(),
-                cameras: None,
-                control: true,
-            },
-            User {
-                name: "bob".into(),
-                password_hash: hash,
-                cameras: Some(["porch".to_string()].into_iter().collect()),
-                control: true,
-            },
-        ],
-        Some("a test secret of some length"),
-    ))
+    alice_and_bob(true)
 }
 
 #[cfg(feature = "auth")]

@@ -19,12 +19,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use common::page::{
-    Mjpegd, Page, TWO_CAMERAS, assert_camera_page_live, assert_grid_live, http_request, wait_until,
-};
+use common::page::{Mjpegd, Page, TWO_CAMERAS, assert_pages_live, http_request, wait_until};
 use common::paint::{
-    assert_paints_at_once, assert_paints_one_frame_late_on_the_content_length_wire, paint_lag,
-    print_paint_lag,
+    assert_paints_at_once, assert_paints_one_frame_late_on_the_content_length_wire,
+    measure_paint_lag_in,
 };
 use common::{WAIT, find_tool, free_port, joined, stop_group, watch_log};
 
@@ -310,16 +308,8 @@ fn logs_in_through_the_form_and_the_grid_is_live_in_webkit() {
 fn grid_and_camera_pages_show_live_video_in_webkit() {
     let Some(mut f) = fixture() else { return };
     let server = Mjpegd::start(TWO_CAMERAS, "127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let webkit = &mut f.webkit;
-
     // The same checks as Chromium's (tests/common/page.rs): the grid, then a camera's page.
-    assert_grid_live(webkit, &server);
-    assert_camera_page_live(webkit, &server);
-    let natural: u32 = webkit.eval("document.querySelector('img').naturalWidth");
-    assert_eq!(natural, 320, "the camera page's <img> decoded the stream");
-    // Page::eval's promise contract holds here too (the W3C driver awaits what a script returns).
-    let status: u16 = webkit.eval("fetch('/api/state').then(r => r.status)");
-    assert_eq!(status, 200);
+    assert_pages_live(&mut f.webkit, &server);
 }
 
 /// WebKit paints the frame being served (tests/common/paint.rs): its own Accept (Safari's)
@@ -351,15 +341,5 @@ fn measure_paint_lag_in_webkit() {
         return;
     };
     let x = Xvfb::start(&xvfb);
-    for (fps, n) in [(1.0, 3), (30.0, 25)] {
-        for query in ["?advance_headers=0", "?advance_headers=1", ""] {
-            let mut webkit = WebKit::launch(&driver, &x.display);
-            let (samples, advance) = paint_lag(&mut webkit, fps, n, query, 30);
-            print_paint_lag(
-                &format!("webkit fps={fps} {query:?} advance={advance}"),
-                &samples,
-                n,
-            );
-        }
-    }
+    measure_paint_lag_in("webkit", || WebKit::launch(&driver, &x.display));
 }

@@ -229,6 +229,40 @@ mod linux {
         Ok(())
     }
 
+    /// Captures `FRAMES` frames from `source` (opened on `device`), each a complete JPEG of
+    /// `want` that decodes, not all the same; returns the rate they came at.
+    async fn capture_live(
+        source: &mut Box<dyn Source>,
+        device: &str,
+        want: (u32, u32),
+    ) -> Result<f64, String> {
+        let t = Instant::now();
+        let mut distinct = 0;
+        let mut last: Option<Image> = None;
+        for i in 0..FRAMES {
+            let image = next(source).await?;
+            check(&image, want).map_err(|e| format!("{device} frame {i}: {e}"))?;
+            if last.as_ref().is_none_or(|l| l.jpeg != image.jpeg) {
+                distinct += 1;
+            }
+            println!(
+                "frame {i}: {} bytes, {}x{}",
+                image.jpeg.len(),
+                image.width,
+                image.height
+            );
+            last = Some(image);
+        }
+        let fps = FRAMES as f64 / t.elapsed().as_secs_f64();
+        println!("{device}: {FRAMES} frames at {fps:.1} fps, {distinct} distinct");
+        if distinct < 2 {
+            return Err(format!(
+                "{device}: every frame was identical: is the camera live?"
+            ));
+        }
+        Ok(fps)
+    }
+
     /// Captures from a multi-planar node: it must be listed as such, stream live frames in
     /// the best format, and show the `reference` colours in every raw format it offers.
     async fn run_mplane(node: &str, reference: &[[u8; 3]]) -> Result<String, String> {
@@ -252,24 +286,7 @@ mod linux {
             .open()
             .await
             .map_err(|e| format!("open {node}: {e}"))?;
-        let t = Instant::now();
-        let mut distinct = 0;
-        let mut last: Option<Image> = None;
-        for i in 0..FRAMES {
-            let image = next(&mut source).await?;
-            check(&image, want).map_err(|e| format!("{node} frame {i}: {e}"))?;
-            if last.as_ref().is_none_or(|l| l.jpeg != image.jpeg) {
-                distinct += 1;
-            }
-            last = Some(image);
-        }
-        let fps = FRAMES as f64 / t.elapsed().as_secs_f64();
-        println!("{node}: {FRAMES} frames at {fps:.1} fps, {distinct} distinct");
-        if distinct < 2 {
-            return Err(format!(
-                "{node}: every frame was identical: is the camera live?"
-            ));
-        }
+        let fps = capture_live(&mut source, node, want).await?;
         drop(source);
         let mut tested = Vec::new();
         for format in FORMATS {
@@ -314,28 +331,7 @@ mod linux {
             .await
             .map_err(|e| format!("open {device}: {e}"))?;
         println!("opened in {:.2} s", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let mut distinct = 0;
-        let mut last: Option<Image> = None;
-        for i in 0..FRAMES {
-            let image = next(&mut source).await?;
-            check(&image, want).map_err(|e| format!("frame {i}: {e}"))?;
-            if last.as_ref().is_none_or(|l| l.jpeg != image.jpeg) {
-                distinct += 1;
-            }
-            println!(
-                "frame {i}: {} bytes, {}x{}",
-                image.jpeg.len(),
-                image.width,
-                image.height
-            );
-            last = Some(image);
-        }
-        let fps = FRAMES as f64 / t.elapsed().as_secs_f64();
-        println!("{FRAMES} frames at {fps:.1} fps, {distinct} distinct");
-        if distinct < 2 {
-            return Err("every frame was identical: is the camera live?".into());
-        }
+        let fps = capture_live(&mut source, device, want).await?;
 
         // A second opening while the first streams must be refused clearly.
         match V4l2Opener::new(device, None, params(want.0, want.1))

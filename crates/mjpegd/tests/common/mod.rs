@@ -494,6 +494,31 @@ pub fn rss_kib() -> u64 {
 
 /// Installs ring as rustls's provider for the tests' HTTP client (reqwest on rustls, as the
 /// relay is), whatever features the server was built with.
+/// Two users with the password `correct horse`: `alice` may watch every camera, `bob` only
+/// `porch` (and control it when `bob_control`).
+#[cfg(feature = "auth")]
+pub fn alice_and_bob(bob_control: bool) -> Arc<mjpegd::auth::Auth> {
+    use mjpegd::auth::{Auth, User, hash_password};
+    let hash = hash_password("correct horse").expect("hash");
+    Arc::new(Auth::new(
+        vec![
+            User {
+                name: "alice".into(),
+                password_hash: hash.clone(),
+                cameras: None,
+                control: true,
+            },
+            User {
+                name: "bob".into(),
+                password_hash: hash,
+                cameras: Some(["porch".to_string()].into_iter().collect()),
+                control: bob_control,
+            },
+        ],
+        Some("a test secret of some length"),
+    ))
+}
+
 pub fn install_crypto_provider() {
     // Err means it is installed already (by an earlier test, or by the relay in-process).
     let _ = rustls::crypto::ring::default_provider().install_default();

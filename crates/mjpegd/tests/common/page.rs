@@ -716,6 +716,18 @@ pub fn assert_logs_in_through_the_form(page: &mut impl Page, server: &Mjpegd) {
     assert_grid_live(page, server);
 }
 
+/// The grid and `alpha`'s camera page live in `page` ([`assert_grid_live`],
+/// [`assert_camera_page_live`]), the camera's `<img>` decoded at its width, and a promise a
+/// script returns awaited by the driver ([`Page::eval`]'s contract).
+pub fn assert_pages_live(page: &mut impl Page, server: &Mjpegd) {
+    assert_grid_live(page, server);
+    assert_camera_page_live(page, server);
+    let natural: u32 = page.eval("document.querySelector('img').naturalWidth");
+    assert_eq!(natural, 320, "the camera page's <img> decoded the stream");
+    let status: u16 = page.eval("fetch('/api/state').then(r => r.status)");
+    assert_eq!(status, 200);
+}
+
 /// The camera page of `alpha` (of [`TWO_CAMERAS`]) loaded in `page`: its one tile live and
 /// large, its `<img>` on the camera's stream, its pixels changing. Returns the page's view.
 pub fn assert_camera_page_live(page: &mut impl Page, server: &Mjpegd) -> PageView {

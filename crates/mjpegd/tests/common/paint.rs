@@ -215,12 +215,7 @@ pub fn assert_paints_at_once(page: &mut impl Page) {
 /// failure the advance-headers wire fixes; while it holds, [`assert_paints_at_once`] proves
 /// something.
 pub fn assert_paints_one_frame_late_on_the_content_length_wire(page: &mut impl Page) {
-    let (samples, advance) = paint_lag(page, 1.0, 3, "?advance_headers=0", 10);
-    assert!(
-        !advance,
-        "/api/state must show the forced Content-Length wire"
-    );
-    let (matched, lags) = matched(&samples);
+    let (matched, lags) = on_the_content_length_wire(page);
     assert!(
         matched <= 5,
         "on the old wire the painted frame matched {matched}/10 times (lags {lags:?}); expected it to lag"
@@ -231,16 +226,22 @@ pub fn assert_paints_one_frame_late_on_the_content_length_wire(page: &mut impl P
 /// ends a part at its `Content-Length` (Firefox) instead of waiting for the next part's
 /// headers, so it needs no advance headers.
 pub fn assert_paints_at_once_on_the_content_length_wire(page: &mut impl Page) {
+    let (matched, lags) = on_the_content_length_wire(page);
+    assert!(
+        matched >= 9,
+        "on the old wire the painted frame matched the served one {matched}/10 times (lags {lags:?})"
+    );
+}
+
+/// Ten 1-fps samples on the old wire (`?advance_headers=0`): how many painted the frame being
+/// served, and every lag.
+fn on_the_content_length_wire(page: &mut impl Page) -> (usize, Vec<i64>) {
     let (samples, advance) = paint_lag(page, 1.0, 3, "?advance_headers=0", 10);
     assert!(
         !advance,
         "/api/state must show the forced Content-Length wire"
     );
-    let (matched, lags) = matched(&samples);
-    assert!(
-        matched >= 9,
-        "on the old wire the painted frame matched the served one {matched}/10 times (lags {lags:?})"
-    );
+    matched(&samples)
 }
 
 /// How many of 1-fps `samples` (of 3 colours) painted the frame being served, and every lag.
@@ -250,6 +251,23 @@ fn matched(samples: &[Sample]) -> (usize, Vec<i64>) {
         .map(|s| Sample::behind(s.before, s.painted, 3))
         .collect();
     (lags.iter().filter(|&&l| l == 0).count(), lags)
+}
+
+/// Paint lag in a fresh page from `launch` per run, at 1 and 30 fps, on both wires and on the
+/// one the browser's own `Accept` picks, printed under `browser`'s name: a measurement for
+/// BENCHMARKS.md, no check.
+pub fn measure_paint_lag_in<P: Page>(browser: &str, mut launch: impl FnMut() -> P) {
+    for (fps, n) in [(1.0, 3), (30.0, 25)] {
+        for query in ["?advance_headers=0", "?advance_headers=1", ""] {
+            let mut page = launch();
+            let (samples, advance) = paint_lag(&mut page, fps, n, query, 30);
+            print_paint_lag(
+                &format!("{browser} fps={fps} {query:?} advance={advance}"),
+                &samples,
+                n,
+            );
+        }
+    }
 }
 
 /// Prints a paint-lag run's lags in frames (mean, median, range) against the frame served

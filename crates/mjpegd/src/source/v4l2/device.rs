@@ -46,26 +46,19 @@ impl Device {
 
     /// Runs ioctl `req` on `arg`, retrying when interrupted by a signal.
     pub(super) fn ioctl<T: Pod>(&self, req: Request<T>, arg: &mut T) -> io::Result<()> {
-        loop {
+        retry_interrupted(|| {
             // SAFETY: `req` was built for exactly `T` (its number encodes `size_of::<T>()`, see
             // `sys::Request`), `T` is plain `#[repr(C)]` data for which any bytes the kernel
             // writes are valid (`sys::Pod`), and `arg` is an exclusive reference that lives for
             // the call. The descriptor is open for as long as `self` lives.
-            let r = unsafe {
+            unsafe {
                 libc::ioctl(
                     self.file.as_raw_fd(),
                     req.number as libc::Ioctl,
-                    std::ptr::from_mut(arg),
+                    std::ptr::from_mut(&mut *arg),
                 )
-            };
-            if r != -1 {
-                return Ok(());
             }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        })
     }
 
     /// What the node is: driver, card, bus and the capabilities of this node. Also picks the
@@ -298,32 +291,23 @@ impl Device {
         } else {
             sys::VIDIOC_G_EXT_CTRLS
         };
-        loop {
+        let fd = self.file.as_raw_fd();
+        retry_interrupted(|| {
             // SAFETY: `number` is the ioctl for `struct v4l2_ext_controls`, whose layout
             // `sys::ExtControls` reproduces (sizes checked at compile time). Its `controls`
             // pointer and `count` describe `controls`, an exclusively borrowed slice of packed
             // plain-data structs that outlives the call; the kernel reads and writes at most
             // `count` of them. We never ask for payload (pointer) controls, so the kernel
             // follows no other pointer.
-            let r = unsafe {
-                libc::ioctl(
-                    self.file.as_raw_fd(),
-                    number as libc::Ioctl,
-                    std::ptr::from_mut(&mut arg),
-                )
-            };
-            if r != -1 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                // error_idx == count: the request failed before any control was tried.
-                let idx = usize::try_from(arg.error_idx)
-                    .ok()
-                    .filter(|&i| i < controls.len());
-                return Err((e, idx));
-            }
-        }
+            unsafe { libc::ioctl(fd, number as libc::Ioctl, std::ptr::from_mut(&mut arg)) }
+        })
+        .map_err(|e| {
+            // error_idx == count: the request failed before any control was tried.
+            let idx = usize::try_from(arg.error_idx)
+                .ok()
+                .filter(|&i| i < controls.len());
+            (e, idx)
+        })
     }
 
     /// `VIDIOC_QUERYBUF`, `VIDIOC_QBUF` or `VIDIOC_DQBUF` (`number`) on mmap buffer `index`
@@ -344,28 +328,16 @@ impl Device {
             buf.m.userptr = planes.as_mut_ptr() as libc::c_ulong;
             buf.length = sys::VIDEO_MAX_PLANES as u32;
         }
-        loop {
+        let fd = self.file.as_raw_fd();
+        retry_interrupted(|| {
             // SAFETY: `number` is one of the three buffer ioctls, whose argument is `struct
             // v4l2_buffer`, reproduced by `sys::Buffer` (size and offsets checked at compile
             // time). On the single-planar API the kernel follows no pointer in it. On the
             // multi-planar API `m.planes` points at `planes`, an exclusively borrowed array of
             // `buf.length` plain-data `v4l2_plane`s that lives until after the call; the kernel
             // reads and writes at most that many.
-            let r = unsafe {
-                libc::ioctl(
-                    self.file.as_raw_fd(),
-                    number as libc::Ioctl,
-                    std::ptr::from_mut(&mut buf),
-                )
-            };
-            if r != -1 {
-                break;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+            unsafe { libc::ioctl(fd, number as libc::Ioctl, std::ptr::from_mut(&mut buf)) }
+        })?;
         Ok(if self.is_mplane() {
             let plane = planes[0];
             BufferState {
@@ -416,6 +388,19 @@ impl Device {
                 // POLLERR: the device went away or stopped streaming; DQBUF says which.
                 _ => return Ok(true),
             }
+        }
+    }
+}
+
+/// Calls `ioctl` (one `ioctl(2)`, returning its result) again while a signal interrupts it.
+fn retry_interrupted(mut ioctl: impl FnMut() -> libc::c_int) -> io::Result<()> {
+    loop {
+        if ioctl() != -1 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }
