@@ -156,6 +156,11 @@ async fn a_browser_logs_in_through_the_form_and_watches() {
     // The cookie opens bob's page, his camera's stream (a real frame) and state...
     let page = navigate(&srv, "/cameras/porch", Some(&cookie)).await;
     assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("camera page");
+    assert!(
+        page.contains("action=\"/logout\""),
+        "a logout button: {page}"
+    );
     let stream = client()
         .get(srv.url("/cameras/porch/stream"))
         .header(header::COOKIE, &cookie)

@@ -227,7 +227,7 @@ async fn camera_page(
     let records = state
         .recordings()
         .is_some_and(|r| r.get(camera.name()).is_some());
-    Ok(pages::camera(&camera, records))
+    Ok(pages::camera(&camera, &principal, records))
 }
 
 async fn camera_stream(

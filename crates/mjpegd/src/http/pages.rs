@@ -70,14 +70,7 @@ pub(super) fn index(state: &AppState, principal: &Principal, multiplexed: bool) 
         body.push_str("<a href=\"/mosaic\">mosaic</a>");
     }
     body.push_str("<a href=\"/api/state\">state</a><a href=\"/metrics\">metrics</a>");
-    if let Principal::User { name, .. } = principal {
-        let _ = write!(
-            body,
-            "<form class=\"logout\" method=\"post\" action=\"/logout\"><span>{}</span>\
-             <button type=\"submit\">log out</button></form>",
-            escape(name)
-        );
-    }
+    body.push_str(&logout(principal));
     body.push_str("</header>\n<main class=\"grid\">\n");
     for (i, c) in cams.iter().enumerate() {
         let name = escape(c.name());
@@ -140,7 +133,7 @@ fn controls_panel(name: &str) -> String {
 
 /// `/cameras/{name}`: one camera, larger, with snapshot and fullscreen buttons, and the
 /// recordings timeline when the camera records.
-pub(super) fn camera(camera: &Camera, records: bool) -> Response {
+pub(super) fn camera(camera: &Camera, principal: &Principal, records: bool) -> Response {
     let name = escape(camera.name());
     let mut panel = if records {
         recordings_panel(&name)
@@ -154,12 +147,25 @@ pub(super) fn camera(camera: &Camera, records: bool) -> Response {
         "<header><h1><a href=\"/\">mjpegd</a> / {name}</h1>\
          <a href=\"/cameras/{name}/snapshot.jpg\" download=\"{name}.jpg\"><button type=\"button\">Snapshot</button></a>\
          <button type=\"button\" id=\"fullscreen\">Fullscreen</button>\
-         <a href=\"/cameras/{name}/stream\">raw stream</a></header>\n\
+         <a href=\"/cameras/{name}/stream\">raw stream</a>{}</header>\n\
          <main><div class=\"tile single\" data-camera=\"{name}\">\
          <img data-src=\"/cameras/{name}/stream\" data-mode=\"stream\" alt=\"live video from {name}\">{}</div>{panel}</main>",
+        logout(principal),
         meta(camera)
     );
     page(&format!("mjpegd — {}", camera.name()), &body)
+}
+
+/// The header's user name and "log out" button, for a logged-in user (nothing otherwise).
+fn logout(principal: &Principal) -> String {
+    match principal {
+        Principal::User { name, .. } => format!(
+            "<form class=\"logout\" method=\"post\" action=\"/logout\"><span>{}</span>\
+             <button type=\"submit\">log out</button></form>",
+            escape(name)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// `/login`: the login form, returning to `next` (a path on this server) once logged in, with
