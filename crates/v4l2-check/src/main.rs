@@ -45,8 +45,9 @@ mod linux {
     const PAGE_WAIT: Duration = Duration::from_secs(300);
     /// Longest wait for one frame (an emulated machine is slow).
     const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
-    /// Raw formats to compare, with the reference first.
-    const FORMATS: [&str; 6] = ["RGB3", "YUYV", "UYVY", "NV12", "BGR3", "GREY"];
+    /// Raw formats to compare, with the reference first. `NM12` (NV12M, two memory planes)
+    /// exists only on the multi-planar API.
+    const FORMATS: [&str; 7] = ["RGB3", "YUYV", "UYVY", "NV12", "BGR3", "GREY", "NM12"];
     /// Largest difference per channel from the reference format's colours.
     const TOLERANCE: u8 = 24;
 
@@ -295,9 +296,9 @@ mod linux {
                 tested.push(format);
             }
         }
-        // vivid offers every one of them on the multi-planar API too; fewer means formats
-        // went missing on the way.
-        if tested.len() < 3 {
+        // vivid offers every one of them on the multi-planar API, NV12M included; fewer
+        // means formats went missing on the way.
+        if tested.len() < FORMATS.len() {
             return Err(format!(
                 "{node}: only {tested:?} of {FORMATS:?} could be captured"
             ));

@@ -33,11 +33,15 @@ pub(super) enum PixelFormat {
     Bgr24,
     /// `GREY`: 8-bit luma.
     Grey,
+    /// `NM12` (NV12M): NV12 with its Y and UV planes in separate buffers, as some multi-planar
+    /// drivers offer it; gathered into NV12 when copied out of the driver's buffers. Last: a
+    /// driver that has it usually offers one-buffer NV12 too.
+    Nv12M,
 }
 
 impl PixelFormat {
     /// Every supported format, most preferred first.
-    pub(super) const ALL: [PixelFormat; 8] = [
+    pub(super) const ALL: [PixelFormat; 9] = [
         PixelFormat::Mjpg,
         PixelFormat::Jpeg,
         PixelFormat::Yuyv,
@@ -46,6 +50,7 @@ impl PixelFormat {
         PixelFormat::Rgb24,
         PixelFormat::Bgr24,
         PixelFormat::Grey,
+        PixelFormat::Nv12M,
     ];
 
     /// The four-character code as V4L2 spells it.
@@ -59,6 +64,7 @@ impl PixelFormat {
             PixelFormat::Rgb24 => b"RGB3",
             PixelFormat::Bgr24 => b"BGR3",
             PixelFormat::Grey => b"GREY",
+            PixelFormat::Nv12M => b"NM12",
         }
     }
 
@@ -81,6 +87,7 @@ impl PixelFormat {
             "RGB" | "RGB24" => "RGB3",
             "BGR" | "BGR24" => "BGR3",
             "GRAY" | "Y8" => "GREY",
+            "NV12M" => "NM12",
             other => other,
         };
         PixelFormat::ALL
@@ -101,14 +108,21 @@ impl PixelFormat {
     fn is_full_range(self, quantization: u32) -> bool {
         match self {
             PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Mjpg | PixelFormat::Jpeg => true,
-            PixelFormat::Yuyv | PixelFormat::Uyvy | PixelFormat::Nv12 | PixelFormat::Grey => {
-                match quantization {
-                    sys::QUANTIZATION_FULL_RANGE => true,
-                    sys::QUANTIZATION_LIM_RANGE => false,
-                    _ => self == PixelFormat::Grey,
-                }
-            }
+            PixelFormat::Yuyv
+            | PixelFormat::Uyvy
+            | PixelFormat::Nv12
+            | PixelFormat::Nv12M
+            | PixelFormat::Grey => match quantization {
+                sys::QUANTIZATION_FULL_RANGE => true,
+                sys::QUANTIZATION_LIM_RANGE => false,
+                _ => self == PixelFormat::Grey,
+            },
         }
+    }
+
+    /// Memory planes (driver buffers) a frame of this format comes in.
+    pub(super) fn planes(self) -> usize {
+        if self == PixelFormat::Nv12M { 2 } else { 1 }
     }
 
     /// The smallest `bytesperline` a row of `width` pixels can have.
@@ -117,7 +131,7 @@ impl PixelFormat {
             PixelFormat::Mjpg | PixelFormat::Jpeg => 0,
             // Pixels come in pairs sharing one U and one V.
             PixelFormat::Yuyv | PixelFormat::Uyvy => width.div_ceil(2) * 4,
-            PixelFormat::Nv12 => width.div_ceil(2) * 2,
+            PixelFormat::Nv12 | PixelFormat::Nv12M => width.div_ceil(2) * 2,
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => width * 3,
             PixelFormat::Grey => width,
         }
@@ -184,7 +198,13 @@ impl RawLayout {
             ));
         }
         Ok(RawLayout {
-            format,
+            // The layout is that of the frame handed to the encoder: NV12M's planes are
+            // gathered into NV12 first.
+            format: if format == PixelFormat::Nv12M {
+                PixelFormat::Nv12
+            } else {
+                format
+            },
             width: w,
             height: h,
             stride,
@@ -304,7 +324,8 @@ impl RawLayout {
                 }
                 encode_ycbcr_planes([&py, &pb, &pr], self.width, self.height, false, quality)
             }
-            PixelFormat::Nv12 => {
+            // A layout never holds NV12M (`RawLayout::new` makes it NV12).
+            PixelFormat::Nv12 | PixelFormat::Nv12M => {
                 let cw = w.div_ceil(2);
                 // Luma padded to whole 2x2 blocks (libjpeg-turbo reads them): a last odd
                 // column and row repeated.
@@ -438,7 +459,8 @@ impl ImageBuffer for Raw<'_> {
                     b.truncate(start + w);
                 }
             }
-            PixelFormat::Nv12 => {
+            // A layout never holds NV12M (`RawLayout::new` makes it NV12).
+            PixelFormat::Nv12 | PixelFormat::Nv12M => {
                 // A row's width is the chroma row's (pairs), one sample more than the luma
                 // row's at an odd width.
                 let luma = &self.row(y)[..w];
@@ -646,7 +668,7 @@ mod tests {
                     let [r, g, b] = colour(x);
                     [b, g, r]
                 })),
-                PixelFormat::Mjpg | PixelFormat::Jpeg => unreachable!(),
+                PixelFormat::Mjpg | PixelFormat::Jpeg | PixelFormat::Nv12M => unreachable!(),
             }
             row.resize(stride, 0xAA);
             data.extend_from_slice(&row);
@@ -675,7 +697,11 @@ mod tests {
 
     #[test]
     fn every_raw_format_encodes_to_the_right_colours() {
-        for format in PixelFormat::ALL.into_iter().filter(|f| !f.is_jpeg()) {
+        // NV12M reaches the encoder gathered into NV12 (tested with the gathering, in v4l2.rs).
+        let raw = PixelFormat::ALL
+            .into_iter()
+            .filter(|&f| !f.is_jpeg() && f != PixelFormat::Nv12M);
+        for format in raw {
             for (w, h, pad) in [(64, 32, 0), (64, 32, 16), (62, 17, 6), (61, 17, 6)] {
                 let (layout, data) = bars(format, w, h, pad);
                 let jpeg = layout

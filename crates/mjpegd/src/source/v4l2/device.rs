@@ -167,10 +167,10 @@ impl Device {
         FrameRates::Discrete(discrete)
     }
 
-    /// `VIDIOC_S_FMT`: asks for `pix`, returns what the driver chose and in how many memory
-    /// planes (always 1 on the single-planar API). For the multi-planar API the answer is told
-    /// as a single-planar one, with the first plane's line length and size.
-    pub(super) fn set_format(&self, pix: sys::PixFormat) -> io::Result<(sys::PixFormat, u8)> {
+    /// `VIDIOC_S_FMT`: asks for `pix`, returns what the driver chose and the line length of
+    /// each of its memory planes (one on the single-planar API). For the multi-planar API the
+    /// answer is told as a single-planar one, with the first plane's line length and size.
+    pub(super) fn set_format(&self, pix: sys::PixFormat) -> io::Result<(sys::PixFormat, Vec<u32>)> {
         let mut f = sys::Format {
             type_: self.buf_type,
             ..Default::default()
@@ -180,7 +180,8 @@ impl Device {
             self.ioctl(sys::VIDIOC_S_FMT, &mut f)?;
             // SAFETY: for V4L2_BUF_TYPE_VIDEO_CAPTURE the kernel fills the `pix` member; every
             // bit pattern is a valid `PixFormat` (plain u32s).
-            return Ok((unsafe { f.fmt.pix }, 1));
+            let pix = unsafe { f.fmt.pix };
+            return Ok((pix, vec![pix.bytesperline]));
         }
         f.fmt.pix_mp = sys::PixFormatMplane {
             width: pix.width,
@@ -208,7 +209,11 @@ impl Device {
             xfer_func: u32::from(mp.xfer_func),
             ..Default::default()
         };
-        Ok((pix, mp.num_planes))
+        let strides = mp.plane_fmt[..usize::from(mp.num_planes).min(sys::VIDEO_MAX_PLANES)]
+            .iter()
+            .map(|p| p.bytesperline)
+            .collect();
+        Ok((pix, strides))
     }
 
     /// `VIDIOC_G_PARM` for capture: the current frame interval and whether it can be set.
@@ -312,8 +317,7 @@ impl Device {
 
     /// `VIDIOC_QUERYBUF`, `VIDIOC_QBUF` or `VIDIOC_DQBUF` (`number`) on mmap buffer `index`
     /// (ignored by `DQBUF`, which names the buffer it returns). On the multi-planar API the
-    /// kernel reads and writes the planes through a pointer; only the first is used, as every
-    /// format we accept has one.
+    /// kernel reads and writes the planes through a pointer.
     fn buffer(&self, number: u32, index: u32) -> io::Result<BufferState> {
         let mut planes = [sys::Plane::default(); sys::VIDEO_MAX_PLANES];
         let mut buf = sys::Buffer {
@@ -338,28 +342,33 @@ impl Device {
             // reads and writes at most that many.
             unsafe { libc::ioctl(fd, number as libc::Ioctl, std::ptr::from_mut(&mut buf)) }
         })?;
-        Ok(if self.is_mplane() {
-            let plane = planes[0];
-            BufferState {
-                index: buf.index,
-                sequence: buf.sequence,
-                flags: buf.flags,
-                // SAFETY: for MEMORY_MMAP planes the kernel sets `mem_offset`; any u32 is valid.
-                offset: unsafe { plane.m.mem_offset },
-                length: plane.length,
-                data: plane.data_offset..plane.bytesused,
-            }
+        let planes = if self.is_mplane() {
+            // The driver sets `length` to the number of planes it filled in.
+            let n = (buf.length as usize).min(sys::VIDEO_MAX_PLANES);
+            planes[..n]
+                .iter()
+                .map(|p| PlaneState {
+                    // SAFETY: for MEMORY_MMAP planes the kernel sets `mem_offset`; any u32 is
+                    // valid.
+                    offset: unsafe { p.m.mem_offset },
+                    length: p.length,
+                    data: p.data_offset..p.bytesused,
+                })
+                .collect()
         } else {
-            BufferState {
-                index: buf.index,
-                sequence: buf.sequence,
-                flags: buf.flags,
+            vec![PlaneState {
                 // SAFETY: for MEMORY_MMAP buffers the kernel sets the `offset` member of the
                 // union (and zeroes the rest of it); any u32 is valid.
                 offset: unsafe { buf.m.offset },
                 length: buf.length,
                 data: 0..buf.bytesused,
-            }
+            }]
+        };
+        Ok(BufferState {
+            index: buf.index,
+            sequence: buf.sequence,
+            flags: buf.flags,
+            planes,
         })
     }
 
@@ -596,11 +605,18 @@ struct BufferState {
     index: u32,
     sequence: u32,
     flags: u32,
-    /// Where to map the buffer (its first plane).
+    /// Its memory planes: one on the single-planar API and for most formats.
+    planes: Vec<PlaneState>,
+}
+
+/// One memory plane of a buffer.
+#[derive(Debug, Clone)]
+struct PlaneState {
+    /// Where to map it.
     offset: u32,
     /// Its size.
     length: u32,
-    /// Where the frame is in it after `DQBUF`.
+    /// Where the frame's bytes are in it after `DQBUF`.
     data: std::ops::Range<u32>,
 }
 
@@ -616,7 +632,8 @@ pub(super) struct FrameInfo {
 /// A device streaming into mmapped buffers. Dropping it stops the stream and frees everything.
 pub(super) struct Stream {
     // Field order is drop order: unmap the buffers, then close the device.
-    buffers: Vec<Mapping>,
+    /// Each buffer's planes, mapped.
+    buffers: Vec<Vec<Mapping>>,
     device: Device,
     /// Frames dequeued and requeued unused because a newer one was ready (latest wins).
     skipped: u64,
@@ -647,8 +664,17 @@ impl Stream {
         };
         for index in 0..req.count {
             let buf = stream.device.buffer(sys::VIDIOC_QUERYBUF, index)?;
-            let mapping = Mapping::new(&stream.device, buf.offset, buf.length as usize)?;
-            stream.buffers.push(mapping);
+            if buf.planes.is_empty() {
+                return Err(io::Error::other(format!(
+                    "driver describes capture buffer {index} with no memory plane"
+                )));
+            }
+            let planes = buf
+                .planes
+                .iter()
+                .map(|p| Mapping::new(&stream.device, p.offset, p.length as usize))
+                .collect::<io::Result<Vec<Mapping>>>()?;
+            stream.buffers.push(planes);
         }
         for index in 0..req.count {
             stream.queue(index)?;
@@ -677,12 +703,13 @@ impl Stream {
     }
 
     /// Waits (at most `timeout`) for a frame, takes the newest one ready, lends its bytes to
-    /// `f`, and queues the buffer again. Older ready frames are requeued unread: latency stays
-    /// at one frame however slow `f` is. `Ok(None)` on timeout.
+    /// `f` (one slice per memory plane, usually one), and queues the buffer again. Older ready
+    /// frames are requeued unread: latency stays at one frame however slow `f` is.
+    /// `Ok(None)` on timeout.
     pub(super) fn with_newest_frame<R>(
         &mut self,
         timeout: Duration,
-        f: impl FnOnce(&[u8], FrameInfo) -> R,
+        f: impl FnOnce(&[&[u8]], FrameInfo) -> R,
     ) -> io::Result<Option<R>> {
         let deadline = Instant::now() + timeout;
         let newest = loop {
@@ -707,7 +734,7 @@ impl Stream {
             // without spinning should the device keep reporting ready.
             std::thread::sleep(Duration::from_millis(5));
         };
-        let Some(mapping) = self.buffers.get(newest.index as usize) else {
+        let Some(mappings) = self.buffers.get(newest.index as usize) else {
             return Err(io::Error::other(format!(
                 "driver returned buffer index {} of {}",
                 newest.index,
@@ -718,8 +745,14 @@ impl Stream {
             sequence: newest.sequence,
             flags: newest.flags,
         };
-        let data = newest.data.start as usize..newest.data.end as usize;
-        let result = f(mapping.bytes(data), info);
+        let mut slices: [&[u8]; sys::VIDEO_MAX_PLANES] = [&[]; sys::VIDEO_MAX_PLANES];
+        // A plane the driver did not describe this time lends nothing (and so makes a short
+        // frame) rather than stale bytes.
+        let n = mappings.len().min(sys::VIDEO_MAX_PLANES);
+        for (slot, (mapping, plane)) in slices.iter_mut().zip(mappings.iter().zip(&newest.planes)) {
+            *slot = mapping.bytes(plane.data.start as usize..plane.data.end as usize);
+        }
+        let result = f(&slices[..n], info);
         self.queue(newest.index)?;
         Ok(Some(result))
     }
