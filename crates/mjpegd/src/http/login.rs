@@ -5,9 +5,10 @@
 //! a browser's page navigation to the form.
 //!
 //! The cookie is `HttpOnly` (no script reads it), `SameSite=Lax` (another site's `<img>`,
-//! `fetch` or form sends no cookie, so it can neither embed the streams nor post to this server
-//! as the user; a link from another site still opens the page logged in), and `Secure` when the
-//! form was posted from an `https://` page.
+//! `fetch` or POST form sends no cookie, so it can neither embed the streams nor post to this
+//! server as the user; a link from another site still opens the page logged in, and a GET
+//! that changes something, mjpg-streamer's command URL, is refused cross-site by its own
+//! same-origin check), and `Secure` when the form was posted from an `https://` page.
 
 use std::time::Duration;
 
