@@ -191,12 +191,18 @@ impl Auth {
         rx.await.map_err(|_| Busy)
     }
 
+    /// An HMAC with the server's secret over `parts`, one after the other.
+    fn mac(&self, parts: &[&[u8]]) -> Option<HmacSha256> {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).ok()?;
+        for part in parts {
+            mac.update(part);
+        }
+        Some(mac)
+    }
+
     fn cache_key(&self, user: &str, password: &str) -> Option<[u8; 32]> {
-        let mut h = HmacSha256::new_from_slice(&self.secret).ok()?;
-        h.update(user.as_bytes());
-        h.update(b"\0");
-        h.update(password.as_bytes());
-        Some(h.finalize().into_bytes().into())
+        let mac = self.mac(&[user.as_bytes(), b"\0", password.as_bytes()])?;
+        Some(mac.finalize().into_bytes().into())
     }
 
     fn principal(&self, index: usize) -> Option<Principal> {
@@ -304,14 +310,14 @@ impl Auth {
     /// session and a camera token from ever verifying as each other.
     fn sign_session(&self, index: usize, expires: u64) -> Option<HmacSha256> {
         let user = self.users.get(index)?;
-        let mut mac = HmacSha256::new_from_slice(&self.secret).ok()?;
-        mac.update(b"session\0");
-        mac.update(user.name.as_bytes());
-        mac.update(b"\0");
-        mac.update(expires.to_string().as_bytes());
-        mac.update(b"\0");
-        mac.update(user.password_hash.as_bytes());
-        Some(mac)
+        self.mac(&[
+            b"session\0",
+            user.name.as_bytes(),
+            b"\0",
+            expires.to_string().as_bytes(),
+            b"\0",
+            user.password_hash.as_bytes(),
+        ])
     }
 
     /// A session for `user` (checked with [`Auth::verify`] first), valid for [`SESSION_TTL`]:
@@ -366,11 +372,7 @@ impl Auth {
     }
 
     fn sign(&self, camera: &str, expires: u64) -> Option<HmacSha256> {
-        let mut mac = HmacSha256::new_from_slice(&self.secret).ok()?;
-        mac.update(camera.as_bytes());
-        mac.update(b"|");
-        mac.update(expires.to_string().as_bytes());
-        Some(mac)
+        self.mac(&[camera.as_bytes(), b"|", expires.to_string().as_bytes()])
     }
 
     /// Issues a token for `camera` valid for `ttl` (capped at [`MAX_TOKEN_TTL`]); returns it

@@ -97,16 +97,10 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, 
 /// The value of the login session cookie, if the request carries one.
 #[cfg(feature = "auth")]
 pub(super) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    // HTTP/2 may split cookies over several headers; HTTP/1.1 joins them with "; ".
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            let (name, value) = c.trim().split_once('=')?;
-            (name == crate::auth::SESSION_COOKIE).then_some(value)
-        })
+    super::headers::items(headers, header::COOKIE, ';').find_map(|c| {
+        let (name, value) = c.split_once('=')?;
+        (name == crate::auth::SESSION_COOKIE).then_some(value)
+    })
 }
 
 /// Requires a logged-in user (pages, state, token issuing); URL tokens do not qualify.

@@ -121,14 +121,16 @@ pub(super) async fn to_the_form(
         && req.method() == Method::GET
         && !req.headers().contains_key(header::AUTHORIZATION)
         && accepts_html(req.headers());
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    // Kept only for page requests: every stream and snapshot passes through here too.
+    let target = page_request.then(|| {
+        req.uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
+    });
     let resp = next.run(req).await;
-    if !page_request || resp.status() != StatusCode::UNAUTHORIZED {
+    let Some(target) = target.filter(|_| resp.status() == StatusCode::UNAUTHORIZED) else {
         return resp;
-    }
+    };
     let location = format!(
         "/login?{}",
         form_urlencoded::Serializer::new(String::new())
@@ -141,16 +143,11 @@ pub(super) async fn to_the_form(
 /// A browser navigation asks for HTML first (`text/html,application/xhtml+xml,...`); `<img>`,
 /// `fetch` and programs do not.
 fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|r| {
-            r.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"))
-        })
+    super::headers::items(headers, header::ACCEPT, ',').any(|r| {
+        r.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"))
+    })
 }
 
 /// `next` when it is a path on this server, else `/`: a login must never forward to another

@@ -23,14 +23,24 @@ const SCRIPT: &str = include_str!("../../assets/app.js");
 /// holds one for ever; what is left serves state polls, snapshots and clicks.
 const MAX_STREAM_TILES: usize = 4;
 
-fn page(title: &str, body: &str) -> Response {
-    let html = format!(
+/// A whole HTML document: the shared head and style, `body`, and the pages' script when
+/// `script`.
+fn document(title: &str, body: &str, script: bool) -> String {
+    let script = if script {
+        format!("<script>\n{SCRIPT}</script>\n")
+    } else {
+        String::new()
+    };
+    format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n{body}\n<script>\n{SCRIPT}</script>\n</body>\n</html>\n",
+         <title>{}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n{body}\n{script}</body>\n</html>\n",
         escape(title)
-    );
-    let mut resp = Html(html).into_response();
+    )
+}
+
+fn page(title: &str, body: &str) -> Response {
+    let mut resp = Html(document(title, body, true)).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
@@ -175,19 +185,16 @@ pub(super) fn login(next: &str, error: Option<&str>, status: axum::http::StatusC
     let error = error.map_or_else(String::new, |e| {
         format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
     });
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>mjpegd: log in</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
-         <main class=\"login\">\n<h1>mjpegd</h1>\n{error}\
+    let body = format!(
+        "<main class=\"login\">\n<h1>mjpegd</h1>\n{error}\
          <form method=\"post\" action=\"/login\">\n\
          <label>User <input name=\"user\" autocomplete=\"username\" autocapitalize=\"none\" required autofocus></label>\n\
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\n\
          <input type=\"hidden\" name=\"next\" value=\"{}\">\n\
-         <button type=\"submit\">Log in</button>\n</form>\n</main>\n</body>\n</html>\n",
+         <button type=\"submit\">Log in</button>\n</form>\n</main>",
         escape(next)
     );
-    let mut resp = (status, Html(html)).into_response();
+    let mut resp = (status, Html(document("mjpegd: log in", &body, false))).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp

@@ -342,34 +342,36 @@ impl Device {
             // reads and writes at most that many.
             unsafe { libc::ioctl(fd, number as libc::Ioctl, std::ptr::from_mut(&mut buf)) }
         })?;
-        let planes = if self.is_mplane() {
+        // Filled in place, not collected: this runs twice per frame (DQBUF and QBUF).
+        let mut state = BufferState {
+            index: buf.index,
+            sequence: buf.sequence,
+            flags: buf.flags,
+            planes: [PlaneState::default(); sys::VIDEO_MAX_PLANES],
+            count: 1,
+        };
+        if self.is_mplane() {
             // The driver sets `length` to the number of planes it filled in.
-            let n = (buf.length as usize).min(sys::VIDEO_MAX_PLANES);
-            planes[..n]
-                .iter()
-                .map(|p| PlaneState {
+            state.count = (buf.length as usize).min(sys::VIDEO_MAX_PLANES);
+            for (to, p) in state.planes.iter_mut().zip(&planes[..state.count]) {
+                *to = PlaneState {
                     // SAFETY: for MEMORY_MMAP planes the kernel sets `mem_offset`; any u32 is
                     // valid.
                     offset: unsafe { p.m.mem_offset },
                     length: p.length,
-                    data: p.data_offset..p.bytesused,
-                })
-                .collect()
+                    data: (p.data_offset, p.bytesused),
+                };
+            }
         } else {
-            vec![PlaneState {
+            state.planes[0] = PlaneState {
                 // SAFETY: for MEMORY_MMAP buffers the kernel sets the `offset` member of the
                 // union (and zeroes the rest of it); any u32 is valid.
                 offset: unsafe { buf.m.offset },
                 length: buf.length,
-                data: 0..buf.bytesused,
-            }]
-        };
-        Ok(BufferState {
-            index: buf.index,
-            sequence: buf.sequence,
-            flags: buf.flags,
-            planes,
-        })
+                data: (0, buf.bytesused),
+            };
+        }
+        Ok(state)
     }
 
     /// Waits until a buffer can be dequeued, at most `timeout`; false on timeout.
@@ -600,24 +602,33 @@ impl Drop for Mapping {
 }
 
 /// What a buffer ioctl said about one buffer, whichever API the node uses.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct BufferState {
     index: u32,
     sequence: u32,
     flags: u32,
-    /// Its memory planes: one on the single-planar API and for most formats.
-    planes: Vec<PlaneState>,
+    /// Its memory planes, the first `count` used: one on the single-planar API and for most
+    /// formats.
+    planes: [PlaneState; sys::VIDEO_MAX_PLANES],
+    count: usize,
+}
+
+impl BufferState {
+    /// The planes the driver described.
+    fn planes(&self) -> &[PlaneState] {
+        &self.planes[..self.count]
+    }
 }
 
 /// One memory plane of a buffer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, Default)]
 struct PlaneState {
     /// Where to map it.
     offset: u32,
     /// Its size.
     length: u32,
-    /// Where the frame's bytes are in it after `DQBUF`.
-    data: std::ops::Range<u32>,
+    /// Where the frame's bytes are in it after `DQBUF`: start and end.
+    data: (u32, u32),
 }
 
 /// What the driver said about a dequeued buffer.
@@ -664,13 +675,13 @@ impl Stream {
         };
         for index in 0..req.count {
             let buf = stream.device.buffer(sys::VIDIOC_QUERYBUF, index)?;
-            if buf.planes.is_empty() {
+            if buf.planes().is_empty() {
                 return Err(io::Error::other(format!(
                     "driver describes capture buffer {index} with no memory plane"
                 )));
             }
             let planes = buf
-                .planes
+                .planes()
                 .iter()
                 .map(|p| Mapping::new(&stream.device, p.offset, p.length as usize))
                 .collect::<io::Result<Vec<Mapping>>>()?;
@@ -749,8 +760,9 @@ impl Stream {
         // A plane the driver did not describe this time lends nothing (and so makes a short
         // frame) rather than stale bytes.
         let n = mappings.len().min(sys::VIDEO_MAX_PLANES);
-        for (slot, (mapping, plane)) in slices.iter_mut().zip(mappings.iter().zip(&newest.planes)) {
-            *slot = mapping.bytes(plane.data.start as usize..plane.data.end as usize);
+        for (slot, (mapping, plane)) in slices.iter_mut().zip(mappings.iter().zip(newest.planes()))
+        {
+            *slot = mapping.bytes(plane.data.0 as usize..plane.data.1 as usize);
         }
         let result = f(&slices[..n], info);
         self.queue(newest.index)?;
