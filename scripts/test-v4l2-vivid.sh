@@ -13,11 +13,12 @@
 #    tests/v4l2_vivid/init, which loads vivid twice (a single-planar and a multi-planar
 #    camera), runs the binary on both and powers off;
 # 5. boots it under qemu (TCG) with a timeout; when the VM serves the camera page, runs the
-#    browser test (tests/browser.rs, controls_panel) against it through a forwarded port;
-#    then looks for the binary's PASS line.
+#    browser test (tests/browser.rs, controls_panel) against it through a forwarded port,
+#    then tells the VM it is done through a second one; then looks for the binary's PASS line.
 #
 # Environment: VIVID_TIMEOUT (seconds for the VM, default 300), VIVID_SMP (vCPUs, default 2),
-# VIVID_PAGE_PORT (the host port forwarded to the VM's page, default 18080),
+# VIVID_PAGE_PORT (the host port forwarded to the VM's page, default 18080; the next port
+# up is forwarded to the VM's done listener),
 # VIVID_KERNEL_PKG (a linux-image-*-amd64 package name, default: the current one).
 # Exit status 0 on PASS, 1 on FAIL.
 set -euo pipefail
@@ -176,6 +177,19 @@ phase "initramfs ready ($(du -h "$work/initrd.gz" | cut -f1))"
 # camera page the VM serves, through qemu's forwarded port, and moves its controls.
 scripts/install-test-deps.sh
 page_port=${VIVID_PAGE_PORT:-18080}
+done_port=$((page_port + 1))
+# Tells the VM the browser test has ended, so it stops its server and goes on. The VM answers
+# `bye`; until its listener is up, qemu accepts the connection and closes it, hence the tries.
+say_done() {
+    local answer
+    for _ in $(seq 1 20); do
+        answer=$(timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$done_port && printf 'done\\n' >&3 && head -c 4 <&3" 2>/dev/null || true)
+        [ "$answer" = bye ] && return 0
+        sleep 0.5
+    done
+    log "the VM never answered done on 127.0.0.1:$done_port"
+    return 1
+}
 log "building the browser test (tests/browser.rs)"
 cargo test -q "${locked[@]}" -p mjpegd --test browser --no-run 2>&1 | grep -v '^ *Executable' || true
 vmlog=$work/qemu.log
@@ -183,7 +197,7 @@ log "booting qemu (TCG, ${smp} vCPU, timeout ${timeout_s} s); console in $vmlog"
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "$smp" -m 1024 \
     -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1" \
-    -nic "user,model=e1000,hostfwd=tcp:127.0.0.1:${page_port}-10.0.2.15:8080" \
+    -nic "user,model=e1000,hostfwd=tcp:127.0.0.1:${page_port}-10.0.2.15:8080,hostfwd=tcp:127.0.0.1:${done_port}-10.0.2.15:8081" \
     -nographic -no-reboot </dev/null >"$vmlog" 2>&1 &
 qemu=$!
 page_result="page: not reached"
@@ -193,6 +207,7 @@ while kill -0 "$qemu" 2>/dev/null; do
         if MJPEGD_VIVID_URL="http://127.0.0.1:$page_port" cargo test -q "${locked[@]}" -p mjpegd \
             --test browser controls_panel -- --ignored --nocapture >"$work/browser.log" 2>&1; then
             page_result="page: sliders, menus and reset in Chromium"
+            say_done || page_result="page: FAILED (the VM did not take the done signal)"
         else
             page_result="page: FAILED (browser test log below)"
             sed 's/^/    browser: /' "$work/browser.log" | tail -n 40

@@ -893,7 +893,7 @@ fn camera_page_timeline_marks_motion_events_and_exports_one() {
 
 /// The controls panel of a camera page against a real V4L2 driver: `vivid` in the VM of
 /// scripts/test-v4l2-vivid.sh, which serves its camera at `$MJPEGD_VIVID_URL` (a forwarded
-/// port) and waits until this test sets brightness to 34. A slider, a checkbox, a menu and the
+/// port) until the script, once this test has exited, tells it that it is done. A slider, a checkbox, a menu and the
 /// reset buttons are used as a person would (real clicks and value changes), and every result
 /// is read back from the server, which reads the driver.
 #[test]
@@ -1047,18 +1047,5 @@ fn controls_panel_sets_a_real_camera_control() {
         wait,
         || driver("gain_automatic"),
         |v| *v == 1,
-    );
-
-    // Done: the VM is waiting for this value.
-    cdp.eval::<Value>(&format!(
-        "(() => {{ const s = document.querySelector({:?}); s.value = 34; \
-         s.dispatchEvent(new Event('change')); return null; }})()",
-        row("brightness", "input[type=range]")
-    ));
-    wait_until(
-        "brightness 34 in the driver",
-        wait,
-        || driver("brightness"),
-        |v| *v == 34,
     );
 }

@@ -490,40 +490,61 @@ pub(crate) async fn check(device: &str) -> Result<String, String> {
     ))
 }
 
-/// Brightness the browser test sets last, to say it is done (scripts/test-v4l2-vivid.sh).
-const PAGE_DONE_BRIGHTNESS: i64 = 34;
+/// What the host sends on the done port when its browser test has ended, and the answer.
+const PAGE_DONE: &[u8] = b"done\n";
+const PAGE_BYE: &[u8] = b"bye\n";
 
 /// Serves the camera page on `listen` for a browser on the host (the VM's port is forwarded),
-/// says so with `V4L2_PAGE_READY`, and waits until the browser test sets brightness to
-/// [`PAGE_DONE_BRIGHTNESS`], read from the driver with `v4l2-ctl`.
+/// says so with `V4L2_PAGE_READY`, and keeps serving until the host sends `done` on `done`
+/// (a second forwarded port), which scripts/test-v4l2-vivid.sh does once the browser test
+/// process has exited. The host says when it is finished, rather than the VM guessing from a
+/// control value, so no request of the test can meet a server that is already stopping.
 pub(crate) async fn serve_page(
     device: &str,
     listen: &str,
+    done: &str,
     wait: Duration,
 ) -> Result<String, String> {
     let state = PathBuf::from("/tmp/mjpegd-page-state");
     let _ = std::fs::remove_dir_all(&state);
+    let done_listener = tokio::net::TcpListener::bind(done)
+        .await
+        .map_err(|e| format!("cannot listen for the host's done on {done}: {e}"))?;
     let server = Running::start_on(device, &state, BTreeMap::new(), listen).await?;
-    println!("V4L2_PAGE_READY on {listen}");
-    let deadline = std::time::Instant::now() + wait;
-    let mut last = None;
-    loop {
-        let v = v4l2_ctl_get(device, "brightness")?;
-        if last != Some(v) {
-            println!("page: brightness in the driver is {v}");
-            last = Some(v);
-        }
-        if v == PAGE_DONE_BRIGHTNESS {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            server.stop(device).await?;
-            return Err(format!(
-                "the browser test did not finish within {wait:?} (brightness never {PAGE_DONE_BRIGHTNESS})"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    println!("V4L2_PAGE_READY on {listen} (done on {done})");
+    let ended = tokio::time::timeout(wait, wait_for_done(&done_listener)).await;
     server.stop(device).await?;
-    Ok("page served to the host's browser test".into())
+    match ended {
+        Ok(()) => Ok("page served to the host's browser test".into()),
+        Err(_) => Err(format!(
+            "the host did not say done on {done} within {wait:?} (did the browser test hang?)"
+        )),
+    }
+}
+
+/// Accepts connections on `listener` until one sends [`PAGE_DONE`], and answers it
+/// [`PAGE_BYE`] so the host knows the VM heard it. Anything else (a port scan, qemu's probe)
+/// is dropped; each connection gets a few seconds and a few bytes.
+async fn wait_for_done(listener: &tokio::net::TcpListener) {
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let mut line = [0u8; 16];
+        let mut got = 0;
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            while got < PAGE_DONE.len() {
+                match tcp.read(&mut line[got..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        if read.is_ok() && line[..got] == *PAGE_DONE {
+            let _ = tcp.write_all(PAGE_BYE).await;
+            let _ = tcp.shutdown().await;
+            return;
+        }
+    }
 }

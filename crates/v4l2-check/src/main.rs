@@ -69,8 +69,10 @@ mod linux {
                 .position(|a| a == name)
                 .and_then(|i| args.get(i + 1).cloned())
         };
-        // `--serve-page ADDR`: afterwards, serve the camera page for the host's browser test.
+        // `--serve-page ADDR`: afterwards, serve the camera page for the host's browser test,
+        // until the host sends `done` to `--page-done ADDR`.
         let page = option("--serve-page");
+        let page_done = option("--page-done").unwrap_or_else(|| "0.0.0.0:8081".into());
         // `--mplane NODE`: a multi-planar node showing the same picture as DEVICE.
         let mplane = option("--mplane");
         let rt = match tokio::runtime::Builder::new_current_thread()
@@ -91,7 +93,8 @@ mod linux {
             }
             match &page {
                 Some(listen) => {
-                    let page = crate::controls::serve_page(&device, listen, PAGE_WAIT).await?;
+                    let page =
+                        crate::controls::serve_page(&device, listen, &page_done, PAGE_WAIT).await?;
                     Ok::<_, String>(format!("{summary}; {page}"))
                 }
                 None => Ok(summary),
