@@ -190,8 +190,10 @@ say_done() {
     log "the VM never answered done on 127.0.0.1:$done_port"
     return 1
 }
+# `--workspace`, as scripts/test.sh builds it: the same features for every dependency, so after
+# the test suite (CI runs it first) nothing is compiled again.
 log "building the browser test (tests/browser.rs)"
-cargo test -q "${locked[@]}" -p mjpegd --test browser --no-run 2>&1 | grep -v '^ *Executable' || true
+cargo test -q "${locked[@]}" --workspace --test browser --no-run 2>&1 | grep -v '^ *Executable' || true
 vmlog=$work/qemu.log
 log "booting qemu (TCG, ${smp} vCPU, timeout ${timeout_s} s); console in $vmlog"
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -smp "$smp" -m 1024 \
@@ -204,7 +206,7 @@ page_result="page: not reached"
 while kill -0 "$qemu" 2>/dev/null; do
     if grep -aq 'V4L2_PAGE_READY' "$vmlog"; then
         phase "the VM serves the camera page on 127.0.0.1:$page_port"
-        if MJPEGD_VIVID_URL="http://127.0.0.1:$page_port" cargo test -q "${locked[@]}" -p mjpegd \
+        if MJPEGD_VIVID_URL="http://127.0.0.1:$page_port" cargo test -q "${locked[@]}" --workspace \
             --test browser controls_panel -- --ignored --nocapture >"$work/browser.log" 2>&1; then
             page_result="page: sliders, menus and reset in Chromium"
             say_done || page_result="page: FAILED (the VM did not take the done signal)"

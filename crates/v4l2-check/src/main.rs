@@ -11,7 +11,8 @@
 //! offers (comparing their colours), checks that a second opening gets the "device busy" error
 //! and a missing device the "cannot open" one, checks camera controls through a real server
 //! (`controls.rs`, reading values back with `v4l2-ctl`), with `--mplane NODE` does the captures
-//! again on a multi-planar node (vivid's `multiplanar=2`) against the first node's colours, and
+//! again on a multi-planar node (vivid's `multiplanar=2`) against the first node's colours
+//! (with `--all-formats`, every format listed must be there, as vivid offers them all), and
 //! ends with one line:
 //! `V4L2_CAPTURE_RESULT: PASS ...` or `V4L2_CAPTURE_RESULT: FAIL ...` (exit status 0 or 1).
 
@@ -45,9 +46,16 @@ mod linux {
     const PAGE_WAIT: Duration = Duration::from_secs(300);
     /// Longest wait for one frame (an emulated machine is slow).
     const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
-    /// Raw formats to compare, with the reference first. `NM12` (NV12M, two memory planes)
-    /// exists only on the multi-planar API.
-    const FORMATS: [&str; 7] = ["RGB3", "YUYV", "UYVY", "NV12", "BGR3", "GREY", "NM12"];
+    /// Raw formats in one buffer to compare, with the reference first: each the encoder
+    /// reads as it is, then each the copy out of the driver's buffer rearranges.
+    const FORMATS: [&str; 16] = [
+        "RGB3", "YUYV", "UYVY", "NV12", "BGR3", "GREY", "YVYU", "VYUY", "NV21", "YU12", "YV12",
+        "NV16", "NV61", "422P", "NV24", "NV42",
+    ];
+    /// Formats in two or three buffers, which exist only on the multi-planar API.
+    const MPLANE_FORMATS: [&str; 10] = [
+        "NM12", "NM21", "NM16", "NM61", "YM12", "YM21", "YM16", "YM61", "YM24", "YM42",
+    ];
     /// Largest difference per channel from the reference format's colours.
     const TOLERANCE: u8 = 24;
 
@@ -75,6 +83,9 @@ mod linux {
         let page_done = option("--page-done").unwrap_or_else(|| "0.0.0.0:8081".into());
         // `--mplane NODE`: a multi-planar node showing the same picture as DEVICE.
         let mplane = option("--mplane");
+        // `--all-formats`: every format listed here must be offered (vivid offers them all);
+        // without it, a camera's missing formats are skipped.
+        let all_formats = args.iter().any(|a| a == "--all-formats");
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -87,7 +98,7 @@ mod linux {
         };
         let started = Instant::now();
         match rt.block_on(async {
-            let (mut summary, reference) = run(&device).await?;
+            let (mut summary, reference) = run(&device, all_formats).await?;
             if let Some(node) = &mplane {
                 summary = format!("{summary}; {}", run_mplane(node, &reference).await?);
             }
@@ -293,17 +304,18 @@ mod linux {
         let fps = capture_live(&mut source, node, want).await?;
         drop(source);
         let mut tested = Vec::new();
-        for format in FORMATS {
+        let formats: Vec<&str> = FORMATS.iter().chain(&MPLANE_FORMATS).copied().collect();
+        for &format in &formats {
             if let Some(colours) = bar_colours(node, format, want).await? {
                 compare(format, &colours, reference).map_err(|e| format!("{node}: {e}"))?;
                 tested.push(format);
             }
         }
-        // vivid offers every one of them on the multi-planar API, NV12M included; fewer
-        // means formats went missing on the way.
-        if tested.len() < FORMATS.len() {
+        // vivid offers every one of them on the multi-planar API, those in several buffers
+        // included; fewer means formats went missing on the way.
+        if tested.len() < formats.len() {
             return Err(format!(
-                "{node}: only {tested:?} of {FORMATS:?} could be captured"
+                "{node}: only {tested:?} of {formats:?} could be captured"
             ));
         }
         Ok(format!(
@@ -312,7 +324,7 @@ mod linux {
         ))
     }
 
-    async fn run(device: &str) -> Result<(String, Vec<[u8; 3]>), String> {
+    async fn run(device: &str, all_formats: bool) -> Result<(String, Vec<[u8; 3]>), String> {
         let listing = list_devices();
         println!("--- mjpegd --list-devices ---\n{listing}--- end of list ---");
         if !listing.contains(device) || !listing.contains("video capture") {
@@ -367,6 +379,11 @@ mod linux {
         let Some(reference) = reference else {
             return Err("the device offers no RGB3 to compare colours with".into());
         };
+        if all_formats && tested.len() < FORMATS.len() {
+            return Err(format!(
+                "{device}: only {tested:?} of {FORMATS:?} could be captured"
+            ));
+        }
 
         // A missing device names the fix.
         let missing = "/dev/video99";

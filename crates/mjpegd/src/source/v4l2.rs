@@ -19,6 +19,7 @@
 mod controls;
 mod convert;
 mod device;
+mod gather;
 mod list;
 mod sys;
 
@@ -288,33 +289,20 @@ impl Capture {
                 fourcc_str(got.pixelformat)
             ))
         })?;
-        // A driver that stores a format in other planes than the format has (its own variant
-        // of NV12, say), or NV12M with two line lengths, would hand us a scrambled picture.
-        let planes_ok =
-            strides.len() == format.planes() && strides.iter().all(|&s| s == got.bytesperline);
-        if !planes_ok {
-            return Err(SourceError::permanent(format!(
-                "v4l2: {}: the driver stores {} in {} memory planes with line lengths {strides:?}; \
-                 mjpegd reads it in {} of equal lines — ask for another format with --format (it \
-                 offers {})",
-                path.display(),
-                fourcc_str(got.pixelformat),
-                strides.len(),
-                format.planes(),
-                offered_list()
-            )));
-        }
         let kind = if format.is_jpeg() {
             Kind::Jpeg
         } else {
-            let layout = RawLayout::new(
-                format,
-                got.width,
-                got.height,
-                got.bytesperline,
-                got.quantization,
-            )
-            .map_err(|e| SourceError::permanent(format!("v4l2: {}: {e}", path.display())))?;
+            // A driver that stores a format in other planes than the format has (its own
+            // variant of NV12, say), or rows too short for the width, would hand us a
+            // scrambled picture.
+            let layout = RawLayout::new(format, got.width, got.height, &strides, got.quantization)
+                .map_err(|e| {
+                    SourceError::permanent(format!(
+                        "v4l2: {}: {e} — ask for another format with --format (it offers {})",
+                        path.display(),
+                        offered_list()
+                    ))
+                })?;
             Kind::Raw(layout)
         };
 
@@ -435,43 +423,6 @@ impl Drop for Capture {
 }
 
 /// One dequeued buffer to a JPEG image or a raw frame to encode, or why it is unusable.
-/// A raw frame's bytes copied out of the driver's buffer: the one plane as it is, or NV12M's
-/// two gathered into NV12 (the Y plane cut to its rows, then the UV plane). Too few bytes is
-/// a short frame.
-fn frame_bytes(layout: &RawLayout, planes: &[&[u8]]) -> Result<Vec<u8>, String> {
-    let need = layout.frame_len();
-    let short = |got: usize| {
-        format!(
-            "short frame: {got} bytes, a {}x{} {} frame needs {need}",
-            layout.width,
-            layout.height,
-            fourcc_str(layout.format.fourcc()),
-        )
-    };
-    match planes {
-        [data] if data.len() >= need => Ok(data[..need].to_vec()),
-        [data] => Err(short(data.len())),
-        [luma, chroma] => {
-            let luma_len = layout.stride * usize::from(layout.height);
-            let chroma_len = need.saturating_sub(luma_len);
-            if luma.len() < luma_len || chroma.len() < chroma_len {
-                return Err(short(
-                    luma.len().min(luma_len) + chroma.len().min(chroma_len),
-                ));
-            }
-            let mut data = Vec::with_capacity(need);
-            data.extend_from_slice(&luma[..luma_len]);
-            data.extend_from_slice(&chroma[..chroma_len]);
-            Ok(data)
-        }
-        _ => Err(format!(
-            "the driver gave {} memory planes for a {} frame",
-            planes.len(),
-            fourcc_str(layout.format.fourcc())
-        )),
-    }
-}
-
 fn process(kind: Kind, quality: u8, planes: &[&[u8]], info: FrameInfo) -> Result<Captured, String> {
     if info.flags & sys::BUF_FLAG_ERROR != 0 {
         return Err("the driver flagged the frame as corrupt".into());
@@ -502,7 +453,7 @@ fn process(kind: Kind, quality: u8, planes: &[&[u8]], info: FrameInfo) -> Result
             // The driver's buffer goes back to it before the frame is encoded: a copy (1.8 MB
             // for 720p YUYV, well under a millisecond) lets the encode run on the pool. A
             // short frame counts as unusable here, not in the job.
-            let mut data = frame_bytes(&layout, planes)?;
+            let mut data = layout.copy_out(planes)?;
             Ok(Captured::Encode(Box::new(
                 move |painter: Option<&Painter>| {
                     if let Some(p) = painter {
@@ -732,7 +683,7 @@ mod tests {
         assert!(process(Kind::Jpeg, 80, &[&good], flagged).is_err());
         assert!(process(Kind::Jpeg, 80, &[&good[..good.len() / 2]], ok).is_err());
         assert!(process(Kind::Jpeg, 80, &[&[]], ok).is_err());
-        let layout = RawLayout::new(PixelFormat::Yuyv, 4, 2, 8, 0).expect("layout");
+        let layout = RawLayout::new(PixelFormat::Yuyv, 4, 2, &[8], 0).expect("layout");
         let e = process(Kind::Raw(layout), 80, &[&[0; 15]], ok).unwrap_err();
         assert!(e.contains("needs 16"), "{e}");
         // A raw frame is encoded by the job it comes with (on the pool), from a copy: the
@@ -750,44 +701,5 @@ mod tests {
             px.iter().all(|&c| c.abs_diff(128) < 8),
             "grey, not the zeroed buffer: {px:?}"
         );
-    }
-
-    /// NV12M's two planes, each with its own padding after the rows, are gathered into the
-    /// NV12 frame the encoder reads; too little in either plane is a short frame.
-    #[test]
-    fn nv12m_planes_are_gathered_into_nv12() {
-        let (w, h, stride) = (4u32, 2u32, 8usize);
-        let layout = RawLayout::new(PixelFormat::Nv12M, w, h, stride as u32, 0).expect("layout");
-        assert_eq!(layout.format, PixelFormat::Nv12, "encoded as NV12");
-        let luma: Vec<u8> = (0..stride * 2).map(|i| i as u8).chain([0xee; 5]).collect();
-        let chroma: Vec<u8> = (100..100 + stride as u8).chain([0xee; 3]).collect();
-        let nv12 = frame_bytes(&layout, &[&luma, &chroma]).expect("gathered");
-        assert_eq!(nv12.len(), layout.frame_len());
-        assert_eq!(
-            &nv12[..stride * 2],
-            &luma[..stride * 2],
-            "the Y rows, no padding"
-        );
-        assert_eq!(
-            &nv12[stride * 2..],
-            &chroma[..layout.frame_len() - stride * 2]
-        );
-        assert!(!nv12.contains(&0xee));
-        let e = frame_bytes(&layout, &[&luma[..stride], &chroma]).unwrap_err();
-        assert!(e.contains("short frame"), "{e}");
-        let e = frame_bytes(&layout, &[&luma, &chroma[..2]]).unwrap_err();
-        assert!(e.contains("short frame"), "{e}");
-        let e = frame_bytes(&layout, &[&luma, &chroma, &chroma]).unwrap_err();
-        assert!(e.contains("3 memory planes"), "{e}");
-        let ok = FrameInfo {
-            sequence: 0,
-            flags: 0,
-        };
-        let Ok(Captured::Encode(job)) = process(Kind::Raw(layout), 80, &[&luma, &chroma], ok)
-        else {
-            panic!("an NV12M frame comes with its encoding job");
-        };
-        let image = job(None).expect("encodes");
-        assert_eq!((image.width, image.height), (w, h));
     }
 }

@@ -1,6 +1,8 @@
 //! Pixel formats we capture, and raw frames to JPEG.
 //!
-//! Raw frames are handed to `jpeg-encoder` row by row through its `ImageBuffer` trait (or, with
+//! A raw frame is first copied out of the driver's buffers into one of the few layouts the
+//! encoder reads, [`Encoded`] (`gather.rs`: planes gathered, chroma interleaved, U and V put
+//! in their place). It is then handed to `jpeg-encoder` row by row through its `ImageBuffer` trait (or, with
 //! the `turbojpeg` feature, to libjpeg-turbo as planes), as YCbCr where the camera delivers
 //! YCbCr: no intermediate RGB image, no colour conversion, only the studio-range (16-235) to
 //! full-range (0-255) expansion JPEG expects. Pure code over
@@ -10,11 +12,14 @@ use bytes::Bytes;
 #[cfg(not(feature = "turbojpeg"))]
 use jpeg_encoder::{ColorType, Encoder, ImageBuffer, JpegColorType, rgb_to_ycbcr};
 
+use super::gather::DriverFrame;
 use super::sys;
 use crate::overlay::{Surface, shade_sample};
 
-/// A V4L2 pixel format we can capture, by preference: camera JPEG first (no CPU spent, and
-/// USB cameras reach their full rate only in MJPEG), then the raw formats we encode.
+/// A V4L2 pixel format we can capture, by preference (the declaration order is [`SPECS`]'s):
+/// camera JPEG first (no CPU spent, and USB cameras reach their full rate only in MJPEG), then
+/// the raw formats the encoder reads as they are, then those the copy out of the driver's
+/// buffer rearranges (`gather.rs`), then RGB, 4:4:4 and luma only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PixelFormat {
     /// `MJPG`: Motion-JPEG, passed through (after adding missing Huffman tables).
@@ -27,45 +32,228 @@ pub(super) enum PixelFormat {
     Uyvy,
     /// `NV12`: 4:2:0, a Y plane then an interleaved UV plane.
     Nv12,
+    /// `YVYU`: packed 4:2:2 (Y0 V Y1 U).
+    Yvyu,
+    /// `VYUY`: packed 4:2:2 (V Y0 U Y1).
+    Vyuy,
+    /// `NV21`: NV12 with V before U.
+    Nv21,
+    /// `YU12` (I420): 4:2:0, Y, U and V planes.
+    Yuv420,
+    /// `YV12`: 4:2:0, Y, V and U planes.
+    Yvu420,
+    /// `NV16`: 4:2:2, a Y plane then an interleaved UV plane of full height.
+    Nv16,
+    /// `NV61`: NV16 with V before U.
+    Nv61,
+    /// `422P`: 4:2:2, Y, U and V planes.
+    Yuv422P,
+    /// `NM12` (NV12M): NV12 with its Y and UV planes in two buffers.
+    Nv12M,
+    /// `NM21` (NV21M): NV21 in two buffers.
+    Nv21M,
+    /// `NM16` (NV16M): NV16 in two buffers.
+    Nv16M,
+    /// `NM61` (NV61M): NV61 in two buffers.
+    Nv61M,
+    /// `YM12` (YUV420M): YU12 in three buffers.
+    Yuv420M,
+    /// `YM21` (YVU420M): YV12 in three buffers.
+    Yvu420M,
+    /// `YM16` (YUV422M): 422P in three buffers.
+    Yuv422M,
+    /// `YM61` (YVU422M): 422P with V before U, in three buffers.
+    Yvu422M,
     /// `RGB3`: 24-bit RGB.
     Rgb24,
     /// `BGR3`: 24-bit BGR.
     Bgr24,
-    /// `GREY`: 8-bit luma.
+    /// `NV24`: 4:4:4, a Y plane then an interleaved UV plane of full size (HDMI receivers).
+    Nv24,
+    /// `NV42`: NV24 with V before U.
+    Nv42,
+    /// `YM24` (YUV444M): 4:4:4, Y, U and V in three buffers.
+    Yuv444M,
+    /// `YM42` (YVU444M): the same with V before U.
+    Yvu444M,
+    /// `GREY`: 8-bit luma. Last: a colour camera that offers it offers colour too.
     Grey,
-    /// `NM12` (NV12M): NV12 with its Y and UV planes in separate buffers, as some multi-planar
-    /// drivers offer it; gathered into NV12 when copied out of the driver's buffers. Last: a
-    /// driver that has it usually offers one-buffer NV12 too.
-    Nv12M,
 }
+
+/// The layouts the JPEG encoder reads, which every raw format is copied into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Encoded {
+    /// Packed 4:2:2, Y0 U Y1 V.
+    Yuyv,
+    /// Packed 4:2:2, U Y0 V Y1.
+    Uyvy,
+    /// 4:2:0, a Y plane then interleaved UV rows at the same stride.
+    Nv12,
+    /// 24-bit RGB.
+    Rgb24,
+    /// 24-bit BGR.
+    Bgr24,
+    /// 8-bit luma.
+    Grey,
+}
+
+impl Encoded {
+    /// The smallest row a frame of `width` pixels can have (of the luma plane for NV12,
+    /// whose chroma rows share it).
+    pub(super) fn min_stride(self, width: usize) -> usize {
+        match self {
+            // Pixels come in pairs sharing one U and one V.
+            Encoded::Yuyv | Encoded::Uyvy => width.div_ceil(2) * 4,
+            Encoded::Nv12 => width.div_ceil(2) * 2,
+            Encoded::Rgb24 | Encoded::Bgr24 => width * 3,
+            Encoded::Grey => width,
+        }
+    }
+}
+
+/// Where a driver format keeps its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Samples {
+    /// Compressed by the camera: passed through, never encoded.
+    Jpeg,
+    /// One packed plane of an encoder layout, with U and V trading places when `swapped`
+    /// (YVYU is YUYV so, VYUY is UYVY).
+    Packed {
+        /// The encoder layout it is, or becomes once swapped.
+        encoded: Encoded,
+        /// U and V are in each other's place.
+        swapped: bool,
+    },
+    /// A luma plane, then chroma subsampled `h_sub` times across and `v_sub` times down,
+    /// as interleaved pairs or as two planes, V first when `vu`.
+    Split {
+        /// Chroma in one plane of (U, V) pairs rather than a U and a V plane.
+        pairs: bool,
+        /// V before U.
+        vu: bool,
+        /// Horizontal chroma subsampling: 1 or 2.
+        h_sub: usize,
+        /// Vertical chroma subsampling: 1 or 2.
+        v_sub: usize,
+    },
+}
+
+/// One supported format: its code, where its samples are, and in how many buffers.
+struct Spec {
+    format: PixelFormat,
+    code: [u8; 4],
+    samples: Samples,
+    buffers: usize,
+}
+
+const fn packed(format: PixelFormat, code: &[u8; 4], encoded: Encoded, swapped: bool) -> Spec {
+    Spec {
+        format,
+        code: *code,
+        samples: Samples::Packed { encoded, swapped },
+        buffers: 1,
+    }
+}
+
+const fn jpeg(format: PixelFormat, code: &[u8; 4]) -> Spec {
+    Spec {
+        format,
+        code: *code,
+        samples: Samples::Jpeg,
+        buffers: 1,
+    }
+}
+
+const fn split(
+    format: PixelFormat,
+    code: &[u8; 4],
+    (pairs, vu): (bool, bool),
+    (h_sub, v_sub): (usize, usize),
+    buffers: usize,
+) -> Spec {
+    Spec {
+        format,
+        code: *code,
+        samples: Samples::Split {
+            pairs,
+            vu,
+            h_sub,
+            v_sub,
+        },
+        buffers,
+    }
+}
+
+/// Chroma as (U, V) or (V, U) pairs, or as U then V or V then U planes.
+const UV_PAIRS: (bool, bool) = (true, false);
+const VU_PAIRS: (bool, bool) = (true, true);
+const UV_PLANES: (bool, bool) = (false, false);
+const VU_PLANES: (bool, bool) = (false, true);
+/// Chroma subsampling, across and down.
+const S420: (usize, usize) = (2, 2);
+const S422: (usize, usize) = (2, 1);
+const S444: (usize, usize) = (1, 1);
+
+/// Every supported format, in [`PixelFormat`]'s order (checked where [`PixelFormat::ALL`]
+/// is built).
+const SPECS: [Spec; 28] = {
+    use PixelFormat as F;
+    [
+        jpeg(F::Mjpg, b"MJPG"),
+        jpeg(F::Jpeg, b"JPEG"),
+        packed(F::Yuyv, b"YUYV", Encoded::Yuyv, false),
+        packed(F::Uyvy, b"UYVY", Encoded::Uyvy, false),
+        split(F::Nv12, b"NV12", UV_PAIRS, S420, 1),
+        packed(F::Yvyu, b"YVYU", Encoded::Yuyv, true),
+        packed(F::Vyuy, b"VYUY", Encoded::Uyvy, true),
+        split(F::Nv21, b"NV21", VU_PAIRS, S420, 1),
+        split(F::Yuv420, b"YU12", UV_PLANES, S420, 1),
+        split(F::Yvu420, b"YV12", VU_PLANES, S420, 1),
+        split(F::Nv16, b"NV16", UV_PAIRS, S422, 1),
+        split(F::Nv61, b"NV61", VU_PAIRS, S422, 1),
+        split(F::Yuv422P, b"422P", UV_PLANES, S422, 1),
+        split(F::Nv12M, b"NM12", UV_PAIRS, S420, 2),
+        split(F::Nv21M, b"NM21", VU_PAIRS, S420, 2),
+        split(F::Nv16M, b"NM16", UV_PAIRS, S422, 2),
+        split(F::Nv61M, b"NM61", VU_PAIRS, S422, 2),
+        split(F::Yuv420M, b"YM12", UV_PLANES, S420, 3),
+        split(F::Yvu420M, b"YM21", VU_PLANES, S420, 3),
+        split(F::Yuv422M, b"YM16", UV_PLANES, S422, 3),
+        split(F::Yvu422M, b"YM61", VU_PLANES, S422, 3),
+        packed(F::Rgb24, b"RGB3", Encoded::Rgb24, false),
+        packed(F::Bgr24, b"BGR3", Encoded::Bgr24, false),
+        split(F::Nv24, b"NV24", UV_PAIRS, S444, 1),
+        split(F::Nv42, b"NV42", VU_PAIRS, S444, 1),
+        split(F::Yuv444M, b"YM24", UV_PLANES, S444, 3),
+        split(F::Yvu444M, b"YM42", VU_PLANES, S444, 3),
+        packed(F::Grey, b"GREY", Encoded::Grey, false),
+    ]
+};
 
 impl PixelFormat {
     /// Every supported format, most preferred first.
-    pub(super) const ALL: [PixelFormat; 9] = [
-        PixelFormat::Mjpg,
-        PixelFormat::Jpeg,
-        PixelFormat::Yuyv,
-        PixelFormat::Uyvy,
-        PixelFormat::Nv12,
-        PixelFormat::Rgb24,
-        PixelFormat::Bgr24,
-        PixelFormat::Grey,
-        PixelFormat::Nv12M,
-    ];
+    pub(super) const ALL: [PixelFormat; SPECS.len()] = {
+        let mut all = [PixelFormat::Mjpg; SPECS.len()];
+        let mut i = 0;
+        while i < SPECS.len() {
+            // `spec` indexes SPECS by the variant's number.
+            assert!(
+                SPECS[i].format as usize == i,
+                "SPECS is in declaration order"
+            );
+            all[i] = SPECS[i].format;
+            i += 1;
+        }
+        all
+    };
+
+    fn spec(self) -> &'static Spec {
+        &SPECS[self as usize]
+    }
 
     /// The four-character code as V4L2 spells it.
     pub(super) fn code(self) -> [u8; 4] {
-        *match self {
-            PixelFormat::Mjpg => b"MJPG",
-            PixelFormat::Jpeg => b"JPEG",
-            PixelFormat::Yuyv => b"YUYV",
-            PixelFormat::Uyvy => b"UYVY",
-            PixelFormat::Nv12 => b"NV12",
-            PixelFormat::Rgb24 => b"RGB3",
-            PixelFormat::Bgr24 => b"BGR3",
-            PixelFormat::Grey => b"GREY",
-            PixelFormat::Nv12M => b"NM12",
-        }
+        self.spec().code
     }
 
     /// The code as the little-endian `u32` of the kernel ABI (`v4l2_fourcc`).
@@ -87,7 +275,19 @@ impl PixelFormat {
             "RGB" | "RGB24" => "RGB3",
             "BGR" | "BGR24" => "BGR3",
             "GRAY" | "Y8" => "GREY",
+            "I420" | "IYUV" | "YUV420" => "YU12",
+            "YVU420" => "YV12",
+            "YUV422P" => "422P",
             "NV12M" => "NM12",
+            "NV21M" => "NM21",
+            "NV16M" => "NM16",
+            "NV61M" => "NM61",
+            "YUV420M" => "YM12",
+            "YVU420M" => "YM21",
+            "YUV422M" => "YM16",
+            "YVU422M" => "YM61",
+            "YUV444M" => "YM24",
+            "YVU444M" => "YM42",
             other => other,
         };
         PixelFormat::ALL
@@ -95,9 +295,38 @@ impl PixelFormat {
             .find(|f| f.code() == alias.as_bytes())
     }
 
+    /// Where the format keeps its samples.
+    pub(super) fn samples(self) -> Samples {
+        self.spec().samples
+    }
+
     /// True for formats the camera compresses itself (passed through, not encoded).
     pub(super) fn is_jpeg(self) -> bool {
-        matches!(self, PixelFormat::Mjpg | PixelFormat::Jpeg)
+        self.samples() == Samples::Jpeg
+    }
+
+    /// Memory planes (driver buffers) a frame of this format comes in.
+    pub(super) fn planes(self) -> usize {
+        self.spec().buffers
+    }
+
+    /// The encoder layout a frame is copied into.
+    pub(super) fn encoded(self) -> Encoded {
+        match self.samples() {
+            Samples::Packed { encoded, .. } => encoded,
+            // JPEG is passed through, never encoded: any answer would do.
+            Samples::Split { v_sub: 2, .. } | Samples::Jpeg => Encoded::Nv12,
+            Samples::Split { .. } => Encoded::Yuyv,
+        }
+    }
+
+    /// True when the driver's buffer is already the encoder's layout: copied as it is.
+    pub(super) fn is_direct(self) -> bool {
+        match self.samples() {
+            Samples::Packed { swapped, .. } => !swapped,
+            Samples::Split { .. } => self == PixelFormat::Nv12,
+            Samples::Jpeg => false,
+        }
     }
 
     /// Whether samples use the full 0-255 range, given the driver's `quantization`.
@@ -106,34 +335,17 @@ impl PixelFormat {
     /// as the V4L2 colorspace rules say; luma-only `GREY` from drivers (vivid, IR and
     /// monochrome sensors) is full range in practice, so it defaults to that.
     fn is_full_range(self, quantization: u32) -> bool {
-        match self {
-            PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Mjpg | PixelFormat::Jpeg => true,
-            PixelFormat::Yuyv
-            | PixelFormat::Uyvy
-            | PixelFormat::Nv12
-            | PixelFormat::Nv12M
-            | PixelFormat::Grey => match quantization {
+        match self.samples() {
+            Samples::Jpeg
+            | Samples::Packed {
+                encoded: Encoded::Rgb24 | Encoded::Bgr24,
+                ..
+            } => true,
+            _ => match quantization {
                 sys::QUANTIZATION_FULL_RANGE => true,
                 sys::QUANTIZATION_LIM_RANGE => false,
                 _ => self == PixelFormat::Grey,
             },
-        }
-    }
-
-    /// Memory planes (driver buffers) a frame of this format comes in.
-    pub(super) fn planes(self) -> usize {
-        if self == PixelFormat::Nv12M { 2 } else { 1 }
-    }
-
-    /// The smallest `bytesperline` a row of `width` pixels can have.
-    fn min_stride(self, width: usize) -> usize {
-        match self {
-            PixelFormat::Mjpg | PixelFormat::Jpeg => 0,
-            // Pixels come in pairs sharing one U and one V.
-            PixelFormat::Yuyv | PixelFormat::Uyvy => width.div_ceil(2) * 4,
-            PixelFormat::Nv12 | PixelFormat::Nv12M => width.div_ceil(2) * 2,
-            PixelFormat::Rgb24 | PixelFormat::Bgr24 => width * 3,
-            PixelFormat::Grey => width,
         }
     }
 }
@@ -155,29 +367,31 @@ pub(super) fn fourcc_str(fourcc: u32) -> String {
         .to_string()
 }
 
-/// The geometry of a raw frame as the driver negotiated it.
+/// A raw frame as the encoder reads it, and where the driver puts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RawLayout {
-    /// Pixel format (not a JPEG one).
-    pub(super) format: PixelFormat,
+    /// The layout of the frame handed to the encoder.
+    pub(super) format: Encoded,
     /// Width in pixels.
     pub(super) width: u16,
     /// Height in pixels.
     pub(super) height: u16,
-    /// Bytes from one row to the next (of the luma plane for NV12).
+    /// Bytes from one row to the next of the encoder's frame (of the luma plane for NV12).
     pub(super) stride: usize,
     /// YCbCr samples use the full 0-255 range rather than studio range.
     pub(super) full_range: bool,
+    /// The driver's format and planes, which the copy out of its buffers reads.
+    pub(super) driver: DriverFrame,
 }
 
 impl RawLayout {
-    /// Checks the driver's numbers (`quantization` is `v4l2_pix_format.quantization`); the
-    /// error says what is wrong.
+    /// Checks the driver's numbers (`strides` are the `bytesperline` of each memory plane,
+    /// `quantization` is `v4l2_pix_format.quantization`); the error says what is wrong.
     pub(super) fn new(
         format: PixelFormat,
         width: u32,
         height: u32,
-        stride: u32,
+        strides: &[u32],
         quantization: u32,
     ) -> Result<RawLayout, String> {
         let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else {
@@ -188,41 +402,32 @@ impl RawLayout {
         if w == 0 || h == 0 {
             return Err(format!("driver negotiated an empty {width}x{height} image"));
         }
-        let min = format.min_stride(usize::from(w));
-        // Some drivers leave bytesperline at 0 for packed formats: rows are then contiguous.
-        let stride = if stride == 0 { min } else { stride as usize };
-        if stride < min {
-            return Err(format!(
-                "driver reports {stride} bytes per row, but {} needs {min} at width {w}",
-                fourcc_str(format.fourcc())
-            ));
-        }
+        let driver = DriverFrame::new(format, w.into(), h.into(), strides)?;
+        let encoded = format.encoded();
         Ok(RawLayout {
-            // The layout is that of the frame handed to the encoder: NV12M's planes are
-            // gathered into NV12 first.
-            format: if format == PixelFormat::Nv12M {
-                PixelFormat::Nv12
-            } else {
-                format
-            },
+            format: encoded,
             width: w,
             height: h,
-            stride,
+            // Packed rows and one-buffer NV12 are copied row for row, padding and all; the
+            // rest is rearranged into rows without padding.
+            stride: if driver.keeps_stride() {
+                driver.planes()[0].stride
+            } else {
+                encoded.min_stride(w.into())
+            },
             full_range: format.is_full_range(quantization),
+            driver,
         })
     }
 
     /// Bytes a complete frame occupies.
     pub(super) fn frame_len(&self) -> usize {
         let (h, stride) = (usize::from(self.height), self.stride);
+        let last_row = self.format.min_stride(self.width.into());
         match self.format {
             // The last row need not be padded to the full stride.
-            PixelFormat::Nv12 => {
-                stride * h
-                    + stride * (h.div_ceil(2) - 1)
-                    + self.format.min_stride(self.width.into())
-            }
-            f => stride * (h - 1) + f.min_stride(self.width.into()),
+            Encoded::Nv12 => stride * h + stride * (h.div_ceil(2) - 1) + last_row,
+            _ => stride * (h - 1) + last_row,
         }
     }
 
@@ -245,12 +450,12 @@ impl RawLayout {
         let encoder = Encoder::new(&mut out, quality.clamp(1, 100));
         let result = match self.format {
             // Contiguous full-range RGB/BGR/grey: the encoder's own (SIMD) paths.
-            PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Grey
+            Encoded::Rgb24 | Encoded::Bgr24 | Encoded::Grey
                 if self.full_range && self.stride == self.format.min_stride(self.width.into()) =>
             {
                 let color = match self.format {
-                    PixelFormat::Rgb24 => ColorType::Rgb,
-                    PixelFormat::Bgr24 => ColorType::Bgr,
+                    Encoded::Rgb24 => ColorType::Rgb,
+                    Encoded::Bgr24 => ColorType::Bgr,
                     _ => ColorType::Luma,
                 };
                 encoder.encode(data, self.width, self.height, color)
@@ -276,15 +481,15 @@ impl RawLayout {
             &data[start..start + self.format.min_stride(w)]
         };
         let result = match self.format {
-            PixelFormat::Rgb24 | PixelFormat::Bgr24 => {
-                let packed = if self.format == PixelFormat::Rgb24 {
+            Encoded::Rgb24 | Encoded::Bgr24 => {
+                let packed = if self.format == Encoded::Rgb24 {
                     Packed::Rgb
                 } else {
                     Packed::Bgr
                 };
                 encode_packed(data, self.width, self.height, self.stride, packed, quality)
             }
-            PixelFormat::Grey if self.full_range => encode_packed(
+            Encoded::Grey if self.full_range => encode_packed(
                 data,
                 self.width,
                 self.height,
@@ -292,14 +497,14 @@ impl RawLayout {
                 Packed::Grey,
                 quality,
             ),
-            PixelFormat::Grey => {
+            Encoded::Grey => {
                 let luma: Vec<u8> = (0..h)
                     .flat_map(|y| row(y).iter().map(|&s| yt[usize::from(s)]))
                     .collect();
                 encode_packed(&luma, self.width, self.height, w, Packed::Grey, quality)
             }
-            PixelFormat::Yuyv | PixelFormat::Uyvy => {
-                let (luma, u, v) = if self.format == PixelFormat::Yuyv {
+            Encoded::Yuyv | Encoded::Uyvy => {
+                let (luma, u, v) = if self.format == Encoded::Yuyv {
                     (0, 1, 3)
                 } else {
                     (1, 0, 2)
@@ -324,8 +529,7 @@ impl RawLayout {
                 }
                 encode_ycbcr_planes([&py, &pb, &pr], self.width, self.height, false, quality)
             }
-            // A layout never holds NV12M (`RawLayout::new` makes it NV12).
-            PixelFormat::Nv12 | PixelFormat::Nv12M => {
+            Encoded::Nv12 => {
                 let cw = w.div_ceil(2);
                 // Luma padded to whole 2x2 blocks (libjpeg-turbo reads them): a last odd
                 // column and row repeated.
@@ -352,10 +556,6 @@ impl RawLayout {
                     }
                 }
                 encode_ycbcr_planes([&py, &pb, &pr], self.width, self.height, true, quality)
-            }
-            // Not raw: `RawLayout` is never built for these (see `Capture::open`).
-            PixelFormat::Mjpg | PixelFormat::Jpeg => {
-                return Err("a JPEG format is passed through, not encoded".into());
             }
         };
         result.map_err(|e| e.to_string())
@@ -413,7 +613,7 @@ impl Raw<'_> {
 #[cfg(not(feature = "turbojpeg"))]
 impl ImageBuffer for Raw<'_> {
     fn get_jpeg_color_type(&self) -> JpegColorType {
-        if self.layout.format == PixelFormat::Grey {
+        if self.layout.format == Encoded::Grey {
             JpegColorType::Luma
         } else {
             JpegColorType::Ycbcr
@@ -439,9 +639,9 @@ impl ImageBuffer for Raw<'_> {
         let y = usize::from(y);
         let [by, bcb, bcr, _] = buffers;
         match l.format {
-            PixelFormat::Yuyv | PixelFormat::Uyvy => {
+            Encoded::Yuyv | Encoded::Uyvy => {
                 // Offsets of Y in each 2-byte pixel, and of U and V in each 4-byte pair.
-                let (luma, u, v) = if l.format == PixelFormat::Yuyv {
+                let (luma, u, v) = if l.format == Encoded::Yuyv {
                     (0, 1, 3)
                 } else {
                     (1, 0, 2)
@@ -459,8 +659,7 @@ impl ImageBuffer for Raw<'_> {
                     b.truncate(start + w);
                 }
             }
-            // A layout never holds NV12M (`RawLayout::new` makes it NV12).
-            PixelFormat::Nv12 | PixelFormat::Nv12M => {
+            Encoded::Nv12 => {
                 // A row's width is the chroma row's (pairs), one sample more than the luma
                 // row's at an odd width.
                 let luma = &self.row(y)[..w];
@@ -478,8 +677,8 @@ impl ImageBuffer for Raw<'_> {
                     b.truncate(start + w);
                 }
             }
-            PixelFormat::Rgb24 | PixelFormat::Bgr24 => {
-                let (r, b) = if l.format == PixelFormat::Rgb24 {
+            Encoded::Rgb24 | Encoded::Bgr24 => {
+                let (r, b) = if l.format == Encoded::Rgb24 {
                     (0, 2)
                 } else {
                     (2, 0)
@@ -491,13 +690,7 @@ impl ImageBuffer for Raw<'_> {
                     bcr.push(cr);
                 }
             }
-            PixelFormat::Grey => by.extend(self.row(y).iter().map(|&s| yt[usize::from(s)])),
-            // Not raw: `RawLayout` is never built for these (see `Capture::open`).
-            PixelFormat::Mjpg | PixelFormat::Jpeg => {
-                by.resize(by.len() + w, 0);
-                bcb.resize(bcb.len() + w, 128);
-                bcr.resize(bcr.len() + w, 128);
-            }
+            Encoded::Grey => by.extend(self.row(y).iter().map(|&s| yt[usize::from(s)])),
         }
     }
 }
@@ -523,19 +716,19 @@ impl<'a> RawSurface<'a> {
             for xx in x as usize..(x + w) as usize {
                 let row = yy * stride;
                 let (samples, chroma): (&[usize], [Option<usize>; 2]) = match self.layout.format {
-                    PixelFormat::Yuyv => (
+                    Encoded::Yuyv => (
                         &[row + xx * 2],
                         [Some(row + xx / 2 * 4 + 1), Some(row + xx / 2 * 4 + 3)],
                     ),
-                    PixelFormat::Uyvy => (
+                    Encoded::Uyvy => (
                         &[row + xx * 2 + 1],
                         [Some(row + xx / 2 * 4), Some(row + xx / 2 * 4 + 2)],
                     ),
-                    PixelFormat::Nv12 => {
+                    Encoded::Nv12 => {
                         let uv = stride * height + yy / 2 * stride + xx / 2 * 2;
                         (&[row + xx], [Some(uv), Some(uv + 1)])
                     }
-                    PixelFormat::Rgb24 | PixelFormat::Bgr24 => {
+                    Encoded::Rgb24 | Encoded::Bgr24 => {
                         let p = row + xx * 3;
                         for i in p..p + 3 {
                             if let Some(v) = self.data.get_mut(i) {
@@ -585,13 +778,13 @@ impl Surface for RawSurface<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
     fn overlay_paints_a_yuyv_frame_in_place() {
         use crate::overlay::{Overlay, Position, Text};
-        let layout = RawLayout::new(PixelFormat::Yuyv, 64, 32, 0, sys::QUANTIZATION_LIM_RANGE)
+        let layout = RawLayout::new(PixelFormat::Yuyv, 64, 32, &[0], sys::QUANTIZATION_LIM_RANGE)
             .expect("layout");
         // A mid-grey, tinted frame: Y 128, U 90, V 170.
         let mut data: Vec<u8> = [128, 90, 128, 170].repeat(64 * 32 / 2);
@@ -631,7 +824,7 @@ mod tests {
     }
 
     /// BT.601 studio-range YCbCr of an RGB colour, as a camera would send it.
-    fn studio_yuv(rgb: [u8; 3]) -> [u8; 3] {
+    pub(in super::super) fn studio_yuv(rgb: [u8; 3]) -> [u8; 3] {
         let [r, g, b] = rgb.map(f64::from);
         let y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0;
         let cb = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0;
@@ -639,11 +832,18 @@ mod tests {
         [y, cb, cr].map(|v| v.round() as u8)
     }
 
-    const COLOURS: [[u8; 3]; 4] = [[200, 30, 40], [20, 180, 60], [30, 60, 210], [240, 240, 240]];
+    /// The colours of the test frames' four vertical bars, left to right.
+    pub(in super::super) const COLOURS: [[u8; 3]; 4] =
+        [[200, 30, 40], [20, 180, 60], [30, 60, 210], [240, 240, 240]];
 
     /// A frame of four vertical bars of `COLOURS`, in `format`, with `pad` bytes per row.
-    fn bars(format: PixelFormat, w: usize, h: usize, pad: usize) -> (RawLayout, Vec<u8>) {
-        let stride = format.min_stride(w) + pad;
+    pub(in super::super) fn bars(
+        format: PixelFormat,
+        w: usize,
+        h: usize,
+        pad: usize,
+    ) -> (RawLayout, Vec<u8>) {
+        let stride = format.encoded().min_stride(w) + pad;
         let colour = |x: usize| COLOURS[x * 4 / w];
         let mut data = Vec::new();
         for _ in 0..h {
@@ -668,7 +868,7 @@ mod tests {
                     let [r, g, b] = colour(x);
                     [b, g, r]
                 })),
-                PixelFormat::Mjpg | PixelFormat::Jpeg | PixelFormat::Nv12M => unreachable!(),
+                _ => unreachable!("not an encoder layout: {format:?}"),
             }
             row.resize(stride, 0xAA);
             data.extend_from_slice(&row);
@@ -688,7 +888,7 @@ mod tests {
             format,
             w as u32,
             h as u32,
-            stride as u32,
+            &[stride as u32],
             sys::QUANTIZATION_LIM_RANGE,
         )
         .expect("ok");
@@ -697,42 +897,54 @@ mod tests {
 
     #[test]
     fn every_raw_format_encodes_to_the_right_colours() {
-        // NV12M reaches the encoder gathered into NV12 (tested with the gathering, in v4l2.rs).
-        let raw = PixelFormat::ALL
-            .into_iter()
-            .filter(|&f| !f.is_jpeg() && f != PixelFormat::Nv12M);
+        // The formats the encoder reads as they are; the rest reach it rearranged into these
+        // (tested with the rearranging, in gather.rs).
+        let raw = PixelFormat::ALL.into_iter().filter(|&f| f.is_direct());
         for format in raw {
             for (w, h, pad) in [(64, 32, 0), (64, 32, 16), (62, 17, 6), (61, 17, 6)] {
                 let (layout, data) = bars(format, w, h, pad);
-                let jpeg = layout
-                    .encode(&data, 95)
-                    .expect("long enough")
-                    .expect("encodes");
-                assert_eq!(crate::jpeg::dimensions(&jpeg), Ok((w as u32, h as u32)));
-                let (px, dw, dh) = decode(&jpeg);
-                assert_eq!((dw, dh), (w, h));
-                let channels = px.len() / (dw * dh);
-                // Top, middle and bottom: rows that drift (a sample too many per row) show
-                // as bars shifted further down the image.
-                for row in [1, h / 2, h - 2] {
-                    for (bar, want) in COLOURS.iter().enumerate() {
-                        // Sample the middle of each bar, away from edges blurred by subsampling.
-                        let x = (2 * bar + 1) * w / 8;
-                        let at = (row * w + x) * channels;
-                        let got = &px[at..at + channels];
-                        let want: Vec<u8> = if format == PixelFormat::Grey {
-                            let [r, g, b] = want.map(f64::from);
-                            vec![(0.299 * r + 0.587 * g + 0.114 * b).round() as u8]
-                        } else {
-                            want.to_vec()
-                        };
-                        for (g, e) in got.iter().zip(&want) {
-                            assert!(
-                                g.abs_diff(*e) <= 8,
-                                "{format:?} {w}x{h}+{pad}: row {row}, bar {bar}: got {got:?}, want {want:?}"
-                            );
-                        }
-                    }
+                let what = format!("{format:?} {w}x{h}+{pad}");
+                assert_bar_colours(&what, &layout, &data, format == PixelFormat::Grey);
+            }
+        }
+    }
+
+    /// `data` in `layout`, encoded and decoded, shows the four bars of `COLOURS` (their luma
+    /// when `grey`) at the top, middle and bottom.
+    pub(in super::super) fn assert_bar_colours(
+        what: &str,
+        layout: &RawLayout,
+        data: &[u8],
+        grey: bool,
+    ) {
+        let (w, h) = (usize::from(layout.width), usize::from(layout.height));
+        let jpeg = layout
+            .encode(data, 95)
+            .expect("long enough")
+            .expect("encodes");
+        assert_eq!(crate::jpeg::dimensions(&jpeg), Ok((w as u32, h as u32)));
+        let (px, dw, dh) = decode(&jpeg);
+        assert_eq!((dw, dh), (w, h));
+        let channels = px.len() / (dw * dh);
+        // Top, middle and bottom: rows that drift (a sample too many per row) show
+        // as bars shifted further down the image.
+        for row in [1, h / 2, h - 2] {
+            for (bar, want) in COLOURS.iter().enumerate() {
+                // Sample the middle of each bar, away from edges blurred by subsampling.
+                let x = (2 * bar + 1) * w / 8;
+                let at = (row * w + x) * channels;
+                let got = &px[at..at + channels];
+                let want: Vec<u8> = if grey {
+                    let [r, g, b] = want.map(f64::from);
+                    vec![(0.299 * r + 0.587 * g + 0.114 * b).round() as u8]
+                } else {
+                    want.to_vec()
+                };
+                for (g, e) in got.iter().zip(&want) {
+                    assert!(
+                        g.abs_diff(*e) <= 8,
+                        "{what}: row {row}, bar {bar}: got {got:?}, want {want:?}"
+                    );
                 }
             }
         }
@@ -750,17 +962,17 @@ mod tests {
 
     #[test]
     fn layouts_check_the_driver_numbers() {
-        assert!(RawLayout::new(PixelFormat::Yuyv, 640, 480, 1280, 0).is_ok());
-        assert!(RawLayout::new(PixelFormat::Yuyv, 640, 480, 0, 0).is_ok());
-        let e = RawLayout::new(PixelFormat::Yuyv, 640, 480, 1000, 0).unwrap_err();
+        assert!(RawLayout::new(PixelFormat::Yuyv, 640, 480, &[1280], 0).is_ok());
+        assert!(RawLayout::new(PixelFormat::Yuyv, 640, 480, &[0], 0).is_ok());
+        let e = RawLayout::new(PixelFormat::Yuyv, 640, 480, &[1000], 0).unwrap_err();
         assert!(e.contains("1280"), "{e}");
-        assert!(RawLayout::new(PixelFormat::Yuyv, 0, 480, 1280, 0).is_err());
-        assert!(RawLayout::new(PixelFormat::Yuyv, 70_000, 480, 140_000, 0).is_err());
+        assert!(RawLayout::new(PixelFormat::Yuyv, 0, 480, &[1280], 0).is_err());
+        assert!(RawLayout::new(PixelFormat::Yuyv, 70_000, 480, &[140_000], 0).is_err());
     }
 
     #[test]
     fn quantization_follows_the_driver_with_sensible_defaults() {
-        let full = |f: PixelFormat, q| RawLayout::new(f, 64, 32, 0, q).expect("ok").full_range;
+        let full = |f: PixelFormat, q| RawLayout::new(f, 64, 32, &[0], q).expect("ok").full_range;
         let (default, full_q, lim) = (0, sys::QUANTIZATION_FULL_RANGE, sys::QUANTIZATION_LIM_RANGE);
         assert!(!full(PixelFormat::Yuyv, default));
         assert!(full(PixelFormat::Yuyv, full_q));

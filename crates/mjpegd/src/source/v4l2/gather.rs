@@ -1,0 +1,565 @@
+//! A raw frame copied out of the driver's buffers into the layout the encoder reads.
+//!
+//! Every raw frame is copied anyway, so that the driver gets its buffer back before the frame
+//! is encoded on the pool. That one pass also brings the many ways drivers store YCbCr (V
+//! before U, chroma in two planes, planes in separate buffers, 4:2:2 and 4:4:4 chroma) to the
+//! few layouts the encoder reads ([`Encoded`]), so nothing after it knows they exist: 4:2:0
+//! becomes NV12, 4:2:2 and 4:4:4 become YUYV (4:4:4 chroma averaged in pairs of pixels, which
+//! the JPEG's own subsampling would drop anyway). Pure code over byte slices.
+
+use super::convert::{Encoded, PixelFormat, RawLayout, Samples, fourcc_str};
+
+/// One plane of a driver's frame: which buffer it is in, where it starts, and its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Plane {
+    /// The memory plane (driver buffer) holding it.
+    pub(super) buffer: usize,
+    /// Where it starts in that buffer.
+    pub(super) offset: usize,
+    /// Bytes from one row to the next.
+    pub(super) stride: usize,
+    /// Bytes of samples in a row.
+    pub(super) row: usize,
+    /// Rows.
+    pub(super) rows: usize,
+}
+
+impl Plane {
+    /// Where its last sample ends in its buffer (the last row needs no padding).
+    fn end(&self) -> usize {
+        self.offset + self.stride * (self.rows - 1) + self.row
+    }
+
+    /// Row `r` of the plane, in `data` (its buffer, checked long enough).
+    fn row_in<'a>(&self, data: &'a [u8], r: usize) -> &'a [u8] {
+        let start = self.offset + r * self.stride;
+        &data[start..start + self.row]
+    }
+}
+
+/// How the driver lays a frame out: its format, and its planes in memory order (luma first,
+/// then chroma: one plane of pairs, or two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct DriverFrame {
+    /// The driver's pixel format.
+    pub(super) format: PixelFormat,
+    planes: [Plane; 3],
+    count: usize,
+}
+
+impl DriverFrame {
+    /// The planes of a `width` x `height` frame of `format`, from the driver's `bytesperline`
+    /// of each memory plane (`strides`); the error says what does not fit.
+    pub(super) fn new(
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        strides: &[u32],
+    ) -> Result<DriverFrame, String> {
+        let fourcc = fourcc_str(format.fourcc());
+        if strides.len() != format.planes() {
+            return Err(format!(
+                "the driver stores {fourcc} in {} memory planes; mjpegd reads it in {}",
+                strides.len(),
+                format.planes()
+            ));
+        }
+        // Some drivers leave bytesperline at 0: rows are then contiguous.
+        let stride_or = |i: usize, min: usize| match strides[i] {
+            0 => min,
+            s => s as usize,
+        };
+        let mut planes = [Plane::default(); 3];
+        let count = match format.samples() {
+            Samples::Jpeg => return Err(format!("{fourcc} is passed through, not encoded")),
+            Samples::Packed { encoded, .. } => {
+                let row = encoded.min_stride(width);
+                planes[0] = Plane {
+                    buffer: 0,
+                    offset: 0,
+                    stride: stride_or(0, row),
+                    row,
+                    rows: height,
+                };
+                1
+            }
+            Samples::Split {
+                pairs,
+                h_sub,
+                v_sub,
+                ..
+            } => {
+                let (cw, ch) = (width.div_ceil(h_sub), height.div_ceil(v_sub));
+                let (crow, chroma_planes) = if pairs { (cw * 2, 1) } else { (cw, 2) };
+                if format.planes() == 1 {
+                    // One buffer: the chroma planes follow the luma, their stride derived from
+                    // its (V4L2's rule: the same bytes per sample, `h_sub` times fewer
+                    // samples). The smallest luma stride is the one whose chroma rows fit.
+                    let luma = stride_or(0, cw * h_sub);
+                    let chroma = if pairs {
+                        luma * 2 / h_sub
+                    } else {
+                        luma / h_sub
+                    };
+                    planes[0] = Plane {
+                        buffer: 0,
+                        offset: 0,
+                        stride: luma,
+                        row: width,
+                        rows: height,
+                    };
+                    for i in 0..chroma_planes {
+                        planes[1 + i] = Plane {
+                            buffer: 0,
+                            offset: luma * height + i * chroma * ch,
+                            stride: chroma,
+                            row: crow,
+                            rows: ch,
+                        };
+                    }
+                } else {
+                    planes[0] = Plane {
+                        buffer: 0,
+                        offset: 0,
+                        stride: stride_or(0, width),
+                        row: width,
+                        rows: height,
+                    };
+                    for i in 0..chroma_planes {
+                        planes[1 + i] = Plane {
+                            buffer: 1 + i,
+                            offset: 0,
+                            stride: stride_or(1 + i, crow),
+                            row: crow,
+                            rows: ch,
+                        };
+                    }
+                }
+                1 + chroma_planes
+            }
+        };
+        for (i, p) in planes[..count].iter().enumerate() {
+            if p.stride < p.row {
+                let which = if i == 0 { "" } else { " of chroma" };
+                return Err(format!(
+                    "driver reports {} bytes per row{which}, but {fourcc} needs {} at width \
+                     {width}",
+                    p.stride, p.row
+                ));
+            }
+        }
+        Ok(DriverFrame {
+            format,
+            planes,
+            count,
+        })
+    }
+
+    /// The planes, luma first.
+    pub(super) fn planes(&self) -> &[Plane] {
+        &self.planes[..self.count]
+    }
+
+    /// True when the copy keeps the driver's rows as they are (packed formats, and NV12 in
+    /// one buffer): the encoder's frame then has the driver's stride.
+    pub(super) fn keeps_stride(&self) -> bool {
+        matches!(self.format.samples(), Samples::Packed { .. }) || self.format.is_direct()
+    }
+}
+
+impl RawLayout {
+    /// The frame in the driver's `buffers` (one per memory plane), copied into the layout the
+    /// encoder reads. Too few bytes in any buffer is a short frame.
+    pub(super) fn copy_out(&self, buffers: &[&[u8]]) -> Result<Vec<u8>, String> {
+        let d = &self.driver;
+        let (w, h) = (usize::from(self.width), usize::from(self.height));
+        let fourcc = fourcc_str(d.format.fourcc());
+        if buffers.len() != d.format.planes() {
+            return Err(format!(
+                "the driver gave {} memory planes for a {fourcc} frame",
+                buffers.len()
+            ));
+        }
+        let need = |i: usize| {
+            d.planes()
+                .iter()
+                .filter(|p| p.buffer == i)
+                .map(Plane::end)
+                .max()
+                .unwrap_or(0)
+        };
+        for (i, data) in buffers.iter().enumerate() {
+            let need = need(i);
+            if data.len() < need {
+                let plane = if buffers.len() > 1 {
+                    format!(" in memory plane {i}")
+                } else {
+                    String::new()
+                };
+                return Err(format!(
+                    "short frame: {} bytes{plane}, a {w}x{h} {fourcc} frame needs {need}",
+                    data.len()
+                ));
+            }
+        }
+        if d.format.is_direct() {
+            return Ok(buffers[0][..need(0)].to_vec());
+        }
+        let planes = d.planes();
+        let luma = planes[0];
+        match d.format.samples() {
+            Samples::Packed { swapped: true, .. } => {
+                let mut out = buffers[0][..luma.end()].to_vec();
+                // U and V swap places within each 4-byte pair of pixels.
+                let (a, b) = if self.format == Encoded::Yuyv {
+                    (1, 3)
+                } else {
+                    (0, 2)
+                };
+                for r in 0..h {
+                    let start = r * luma.stride;
+                    for pair in out[start..start + luma.row].chunks_exact_mut(4) {
+                        pair.swap(a, b);
+                    }
+                }
+                Ok(out)
+            }
+            Samples::Split {
+                pairs,
+                vu,
+                h_sub,
+                v_sub,
+            } => {
+                // (U, V) at chroma sample `j` of chroma row `r`.
+                let chroma = |r: usize, j: usize| -> (u8, u8) {
+                    let (first, second) = if pairs {
+                        let c = planes[1].row_in(buffers[planes[1].buffer], r);
+                        (c[2 * j], c[2 * j + 1])
+                    } else {
+                        let c1 = planes[1].row_in(buffers[planes[1].buffer], r);
+                        let c2 = planes[2].row_in(buffers[planes[2].buffer], r);
+                        (c1[j], c2[j])
+                    };
+                    if vu { (second, first) } else { (first, second) }
+                };
+                let luma_row = |r: usize| luma.row_in(buffers[luma.buffer], r);
+                let stride = self.stride;
+                let mut out = vec![0u8; self.frame_len()];
+                if v_sub == 2 {
+                    // NV12: the luma rows, then rows of (U, V) pairs, at one stride.
+                    let cw = w.div_ceil(2);
+                    for (r, row) in out.chunks_mut(stride).take(h).enumerate() {
+                        row[..w].copy_from_slice(luma_row(r));
+                        if w < row.len() {
+                            row[w] = row[w - 1];
+                        }
+                    }
+                    for cr in 0..h.div_ceil(2) {
+                        let start = stride * (h + cr);
+                        let row = &mut out[start..start + cw * 2];
+                        for (j, uv) in row.chunks_exact_mut(2).enumerate() {
+                            (uv[0], uv[1]) = chroma(cr, j);
+                        }
+                    }
+                } else {
+                    // YUYV: each pair of pixels with its chroma; 4:4:4 chroma is the mean of
+                    // the pair's two samples.
+                    for r in 0..h {
+                        let y = luma_row(r);
+                        let row = &mut out[r * stride..r * stride + self.format.min_stride(w)];
+                        for (k, px) in row.chunks_exact_mut(4).enumerate() {
+                            let (x0, x1) = (2 * k, (2 * k + 1).min(w - 1));
+                            let (u, v) = if h_sub == 2 {
+                                chroma(r, k)
+                            } else {
+                                let ((u0, v0), (u1, v1)) = (chroma(r, x0), chroma(r, x1));
+                                (mean(u0, u1), mean(v0, v1))
+                            };
+                            px.copy_from_slice(&[y[x0], u, y[x1], v]);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            // Packed and unswapped is direct (above); JPEG has no `RawLayout`.
+            Samples::Packed { .. } | Samples::Jpeg => Err(format!("{fourcc} needs no rearranging")),
+        }
+    }
+}
+
+/// The mean of two samples, rounded half up.
+fn mean(a: u8, b: u8) -> u8 {
+    ((u16::from(a) + u16::from(b)).div_ceil(2)) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::convert::tests::{COLOURS, assert_bar_colours, bars, studio_yuv};
+    use super::super::sys;
+    use super::*;
+
+    /// A `w` x `h` frame of `format` showing `COLOURS`' bars, written by the V4L2
+    /// specification's layout rules (not by the code under test): the driver's buffers and
+    /// each one's `bytesperline`. Rows carry `pad` bytes of 0xAA (scaled for one-buffer
+    /// planar formats, whose chroma stride is derived), and each extra buffer a little more.
+    fn driver_frame(
+        format: PixelFormat,
+        w: usize,
+        h: usize,
+        pad: usize,
+    ) -> (Vec<Vec<u8>>, Vec<u32>) {
+        let colour = |x: usize| studio_yuv(COLOURS[x.min(w - 1) * 4 / w]);
+        let code = format.code();
+        match format.samples() {
+            Samples::Packed { .. } => {
+                let (layout, data) = bars(direct_of(format), w, h, pad);
+                let mut data = data;
+                // YVYU and VYUY: YUYV and UYVY with U and V in each other's place.
+                let swap = match &code {
+                    b"YVYU" => Some((1, 3)),
+                    b"VYUY" => Some((0, 2)),
+                    _ => None,
+                };
+                if let Some((a, b)) = swap {
+                    for r in 0..h {
+                        let start = r * layout.stride;
+                        for p in data[start..start + (w.div_ceil(2)) * 4].chunks_exact_mut(4) {
+                            p.swap(a, b);
+                        }
+                    }
+                }
+                (vec![data], vec![layout.stride as u32])
+            }
+            Samples::Split {
+                pairs,
+                vu,
+                h_sub,
+                v_sub,
+            } => {
+                let (cw, ch) = (w.div_ceil(h_sub), h.div_ceil(v_sub));
+                let plane = |stride: usize, rows: usize, row: &dyn Fn(usize) -> Vec<u8>| {
+                    let mut p = Vec::new();
+                    for r in 0..rows {
+                        let mut bytes = row(r);
+                        bytes.resize(stride, 0xAA);
+                        p.extend_from_slice(&bytes);
+                    }
+                    p
+                };
+                let luma_row = |_: usize| (0..w).map(|x| colour(x)[0]).collect::<Vec<u8>>();
+                // Chroma sample j is the colour of the first pixel it covers.
+                let (first, second) = if vu { (2, 1) } else { (1, 2) };
+                let pair_row = |_: usize| {
+                    (0..cw)
+                        .flat_map(|j| {
+                            let c = colour(j * h_sub);
+                            [c[first], c[second]]
+                        })
+                        .collect::<Vec<u8>>()
+                };
+                let one_row = |k: usize| {
+                    move |_: usize| (0..cw).map(|j| colour(j * h_sub)[k]).collect::<Vec<u8>>()
+                };
+                if format.planes() == 1 {
+                    let luma = cw * h_sub + pad * h_sub;
+                    let chroma = if pairs {
+                        luma * 2 / h_sub
+                    } else {
+                        luma / h_sub
+                    };
+                    let mut data = plane(luma, h, &luma_row);
+                    if pairs {
+                        data.extend(plane(chroma, ch, &pair_row));
+                    } else {
+                        data.extend(plane(chroma, ch, &one_row(first)));
+                        data.extend(plane(chroma, ch, &one_row(second)));
+                    }
+                    (vec![data], vec![luma as u32])
+                } else {
+                    let strides = [w + pad, cw * 2 + pad + 2, cw + pad + 4];
+                    let mut buffers = vec![plane(strides[0], h, &luma_row)];
+                    if pairs {
+                        buffers.push(plane(strides[1], ch, &pair_row));
+                    } else {
+                        buffers.push(plane(strides[2], ch, &one_row(first)));
+                        buffers.push(plane(strides[2], ch, &one_row(second)));
+                    }
+                    let strides = match buffers.len() {
+                        2 => vec![strides[0], strides[1]],
+                        _ => vec![strides[0], strides[2], strides[2]],
+                    };
+                    (buffers, strides.into_iter().map(|s| s as u32).collect())
+                }
+            }
+            Samples::Jpeg => unreachable!("JPEG is not raw"),
+        }
+    }
+
+    /// The driver format that is `format`'s encoder layout as it is.
+    fn direct_of(format: PixelFormat) -> PixelFormat {
+        match format.encoded() {
+            Encoded::Yuyv => PixelFormat::Yuyv,
+            Encoded::Uyvy => PixelFormat::Uyvy,
+            Encoded::Nv12 => PixelFormat::Nv12,
+            Encoded::Rgb24 => PixelFormat::Rgb24,
+            Encoded::Bgr24 => PixelFormat::Bgr24,
+            Encoded::Grey => PixelFormat::Grey,
+        }
+    }
+
+    fn raw_formats() -> impl Iterator<Item = PixelFormat> {
+        PixelFormat::ALL.into_iter().filter(|f| !f.is_jpeg())
+    }
+
+    /// The rows of samples of an encoder frame (its padding left out).
+    fn sample_rows(layout: &RawLayout, data: &[u8]) -> Vec<Vec<u8>> {
+        let (w, h, s) = (
+            usize::from(layout.width),
+            usize::from(layout.height),
+            layout.stride,
+        );
+        let row = layout.format.min_stride(w);
+        match layout.format {
+            Encoded::Nv12 => (0..h)
+                .map(|r| data[r * s..r * s + w].to_vec())
+                .chain((0..h.div_ceil(2)).map(|r| data[s * (h + r)..s * (h + r) + row].to_vec()))
+                .collect(),
+            _ => (0..h).map(|r| data[r * s..r * s + row].to_vec()).collect(),
+        }
+    }
+
+    /// Every raw format, at even and odd sizes and with padded rows, copied out of its
+    /// driver buffers, encodes to the bars' colours; and except for 4:4:4 (whose chroma is
+    /// averaged in pairs), its samples are exactly those of the same picture written
+    /// directly in the encoder's layout.
+    #[test]
+    fn every_raw_format_is_copied_into_the_encoder_layout() {
+        for format in raw_formats() {
+            for (w, h, pad) in [(64, 32, 0), (64, 32, 16), (62, 18, 6), (61, 17, 6)] {
+                let what = format!("{} {w}x{h}+{pad}", fourcc_str(format.fourcc()));
+                let (buffers, strides) = driver_frame(format, w, h, pad);
+                let layout = RawLayout::new(
+                    format,
+                    w as u32,
+                    h as u32,
+                    &strides,
+                    sys::QUANTIZATION_LIM_RANGE,
+                )
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(layout.format, format.encoded(), "{what}");
+                let views: Vec<&[u8]> = buffers.iter().map(Vec::as_slice).collect();
+                let data = layout
+                    .copy_out(&views)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(data.len(), layout.frame_len(), "{what}");
+                assert_bar_colours(&what, &layout, &data, format == PixelFormat::Grey);
+                let s444 = matches!(format.samples(), Samples::Split { h_sub: 1, .. });
+                if !s444 {
+                    let (direct, reference) = bars(direct_of(format), w, h, 0);
+                    assert_eq!(
+                        sample_rows(&layout, &data),
+                        sample_rows(&direct, &reference),
+                        "{what}: samples differ from {:?}'s",
+                        direct_of(format)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Too few bytes in any buffer, or the wrong number of buffers, is an unusable frame,
+    /// never a read past the end.
+    #[test]
+    fn short_or_missing_planes_are_refused() {
+        for format in raw_formats() {
+            let (w, h) = (64, 32);
+            let (buffers, strides) = driver_frame(format, w, h, 4);
+            let layout = RawLayout::new(format, w as u32, h as u32, &strides, 0).expect("layout");
+            for i in 0..buffers.len() {
+                let mut views: Vec<&[u8]> = buffers.iter().map(Vec::as_slice).collect();
+                // The last row's padding is not needed; one sample less is.
+                let need = layout
+                    .driver
+                    .planes()
+                    .iter()
+                    .filter(|p| p.buffer == i)
+                    .map(Plane::end)
+                    .max()
+                    .expect("every buffer holds a plane");
+                views[i] = &buffers[i][..need];
+                assert!(layout.copy_out(&views).is_ok(), "{format:?} plane {i}");
+                views[i] = &buffers[i][..need - 1];
+                let e = layout.copy_out(&views).unwrap_err();
+                assert!(e.contains("short frame"), "{format:?}: {e}");
+                assert!(e.contains(&format!("needs {need}")), "{format:?}: {e}");
+            }
+            let views: Vec<&[u8]> = buffers.iter().map(Vec::as_slice).collect();
+            let e = layout.copy_out(&views[..views.len() - 1]).unwrap_err();
+            assert!(e.contains("memory planes"), "{format:?}: {e}");
+        }
+    }
+
+    /// The driver's numbers are checked: the plane count, and rows too short for the width,
+    /// luma or chroma.
+    #[test]
+    fn driver_planes_are_checked() {
+        let e = DriverFrame::new(PixelFormat::Nv12M, 64, 32, &[64]).unwrap_err();
+        assert!(
+            e.contains("in 1 memory planes; mjpegd reads it in 2"),
+            "{e}"
+        );
+        let e = DriverFrame::new(PixelFormat::Yuv420M, 64, 32, &[64, 31, 32]).unwrap_err();
+        assert!(e.contains("31 bytes per row of chroma"), "{e}");
+        assert!(e.contains("needs 32"), "{e}");
+        let e = DriverFrame::new(PixelFormat::Nv21, 64, 32, &[60]).unwrap_err();
+        assert!(e.contains("60 bytes per row, but NV21 needs 64"), "{e}");
+        // One-buffer YU12 at an odd width: the derived chroma stride must hold a chroma row.
+        let e = DriverFrame::new(PixelFormat::Yuv420, 61, 32, &[61]).unwrap_err();
+        assert!(e.contains("of chroma"), "{e}");
+        assert!(DriverFrame::new(PixelFormat::Yuv420, 61, 32, &[62]).is_ok());
+        // Zero means contiguous rows.
+        let f = DriverFrame::new(PixelFormat::Yuv420M, 64, 32, &[0, 0, 0]).expect("ok");
+        assert_eq!(
+            f.planes().iter().map(|p| p.stride).collect::<Vec<_>>(),
+            [64, 32, 32]
+        );
+        // One-buffer planes follow each other.
+        let f = DriverFrame::new(PixelFormat::Yvu420, 64, 32, &[80]).expect("ok");
+        assert_eq!(
+            f.planes()
+                .iter()
+                .map(|p| (p.offset, p.stride))
+                .collect::<Vec<_>>(),
+            [(0, 80), (80 * 32, 40), (80 * 32 + 40 * 16, 40)]
+        );
+        let f = DriverFrame::new(PixelFormat::Nv24, 64, 32, &[64]).expect("ok");
+        assert_eq!(
+            f.planes()[1].stride,
+            128,
+            "4:4:4 pairs: twice the luma stride"
+        );
+    }
+
+    /// Every format has its own code, parses by it, and has its planes and layout.
+    #[test]
+    fn format_table() {
+        let mut codes: Vec<[u8; 4]> = PixelFormat::ALL.iter().map(|f| f.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), PixelFormat::ALL.len(), "codes are unique");
+        for f in PixelFormat::ALL {
+            let code = String::from_utf8_lossy(&f.code()).trim().to_lowercase();
+            assert_eq!(PixelFormat::parse(&code), Some(f), "{code}");
+            assert_eq!(PixelFormat::from_fourcc(f.fourcc()), Some(f));
+        }
+        assert_eq!(PixelFormat::parse("I420"), Some(PixelFormat::Yuv420));
+        assert_eq!(PixelFormat::parse("nv21m"), Some(PixelFormat::Nv21M));
+        assert_eq!(PixelFormat::parse("yuv420m"), Some(PixelFormat::Yuv420M));
+        assert_eq!(PixelFormat::Yuv420M.planes(), 3);
+        assert_eq!(PixelFormat::Nv61M.planes(), 2);
+        assert_eq!(PixelFormat::Nv24.encoded(), Encoded::Yuyv);
+        assert_eq!(PixelFormat::Yvu420.encoded(), Encoded::Nv12);
+        assert_eq!(PixelFormat::Vyuy.encoded(), Encoded::Uyvy);
+        assert_eq!(PixelFormat::ALL.last(), Some(&PixelFormat::Grey));
+    }
+}
