@@ -230,17 +230,19 @@ impl RawLayout {
                 h_sub,
                 v_sub,
             } => {
-                // (U, V) at chroma sample `j` of chroma row `r`.
-                let chroma = |r: usize, j: usize| -> (u8, u8) {
-                    let (first, second) = if pairs {
-                        let c = planes[1].row_in(buffers[planes[1].buffer], r);
-                        (c[2 * j], c[2 * j + 1])
+                // Chroma row `r` as its U and V samples: every `step`-th byte from the start.
+                let chroma_row = |r: usize| -> (&[u8], &[u8], usize) {
+                    let c1 = planes[1].row_in(buffers[planes[1].buffer], r);
+                    let (first, second, step) = if pairs {
+                        (c1, &c1[1..], 2)
                     } else {
-                        let c1 = planes[1].row_in(buffers[planes[1].buffer], r);
-                        let c2 = planes[2].row_in(buffers[planes[2].buffer], r);
-                        (c1[j], c2[j])
+                        (c1, planes[2].row_in(buffers[planes[2].buffer], r), 1)
                     };
-                    if vu { (second, first) } else { (first, second) }
+                    if vu {
+                        (second, first, step)
+                    } else {
+                        (first, second, step)
+                    }
                 };
                 let luma_row = |r: usize| luma.row_in(buffers[luma.buffer], r);
                 let stride = self.stride;
@@ -257,23 +259,32 @@ impl RawLayout {
                     for cr in 0..h.div_ceil(2) {
                         let start = stride * (h + cr);
                         let row = &mut out[start..start + cw * 2];
-                        for (j, uv) in row.chunks_exact_mut(2).enumerate() {
-                            (uv[0], uv[1]) = chroma(cr, j);
+                        let (u, v, step) = chroma_row(cr);
+                        if pairs && !vu {
+                            row.copy_from_slice(&u[..cw * 2]);
+                        } else {
+                            let samples = u.iter().step_by(step).zip(v.iter().step_by(step));
+                            for (uv, (&u, &v)) in row.chunks_exact_mut(2).zip(samples) {
+                                uv.copy_from_slice(&[u, v]);
+                            }
                         }
                     }
                 } else {
                     // YUYV: each pair of pixels with its chroma; 4:4:4 chroma is the mean of
                     // the pair's two samples.
-                    for r in 0..h {
+                    let row_len = self.format.min_stride(w);
+                    for (r, row) in out.chunks_mut(stride).take(h).enumerate() {
                         let y = luma_row(r);
-                        let row = &mut out[r * stride..r * stride + self.format.min_stride(w)];
-                        for (k, px) in row.chunks_exact_mut(4).enumerate() {
+                        let (u, v, step) = chroma_row(r);
+                        for (k, px) in row[..row_len].chunks_exact_mut(4).enumerate() {
                             let (x0, x1) = (2 * k, (2 * k + 1).min(w - 1));
                             let (u, v) = if h_sub == 2 {
-                                chroma(r, k)
+                                (u[k * step], v[k * step])
                             } else {
-                                let ((u0, v0), (u1, v1)) = (chroma(r, x0), chroma(r, x1));
-                                (mean(u0, u1), mean(v0, v1))
+                                (
+                                    mean(u[x0 * step], u[x1 * step]),
+                                    mean(v[x0 * step], v[x1 * step]),
+                                )
                             };
                             px.copy_from_slice(&[y[x0], u, y[x1], v]);
                         }
@@ -561,5 +572,65 @@ mod tests {
         assert_eq!(PixelFormat::Yvu420.encoded(), Encoded::Nv12);
         assert_eq!(PixelFormat::Vyuy.encoded(), Encoded::Uyvy);
         assert_eq!(PixelFormat::ALL.last(), Some(&PixelFormat::Grey));
+    }
+}
+
+/// What the copy out of the driver's buffer costs per format, next to the encode it precedes.
+/// A measurement for BENCHMARKS.md, not a check:
+/// `cargo test --release -p mjpegd --lib -- --ignored --nocapture measure_copy_out`.
+#[cfg(test)]
+mod measure {
+    use std::time::Instant;
+
+    use super::super::convert::{PixelFormat, RawLayout};
+
+    #[test]
+    #[ignore = "a measurement: prints milliseconds per 720p frame for BENCHMARKS.md"]
+    fn measure_copy_out() {
+        let (w, h) = (1280usize, 720usize);
+        let formats = [
+            "YUYV", "NV12", "YVYU", "NV21", "YU12", "NV16", "422P", "NV24", "NM12", "YM12", "YM24",
+        ];
+        println!("| format | copy out ms | encode ms (q80) |");
+        println!("| --- | ---: | ---: |");
+        for name in formats {
+            let format = PixelFormat::parse(name).expect("a format");
+            let buffers: Vec<u32> = vec![0; format.planes()];
+            let layout = RawLayout::new(format, w as u32, h as u32, &buffers, 0).expect("layout");
+            // A picture with detail (a gradient in every plane), each plane in its buffer.
+            let data: Vec<Vec<u8>> = (0..format.planes())
+                .map(|i| {
+                    let need = layout
+                        .driver
+                        .planes()
+                        .iter()
+                        .filter(|p| p.buffer == i)
+                        .map(|p| p.offset + p.stride * p.rows)
+                        .max()
+                        .unwrap_or(0);
+                    (0..need).map(|j| (j * 7 + j / 1280) as u8).collect()
+                })
+                .collect();
+            let views: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+            let best = |f: &mut dyn FnMut()| {
+                (0..3)
+                    .map(|_| {
+                        let t = Instant::now();
+                        for _ in 0..50 {
+                            f();
+                        }
+                        t.elapsed().as_secs_f64() * 1000.0 / 50.0
+                    })
+                    .fold(f64::MAX, f64::min)
+            };
+            let copy = best(&mut || {
+                std::hint::black_box(layout.copy_out(&views).expect("copies"));
+            });
+            let frame = layout.copy_out(&views).expect("copies");
+            let encode = best(&mut || {
+                std::hint::black_box(layout.encode(&frame, 80));
+            });
+            println!("| {name} | {copy:.2} | {encode:.2} |");
+        }
     }
 }
