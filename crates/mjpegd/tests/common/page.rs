@@ -84,8 +84,12 @@ pub trait Page {
     /// navigation before the old document is gone, so until then scripts may run in the old
     /// one, or fail with its context destroyed.
     fn navigate(&mut self, url: &str) {
+        // The old document is marked first: when `url` is the page already shown, its
+        // location alone cannot tell the new document from the old one, which is about to go.
+        let _ = self.try_eval_json("(window.mjpegdOldDocument = true, null)");
         self.start_navigation(url);
-        let at = "document.readyState === 'loading' ? null : location.href";
+        let at =
+            "window.mjpegdOldDocument || document.readyState === 'loading' ? null : location.href";
         let limit = self.answer_wait();
         let _ = wait_until(
             &format!("the page at {url}"),
