@@ -48,10 +48,13 @@ mod linux {
     const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
     /// Raw formats in one buffer to compare, with the reference first: each the encoder
     /// reads as it is, then each the copy out of the driver's buffer rearranges.
-    const FORMATS: [&str; 16] = [
+    const FORMATS: [&str; 32] = [
         "RGB3", "YUYV", "UYVY", "NV12", "BGR3", "GREY", "YVYU", "VYUY", "NV21", "YU12", "YV12",
-        "NV16", "NV61", "422P", "NV24", "NV42",
+        "NV16", "NV61", "422P", "NV24", "NV42", "XR24", "AR24", "BGR4", "XB24", "AB24", "BX24",
+        "BA24", "RGB4", "RX24", "RA24", "RGBP", "RGBR", "Y10", "Y12", "Y16", "Y16_BE",
     ];
+    /// Luma-only formats, compared by brightness.
+    const GREY_FORMATS: [&str; 5] = ["GREY", "Y10", "Y12", "Y16", "Y16_BE"];
     /// Formats in two or three buffers, which exist only on the multi-planar API.
     const MPLANE_FORMATS: [&str; 10] = [
         "NM12", "NM21", "NM16", "NM61", "YM12", "YM21", "YM16", "YM61", "YM24", "YM42",
@@ -226,7 +229,7 @@ mod linux {
     /// the reference's (its luma, for grey).
     fn compare(format: &str, colours: &[[u8; 3]], reference: &[[u8; 3]]) -> Result<(), String> {
         for (bar, (got, want)) in colours.iter().zip(reference).enumerate() {
-            let ok = if format == "GREY" {
+            let ok = if GREY_FORMATS.contains(&format) {
                 lumas(*want)
                     .iter()
                     .any(|l| got[0].abs_diff(*l) <= TOLERANCE)

@@ -68,6 +68,31 @@ pub(super) enum PixelFormat {
     Rgb24,
     /// `BGR3`: 24-bit BGR.
     Bgr24,
+    /// `XR24` (XBGR32): 32-bit B, G, R, padding (capture cards, the DRM XRGB8888 layout).
+    Xbgr32,
+    /// `AR24` (ABGR32): B, G, R, alpha.
+    Abgr32,
+    /// `BGR4` (BGR32): B, G, R, padding or alpha.
+    Bgr32,
+    /// `XB24` (RGBX32): R, G, B, padding.
+    Rgbx32,
+    /// `AB24` (RGBA32): R, G, B, alpha.
+    Rgba32,
+    /// `BX24` (XRGB32): padding, R, G, B.
+    Xrgb32,
+    /// `BA24` (ARGB32): alpha, R, G, B.
+    Argb32,
+    /// `RGB4` (RGB32): padding or alpha, R, G, B.
+    Rgb32,
+    /// `RX24` (BGRX32): padding, B, G, R.
+    Bgrx32,
+    /// `RA24` (BGRA32): alpha, B, G, R.
+    Bgra32,
+    /// `RGBP` (RGB565): 16-bit little-endian words, 5 bits red, 6 green, 5 blue (small
+    /// sensors, thermal camera boards).
+    Rgb565,
+    /// `RGBR` (RGB565X): the same words big-endian.
+    Rgb565X,
     /// `NV24`: 4:4:4, a Y plane then an interleaved UV plane of full size (HDMI receivers).
     Nv24,
     /// `NV42`: NV24 with V before U.
@@ -76,8 +101,16 @@ pub(super) enum PixelFormat {
     Yuv444M,
     /// `YM42` (YVU444M): the same with V before U.
     Yvu444M,
-    /// `GREY`: 8-bit luma. Last: a colour camera that offers it offers colour too.
+    /// `GREY`: 8-bit luma. After colour: a colour camera that offers it offers colour too.
     Grey,
+    /// `Y10 `: 10-bit luma in little-endian 16-bit words (monochrome industrial sensors).
+    Y10,
+    /// `Y12 `: 12-bit luma, the same way.
+    Y12,
+    /// `Y16 `: 16-bit luma, little-endian.
+    Y16,
+    /// `Y16 ` with the big-endian flag: 16-bit luma, big-endian.
+    Y16Be,
 }
 
 /// The layouts the JPEG encoder reads, which every raw format is copied into.
@@ -124,6 +157,23 @@ pub(super) enum Samples {
         /// U and V are in each other's place.
         swapped: bool,
     },
+    /// 32-bit RGB with alpha or padding: R, G and B at these byte offsets of each pixel.
+    Rgb32 {
+        /// Byte offsets of red, green and blue.
+        rgb: [usize; 3],
+    },
+    /// 16-bit RGB 5-6-5, in little-endian words unless `be`.
+    Rgb565 {
+        /// Big-endian words.
+        be: bool,
+    },
+    /// Luma in 16-bit words with `bits` significant bits, little-endian unless `be`.
+    Grey16 {
+        /// Significant bits: 10, 12 or 16.
+        bits: u32,
+        /// Big-endian words.
+        be: bool,
+    },
     /// A luma plane, then chroma subsampled `h_sub` times across and `v_sub` times down,
     /// as interleaved pairs or as two planes, V first when `vu`.
     Split {
@@ -164,6 +214,24 @@ const fn jpeg(format: PixelFormat, code: &[u8; 4]) -> Spec {
     }
 }
 
+const fn rgb32(format: PixelFormat, code: &[u8; 4], rgb: [usize; 3]) -> Spec {
+    Spec {
+        format,
+        code: *code,
+        samples: Samples::Rgb32 { rgb },
+        buffers: 1,
+    }
+}
+
+const fn grey16(format: PixelFormat, code: [u8; 4], bits: u32, be: bool) -> Spec {
+    Spec {
+        format,
+        code,
+        samples: Samples::Grey16 { bits, be },
+        buffers: 1,
+    }
+}
+
 const fn split(
     format: PixelFormat,
     code: &[u8; 4],
@@ -196,7 +264,7 @@ const S444: (usize, usize) = (1, 1);
 
 /// Every supported format, in [`PixelFormat`]'s order (checked where [`PixelFormat::ALL`]
 /// is built).
-const SPECS: [Spec; 28] = {
+const SPECS: [Spec; 44] = {
     use PixelFormat as F;
     [
         jpeg(F::Mjpg, b"MJPG"),
@@ -222,11 +290,38 @@ const SPECS: [Spec; 28] = {
         split(F::Yvu422M, b"YM61", VU_PLANES, S422, 3),
         packed(F::Rgb24, b"RGB3", Encoded::Rgb24, false),
         packed(F::Bgr24, b"BGR3", Encoded::Bgr24, false),
+        rgb32(F::Xbgr32, b"XR24", [2, 1, 0]),
+        rgb32(F::Abgr32, b"AR24", [2, 1, 0]),
+        rgb32(F::Bgr32, b"BGR4", [2, 1, 0]),
+        rgb32(F::Rgbx32, b"XB24", [0, 1, 2]),
+        rgb32(F::Rgba32, b"AB24", [0, 1, 2]),
+        rgb32(F::Xrgb32, b"BX24", [1, 2, 3]),
+        rgb32(F::Argb32, b"BA24", [1, 2, 3]),
+        rgb32(F::Rgb32, b"RGB4", [1, 2, 3]),
+        rgb32(F::Bgrx32, b"RX24", [3, 2, 1]),
+        rgb32(F::Bgra32, b"RA24", [3, 2, 1]),
+        Spec {
+            format: F::Rgb565,
+            code: *b"RGBP",
+            samples: Samples::Rgb565 { be: false },
+            buffers: 1,
+        },
+        Spec {
+            format: F::Rgb565X,
+            code: *b"RGBR",
+            samples: Samples::Rgb565 { be: true },
+            buffers: 1,
+        },
         split(F::Nv24, b"NV24", UV_PAIRS, S444, 1),
         split(F::Nv42, b"NV42", VU_PAIRS, S444, 1),
         split(F::Yuv444M, b"YM24", UV_PLANES, S444, 3),
         split(F::Yvu444M, b"YM42", VU_PLANES, S444, 3),
         packed(F::Grey, b"GREY", Encoded::Grey, false),
+        grey16(F::Y10, *b"Y10 ", 10, false),
+        grey16(F::Y12, *b"Y12 ", 12, false),
+        grey16(F::Y16, *b"Y16 ", 16, false),
+        // `v4l2_fourcc_be`: the same code with the top bit set.
+        grey16(F::Y16Be, [b'Y', b'1', b'6', b' ' | 0x80], 16, true),
     ]
 };
 
@@ -266,10 +361,27 @@ impl PixelFormat {
         PixelFormat::ALL.into_iter().find(|f| f.fourcc() == fourcc)
     }
 
-    /// Parses a user's format name: the fourcc (`YUYV`, `MJPG`, any case) or a common alias.
+    /// Parses a user's format name: the fourcc (`YUYV`, `MJPG`, `Y16`, any case) or a common
+    /// alias.
     pub(super) fn parse(name: &str) -> Option<PixelFormat> {
         let upper = name.trim().to_ascii_uppercase();
+        // The one code that is not text: the big-endian flag is its top bit.
+        if matches!(upper.as_str(), "Y16_BE" | "Y16BE") {
+            return Some(PixelFormat::Y16Be);
+        }
         let alias = match upper.as_str() {
+            "XBGR32" => "XR24",
+            "ABGR32" => "AR24",
+            "BGR32" => "BGR4",
+            "RGBX32" => "XB24",
+            "RGBA32" => "AB24",
+            "XRGB32" => "BX24",
+            "ARGB32" => "BA24",
+            "RGB32" => "RGB4",
+            "BGRX32" => "RX24",
+            "BGRA32" => "RA24",
+            "RGB565" => "RGBP",
+            "RGB565X" => "RGBR",
             "MJPEG" => "MJPG",
             "YUY2" => "YUYV",
             "RGB" | "RGB24" => "RGB3",
@@ -292,7 +404,7 @@ impl PixelFormat {
         };
         PixelFormat::ALL
             .into_iter()
-            .find(|f| f.code() == alias.as_bytes())
+            .find(|f| f.code().trim_ascii_end() == alias.as_bytes())
     }
 
     /// Where the format keeps its samples.
@@ -314,6 +426,8 @@ impl PixelFormat {
     pub(super) fn encoded(self) -> Encoded {
         match self.samples() {
             Samples::Packed { encoded, .. } => encoded,
+            Samples::Rgb32 { .. } | Samples::Rgb565 { .. } => Encoded::Rgb24,
+            Samples::Grey16 { .. } => Encoded::Grey,
             // JPEG is passed through, never encoded: any answer would do.
             Samples::Split { v_sub: 2, .. } | Samples::Jpeg => Encoded::Nv12,
             Samples::Split { .. } => Encoded::Yuyv,
@@ -325,7 +439,10 @@ impl PixelFormat {
         match self.samples() {
             Samples::Packed { swapped, .. } => !swapped,
             Samples::Split { .. } => self == PixelFormat::Nv12,
-            Samples::Jpeg => false,
+            Samples::Jpeg
+            | Samples::Rgb32 { .. }
+            | Samples::Rgb565 { .. }
+            | Samples::Grey16 { .. } => false,
         }
     }
 
@@ -337,6 +454,8 @@ impl PixelFormat {
     fn is_full_range(self, quantization: u32) -> bool {
         match self.samples() {
             Samples::Jpeg
+            | Samples::Rgb32 { .. }
+            | Samples::Rgb565 { .. }
             | Samples::Packed {
                 encoded: Encoded::Rgb24 | Encoded::Bgr24,
                 ..
@@ -344,7 +463,7 @@ impl PixelFormat {
             _ => match quantization {
                 sys::QUANTIZATION_FULL_RANGE => true,
                 sys::QUANTIZATION_LIM_RANGE => false,
-                _ => self == PixelFormat::Grey,
+                _ => self.encoded() == Encoded::Grey,
             },
         }
     }

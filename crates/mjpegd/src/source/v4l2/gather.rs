@@ -72,8 +72,15 @@ impl DriverFrame {
         let mut planes = [Plane::default(); 3];
         let count = match format.samples() {
             Samples::Jpeg => return Err(format!("{fourcc} is passed through, not encoded")),
-            Samples::Packed { encoded, .. } => {
-                let row = encoded.min_stride(width);
+            Samples::Packed { .. }
+            | Samples::Rgb32 { .. }
+            | Samples::Rgb565 { .. }
+            | Samples::Grey16 { .. } => {
+                let row = match format.samples() {
+                    Samples::Rgb32 { .. } => width * 4,
+                    Samples::Rgb565 { .. } | Samples::Grey16 { .. } => width * 2,
+                    _ => format.encoded().min_stride(width),
+                };
                 planes[0] = Plane {
                     buffer: 0,
                     offset: 0,
@@ -292,9 +299,61 @@ impl RawLayout {
                 }
                 Ok(out)
             }
+            Samples::Rgb32 { rgb } => Ok(self.each_pixel(&luma, buffers[0], 4, |p, out| {
+                out.copy_from_slice(&[p[rgb[0]], p[rgb[1]], p[rgb[2]]]);
+            })),
+            Samples::Rgb565 { be } => Ok(self.each_pixel(&luma, buffers[0], 2, |p, out| {
+                let v = if be {
+                    u16::from_be_bytes([p[0], p[1]])
+                } else {
+                    u16::from_le_bytes([p[0], p[1]])
+                };
+                // 5 and 6 bits to 8, the top bits repeated below so white stays 255.
+                let (r, g, b) = ((v >> 11) as u8, (v >> 5 & 0x3f) as u8, (v & 0x1f) as u8);
+                out.copy_from_slice(&[r << 3 | r >> 2, g << 2 | g >> 4, b << 3 | b >> 2]);
+            })),
+            Samples::Grey16 { bits, be } => {
+                let shift = bits - 8;
+                let half = (1u32 << shift) >> 1;
+                Ok(self.each_pixel(&luma, buffers[0], 2, |p, out| {
+                    let v = if be {
+                        u16::from_be_bytes([p[0], p[1]])
+                    } else {
+                        u16::from_le_bytes([p[0], p[1]])
+                    };
+                    // Rounded to 8 bits; values past the stated bits (a driver's noise) clamp.
+                    out[0] = ((u32::from(v) + half) >> shift).min(255) as u8;
+                }))
+            }
             // Packed and unswapped is direct (above); JPEG has no `RawLayout`.
             Samples::Packed { .. } | Samples::Jpeg => Err(format!("{fourcc} needs no rearranging")),
         }
+    }
+}
+
+impl RawLayout {
+    /// A frame of `plane`'s pixels (`size` bytes each, in `data`), each turned by `pixel` into
+    /// the encoder's pixel (RGB or luma), in rows without padding.
+    fn each_pixel(
+        &self,
+        plane: &Plane,
+        data: &[u8],
+        size: usize,
+        pixel: impl Fn(&[u8], &mut [u8]),
+    ) -> Vec<u8> {
+        let (w, h) = (usize::from(self.width), usize::from(self.height));
+        let out_px = self.format.min_stride(1);
+        let mut out = vec![0u8; self.frame_len()];
+        for (r, row) in out.chunks_mut(self.stride).take(h).enumerate() {
+            let src = plane.row_in(data, r);
+            for (px, o) in src
+                .chunks_exact(size)
+                .zip(row[..w * out_px].chunks_exact_mut(out_px))
+            {
+                pixel(px, o);
+            }
+        }
+        out
     }
 }
 
@@ -402,6 +461,39 @@ mod tests {
                     (buffers, strides.into_iter().map(|s| s as u32).collect())
                 }
             }
+            Samples::Rgb32 { .. } | Samples::Rgb565 { .. } | Samples::Grey16 { .. } => {
+                let rgb = |x: usize| COLOURS[x * 4 / w];
+                let pixel = |x: usize| -> Vec<u8> {
+                    let [r, g, b] = rgb(x);
+                    match format.samples() {
+                        Samples::Rgb32 { rgb: at } => {
+                            let mut p = vec![0x55; 4];
+                            (p[at[0]], p[at[1]], p[at[2]]) = (r, g, b);
+                            p
+                        }
+                        Samples::Rgb565 { be } => {
+                            let v = u16::from(r >> 3) << 11
+                                | u16::from(g >> 2) << 5
+                                | u16::from(b >> 3);
+                            if be { v.to_be_bytes() } else { v.to_le_bytes() }.to_vec()
+                        }
+                        Samples::Grey16 { bits, be } => {
+                            let v = u16::from(colour(x)[0]) << (bits - 8);
+                            if be { v.to_be_bytes() } else { v.to_le_bytes() }.to_vec()
+                        }
+                        _ => unreachable!(),
+                    }
+                };
+                let row_len = pixel(0).len() * w;
+                let stride = row_len + pad;
+                let mut data = Vec::new();
+                for _ in 0..h {
+                    let mut row: Vec<u8> = (0..w).flat_map(pixel).collect();
+                    row.resize(stride, 0xAA);
+                    data.extend_from_slice(&row);
+                }
+                (vec![data], vec![stride as u32])
+            }
             Samples::Jpeg => unreachable!("JPEG is not raw"),
         }
     }
@@ -463,9 +555,14 @@ mod tests {
                     .copy_out(&views)
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert_eq!(data.len(), layout.frame_len(), "{what}");
-                assert_bar_colours(&what, &layout, &data, format == PixelFormat::Grey);
-                let s444 = matches!(format.samples(), Samples::Split { h_sub: 1, .. });
-                if !s444 {
+                let grey = format.encoded() == Encoded::Grey;
+                assert_bar_colours(&what, &layout, &data, grey);
+                // 4:4:4 chroma is averaged in pairs, RGB 5-6-5 widened: not the same bytes.
+                let lossy = matches!(
+                    format.samples(),
+                    Samples::Split { h_sub: 1, .. } | Samples::Rgb565 { .. }
+                );
+                if !lossy {
                     let (direct, reference) = bars(direct_of(format), w, h, 0);
                     assert_eq!(
                         sample_rows(&layout, &data),
@@ -559,10 +656,18 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), PixelFormat::ALL.len(), "codes are unique");
         for f in PixelFormat::ALL {
+            assert_eq!(PixelFormat::from_fourcc(f.fourcc()), Some(f));
+            if f == PixelFormat::Y16Be {
+                continue;
+            }
             let code = String::from_utf8_lossy(&f.code()).trim().to_lowercase();
             assert_eq!(PixelFormat::parse(&code), Some(f), "{code}");
-            assert_eq!(PixelFormat::from_fourcc(f.fourcc()), Some(f));
         }
+        assert_eq!(PixelFormat::parse("Y16_BE"), Some(PixelFormat::Y16Be));
+        assert_eq!(fourcc_str(PixelFormat::Y16Be.fourcc()), "Y16.");
+        assert_eq!(PixelFormat::parse("xbgr32"), Some(PixelFormat::Xbgr32));
+        assert_eq!(PixelFormat::Xbgr32.encoded(), Encoded::Rgb24);
+        assert_eq!(PixelFormat::Y12.encoded(), Encoded::Grey);
         assert_eq!(PixelFormat::parse("I420"), Some(PixelFormat::Yuv420));
         assert_eq!(PixelFormat::parse("nv21m"), Some(PixelFormat::Nv21M));
         assert_eq!(PixelFormat::parse("yuv420m"), Some(PixelFormat::Yuv420M));
@@ -571,7 +676,13 @@ mod tests {
         assert_eq!(PixelFormat::Nv24.encoded(), Encoded::Yuyv);
         assert_eq!(PixelFormat::Yvu420.encoded(), Encoded::Nv12);
         assert_eq!(PixelFormat::Vyuy.encoded(), Encoded::Uyvy);
-        assert_eq!(PixelFormat::ALL.last(), Some(&PixelFormat::Grey));
+        assert!(
+            PixelFormat::ALL
+                .iter()
+                .skip_while(|&&f| f != PixelFormat::Grey)
+                .all(|f| f.encoded() == Encoded::Grey),
+            "luma only after every colour format"
+        );
     }
 }
 
