@@ -701,6 +701,7 @@ mod measure {
         let (w, h) = (1280usize, 720usize);
         let formats = [
             "YUYV", "NV12", "YVYU", "NV21", "YU12", "NV16", "422P", "NV24", "NM12", "YM12", "YM24",
+            "RGB3", "XR24", "RGBP", "GREY", "Y16",
         ];
         println!("| format | copy out ms | encode ms (q80) |");
         println!("| --- | ---: | ---: |");
