@@ -104,7 +104,7 @@ impl DriverFrame {
                     // samples). The smallest luma stride is the one whose chroma rows fit.
                     let luma = stride_or(0, cw * h_sub);
                     let chroma = if pairs {
-                        luma * 2 / h_sub
+                        luma.saturating_mul(2) / h_sub
                     } else {
                         luma / h_sub
                     };
@@ -118,7 +118,10 @@ impl DriverFrame {
                     for i in 0..chroma_planes {
                         planes[1 + i] = Plane {
                             buffer: 0,
-                            offset: luma * height + i * chroma * ch,
+                            // Saturating: absurd numbers are refused below.
+                            offset: luma
+                                .saturating_mul(height)
+                                .saturating_add(i.saturating_mul(chroma).saturating_mul(ch)),
                             stride: chroma,
                             row: crow,
                             rows: ch,
@@ -146,6 +149,18 @@ impl DriverFrame {
             }
         };
         for (i, p) in planes[..count].iter().enumerate() {
+            // A 32-bit machine cannot even address what absurd driver numbers describe.
+            let fits = p
+                .stride
+                .checked_mul(p.rows)
+                .and_then(|n| n.checked_add(p.offset))
+                .is_some_and(|n| n <= isize::MAX as usize);
+            if !fits {
+                return Err(format!(
+                    "driver reports {} bytes per row for {height} rows of {fourcc}, more than                      this machine can address",
+                    p.stride
+                ));
+            }
             if p.stride < p.row {
                 let which = if i == 0 { "" } else { " of chroma" };
                 return Err(format!(
