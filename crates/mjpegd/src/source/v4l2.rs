@@ -19,9 +19,12 @@
 mod controls;
 mod convert;
 mod device;
+mod format;
 mod gather;
 mod list;
 mod sys;
+#[cfg(test)]
+mod testing;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -33,8 +36,10 @@ use bytes::Bytes;
 pub use crate::jpeg::dht::ensure_huffman_tables;
 pub use list::list_devices;
 
-use self::convert::{PixelFormat, RawLayout, RawSurface, fourcc_str};
+use self::convert::RawSurface;
 use self::device::{Device, FrameInfo, Stream, fps_of};
+use self::format::{PixelFormat, fourcc_str};
+use self::gather::RawLayout;
 use super::{BoxFuture, Captured, Opener, Params, Source, SourceError, blocking};
 use crate::frame::Image;
 use crate::jpeg::{self, EndScanner, Scan};

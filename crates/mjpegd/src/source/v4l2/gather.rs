@@ -7,7 +7,7 @@
 //! becomes NV12, 4:2:2 and 4:4:4 become YUYV (4:4:4 chroma averaged in pairs of pixels, which
 //! the JPEG's own subsampling would drop anyway). Pure code over byte slices.
 
-use super::convert::{Encoded, PixelFormat, RawLayout, Samples, fourcc_str};
+use super::format::{Encoded, PixelFormat, Samples, fourcc_str};
 
 /// One plane of a driver's frame: which buffer it is in, where it starts, and its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -186,6 +186,71 @@ impl DriverFrame {
     /// one buffer): the encoder's frame then has the driver's stride.
     pub(super) fn keeps_stride(&self) -> bool {
         matches!(self.format.samples(), Samples::Packed { .. }) || self.format.is_direct()
+    }
+}
+
+/// A raw frame as the encoder reads it, and where the driver puts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RawLayout {
+    /// The layout of the frame handed to the encoder.
+    pub(super) format: Encoded,
+    /// Width in pixels.
+    pub(super) width: u16,
+    /// Height in pixels.
+    pub(super) height: u16,
+    /// Bytes from one row to the next of the encoder's frame (of the luma plane for NV12).
+    pub(super) stride: usize,
+    /// YCbCr samples use the full 0-255 range rather than studio range.
+    pub(super) full_range: bool,
+    /// The driver's format and planes, which the copy out of its buffers reads.
+    pub(super) driver: DriverFrame,
+}
+
+impl RawLayout {
+    /// Checks the driver's numbers (`strides` are the `bytesperline` of each memory plane,
+    /// `quantization` is `v4l2_pix_format.quantization`); the error says what is wrong.
+    pub(super) fn new(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        strides: &[u32],
+        quantization: u32,
+    ) -> Result<RawLayout, String> {
+        let (Ok(w), Ok(h)) = (u16::try_from(width), u16::try_from(height)) else {
+            return Err(format!(
+                "{width}x{height} is larger than JPEG allows (65535)"
+            ));
+        };
+        if w == 0 || h == 0 {
+            return Err(format!("driver negotiated an empty {width}x{height} image"));
+        }
+        let driver = DriverFrame::new(format, w.into(), h.into(), strides)?;
+        let encoded = format.encoded();
+        Ok(RawLayout {
+            format: encoded,
+            width: w,
+            height: h,
+            // Packed rows and one-buffer NV12 are copied row for row, padding and all; the
+            // rest is rearranged into rows without padding.
+            stride: if driver.keeps_stride() {
+                driver.planes()[0].stride
+            } else {
+                encoded.min_stride(w.into())
+            },
+            full_range: format.is_full_range(quantization),
+            driver,
+        })
+    }
+
+    /// Bytes a complete frame occupies.
+    pub(super) fn frame_len(&self) -> usize {
+        let (h, stride) = (usize::from(self.height), self.stride);
+        let last_row = self.format.min_stride(self.width.into());
+        match self.format {
+            // The last row need not be padded to the full stride.
+            Encoded::Nv12 => stride * h + stride * (h.div_ceil(2) - 1) + last_row,
+            _ => stride * (h - 1) + last_row,
+        }
     }
 }
 
@@ -379,8 +444,8 @@ fn mean(a: u8, b: u8) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::convert::tests::{COLOURS, assert_bar_colours, bars, studio_yuv};
     use super::super::sys;
+    use super::super::testing::{COLOURS, assert_bar_colours, bars, studio_yuv};
     use super::*;
 
     /// A `w` x `h` frame of `format` showing `COLOURS`' bars, written by the V4L2
@@ -546,6 +611,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn layouts_check_the_driver_numbers() {
+        assert!(RawLayout::new(PixelFormat::Yuyv, 640, 480, &[1280], 0).is_ok());
+        assert!(RawLayout::new(PixelFormat::Yuyv, 640, 480, &[0], 0).is_ok());
+        let e = RawLayout::new(PixelFormat::Yuyv, 640, 480, &[1000], 0).unwrap_err();
+        assert!(e.contains("1280"), "{e}");
+        assert!(RawLayout::new(PixelFormat::Yuyv, 0, 480, &[1280], 0).is_err());
+        assert!(RawLayout::new(PixelFormat::Yuyv, 70_000, 480, &[140_000], 0).is_err());
+    }
+
     /// Every raw format, at even and odd sizes and with padded rows, copied out of its
     /// driver buffers, encodes to the bars' colours; and except for 4:4:4 (whose chroma is
     /// averaged in pairs), its samples are exactly those of the same picture written
@@ -708,7 +783,8 @@ mod tests {
 mod measure {
     use std::time::Instant;
 
-    use super::super::convert::{PixelFormat, RawLayout};
+    use super::super::format::PixelFormat;
+    use super::RawLayout;
 
     #[test]
     #[ignore = "a measurement: prints milliseconds per 720p frame for BENCHMARKS.md"]

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::convert::{PixelFormat, fourcc_str};
 use super::device::{Device, FrameRates, FrameSizes};
+use super::format::{PixelFormat, fourcc_str};
 use super::{format_fps, open_error, os_text};
 
 /// Most frame sizes listed per format; cameras offer a dozen or two.
